@@ -1,0 +1,206 @@
+"""Pure recurrent cells: Elman (simple RNN), LSTM and GRU.
+
+A cell is a frozen dataclass of static hyperparameters with pure methods
+
+    init(key, input_size)             -> params
+    initial_carry(batch_shape)        -> carry (zeros)
+    step(params, carry, x)            -> (carry, y)
+
+Params are a dict in PyTorch's layout, gates fused along the first axis:
+``w_ih [G*H, I]``, ``w_hh [G*H, H]``, ``b_ih [G*H]``, ``b_hh [G*H]`` (the
+biases are absent when ``use_bias=False``), G = 1 (Elman), 4 (LSTM), 3 (GRU).
+
+For speed a step is split in two: ``project_inputs`` computes
+``x W_ih^T + b_ih`` (done once for all time steps, outside the scan) and
+``step_projected`` does the rest.  ``step`` is the two composed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rnnlab import initializers
+
+Params = dict[str, jax.Array]
+
+ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+
+
+class LSTMState(NamedTuple):
+    """The LSTM carry: hidden state ``h`` and cell state ``c``, each ``[..., H]``."""
+
+    h: jax.Array
+    c: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cell:
+    """Hyperparameters shared by every cell (see ``rnnlab.initializers`` for the names)."""
+
+    hidden_size: int
+    use_bias: bool = True
+    input_init: str = "pytorch"
+    recurrent_init: str = "pytorch"
+    recurrent_gain: float = 1.0
+    spectral_radius: float | None = None
+    bias_init: str = "pytorch"
+
+    num_gates: ClassVar[int] = 1
+
+    def __post_init__(self):
+        if not isinstance(self.hidden_size, int) or isinstance(self.hidden_size, bool) or self.hidden_size < 1:
+            raise ValueError(f"hidden_size must be a positive int, got {self.hidden_size!r}")
+        initializers.check_name("input_init", self.input_init, initializers.INPUT_INITS)
+        initializers.check_name("recurrent_init", self.recurrent_init, initializers.RECURRENT_INITS)
+        initializers.check_name("bias_init", self.bias_init, initializers.BIAS_INITS)
+        if self.spectral_radius is not None and not self.spectral_radius > 0:
+            raise ValueError(f"spectral_radius must be > 0, got {self.spectral_radius!r}")
+
+    # -- parameters -------------------------------------------------------
+    def init(self, key: jax.Array, input_size: int, dtype=jnp.float32) -> Params:
+        if not isinstance(input_size, int) or input_size < 1:
+            raise ValueError(f"input_size must be a positive int, got {input_size!r}")
+        key_ih, key_hh, key_b = jax.random.split(key, 3)
+        G, H = self.num_gates, self.hidden_size
+        params = {
+            "w_ih": initializers.input_weights(self.input_init, key_ih, G, H, input_size, dtype),
+            "w_hh": initializers.recurrent_weights(
+                self.recurrent_init, key_hh, G, H, dtype, self.recurrent_gain, self.spectral_radius
+            ),
+        }
+        if self.use_bias:
+            params["b_ih"], params["b_hh"] = initializers.biases(self.bias_init, key_b, G, H, dtype)
+        return params
+
+    def param_specs(self, input_size: int, dtype=jnp.float32) -> dict[str, jax.ShapeDtypeStruct]:
+        """The shape of every parameter, for validation and for checkpoints."""
+        GH = self.num_gates * self.hidden_size
+        shapes = {"w_ih": (GH, input_size), "w_hh": (GH, self.hidden_size)}
+        if self.use_bias:
+            shapes.update(b_ih=(GH,), b_hh=(GH,))
+        return {name: jax.ShapeDtypeStruct(shape, dtype) for name, shape in shapes.items()}
+
+    def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32) -> Any:
+        return jnp.zeros(tuple(batch_shape) + (self.hidden_size,), dtype)
+
+    def carry_hidden(self, carry) -> jax.Array:
+        """The hidden state ``h`` inside a carry (the carry itself for Elman and GRU)."""
+        return carry
+
+    # -- the step ---------------------------------------------------------
+    def project_inputs(self, params: Params, x: jax.Array) -> jax.Array:
+        """``x W_ih^T + b_ih`` for inputs ``x [..., I]`` -> ``[..., G*H]``."""
+        xp = x @ params["w_ih"].T
+        return xp + params["b_ih"] if self.use_bias else xp
+
+    def recurrent_projection(self, params: Params, h: jax.Array) -> jax.Array:
+        """``h W_hh^T + b_hh`` -> ``[..., G*H]``."""
+        hp = h @ params["w_hh"].T
+        return hp + params["b_hh"] if self.use_bias else hp
+
+    def step(self, params: Params, carry, x: jax.Array):
+        return self.step_projected(params, carry, self.project_inputs(params, x))
+
+    def step_projected(self, params: Params, carry, xp: jax.Array):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class ElmanCell(_Cell):
+    r"""Elman's simple recurrent network (SRN), ``torch.nn.RNN``'s cell.
+
+        h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),   y_t = h_t
+
+    with ``act`` = ``"tanh"`` or ``"relu"``.
+    """
+
+    activation: str = "tanh"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+
+    def step_projected(self, params, h, xp):
+        h = ACTIVATIONS[self.activation](xp + self.recurrent_projection(params, h))
+        return h, h
+
+
+@dataclasses.dataclass(frozen=True)
+class LSTMCell(_Cell):
+    r"""Long short-term memory, ``torch.nn.LSTM``'s cell (gate order i, f, g, o).
+
+        i_t = σ(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)      input gate
+        f_t = σ(W_if x_t + b_if + W_hf h_{t-1} + b_hf)      forget gate
+        g_t = tanh(W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)   candidate
+        o_t = σ(W_io x_t + b_io + W_ho h_{t-1} + b_ho)      output gate
+        c_t = f_t * c_{t-1} + i_t * g_t
+        h_t = o_t * tanh(c_t),   y_t = h_t
+
+    ``W_i* = w_ih[k*H:(k+1)*H]`` for gate k in (i, f, g, o), likewise ``w_hh``,
+    ``b_ih``, ``b_hh``.  ``forget_bias``, when set, makes the forget gate's
+    total bias ``b_if + b_hf`` equal to it at init (``b_if = forget_bias``,
+    ``b_hf = 0``); ``None`` keeps the ``bias_init`` draw, as PyTorch does.
+    Nothing is added in the forward pass: the bias lives in the params.
+    """
+
+    forget_bias: float | None = None
+    num_gates: ClassVar[int] = 4
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.forget_bias is not None and not self.use_bias:
+            raise ValueError("forget_bias needs use_bias=True")
+
+    def init(self, key, input_size, dtype=jnp.float32):
+        params = super().init(key, input_size, dtype)
+        if self.forget_bias is not None:
+            H = self.hidden_size
+            params["b_ih"] = params["b_ih"].at[H : 2 * H].set(self.forget_bias)
+            params["b_hh"] = params["b_hh"].at[H : 2 * H].set(0.0)
+        return params
+
+    def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+        zeros = super().initial_carry(batch_shape, dtype)
+        return LSTMState(h=zeros, c=zeros)
+
+    def carry_hidden(self, carry):
+        return carry.h
+
+    def step_projected(self, params, carry, xp):
+        gates = xp + self.recurrent_projection(params, carry.h)
+        i, f, g, o = jnp.split(gates, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return LSTMState(h, c), h
+
+
+@dataclasses.dataclass(frozen=True)
+class GRUCell(_Cell):
+    r"""Gated recurrent unit in PyTorch's formulation (gate order r, z, n).
+
+        r_t = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)             reset gate
+        z_t = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)             update gate
+        n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))  candidate
+        h_t = (1 - z_t) * n_t + z_t * h_{t-1},   y_t = h_t
+
+    ``b_hn`` stays inside the reset product, which is why both biases exist.
+    """
+
+    num_gates: ClassVar[int] = 3
+
+    def step_projected(self, params, h, xp):
+        x_r, x_z, x_n = jnp.split(xp, 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(self.recurrent_projection(params, h), 3, axis=-1)
+        r = jax.nn.sigmoid(x_r + h_r)
+        z = jax.nn.sigmoid(x_z + h_z)
+        n = jnp.tanh(x_n + r * h_n)
+        h = (1.0 - z) * n + z * h
+        return h, h
+
+
+Cell = ElmanCell | LSTMCell | GRUCell

@@ -1,0 +1,125 @@
+"""Stacked and bidirectional recurrent layers, still pure.
+
+    layer = RNN(LSTMCell(128), num_layers=2, bidirectional=True)
+    params = layer.init(key, input_size)
+    outputs, final = layer.apply(params, x_bti, lengths=lengths_b)
+
+Semantics are PyTorch's ``nn.RNN``/``nn.LSTM``/``nn.GRU``:
+  * layer k's input is layer k-1's output (both directions concatenated);
+  * dropout between layers, never after the last, only when a
+    ``dropout_key`` is given (training);
+  * the backward direction reverses each sequence's valid prefix;
+  * outputs ``[B, T, D*H]`` (``[T, B, D*H]`` if not ``batch_first``), zero at
+    padding; ``final`` is ``h_n [D*L, B, H]`` for Elman/GRU and
+    ``LSTMState(h_n, c_n)`` for LSTM, with index ``layer * D + direction``.
+
+Params: ``{"l0": {"fwd": cell_params, "bwd": cell_params}, "l1": ...}``
+(``"bwd"`` only when bidirectional).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from rnnlab import validation
+from rnnlab.cells import Cell
+from rnnlab.scan import unroll
+
+DIRECTIONS = ("fwd", "bwd")
+
+
+@dataclasses.dataclass(frozen=True)
+class RNN:
+    """A stack of ``num_layers`` recurrent layers of ``cell``, optionally bidirectional."""
+
+    cell: Cell
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    batch_first: bool = True
+    unroll: int = 1
+    remat: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.num_layers, int) or self.num_layers < 1:
+            raise ValueError(f"num_layers must be a positive int, got {self.num_layers!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        return self.num_directions * self.cell.hidden_size
+
+    def layer_input_size(self, layer: int, input_size: int) -> int:
+        return input_size if layer == 0 else self.output_size
+
+    def init(self, key: jax.Array, input_size: int, dtype=jnp.float32):
+        keys = jax.random.split(key, self.num_layers * self.num_directions)
+        params = {}
+        for layer in range(self.num_layers):
+            size = self.layer_input_size(layer, input_size)
+            params[f"l{layer}"] = {
+                name: self.cell.init(keys[layer * self.num_directions + d], size, dtype)
+                for d, name in enumerate(DIRECTIONS[: self.num_directions])
+            }
+        return params
+
+    def param_specs(self, input_size: int, dtype=jnp.float32):
+        return {
+            f"l{layer}": {
+                name: self.cell.param_specs(self.layer_input_size(layer, input_size), dtype)
+                for name in DIRECTIONS[: self.num_directions]
+            }
+            for layer in range(self.num_layers)
+        }
+
+    def initial_carry(self, batch_size: int, dtype=jnp.float32):
+        """Zeros laid out like PyTorch's ``h_0`` (and ``c_0``): ``[D*L, B, H]``."""
+        return self.cell.initial_carry((self.num_layers * self.num_directions, batch_size), dtype)
+
+    def apply(self, params, x, lengths=None, initial_carry=None, *, dropout_key=None):
+        """Run the stack; see the module docstring for layouts.  Returns ``(outputs, final)``."""
+        time_major = not self.batch_first
+        try:
+            input_size = int(params["l0"]["fwd"]["w_ih"].shape[1])
+        except (KeyError, TypeError, AttributeError):
+            raise ValueError("params must come from RNN.init: {'l0': {'fwd': {...}}, ...}") from None
+        validation.check_tree_shapes(
+            "params", params, self.param_specs(input_size), hint=f" for {self}"
+        )
+        x = validation.check_sequence(x, time_major=time_major, input_size=input_size)
+        batch_size = x.shape[0 if self.batch_first else 1]
+        num_steps = x.shape[1 if self.batch_first else 0]
+        lengths = validation.check_lengths(lengths, batch_size, num_steps)
+        if initial_carry is not None:
+            expected = jax.eval_shape(lambda: self.initial_carry(batch_size, x.dtype))
+            validation.check_tree_shapes(
+                "initial_carry", initial_carry, expected, hint=" ([num_layers * num_directions, B, H])"
+            )
+
+        finals = []
+        for layer in range(self.num_layers):
+            if layer > 0 and self.dropout > 0 and dropout_key is not None:
+                dropout_key, sub = jax.random.split(dropout_key)
+                keep = jax.random.bernoulli(sub, 1.0 - self.dropout, x.shape)
+                x = jnp.where(keep, x / (1.0 - self.dropout), 0.0)
+            outputs = []
+            for d, name in enumerate(DIRECTIONS[: self.num_directions]):
+                index = layer * self.num_directions + d
+                carry0 = None if initial_carry is None else jax.tree.map(lambda a: a[index], initial_carry)
+                y, final = unroll(
+                    self.cell, params[f"l{layer}"][name], x,
+                    lengths=lengths, initial_carry=carry0, reverse=(name == "bwd"),
+                    time_major=time_major, unroll=self.unroll, remat=self.remat,
+                )
+                outputs.append(y)
+                finals.append(final)
+            x = jnp.concatenate(outputs, axis=-1) if len(outputs) > 1 else outputs[0]
+        return x, jax.tree.map(lambda *leaves: jnp.stack(leaves), *finals)

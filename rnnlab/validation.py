@@ -1,0 +1,69 @@
+"""Boundary checks with errors that name the problem.
+
+JAX fails silently in places (shapes broadcast, gathers clamp), so every
+public entry point checks its inputs here before tracing.  Shape and dtype
+checks work on tracers too; value checks (lengths in 1..T) run whenever the
+values are concrete, i.e. outside ``jit`` -- inside ``jit`` validate where the
+data is made (``rnnlab.data`` does).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_sequence(x, *, time_major: bool, input_size: int | None = None):
+    """``x`` must be a float array ``[B, T, I]`` (``[T, B, I]`` when time-major)."""
+    layout = "[T, B, I]" if time_major else "[B, T, I]"
+    x = jnp.asarray(x) if not isinstance(x, jax.Array) else x
+    if x.ndim != 3:
+        raise ValueError(f"inputs must have rank 3 {layout}, got shape {tuple(x.shape)}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(
+            f"inputs must be floating point, got dtype {x.dtype}; "
+            "embed integer token ids first (e.g. nn.Embed or jax.nn.one_hot)"
+        )
+    if input_size is not None and x.shape[-1] != input_size:
+        raise ValueError(f"inputs have feature size {x.shape[-1]} but the parameters expect input_size={input_size}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"inputs must have at least one step and one example, got shape {tuple(x.shape)}")
+    return x
+
+
+def check_lengths(lengths, batch_size: int, num_steps: int):
+    """``lengths`` must be integers ``[B]`` with every value in ``1..T``."""
+    if lengths is None:
+        return None
+    if not isinstance(lengths, jax.Array):
+        lengths = np.asarray(lengths)
+    if lengths.shape != (batch_size,):
+        raise ValueError(f"lengths must have shape (B,) = ({batch_size},), got {tuple(lengths.shape)}")
+    if not jnp.issubdtype(lengths.dtype, jnp.integer):
+        raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
+    if is_concrete(lengths):
+        values = np.asarray(lengths)
+        bad = (values < 1) | (values > num_steps)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"lengths must lie in 1..T = 1..{num_steps}; lengths[{i}] = {int(values[i])} "
+                f"({int(bad.sum())} of {batch_size} out of range)"
+            )
+    return jnp.asarray(lengths, jnp.int32)
+
+
+def check_tree_shapes(what: str, tree, expected, *, hint: str = ""):
+    """``tree`` must have ``expected``'s structure and leaf shapes (``expected`` has
+    ``jax.ShapeDtypeStruct`` leaves, e.g. from ``jax.eval_shape``)."""
+    got_def, want_def = jax.tree_util.tree_structure(tree), jax.tree_util.tree_structure(expected)
+    if got_def != want_def:
+        raise ValueError(f"{what} has structure {got_def}, expected {want_def}{hint}")
+    for (path, leaf), want in zip(jax.tree_util.tree_leaves_with_path(tree), jax.tree_util.tree_leaves(expected)):
+        if tuple(np.shape(leaf)) != tuple(want.shape):
+            raise ValueError(f"{what}{jax.tree_util.keystr(path)} has shape {tuple(np.shape(leaf))}, expected {tuple(want.shape)}{hint}")
