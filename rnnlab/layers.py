@@ -92,7 +92,9 @@ class RNN:
         except (KeyError, TypeError, AttributeError):
             raise ValueError("params must come from RNN.init: {'l0': {'fwd': {...}}, ...}") from None
         validation.check_tree_shapes(
-            "params", params, self.param_specs(input_size), hint=f" for {self}"
+            "params", params, self.param_specs(input_size),
+            hint=f" (this layer: {type(self.cell).__name__}({self.cell.hidden_size}), "
+            f"num_layers={self.num_layers}, bidirectional={self.bidirectional})",
         )
         x = validation.check_sequence(x, time_major=time_major, input_size=input_size)
         batch_size = x.shape[0 if self.batch_first else 1]

@@ -64,6 +64,10 @@ def check_tree_shapes(what: str, tree, expected, *, hint: str = ""):
     got_def, want_def = jax.tree_util.tree_structure(tree), jax.tree_util.tree_structure(expected)
     if got_def != want_def:
         raise ValueError(f"{what} has structure {got_def}, expected {want_def}{hint}")
-    for (path, leaf), want in zip(jax.tree_util.tree_leaves_with_path(tree), jax.tree_util.tree_leaves(expected)):
-        if tuple(np.shape(leaf)) != tuple(want.shape):
-            raise ValueError(f"{what}{jax.tree_util.keystr(path)} has shape {tuple(np.shape(leaf))}, expected {tuple(want.shape)}{hint}")
+    wrong = [
+        f"{what}{jax.tree_util.keystr(path)} has shape {tuple(np.shape(leaf))}, expected {tuple(want.shape)}"
+        for (path, leaf), want in zip(jax.tree_util.tree_leaves_with_path(tree), jax.tree_util.tree_leaves(expected))
+        if tuple(np.shape(leaf)) != tuple(want.shape)
+    ]
+    if wrong:
+        raise ValueError("; ".join(wrong) + hint)

@@ -1,0 +1,31 @@
+"""Shared test helpers: a record of the largest differences seen against references."""
+
+import collections
+
+import numpy as np
+import pytest
+
+# quantity -> (largest absolute difference, test that produced it)
+MAX_DIFFS: dict[str, tuple[float, str]] = collections.defaultdict(lambda: (0.0, ""))
+
+
+@pytest.fixture
+def assert_close(request):
+    """``assert_close(name, actual, expected, atol, rtol)``: assert and record the largest difference."""
+
+    def check(name, actual, expected, *, atol, rtol):
+        actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+        assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
+        diff = float(np.max(np.abs(actual - expected))) if actual.size else 0.0
+        if diff > MAX_DIFFS[name][0]:
+            MAX_DIFFS[name] = (diff, request.node.name)
+        np.testing.assert_allclose(actual, expected, atol=atol, rtol=rtol, err_msg=name)
+
+    return check
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MAX_DIFFS:
+        terminalreporter.section("largest differences against references")
+        for name, (diff, test) in sorted(MAX_DIFFS.items()):
+            terminalreporter.write_line(f"{name:40s} {diff:.3e}  ({test})")
