@@ -1,0 +1,112 @@
+"""Checkpoints: the one module that talks to Orbax.
+
+A checkpoint at step s holds two items:
+  * ``state``: any pytree of arrays (params, optimizer state, step, RNG key
+    data), restored into the structure, dtypes and devices of a target tree
+    built by the caller on the current machine -- so a checkpoint written on
+    a GPU restores on a CPU;
+  * ``meta``: JSON -- the data position, the vocabulary, the config, and a
+    SHA-256 digest of every array in ``state``.
+
+Saves are synchronous and atomic (Orbax writes a temporary folder and renames
+it), so a process killed mid-save leaves the previous checkpoints intact.  On
+restore the digest is checked: a truncated or corrupted latest checkpoint is
+reported with a warning and the previous one is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+import warnings
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+def tree_digest(tree) -> str:
+    """SHA-256 over every leaf's dtype, shape and bytes, in tree order."""
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(tree):
+        a = np.asarray(leaf)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+class CorruptCheckpointError(RuntimeError):
+    pass
+
+
+class Checkpointer:
+    """Save every ``every`` steps (and whenever asked), keep the last ``keep``."""
+
+    def __init__(self, directory: str | pathlib.Path, keep: int = 3, every: int = 0):
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self.directory = pathlib.Path(directory).absolute()
+        self.every = every
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, enable_async_checkpointing=False, cleanup_tmp_directories=True, create=True
+            ),
+        )
+
+    def steps(self) -> list[int]:
+        return sorted(self._manager.all_steps(read=True))
+
+    def path(self, step: int) -> pathlib.Path:
+        return self.directory / str(step)
+
+    def due(self, step: int) -> bool:
+        return self.every > 0 and step % self.every == 0
+
+    def save(self, step: int, state, meta: dict) -> None:
+        state = jax.device_get(state)
+        meta = dict(meta, step=int(step), digest=tree_digest(state))
+        self._manager.save(
+            int(step),
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+            force=True,
+        )
+        self._manager.wait_until_finished()
+
+    def restore(self, step: int, target):
+        """``(state, meta)`` of one step, checked against its digest."""
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        restored = self._manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
+        )
+        state, meta = restored["state"], dict(restored["meta"])
+        if jax.tree.structure(state) != jax.tree.structure(target):
+            raise CorruptCheckpointError(f"checkpoint {self.path(step)} holds a different state structure")
+        if tree_digest(state) != meta.get("digest"):
+            raise CorruptCheckpointError(f"checkpoint {self.path(step)} does not match its digest")
+        return state, meta
+
+    def restore_latest(self, target):
+        """The newest readable checkpoint as ``(step, state, meta)``, or None if there is none.
+
+        Unreadable checkpoints are skipped with a warning naming them.
+        """
+        for step in reversed(self.steps()):
+            try:
+                state, meta = self.restore(step, target)
+            except Exception as e:  # noqa: BLE001 - any failure to read means "corrupt"
+                warnings.warn(
+                    f"checkpoint at step {step} ({self.path(step)}) is unreadable "
+                    f"({type(e).__name__}: {str(e)[:200]}); trying the previous one",
+                    stacklevel=2,
+                )
+                continue
+            return step, state, meta
+        return None
+
+    def latest_path(self) -> pathlib.Path | None:
+        steps = self.steps()
+        return self.path(steps[-1]) if steps else None
+
+    def close(self) -> None:
+        self._manager.close()

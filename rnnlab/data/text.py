@@ -1,0 +1,200 @@
+"""Text: vocabularies, loading through Hugging Face ``datasets``, padding and windows.
+
+    text = load_text("corpus.txt")              # a file, a folder of .txt files, or a Hub dataset name
+    vocab = CharVocab.build(text)               # or WordVocab.build(text, min_freq=2)
+    ids = vocab.encode(text)                    # np.int32 [N]
+    batch = random_windows(ids, 64, 100, key)   # {"inputs": [64, 100], "targets": [64, 100]}
+
+Token ids are checked on the host against the vocabulary size before they
+reach a model: JAX gathers clamp out-of-range ids silently.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import pathlib
+
+import jax
+import numpy as np
+
+PAD, UNK = "<pad>", "<unk>"
+
+
+def check_token_ids(ids, vocab_size: int, what: str = "token ids") -> np.ndarray:
+    """Integer ids must lie in ``0..vocab_size-1``; returns them as a NumPy array."""
+    ids = np.asarray(ids)
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"{what} must be integers, got dtype {ids.dtype}")
+    bad = (ids < 0) | (ids >= vocab_size)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{what} must lie in 0..{vocab_size - 1} (vocabulary size {vocab_size}); "
+            f"found {int(ids[where])} at index {where if len(where) > 1 else where[0]}"
+        )
+    return ids
+
+
+@dataclasses.dataclass(frozen=True)
+class CharVocab:
+    """Characters (Unicode code points) seen in the training text, line breaks included."""
+
+    tokens: tuple[str, ...]
+
+    @classmethod
+    def build(cls, text: str) -> "CharVocab":
+        if not text:
+            raise ValueError("cannot build a vocabulary from empty text")
+        return cls(tuple(sorted(set(text))))
+
+    @property
+    def size(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def index(self) -> dict[str, int]:
+        return {ch: i for i, ch in enumerate(self.tokens)}
+
+    def encode(self, text: str) -> np.ndarray:
+        index = self.index
+        unknown = sorted(set(text) - index.keys())
+        if unknown:
+            raise ValueError(f"characters not in the vocabulary: {''.join(unknown)!r}")
+        return np.fromiter((index[ch] for ch in text), np.int32, len(text))
+
+    def decode(self, ids) -> str:
+        return "".join(self.tokens[i] for i in check_token_ids(ids, self.size).reshape(-1))
+
+    def to_dict(self) -> dict:
+        return {"kind": "char", "tokens": list(self.tokens)}
+
+
+def split_words(text: str, lowercase: bool = False) -> list[str]:
+    """Whitespace tokenisation (the seeds' ``text.split()``)."""
+    return (text.lower() if lowercase else text).split()
+
+
+@dataclasses.dataclass(frozen=True)
+class WordVocab:
+    """Words seen at least ``min_freq`` times; ``<pad>`` is id 0, ``<unk>`` id 1."""
+
+    tokens: tuple[str, ...]
+    lowercase: bool = False
+
+    @classmethod
+    def build(cls, text_or_texts, min_freq: int = 1, lowercase: bool = False, max_size: int | None = None):
+        texts = [text_or_texts] if isinstance(text_or_texts, str) else list(text_or_texts)
+        counts = collections.Counter(w for t in texts for w in split_words(t, lowercase))
+        if not counts:
+            raise ValueError("cannot build a vocabulary from text with no words")
+        # most frequent first, ties alphabetical: deterministic
+        words = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+        return cls((PAD, UNK) + tuple(words[:max_size]), lowercase)
+
+    @property
+    def size(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def word_to_index(self) -> dict[str, int]:
+        return {w: i for i, w in enumerate(self.tokens)}
+
+    @property
+    def pad_id(self) -> int:
+        return 0
+
+    @property
+    def unk_id(self) -> int:
+        return 1
+
+    def encode(self, text: str) -> np.ndarray:
+        index = self.word_to_index
+        return np.array([index.get(w, self.unk_id) for w in split_words(text, self.lowercase)], np.int32)
+
+    def decode(self, ids) -> str:
+        return " ".join(self.tokens[i] for i in check_token_ids(ids, self.size).reshape(-1))
+
+    def to_dict(self) -> dict:
+        return {"kind": "word", "tokens": list(self.tokens), "lowercase": self.lowercase}
+
+
+def vocab_from_dict(d: dict):
+    """Inverse of ``vocab.to_dict()`` (how checkpoints store vocabularies)."""
+    if d.get("kind") == "char":
+        return CharVocab(tuple(d["tokens"]))
+    if d.get("kind") == "word":
+        return WordVocab(tuple(d["tokens"]), bool(d.get("lowercase", False)))
+    raise ValueError(f"not a vocabulary: {d!r:.80}")
+
+
+# -- loading ------------------------------------------------------------------
+
+def default_corpus() -> str:
+    """English prose present on every Python installation: the standard library's
+    help topics (``pydoc_data.topics``, about 460k characters), for offline demos."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[name] for name in sorted(topics))
+
+
+def load_text(source: str | pathlib.Path, split: str = "train", column: str = "text") -> str:
+    """All text of a local file, a folder of ``.txt`` files (sorted by name) or a
+    Hugging Face dataset, loaded through ``datasets`` with line breaks kept."""
+    import datasets
+
+    path = pathlib.Path(source)
+    if path.is_file() or path.is_dir():
+        files = [path] if path.is_file() else sorted(path.rglob("*.txt"))
+        if not files:
+            raise ValueError(f"no .txt files under {path}")
+        # The text loader strips line breaks unless told not to; a character model needs them.
+        table = datasets.load_dataset(
+            "text", data_files=[str(f) for f in files], split=split, keep_linebreaks=True
+        )
+        return "".join(table["text"])
+    if str(source).startswith((".", "/", "~")):
+        raise FileNotFoundError(f"no such file or folder: {source}")
+    table = datasets.load_dataset(str(source), split=split)  # a Hub name: needs the network
+    if column not in table.column_names:
+        raise ValueError(f"dataset {source!r} has no column {column!r}; columns are {table.column_names}")
+    return "\n".join(table[column])
+
+
+# -- batching -----------------------------------------------------------------
+
+def pad_sequences(sequences, pad_id: int = 0, max_len: int | None = None):
+    """Right-pad id sequences: ``(ids [B, T] int32, lengths [B] int32)``.
+
+    Every sequence needs at least one token; longer ones are truncated to ``max_len``.
+    """
+    sequences = [np.asarray(s, np.int32)[:max_len] for s in sequences]
+    if not sequences or any(len(s) == 0 for s in sequences):
+        raise ValueError("pad_sequences needs at least one sequence and no empty sequence")
+    lengths = np.array([len(s) for s in sequences], np.int32)
+    ids = np.full((len(sequences), int(lengths.max()) if max_len is None else max_len), pad_id, np.int32)
+    for row, s in zip(ids, sequences):
+        row[: len(s)] = s
+    return ids, lengths
+
+
+def random_windows(ids: np.ndarray, batch_size: int, seq_len: int, key) -> dict:
+    """``batch_size`` random windows of a token stream: inputs and next-token targets ``[B, seq_len]``.
+
+    A pure function of ``key``: batch ``i`` of a run uses ``fold_in(key, i)``.
+    """
+    if len(ids) < seq_len + 1:
+        raise ValueError(f"a text of {len(ids)} tokens is shorter than one window of {seq_len} + 1")
+    starts = np.asarray(jax.random.randint(key, (batch_size,), 0, len(ids) - seq_len))
+    chunks = ids[starts[:, None] + np.arange(seq_len + 1)[None, :]]
+    return {"inputs": chunks[:, :-1], "targets": chunks[:, 1:]}
+
+
+def sequential_windows(ids: np.ndarray, seq_len: int) -> dict:
+    """Non-overlapping windows covering the stream once (for validation): ``[N, seq_len]``."""
+    count = (len(ids) - 1) // seq_len
+    if count < 1:
+        raise ValueError(f"a text of {len(ids)} tokens is shorter than one window of {seq_len} + 1")
+    inputs = ids[: count * seq_len].reshape(count, seq_len)
+    targets = ids[1 : count * seq_len + 1].reshape(count, seq_len)
+    return {"inputs": inputs, "targets": targets}

@@ -1,0 +1,186 @@
+"""The conventions every script in ``experiments/`` follows.
+
+* A config dataclass is the CLI: every field is a ``--flag`` (``--help`` lists
+  them with defaults); every config also has ``--out``, ``--seed``,
+  ``--steps``, ``--quick``, ``--resume``, ``--checkpoint-every``, ``--quiet``.
+* The output folder holds ``config.json``, ``metrics.jsonl`` (one JSON object
+  per logged step: ``step``, ``loss``, and ``model`` when a script trains
+  several), ``results.json`` and PNG figures, plus ``checkpoints/``.
+* ``--resume`` continues from the last good checkpoint exactly; without it an
+  output folder that already holds a run is never overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import types
+import typing
+
+# Fields that may change between a run and its resumption; any other difference is an error.
+RESUMABLE_FIELDS = {"out", "steps", "resume", "checkpoint_every", "keep_checkpoints", "quiet", "log_every"}
+
+
+@dataclasses.dataclass
+class BaseConfig:
+    out: str = "runs/experiment"
+    seed: int = 0
+    steps: int = 1000
+    quick: bool = False
+    resume: bool = False
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    quiet: bool = False
+
+    def apply_quick(self) -> None:
+        """Shrink the run for CI and a first look (scripts override)."""
+
+
+def _field_type(field, cls):
+    hint = typing.get_type_hints(cls)[field.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = args[0]
+    if typing.get_origin(hint) is tuple:
+        return "tuple", typing.get_args(hint)[0]
+    return "scalar", hint
+
+
+def parse_config(cls, argv=None, description: str | None = None):
+    """Build ``cls`` from command-line flags (``--field-name value``; ``--flag/--no-flag`` for bools)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for field in dataclasses.fields(cls):
+        flag = "--" + field.name.replace("_", "-")
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        kind, typ = _field_type(field, cls)
+        if typ is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif kind == "tuple":
+            parser.add_argument(flag, type=typ, nargs="+", default=default, help=f"default: {' '.join(map(str, default))}")
+        else:
+            parser.add_argument(flag, type=typ, default=default, help=f"default: {default}")
+    args = parser.parse_args(argv)
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()}
+    cfg = cls(**values)
+    if cfg.quick:
+        explicit = {a.split("=")[0][2:].replace("-", "_") for a in (argv or []) if a.startswith("--")}
+        cfg.apply_quick()
+        # flags given on the command line win over --quick's defaults
+        for name in explicit & values.keys():
+            setattr(cfg, name, values[name])
+    return cfg
+
+
+def config_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+class RunDir:
+    """An experiment's output folder."""
+
+    def __init__(self, cfg: BaseConfig):
+        self.cfg = cfg
+        self.path = pathlib.Path(cfg.out)
+        self.config_path = self.path / "config.json"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.results_path = self.path / "results.json"
+        holds_run = self.config_path.exists() or self.metrics_path.exists()
+        if holds_run and not cfg.resume:
+            raise FileExistsError(
+                f"{self.path} already holds a run; pass --resume to continue it or choose another --out"
+            )
+        if cfg.resume and self.config_path.exists():
+            check_compatible(json.loads(self.config_path.read_text()), config_dict(cfg))
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.config_path, config_dict(cfg))
+
+    def checkpoint_dir(self, name: str = "") -> pathlib.Path:
+        return self.path / "checkpoints" / name
+
+    def figure(self, name: str) -> pathlib.Path:
+        return self.path / f"{name}.png"
+
+    def truncate_metrics(self, model: str | None, after_step: int) -> None:
+        """Drop ``model``'s records past ``after_step`` (logged after the checkpoint a
+        resumed run restarts from), so the resumed file equals an uninterrupted one."""
+        if not self.metrics_path.exists():
+            return
+        kept = []
+        for line in self.metrics_path.read_text().splitlines():
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if record.get("model") == model and record["step"] > after_step:
+                continue
+            kept.append(line)
+        self.metrics_path.write_text("".join(f"{line}\n" for line in kept))
+
+    def logger(self, model: str | None = None):
+        def log(record: dict) -> None:
+            record = {"model": model, **record} if model is not None else record
+            with self.metrics_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+        return log
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def write_results(self, results: dict) -> None:
+        write_json(self.results_path, results)
+
+
+def check_compatible(saved: dict, current: dict) -> None:
+    """A resumed run must have the same config but for ``RESUMABLE_FIELDS``."""
+    differing = sorted(
+        k for k in saved.keys() | current.keys() if k not in RESUMABLE_FIELDS and saved.get(k) != current.get(k)
+    )
+    if differing:
+        detail = ", ".join(f"{k}: saved {saved.get(k)!r} vs now {current.get(k)!r}" for k in differing)
+        raise ValueError(f"cannot resume: the config differs from the saved run ({detail})")
+
+
+def write_json(path, obj) -> None:
+    path = pathlib.Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)  # atomic: a killed run never leaves half a file
+
+
+# -- checkpoints of a run -----------------------------------------------------
+
+def checkpoint_meta(cfg, data_position: int, vocab=None) -> dict:
+    """What a checkpoint records besides the arrays."""
+    return {
+        "config": config_dict(cfg),
+        "data_position": int(data_position),
+        "vocab": vocab.to_dict() if vocab is not None else None,
+    }
+
+
+def resume(checkpointer, target_state, cfg, vocab=None):
+    """``(state, step)`` from the newest good checkpoint, or ``(target_state, 0)`` if there is none.
+
+    A checkpoint of an incompatible config or another vocabulary is an error, not a silent restart.
+    """
+    found = checkpointer.restore_latest(target_state)
+    if found is None:
+        return target_state, 0
+    step, state, meta = found
+    check_compatible(meta["config"], config_dict(cfg))
+    saved_vocab, vocab_dict = meta.get("vocab"), (vocab.to_dict() if vocab is not None else None)
+    if saved_vocab != vocab_dict:
+        size = lambda v: len(v["tokens"]) if v else 0
+        raise ValueError(
+            f"cannot resume from {checkpointer.path(step)}: its vocabulary ({size(saved_vocab)} tokens) "
+            f"differs from this run's ({size(vocab_dict)} tokens)"
+        )
+    if meta["data_position"] != step:
+        raise ValueError(f"checkpoint {checkpointer.path(step)} records data position {meta['data_position']} "
+                         f"for step {step}")
+    return state, step

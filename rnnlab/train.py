@@ -1,0 +1,236 @@
+"""Training: Optax optimizers and clipping, a pure train step, and the loop.
+
+    optimizer = make_optimizer(OptimConfig(name="adam", learning_rate=1e-3, clip_norm=1.0), total_steps)
+    state = init_state(optimizer, params, key)
+    step = jax.jit(make_train_step(loss_fn, optimizer))     # or jax.jit(jax.vmap(...)) over seeds
+    state = fit(step, state, batch_fn, num_steps=3000, checkpointer=ckpt)
+
+``loss_fn(params, batch, key) -> (loss, aux)`` with ``aux`` a dict of scalars.
+The step logs the gradient's global norm *before* clipping (clipping hides
+explosions) and after, whether clipping fired, the norm of every parameter
+group's gradient and the learning rate.  The step's RNG key is
+``fold_in(state.key, state.step)``, so a resumed run draws the same keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    name: str = "adam"
+    learning_rate: float = 1e-3
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    decay_rate: float = 0.1  # exponential: lr * decay_rate ** (step / total_steps)
+    momentum: float = 0.9
+    clip_norm: float = 1.0  # clip_by_global_norm; 0 turns it off
+    clip_value: float = 0.0  # clip_by_value at ±clip_value; 0 turns it off
+
+    def __post_init__(self):
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.clip_norm < 0 or self.clip_value < 0:
+            raise ValueError("clip_norm and clip_value must be >= 0 (0 turns clipping off)")
+
+
+class Optimizer(NamedTuple):
+    """Clipping and the update rule as two Optax transformations, so the step can
+    measure the gradient between them."""
+
+    clip: optax.GradientTransformation
+    update: optax.GradientTransformation
+    schedule: optax.Schedule
+    clip_norm: float
+
+
+def make_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
+    lr, total = cfg.learning_rate, max(total_steps, 1)
+    if cfg.schedule == "constant":
+        return optax.constant_schedule(lr)
+    if cfg.schedule == "cosine":
+        return optax.cosine_decay_schedule(lr, total)
+    if cfg.schedule == "warmup_cosine":
+        warmup = min(cfg.warmup_steps, total - 1)
+        return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, total)
+    return optax.exponential_decay(lr, total, cfg.decay_rate)
+
+
+def make_optimizer(cfg: OptimConfig, total_steps: int) -> Optimizer:
+    schedule = make_schedule(cfg, total_steps)
+    update = {
+        "sgd": lambda: optax.sgd(schedule),
+        "momentum": lambda: optax.sgd(schedule, momentum=cfg.momentum),
+        "adam": lambda: optax.adam(schedule),
+        "rmsprop": lambda: optax.rmsprop(schedule),
+    }[cfg.name]()
+    clips = ([optax.clip(cfg.clip_value)] if cfg.clip_value else []) + (
+        [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm else []
+    )
+    return Optimizer(optax.chain(*clips), update, schedule, cfg.clip_norm)
+
+
+class TrainState(NamedTuple):
+    step: jax.Array  # int32 scalar: updates applied so far
+    params: Any
+    clip_state: Any
+    opt_state: Any
+    key: jax.Array  # raw key data (uint32), checkpoint-friendly
+
+
+def init_state(optimizer: Optimizer, params, key) -> TrainState:
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        clip_state=optimizer.clip.init(params),
+        opt_state=optimizer.update.init(params),
+        key=jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key,
+    )
+
+
+def group_norms(tree) -> dict[str, jax.Array]:
+    """The L2 norm of each parameter group (the leaves under one parent, e.g. one
+    recurrent layer direction or one Dense layer), keyed ``"rnn/l0/fwd"``."""
+    groups: dict[str, list] = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        keys = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path[:-1]]
+        groups.setdefault("/".join(keys) or "params", []).append(leaf)
+    return {name: optax.global_norm(leaves) for name, leaves in groups.items()}
+
+
+def make_train_step(loss_fn: Callable, optimizer: Optimizer) -> Callable:
+    """A pure ``(state, batch) -> (state, metrics)``; jit it, vmap it over seeds."""
+
+    def train_step(state: TrainState, batch):
+        key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key)
+        grad_norm = optax.global_norm(grads)
+        clipped, clip_state = optimizer.clip.update(grads, state.clip_state, state.params)
+        updates, opt_state = optimizer.update.update(clipped, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "grad_norm_clipped": optax.global_norm(clipped),
+            "clipped": (grad_norm > optimizer.clip_norm) if optimizer.clip_norm else jnp.zeros((), bool),
+            "learning_rate": optimizer.schedule(state.step),
+            "group_grad_norms": group_norms(grads),
+            **aux,
+        }
+        new_state = TrainState(state.step + 1, params, clip_state, opt_state, state.key)
+        return new_state, metrics
+
+    return train_step
+
+
+# -- the loop -----------------------------------------------------------------
+
+class NonFiniteError(FloatingPointError):
+    pass
+
+
+def to_json(metrics) -> dict:
+    """Host copies of metrics as JSON values.  A metric with a leading seed axis
+    ``m`` becomes ``m`` (the mean over seeds) and ``m_per_seed`` (the list)."""
+    out = {}
+    for name, value in metrics.items():
+        if isinstance(value, dict):
+            out[name] = to_json(value)
+            continue
+        a = np.asarray(value)
+        if a.ndim == 0:
+            out[name] = a.item()
+        else:
+            out[name] = float(np.mean(a))
+            out[f"{name}_per_seed"] = a.tolist()
+    return out
+
+
+def _progress_mode(progress: str) -> str:
+    if progress == "auto":
+        return "bar" if sys.stderr.isatty() else "lines"
+    if progress not in ("bar", "lines", "none"):
+        raise ValueError(f"progress must be auto, bar, lines or none, got {progress!r}")
+    return progress
+
+
+def fit(
+    step_fn: Callable,
+    state: TrainState,
+    batch_fn: Callable[[int], Any],
+    *,
+    num_steps: int,
+    log_every: int = 10,
+    log: Callable[[dict], None] | None = None,
+    checkpointer=None,
+    meta_fn: Callable[[int], dict] | None = None,
+    progress: str = "auto",
+    desc: str = "train",
+) -> TrainState:
+    """Run ``step_fn`` from ``state.step`` up to ``num_steps``.
+
+    Logs every ``log_every`` steps (and the last) through ``log``, checkpoints
+    when ``checkpointer.due(step)`` and at the end, and stops with
+    ``NonFiniteError`` -- naming the step and the last good checkpoint -- as soon
+    as the loss or the gradient norm is not finite (that state is never saved).
+    """
+    mode = _progress_mode(progress)
+    start = int(np.asarray(state.step).reshape(-1)[0])
+    bar = None
+    if mode == "bar":
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=num_steps, initial=start, desc=desc, dynamic_ncols=True)
+    t0, steps_done = time.perf_counter(), 0
+    meta_fn = meta_fn or (lambda step: {})
+    for step in range(start, num_steps):
+        state, metrics = step_fn(state, batch_fn(step))
+        loss, grad_norm = np.asarray(metrics["loss"]), np.asarray(metrics["grad_norm"])
+        finite = bool(np.all(np.isfinite(loss)) and np.all(np.isfinite(grad_norm)))
+        done = step + 1
+        steps_done += 1
+        if done % log_every == 0 or done == num_steps or not finite:
+            elapsed = time.perf_counter() - t0
+            record = {"step": done, **to_json(metrics), "steps_per_sec": steps_done / elapsed, "elapsed_s": elapsed}
+            if log is not None:
+                log(record)
+            if mode == "lines":
+                eta = (num_steps - done) * elapsed / steps_done
+                print(
+                    f"{desc} step {done}/{num_steps} loss {record['loss']:.4g} "
+                    f"grad_norm {record['grad_norm']:.3g} {record['steps_per_sec']:.1f} steps/s eta {eta:.0f}s",
+                    flush=True,
+                )
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(np.mean(loss)):.4g}", grad_norm=f"{float(np.mean(grad_norm)):.3g}")
+        if not finite:
+            if bar is not None:
+                bar.close()
+            last = checkpointer.latest_path() if checkpointer is not None else None
+            raise NonFiniteError(
+                f"{desc}: non-finite loss or gradient at step {done} (loss={loss.tolist()}, "
+                f"grad_norm={grad_norm.tolist()}); stopped without saving. Last good checkpoint: "
+                f"{last if last is not None else 'none'}"
+            )
+        if checkpointer is not None and (checkpointer.due(done) or done == num_steps):
+            checkpointer.save(done, state, meta_fn(done))
+    if bar is not None:
+        bar.close()
+    return state
