@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import pathlib
+import sys
 import types
 import typing
 
@@ -51,6 +52,7 @@ def _field_type(field, cls):
 
 def parse_config(cls, argv=None, description: str | None = None):
     """Build ``cls`` from command-line flags (``--field-name value``; ``--flag/--no-flag`` for bools)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     for field in dataclasses.fields(cls):
         flag = "--" + field.name.replace("_", "-")
@@ -66,7 +68,8 @@ def parse_config(cls, argv=None, description: str | None = None):
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()}
     cfg = cls(**values)
     if cfg.quick:
-        explicit = {a.split("=")[0][2:].replace("-", "_") for a in (argv or []) if a.startswith("--")}
+        explicit = {a.split("=")[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
+        explicit |= {name[3:] for name in explicit if name.startswith("no_")}
         cfg.apply_quick()
         # flags given on the command line win over --quick's defaults
         for name in explicit & values.keys():
@@ -75,7 +78,8 @@ def parse_config(cls, argv=None, description: str | None = None):
 
 
 def config_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
+    """The config as JSON values (tuples become lists), as config.json and checkpoints hold it."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
 class RunDir:

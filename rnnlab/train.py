@@ -83,7 +83,7 @@ def make_optimizer(cfg: OptimConfig, total_steps: int) -> Optimizer:
     clips = ([optax.clip(cfg.clip_value)] if cfg.clip_value else []) + (
         [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm else []
     )
-    return Optimizer(optax.chain(*clips), update, schedule, cfg.clip_norm)
+    return Optimizer(optax.chain(*clips) if clips else optax.identity(), update, schedule, cfg.clip_norm)
 
 
 class TrainState(NamedTuple):
@@ -111,7 +111,7 @@ def group_norms(tree) -> dict[str, jax.Array]:
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         keys = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path[:-1]]
         groups.setdefault("/".join(keys) or "params", []).append(leaf)
-    return {name: optax.global_norm(leaves) for name, leaves in groups.items()}
+    return {name: optax.tree.norm(leaves) for name, leaves in groups.items()}
 
 
 def make_train_step(loss_fn: Callable, optimizer: Optimizer) -> Callable:
@@ -120,14 +120,14 @@ def make_train_step(loss_fn: Callable, optimizer: Optimizer) -> Callable:
     def train_step(state: TrainState, batch):
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         clipped, clip_state = optimizer.clip.update(grads, state.clip_state, state.params)
         updates, opt_state = optimizer.update.update(clipped, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {
             "loss": loss,
             "grad_norm": grad_norm,
-            "grad_norm_clipped": optax.global_norm(clipped),
+            "grad_norm_clipped": optax.tree.norm(clipped),
             "clipped": (grad_norm > optimizer.clip_norm) if optimizer.clip_norm else jnp.zeros((), bool),
             "learning_rate": optimizer.schedule(state.step),
             "group_grad_norms": group_norms(grads),

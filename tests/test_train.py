@@ -1,0 +1,109 @@
+"""Training: the step against hand-computed updates, clipping metrics, the NaN stop."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from rnnlab.checkpoint import Checkpointer
+from rnnlab.train import (
+    NonFiniteError,
+    OptimConfig,
+    fit,
+    group_norms,
+    init_state,
+    make_optimizer,
+    make_train_step,
+)
+
+
+def quadratic_loss(params, batch, key):
+    """0.5 * ||A w - b||^2: its gradient is A^T (A w - b), by hand."""
+    r = batch["A"] @ params["layer"]["w"] - batch["b"]
+    return 0.5 * jnp.sum(r**2) + 0.0 * jnp.sum(params["head"]["v"]), {"residual": jnp.sum(r**2)}
+
+
+def problem(scale=1.0):
+    rng = np.random.default_rng(0)
+    batch = {"A": jnp.asarray(scale * rng.normal(size=(5, 3)), jnp.float32), "b": jnp.ones(5)}
+    params = {"layer": {"w": jnp.asarray(rng.normal(size=3), jnp.float32)}, "head": {"v": jnp.ones(2)}}
+    return params, batch
+
+
+def test_sgd_step_equals_hand_update_and_logs_unclipped_norm():
+    params, batch = problem(scale=10.0)  # large gradient: clipping fires
+    opt = make_optimizer(OptimConfig(name="sgd", learning_rate=0.1, clip_norm=1.0), 10)
+    step = jax.jit(make_train_step(quadratic_loss, opt))
+    state, metrics = step(init_state(opt, params, jax.random.key(0)), batch)
+    A, b, w = map(np.asarray, (batch["A"], batch["b"], params["layer"]["w"]))
+    g = A.T @ (A @ w - b)
+    norm = np.linalg.norm(g)
+    assert norm > 1.0
+    assert float(metrics["grad_norm"]) == pytest.approx(norm, rel=1e-5)  # before clipping
+    assert float(metrics["grad_norm_clipped"]) == pytest.approx(1.0, rel=1e-5)
+    assert bool(metrics["clipped"]) and float(metrics["learning_rate"]) == pytest.approx(0.1)
+    np.testing.assert_allclose(state.params["layer"]["w"], w - 0.1 * g / norm, rtol=1e-5)
+    assert float(metrics["group_grad_norms"]["layer"]) == pytest.approx(norm, rel=1e-5)
+    assert float(metrics["group_grad_norms"]["head"]) == 0.0
+    assert int(state.step) == 1
+
+
+def test_adam_and_schedules_follow_optax():
+    params, batch = problem()
+    for cfg in (OptimConfig(name="adam", learning_rate=0.01, clip_norm=0, schedule="cosine"),
+                OptimConfig(name="rmsprop", learning_rate=0.01, clip_norm=0),
+                OptimConfig(name="momentum", learning_rate=0.01, clip_norm=0, schedule="warmup_cosine", warmup_steps=2)):
+        opt = make_optimizer(cfg, 5)
+        step = jax.jit(make_train_step(quadratic_loss, opt))
+        state = init_state(opt, params, jax.random.key(0))
+        ref_tx = {"adam": optax.adam, "rmsprop": optax.rmsprop, "momentum": lambda s: optax.sgd(s, momentum=0.9)}[cfg.name](opt.schedule)
+        ref_params, ref_opt = params, ref_tx.init(params)
+        for _ in range(4):
+            state, m = step(state, batch)
+            g = jax.grad(lambda p: quadratic_loss(p, batch, None)[0])(ref_params)
+            updates, ref_opt = ref_tx.update(g, ref_opt, ref_params)
+            ref_params = optax.apply_updates(ref_params, updates)
+        np.testing.assert_allclose(state.params["layer"]["w"], ref_params["layer"]["w"], rtol=1e-5)
+        assert not bool(m["clipped"])
+
+
+def test_value_clipping_is_applied_before_norm_clipping():
+    params, batch = problem(scale=10.0)
+    opt = make_optimizer(OptimConfig(name="sgd", learning_rate=1.0, clip_norm=0, clip_value=0.5), 1)
+    state, m = make_train_step(quadratic_loss, opt)(init_state(opt, params, jax.random.key(0)), batch)
+    delta = np.asarray(params["layer"]["w"] - state.params["layer"]["w"])
+    assert np.all(np.abs(delta) <= 0.5 + 1e-6) and np.any(np.abs(delta) == pytest.approx(0.5))
+
+
+def test_bad_optimizer_names_are_clear():
+    with pytest.raises(ValueError, match="unknown optimizer 'adamw'"):
+        OptimConfig(name="adamw")
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+        OptimConfig(schedule="linear")
+
+
+def test_group_norms_group_by_parent():
+    norms = group_norms({"rnn": {"l0": {"fwd": {"w": jnp.array([3.0]), "b": jnp.array([4.0])}}}, "head": {"k": jnp.ones(4)}})
+    assert float(norms["rnn/l0/fwd"]) == pytest.approx(5.0) and float(norms["head"]) == pytest.approx(2.0)
+
+
+def test_non_finite_loss_stops_with_step_and_last_checkpoint(tmp_path):
+    params, batch = problem()
+
+    def loss_fn(params, batch, key):
+        loss, aux = quadratic_loss(params, batch, key)
+        return loss * batch["poison"], aux
+
+    opt = make_optimizer(OptimConfig(name="sgd", learning_rate=1e-3), 10)
+    step = jax.jit(make_train_step(loss_fn, opt))
+    ckpt = Checkpointer(tmp_path / "ckpt", keep=5, every=2)
+    logged = []
+    batches = lambda i: dict(batch, poison=jnp.float32(np.nan if i == 4 else 1.0))  # the 5th step breaks
+    state0 = init_state(opt, params, jax.random.key(0))
+    with pytest.raises(NonFiniteError, match=r"non-finite loss or gradient at step 5 .*Last good checkpoint: .*ckpt/4"):
+        fit(step, state0, batches, num_steps=10, log_every=1, log=logged.append, checkpointer=ckpt, progress="none")
+    assert ckpt.steps() == [2, 4]  # nothing after the failure, nothing lost before it
+    assert logged[-1]["step"] == 5 and np.isnan(logged[-1]["loss"])
+    restored_step, restored, _ = ckpt.restore_latest(state0)
+    assert restored_step == 4 and np.all(np.isfinite(restored.params["layer"]["w"]))
