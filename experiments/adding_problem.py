@@ -20,13 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab import RNN, ElmanCell, GRUCell, LSTMCell
-from rnnlab.checkpoint import Checkpointer
+from rnnlab import RNN
+from rnnlab.cells import make_cell
 from rnnlab.data import synthetic
-from rnnlab.experiment import BaseConfig, RunDir, checkpoint_meta, parse_config, resume
+from rnnlab.experiment import BaseConfig, RunDir, parse_config, train_seeds
 from rnnlab.models import SequenceRegressor
 from rnnlab.plots import learning_curves
-from rnnlab.train import OptimConfig, fit, init_state, make_optimizer, make_train_step
+from rnnlab.train import OptimConfig, make_optimizer
 
 
 @dataclasses.dataclass
@@ -50,63 +50,34 @@ class Config(BaseConfig):
         self.test_size, self.checkpoint_every, self.log_every = 200, 100, 10
 
 
-def make_cell(name: str, cfg: Config):
-    """The models compared, each with the initialisation its figure states."""
-    cells = {
-        "rnn": lambda: ElmanCell(cfg.hidden),  # tanh, PyTorch's uniform init
-        "lstm": lambda: LSTMCell(cfg.hidden, forget_bias=cfg.forget_bias),
-        "gru": lambda: GRUCell(cfg.hidden),
-        "irnn": lambda: ElmanCell(cfg.hidden, activation="relu", recurrent_init="identity", bias_init="zeros"),
-    }
-    if name not in cells:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(cells)}")
-    return cells[name]()
-
-
-def make_batches(cfg: Config, key):
-    """``batch(step)``: one batch per seed, ``[S, B, ...]``, a pure function of the step."""
-    task = synthetic.TASKS[cfg.variant]
-    seed_keys = jax.random.split(key, cfg.seeds)
-    return jax.jit(lambda step: jax.vmap(lambda k: task(jax.random.fold_in(k, step), cfg.batch_size, cfg.seq_len))(seed_keys))
-
-
 def mse(model, params, batch):
     pred = model.apply(params, batch["x"], batch.get("lengths"))[:, 0]
     return jnp.mean((pred - batch["y"]) ** 2)
 
 
 def train_model(name: str, cfg: Config, run: RunDir):
-    """Train ``cfg.seeds`` copies of one model; returns the final params ``[S, ...]``."""
-    model = SequenceRegressor(RNN(make_cell(name, cfg)))
+    """Train ``cfg.seeds`` copies of one model; returns the model and final params ``[S, ...]``."""
+    model = SequenceRegressor(RNN(make_cell(name, cfg.hidden, forget_bias=cfg.forget_bias)))
     key = jax.random.key(cfg.seed)
-    init_keys = jax.random.split(jax.random.fold_in(key, 1), cfg.seeds)
-    dummy_x = synthetic.TASKS[cfg.variant](key, 1, cfg.seq_len)["x"]
-    params = jax.vmap(lambda k: model.init(k, dummy_x))(init_keys)
+    dummy_x = synthetic.TASKS[cfg.variant](0, 1, cfg.seq_len)["x"]
     optimizer = make_optimizer(
         OptimConfig(name=cfg.optimizer, learning_rate=cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps
     )
-    state = jax.vmap(lambda p, k: init_state(optimizer, p, k))(params, init_keys)
-
-    checkpointer = Checkpointer(run.checkpoint_dir(name), keep=cfg.keep_checkpoints, every=cfg.checkpoint_every)
-    if cfg.resume:
-        state, start = resume(checkpointer, state, cfg)
-        run.truncate_metrics(name, start)
-
-    loss_fn = lambda params, batch, key: (mse(model, params, batch), {})
-    step_fn = jax.jit(jax.vmap(make_train_step(loss_fn, optimizer)))
-    state = fit(
-        step_fn, state, make_batches(cfg, jax.random.fold_in(key, 2)),
-        num_steps=cfg.steps, log_every=cfg.log_every, log=run.logger(name), checkpointer=checkpointer,
-        meta_fn=lambda step: checkpoint_meta(cfg, step), progress="none" if cfg.quiet else "auto", desc=name,
+    state = train_seeds(
+        run, name, cfg,
+        init_fn=lambda k: model.init(k, dummy_x),
+        loss_fn=lambda params, batch, key: (mse(model, params, batch), {}),
+        optimizer=optimizer,
+        batch_fn=synthetic.seeded_batches(synthetic.TASKS[cfg.variant], cfg.seed, cfg.seeds, cfg.batch_size, cfg.seq_len),
+        init_keys=jax.random.split(jax.random.fold_in(key, 1), cfg.seeds),
     )
-    checkpointer.close()
     return model, state.params
 
 
 def main(argv=None):
     cfg = parse_config(Config, argv, __doc__)
     run = RunDir(cfg)
-    test = synthetic.TASKS[cfg.variant](jax.random.key(10_000 + cfg.seed), cfg.test_size, cfg.seq_len)
+    test = synthetic.TASKS[cfg.variant]((cfg.seed, "test"), cfg.test_size, cfg.seq_len)
     baseline = float(jnp.mean((1.0 - test["y"]) ** 2)) if cfg.variant == "adding" else float(jnp.var(test["y"]))
     results = {"variant": cfg.variant, "seq_len": cfg.seq_len, "steps": cfg.steps, "seeds": cfg.seeds,
                "baseline_test_mse": baseline, "models": {}}

@@ -91,6 +91,10 @@ class _Cell:
         """The hidden state ``h`` inside a carry (the carry itself for Elman and GRU)."""
         return carry
 
+    def replace_hidden(self, carry, h: jax.Array):
+        """The carry with its hidden state replaced by ``h``."""
+        return h
+
     # -- the step ---------------------------------------------------------
     def project_inputs(self, params: Params, x: jax.Array) -> jax.Array:
         """``x W_ih^T + b_ih`` for inputs ``x [..., I]`` -> ``[..., G*H]``."""
@@ -171,6 +175,9 @@ class LSTMCell(_Cell):
     def carry_hidden(self, carry):
         return carry.h
 
+    def replace_hidden(self, carry, h):
+        return carry._replace(h=h)
+
     def step_projected(self, params, carry, xp):
         gates = xp + self.recurrent_projection(params, carry.h)
         i, f, g, o = jnp.split(gates, 4, axis=-1)
@@ -204,3 +211,29 @@ class GRUCell(_Cell):
 
 
 Cell = ElmanCell | LSTMCell | GRUCell
+
+
+# -- the named models the experiments compare ----------------------------------
+
+NAMED_CELLS = {
+    "rnn": "tanh Elman RNN, PyTorch uniform(±1/√H) init",
+    "rnn_relu": "ReLU Elman RNN, PyTorch uniform(±1/√H) init",
+    "irnn": "IRNN: ReLU Elman RNN, identity recurrent init, zero biases (Le et al. 2015)",
+    "lstm": "LSTM, PyTorch init, forget-gate bias set by forget_bias",
+    "gru": "GRU, PyTorch uniform(±1/√H) init",
+}
+
+
+def make_cell(name: str, hidden_size: int, *, forget_bias: float = 1.0, **overrides) -> Cell:
+    """One of ``NAMED_CELLS`` by name; ``overrides`` go to the cell (e.g. ``spectral_radius=1.5``)."""
+    if name == "rnn":
+        return ElmanCell(hidden_size, **overrides)
+    if name == "rnn_relu":
+        return ElmanCell(hidden_size, activation="relu", **overrides)
+    if name == "irnn":
+        return ElmanCell(hidden_size, **{"activation": "relu", "recurrent_init": "identity", "bias_init": "zeros", **overrides})
+    if name == "lstm":
+        return LSTMCell(hidden_size, forget_bias=forget_bias, **overrides)
+    if name == "gru":
+        return GRUCell(hidden_size, **overrides)
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(NAMED_CELLS)}")

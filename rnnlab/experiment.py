@@ -20,6 +20,11 @@ import sys
 import types
 import typing
 
+import jax
+
+from rnnlab.checkpoint import Checkpointer
+from rnnlab.train import fit, init_state, make_train_step
+
 # Fields that may change between a run and its resumption; any other difference is an error.
 RESUMABLE_FIELDS = {"out", "steps", "resume", "checkpoint_every", "keep_checkpoints", "quiet", "log_every"}
 
@@ -188,3 +193,28 @@ def resume(checkpointer, target_state, cfg, vocab=None):
         raise ValueError(f"checkpoint {checkpointer.path(step)} records data position {meta['data_position']} "
                          f"for step {step}")
     return state, step
+
+
+def train_seeds(run: RunDir, name: str, cfg, *, init_fn, loss_fn, optimizer, batch_fn, init_keys, num_steps=None,
+                log_every=None):
+    """Train one model for several seeds side by side (``jax.vmap``), with the run's
+    checkpoints, resumption and metrics log (records tagged ``"model": name``).
+
+    ``init_fn(key) -> params``; ``batch_fn(step) -> batch [S, ...]``; returns the
+    final ``TrainState`` with a leading seed axis.  Raises ``NonFiniteError`` like ``fit``.
+    """
+    state = jax.vmap(lambda k: init_state(optimizer, init_fn(k), k))(init_keys)
+    checkpointer = Checkpointer(run.checkpoint_dir(name), keep=cfg.keep_checkpoints, every=cfg.checkpoint_every)
+    try:
+        if cfg.resume:
+            state, start = resume(checkpointer, state, cfg)
+            run.truncate_metrics(name, start)
+        return fit(
+            jax.jit(jax.vmap(make_train_step(loss_fn, optimizer))), state, batch_fn,
+            num_steps=cfg.steps if num_steps is None else num_steps,
+            log_every=cfg.log_every if log_every is None else log_every,
+            log=run.logger(name), checkpointer=checkpointer, meta_fn=lambda step: checkpoint_meta(cfg, step),
+            progress="none" if cfg.quiet else "auto", desc=name,
+        )
+    finally:
+        checkpointer.close()

@@ -68,7 +68,7 @@ def spectral_radius(w_hh):
     """``max |eig(w_hh)|`` of a square matrix, computed on the host (works under jit)."""
     result = jax.ShapeDtypeStruct((), w_hh.dtype)
     host_radius = lambda w: np.asarray(np.max(np.abs(np.linalg.eigvals(np.asarray(w, np.float64)))), w.dtype)
-    return jax.pure_callback(host_radius, result, w_hh)
+    return jax.pure_callback(host_radius, result, w_hh, vmap_method="sequential")
 
 
 def recurrent_weights(

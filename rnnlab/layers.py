@@ -84,8 +84,13 @@ class RNN:
         """Zeros laid out like PyTorch's ``h_0`` (and ``c_0``): ``[D*L, B, H]``."""
         return self.cell.initial_carry((self.num_layers * self.num_directions, batch_size), dtype)
 
-    def apply(self, params, x, lengths=None, initial_carry=None, *, dropout_key=None):
-        """Run the stack; see the module docstring for layouts.  Returns ``(outputs, final)``."""
+    def apply(self, params, x, lengths=None, initial_carry=None, *, dropout_key=None, hidden_perturbation=None):
+        """Run the stack; see the module docstring for layouts.  Returns ``(outputs, final)``.
+
+        ``hidden_perturbation``, for gradient diagnostics, is ``[D*L, B, T, H]``
+        (``[D*L, T, B, H]`` if not batch_first), indexed like ``h_n``: slice k is
+        added to layer-direction k's hidden states (see ``rnnlab.scan.unroll``).
+        """
         time_major = not self.batch_first
         try:
             input_size = int(params["l0"]["fwd"]["w_ih"].shape[1])
@@ -100,6 +105,14 @@ class RNN:
         batch_size = x.shape[0 if self.batch_first else 1]
         num_steps = x.shape[1 if self.batch_first else 0]
         lengths = validation.check_lengths(lengths, batch_size, num_steps)
+        if hidden_perturbation is not None and (
+            jnp.ndim(hidden_perturbation) != 4 or len(hidden_perturbation) != self.num_layers * self.num_directions
+        ):
+            raise ValueError(
+                f"hidden_perturbation must be [num_layers * num_directions = "
+                f"{self.num_layers * self.num_directions}, ...outputs of one direction], "
+                f"got shape {tuple(jnp.shape(hidden_perturbation))}"
+            )
         if initial_carry is not None:
             expected = jax.eval_shape(lambda: self.initial_carry(batch_size, x.dtype))
             validation.check_tree_shapes(
@@ -116,10 +129,11 @@ class RNN:
             for d, name in enumerate(DIRECTIONS[: self.num_directions]):
                 index = layer * self.num_directions + d
                 carry0 = None if initial_carry is None else jax.tree.map(lambda a: a[index], initial_carry)
+                eps = None if hidden_perturbation is None else hidden_perturbation[index]
                 y, final = unroll(
                     self.cell, params[f"l{layer}"][name], x,
                     lengths=lengths, initial_carry=carry0, reverse=(name == "bwd"),
-                    time_major=time_major, unroll=self.unroll, remat=self.remat,
+                    time_major=time_major, unroll=self.unroll, remat=self.remat, hidden_perturbation=eps,
                 )
                 outputs.append(y)
                 finals.append(final)

@@ -19,9 +19,10 @@ def band(ax, x, y_sx, label, color=None, low=25, high=75):
     """Median over the first axis of ``y_sx`` with a ``low``-``high`` percentile band."""
     y_sx = np.asarray(y_sx, np.float64)
     median = np.median(y_sx, axis=0)
-    ax.plot(x, median, label=label, color=color, lw=1.8)
+    (line,) = ax.plot(x, median, label=label, color=color, lw=1.8)
     if y_sx.shape[0] > 1:
-        ax.fill_between(x, np.percentile(y_sx, low, axis=0), np.percentile(y_sx, high, axis=0), color=color, alpha=0.2, lw=0)
+        ax.fill_between(x, np.percentile(y_sx, low, axis=0), np.percentile(y_sx, high, axis=0),
+                        color=line.get_color(), alpha=0.2, lw=0)
 
 
 def learning_curves(curves: dict, *, baseline: float | None = None, baseline_label: str = "baseline",
@@ -38,4 +39,58 @@ def learning_curves(curves: dict, *, baseline: float | None = None, baseline_lab
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
+    return fig
+
+
+def norms_by_distance(series: dict, *, title: str, ylabel: str = r"$\|\partial L / \partial h_t\|$",
+                      ax=None, styles: dict | None = None):
+    """``series[label] = {"distance", "median", "q25", "q75"}`` (``diagnostics.summarize``'s
+    format, as results.json stores it): median with the interquartile band, log y.
+
+    Zeros (float32 underflow, below ~1e-38) cannot sit on a log axis and are left out.
+    """
+    fig, ax = _axes(ax)
+    styles = styles or {}
+    for label, s in series.items():
+        d = np.asarray(s["distance"])
+        med, lo, hi = (np.asarray(s[k], np.float64) for k in ("median", "q25", "q75"))
+        style = {"color": COLORS.get(label.split()[0]), **styles.get(label, {})}
+        positive = med > 0
+        (line,) = ax.plot(d[positive], med[positive], label=label, lw=1.6, **style)
+        band_ok = (lo > 0) & (hi > 0)
+        ax.fill_between(d[band_ok], lo[band_ok], hi[band_ok], alpha=0.18, lw=0, color=line.get_color())
+    ax.set_yscale("log")
+    ax.set_xlabel(r"distance from the last step, $T-1-t$")
+    ax.set_ylabel(ylabel + " (log scale)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def panels(count: int, *, width: float = 4.2, height: float = 3.6, sharey: bool = True):
+    """A row of ``count`` axes."""
+    fig, axes = plt.subplots(1, count, figsize=(width * count, height), sharey=sharey, constrained_layout=True,
+                             squeeze=False)
+    return fig, list(axes[0])
+
+
+def training_traces(traces: dict, *, title: str, axes=None):
+    """``traces[label] = (steps [N], grad_norm [S, N], loss [S, N])``: pre-clip gradient norm
+    and loss against the step, median over seeds with the min-max range, both log y."""
+    if axes is None:
+        fig, axes = panels(2, width=5.5, sharey=False)
+    fig = axes[0].figure
+    for label, (steps, grad_sn, loss_sn) in traces.items():
+        color = None
+        for ax, values in zip(axes, (grad_sn, loss_sn)):
+            band(ax, steps, values, label, color, 0, 100)
+            color = ax.lines[-1].get_color()
+    for ax, ylabel in zip(axes, ("gradient global norm before clipping", "training loss (MSE)")):
+        ax.set_yscale("log")
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel + " (log scale)")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
     return fig

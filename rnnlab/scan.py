@@ -48,6 +48,14 @@ def check_params(cell: Cell, params) -> int:
     return input_size
 
 
+def _check_perturbation(eps, shape_tbh, time_major):
+    eps = jnp.asarray(eps)
+    want = shape_tbh if time_major else (shape_tbh[1], shape_tbh[0], shape_tbh[2])
+    if eps.shape != want:
+        raise ValueError(f"hidden_perturbation must have the outputs' shape {want}, got {tuple(eps.shape)}")
+    return eps if time_major else jnp.swapaxes(eps, 0, 1)
+
+
 def unroll(
     cell: Cell,
     params,
@@ -59,6 +67,7 @@ def unroll(
     time_major: bool = False,
     unroll: int = 1,
     remat: bool = False,
+    hidden_perturbation=None,
 ):
     """Run ``cell`` over a sequence.
 
@@ -70,6 +79,11 @@ def unroll(
       unroll: steps per scan iteration (``jax.lax.scan``'s ``unroll``).
       remat: rematerialise each step in the backward pass (memory O(T*H)
         instead of O(T*G*H) activations, at the price of recomputation).
+      hidden_perturbation: optional ``eps`` shaped like the outputs, added to
+        the hidden state after each step (``h_t <- h_t + eps_t``, carried
+        forward).  Its gradient at ``eps = 0`` is ``dL/dh_t`` for every t in
+        one backward pass (``rnnlab.diagnostics``).  In the input's time
+        order, like the outputs.
 
     Returns:
       ``(outputs, final_carry)``: outputs ``[B, T, H]`` (or ``[T, B, H]``),
@@ -91,23 +105,36 @@ def unroll(
         x_tbi = reverse_valid_prefix(x_tbi, lengths_b)
     xp_tbg = cell.project_inputs(params, x_tbi)  # one matmul for all steps
 
-    if lengths_b is None:
-        def step(carry, xp_bg):
-            return cell.step_projected(params, carry, xp_bg)
+    cell_step = lambda carry, xp_bg, eps_bh: cell.step_projected(params, carry, xp_bg)
+    eps_tbh = None
+    if hidden_perturbation is not None:
+        eps_tbh = _check_perturbation(hidden_perturbation, (num_steps, batch_size, cell.hidden_size), time_major)
+        if reverse:
+            eps_tbh = reverse_valid_prefix(eps_tbh, lengths_b)
 
-        scanned = xp_tbg
+        def cell_step(carry, xp_bg, eps_bh):
+            carry, _ = cell.step_projected(params, carry, xp_bg)
+            h_bh = cell.carry_hidden(carry) + eps_bh
+            return cell.replace_hidden(carry, h_bh), h_bh
+
+    if lengths_b is None:
+        def step(carry, inputs):
+            xp_bg, eps_bh = inputs
+            return cell_step(carry, xp_bg, eps_bh)
+
+        scanned = (xp_tbg, eps_tbh)
     else:
         mask_tb = jnp.arange(num_steps)[:, None] < lengths_b[None, :]
         # Zero padded inputs so that non-finite padding cannot leak into gradients.
         xp_tbg = jnp.where(mask_tb[..., None], xp_tbg, 0)
 
         def step(carry, inputs):
-            xp_bg, valid_b = inputs
-            new_carry, y_bh = cell.step_projected(params, carry, xp_bg)
+            xp_bg, eps_bh, valid_b = inputs
+            new_carry, y_bh = cell_step(carry, xp_bg, eps_bh)
             keep = lambda new, old: jnp.where(valid_b[:, None], new, old)
             return jax.tree.map(keep, new_carry, carry), jnp.where(valid_b[:, None], y_bh, 0)
 
-        scanned = (xp_tbg, mask_tb)
+        scanned = (xp_tbg, eps_tbh, mask_tb)
 
     if remat:
         step = jax.checkpoint(step)

@@ -7,6 +7,7 @@ from rnnlab.data.synthetic import (
     adding_problem_hs97,
     copy_memory,
     copy_memory_baseline,
+    seeded_batches,
 )
 from rnnlab.data.text import (
     CharVocab,

@@ -1,5 +1,7 @@
-"""Synthetic long-range tasks, generated from a key: batch ``i`` of a run is
-``task(jax.random.fold_in(key, i), ...)``, so the data position is the step.
+"""Synthetic long-range tasks, generated on the host with NumPy from a seed:
+batch ``i`` of a run is ``task((seed, i), ...)``, so the data position is the
+step.  (NumPy rather than ``jax.random``: no compilation per sequence length,
+and the arrays are made where a data pipeline makes them.)
 
 Adding problem (Hochreiter & Schmidhuber 1997; the form of Le et al. 2015 and
 Arjovsky et al. 2016): inputs ``x [B, T, 2]`` — channel 0 values ~ U[0, 1],
@@ -22,8 +24,7 @@ from __future__ import annotations
 
 import math
 
-import jax
-import jax.numpy as jnp
+import numpy as np
 
 ADDING_BASELINE_MSE = 1.0 / 6.0
 COPY_SYMBOLS, COPY_LENGTH, COPY_BLANK, COPY_DELIMITER = 8, 10, 0, 9
@@ -34,18 +35,18 @@ def _check_length(num_steps: int, minimum: int) -> None:
         raise ValueError(f"sequence length T must be an int >= {minimum}, got {num_steps!r}")
 
 
-def adding_problem(key, batch_size: int, num_steps: int) -> dict:
-    """``{"x": [B, T, 2] float32, "y": [B] float32}``."""
+def adding_problem(seed, batch_size: int, num_steps: int) -> dict:
+    """``{"x": [B, T, 2] float32, "y": [B] float32}``; ``seed``: anything ``np.random.default_rng`` takes."""
     _check_length(num_steps, 2)
-    k_val, k_first, k_second = jax.random.split(key, 3)
-    values_bt = jax.random.uniform(k_val, (batch_size, num_steps))
+    rng = np.random.default_rng(seed)
+    values_bt = rng.uniform(size=(batch_size, num_steps)).astype(np.float32)
     half = num_steps // 2
-    first_b = jax.random.randint(k_first, (batch_size,), 0, half)
-    second_b = jax.random.randint(k_second, (batch_size,), half, num_steps)
-    t_1t = jnp.arange(num_steps)[None, :]
-    marker_bt = ((t_1t == first_b[:, None]) | (t_1t == second_b[:, None])).astype(jnp.float32)
-    x_bt2 = jnp.stack([values_bt, marker_bt], axis=-1)
-    return {"x": x_bt2, "y": jnp.sum(values_bt * marker_bt, axis=1)}
+    first_b = rng.integers(0, half, batch_size)
+    second_b = rng.integers(half, num_steps, batch_size)
+    t_1t = np.arange(num_steps)[None, :]
+    marker_bt = ((t_1t == first_b[:, None]) | (t_1t == second_b[:, None])).astype(np.float32)
+    x_bt2 = np.stack([values_bt, marker_bt], axis=-1)
+    return {"x": x_bt2, "y": np.sum(values_bt * marker_bt, axis=1, dtype=np.float32)}
 
 
 def adding_problem_baseline_mse() -> float:
@@ -53,38 +54,38 @@ def adding_problem_baseline_mse() -> float:
     return ADDING_BASELINE_MSE
 
 
-def adding_problem_hs97(key, batch_size: int, num_steps: int) -> dict:
+def adding_problem_hs97(seed, batch_size: int, num_steps: int) -> dict:
     """The 1997 variant: ``{"x": [B, T + T//10, 2], "y": [B], "lengths": [B]}``."""
     _check_length(num_steps, 24)  # room for 10 + T/2 - 1 distinct positions
+    rng = np.random.default_rng(seed)
     max_steps = num_steps + num_steps // 10
-    k_val, k_len, k_first, k_second = jax.random.split(key, 4)
-    values_bt = jax.random.uniform(k_val, (batch_size, max_steps), minval=-1.0, maxval=1.0)
-    lengths_b = jax.random.randint(k_len, (batch_size,), num_steps, max_steps + 1)
-    first_b = jax.random.randint(k_first, (batch_size,), 0, 10)
+    values_bt = rng.uniform(-1.0, 1.0, size=(batch_size, max_steps))
+    lengths_b = rng.integers(num_steps, max_steps + 1, batch_size).astype(np.int32)
+    first_b = rng.integers(0, 10, batch_size)
     # the second marker: one of the first T/2 - 1 steps other than the first marker
-    second_b = jax.random.randint(k_second, (batch_size,), 0, num_steps // 2 - 2)
-    second_b = jnp.where(second_b >= first_b, second_b + 1, second_b)
-    t_1t = jnp.arange(max_steps)[None, :]
+    second_b = rng.integers(0, num_steps // 2 - 2, batch_size)
+    second_b = np.where(second_b >= first_b, second_b + 1, second_b)
+    t_1t = np.arange(max_steps)[None, :]
+    valid_bt = t_1t < lengths_b[:, None]
     marked_bt = (t_1t == first_b[:, None]) | (t_1t == second_b[:, None])
     ends_bt = (t_1t == 0) | (t_1t == lengths_b[:, None] - 1)
-    marker_bt = jnp.where(marked_bt, 1.0, jnp.where(ends_bt, -1.0, 0.0))
-    values_bt = jnp.where((t_1t == 0) & marked_bt, 0.0, values_bt)  # X1 = 0 if the first pair is marked
-    values_bt = jnp.where(t_1t < lengths_b[:, None], values_bt, 0.0)
-    marker_bt = jnp.where(t_1t < lengths_b[:, None], marker_bt, 0.0)
-    x_bt2 = jnp.stack([values_bt, marker_bt], axis=-1)
-    y_b = 0.5 + jnp.sum(jnp.where(marked_bt, values_bt, 0.0), axis=1) / 4.0
-    return {"x": x_bt2, "y": y_b, "lengths": lengths_b}
+    marker_bt = np.where(marked_bt, 1.0, np.where(ends_bt, -1.0, 0.0))
+    values_bt = np.where((t_1t == 0) & marked_bt, 0.0, values_bt)  # X1 = 0 if the first pair is marked
+    x_bt2 = np.stack([values_bt, marker_bt], axis=-1) * valid_bt[..., None]
+    y_b = 0.5 + np.sum(np.where(marked_bt, values_bt, 0.0), axis=1) / 4.0
+    return {"x": x_bt2.astype(np.float32), "y": y_b.astype(np.float32), "lengths": lengths_b}
 
 
-def copy_memory(key, batch_size: int, num_steps: int) -> dict:
+def copy_memory(seed, batch_size: int, num_steps: int) -> dict:
     """``{"tokens": [B, T + 20] int32, "targets": [B, T + 20] int32}``; vocabulary size 10."""
     _check_length(num_steps, 1)
     total = num_steps + 2 * COPY_LENGTH
-    symbols_bs = jax.random.randint(key, (batch_size, COPY_LENGTH), 1, COPY_SYMBOLS + 1)
-    tokens = jnp.full((batch_size, total), COPY_BLANK, jnp.int32)
-    tokens = tokens.at[:, :COPY_LENGTH].set(symbols_bs)
-    tokens = tokens.at[:, COPY_LENGTH + num_steps - 1].set(COPY_DELIMITER)
-    targets = jnp.full((batch_size, total), COPY_BLANK, jnp.int32).at[:, -COPY_LENGTH:].set(symbols_bs)
+    symbols_bs = np.random.default_rng(seed).integers(1, COPY_SYMBOLS + 1, (batch_size, COPY_LENGTH))
+    tokens = np.full((batch_size, total), COPY_BLANK, np.int32)
+    tokens[:, :COPY_LENGTH] = symbols_bs
+    tokens[:, COPY_LENGTH + num_steps - 1] = COPY_DELIMITER
+    targets = np.full((batch_size, total), COPY_BLANK, np.int32)
+    targets[:, -COPY_LENGTH:] = symbols_bs
     return {"tokens": tokens, "targets": targets}
 
 
@@ -94,3 +95,14 @@ def copy_memory_baseline(num_steps: int) -> float:
 
 
 TASKS = {"adding": adding_problem, "adding_hs97": adding_problem_hs97, "copy": copy_memory}
+
+
+def seeded_batches(task, seed: int, num_seeds: int, batch_size: int, num_steps: int):
+    """``batch(step) -> {k: [S, B, ...]}``: fresh data for each of ``num_seeds`` runs at
+    every step, a pure function of ``(seed, run, step)``."""
+
+    def batch(step: int) -> dict:
+        per_run = [task((seed, run, step), batch_size, num_steps) for run in range(num_seeds)]
+        return {k: np.stack([b[k] for b in per_run]) for k in per_run[0]}
+
+    return batch

@@ -3,7 +3,7 @@
     text = load_text("corpus.txt")              # a file, a folder of .txt files, or a Hub dataset name
     vocab = CharVocab.build(text)               # or WordVocab.build(text, min_freq=2)
     ids = vocab.encode(text)                    # np.int32 [N]
-    batch = random_windows(ids, 64, 100, key)   # {"inputs": [64, 100], "targets": [64, 100]}
+    batch = random_windows(ids, 64, 100, (seed, step))  # {"inputs": [64, 100], "targets": [64, 100]}
 
 Token ids are checked on the host against the vocabulary size before they
 reach a model: JAX gathers clamp out-of-range ids silently.
@@ -15,7 +15,6 @@ import collections
 import dataclasses
 import pathlib
 
-import jax
 import numpy as np
 
 PAD, UNK = "<pad>", "<unk>"
@@ -178,14 +177,15 @@ def pad_sequences(sequences, pad_id: int = 0, max_len: int | None = None):
     return ids, lengths
 
 
-def random_windows(ids: np.ndarray, batch_size: int, seq_len: int, key) -> dict:
+def random_windows(ids: np.ndarray, batch_size: int, seq_len: int, seed) -> dict:
     """``batch_size`` random windows of a token stream: inputs and next-token targets ``[B, seq_len]``.
 
-    A pure function of ``key``: batch ``i`` of a run uses ``fold_in(key, i)``.
+    A pure function of ``seed`` (anything ``np.random.default_rng`` takes): batch
+    ``i`` of a run uses ``(run_seed, i)``, so the data position is the step.
     """
     if len(ids) < seq_len + 1:
         raise ValueError(f"a text of {len(ids)} tokens is shorter than one window of {seq_len} + 1")
-    starts = np.asarray(jax.random.randint(key, (batch_size,), 0, len(ids) - seq_len))
+    starts = np.random.default_rng(seed).integers(0, len(ids) - seq_len, batch_size)
     chunks = ids[starts[:, None] + np.arange(seq_len + 1)[None, :]]
     return {"inputs": chunks[:, :-1], "targets": chunks[:, 1:]}
 

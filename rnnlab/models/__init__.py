@@ -20,12 +20,19 @@ class Recurrent(nn.Module):
     layer: RNN
 
     @nn.compact
-    def __call__(self, x, lengths=None, initial_carry=None, *, deterministic: bool = True):
+    def __call__(self, x, lengths=None, initial_carry=None, *, deterministic: bool = True, hidden_perturbation=None):
         params = self.param("rnn", self.layer.init, x.shape[-1])
         dropout_key = None
         if not deterministic and self.layer.dropout > 0:
             dropout_key = self.make_rng("dropout")
-        return self.layer.apply(params, x, lengths, initial_carry, dropout_key=dropout_key)
+        return self.layer.apply(
+            params, x, lengths, initial_carry, dropout_key=dropout_key, hidden_perturbation=hidden_perturbation
+        )
+
+
+def recurrent_params(variables):
+    """The pure layer's params inside a model built on ``Recurrent`` (for ``layer.apply``)."""
+    return variables["params"]["recurrent"]["rnn"]
 
 
 def last_valid(outputs_bth, lengths_b=None):
@@ -42,6 +49,8 @@ class SequenceRegressor(nn.Module):
     out_features: int = 1
 
     @nn.compact
-    def __call__(self, x, lengths=None, *, deterministic: bool = True):
-        outputs, _ = Recurrent(self.layer, name="recurrent")(x, lengths, deterministic=deterministic)
+    def __call__(self, x, lengths=None, *, deterministic: bool = True, hidden_perturbation=None):
+        outputs, _ = Recurrent(self.layer, name="recurrent")(
+            x, lengths, deterministic=deterministic, hidden_perturbation=hidden_perturbation
+        )
         return nn.Dense(self.out_features, name="head")(last_valid(outputs, lengths))
