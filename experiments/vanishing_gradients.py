@@ -41,16 +41,17 @@ from rnnlab.train import NonFiniteError, OptimConfig, make_optimizer
 class Config(BaseConfig):
     out: str = "runs/vanishing_gradients"
     steps: int = 100  # Adam steps before the "trained" measurement
-    lengths: tuple[int, ...] = (50, 100, 200, 500)
+    lengths: tuple[int, ...] = (50, 100, 200)  # add 500 for the long view: ~2.5 min on 2 cores
     models: tuple[str, ...] = ("rnn", "lstm", "gru")
     hidden: int = 64
-    seeds: int = 5
-    batch_size: int = 20
+    seeds: int = 3
+    batch_size: int = 10
     measure_size: int = 16  # examples per seed in each gradient measurement
     learning_rate: float = 1e-3
     clip_norm: float = 1.0
     forget_bias: float = 1.0
     jacobian: bool = True
+    float64: bool = True  # measure in float64: float32 underflows (< 1e-38) within ~100 steps for the RNN
     sweep_length: int = 100
     radii: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
     forget_biases: tuple[float, ...] = (0.0, 1.0, 3.0)
@@ -75,32 +76,16 @@ class Measurer:
 
     def __call__(self, name: str, params_s, batch_s):
         T = batch_s["x"].shape[2]
-        if (name, T) not in self._fns:
-            self._fns[name, T] = jax.jit(jax.vmap(self._build(name)))
-        return [np.asarray(a) for a in self._fns[name, T](params_s, batch_s["x"], batch_s["y"])]
+        with jax.enable_x64(self.cfg.float64):
+            dtype = jnp.float64 if self.cfg.float64 else jnp.float32
+            params_s, batch_s = jax.tree.map(lambda a: jnp.asarray(a, dtype), (params_s, batch_s))
+            if (name, T) not in self._fns:
+                self._fns[name, T] = jax.jit(jax.vmap(self._build(name)))
+            return [np.asarray(a) for a in self._fns[name, T](params_s, batch_s["x"], batch_s["y"])]
 
     def _build(self, name: str):
-        layer = RNN(make_cell(name, self.cfg.hidden))  # init options do not change apply
-        model = SequenceRegressor(layer)
-
-        def one_seed(params, x_bti, y_b):
-            B, T, _ = x_bti.shape
-
-            def last_step_loss(eps_bth):  # summed over examples: per-example gradients
-                pred_b = model.apply(params, x_bti, hidden_perturbation=eps_bth[None])[:, 0]
-                return jnp.sum((pred_b - y_b) ** 2)
-
-            grad_t = jnp.mean(diagnostics.hidden_gradient_norms(last_step_loss, (B, T, self.cfg.hidden)), axis=0)
-            if not self.cfg.jacobian:
-                return grad_t, jnp.zeros_like(grad_t)
-
-            def final_hidden(eps_th):  # first example of the batch
-                _, final = layer.apply(recurrent_params(params), x_bti[:1], hidden_perturbation=eps_th[None, None])
-                return layer.cell.carry_hidden(final)[0, 0]
-
-            return grad_t, diagnostics.hidden_jacobian_norms(final_hidden, (T, self.cfg.hidden))
-
-        return one_seed
+        model = SequenceRegressor(RNN(make_cell(name, self.cfg.hidden)))  # init options do not change apply
+        return lambda params, x, y: diagnostics.regressor_gradient_profile(model, params, x, y, jacobian=self.cfg.jacobian)
 
 
 def adding_batches(cfg, stream: int, batch_size: int, T: int):
@@ -177,7 +162,7 @@ def main(argv=None):
                                                    "per_seed": last["loss_per_seed"]}
             r = results["ratios"][name][str(T)]
             say(f"{name:5s} T={T:4d}  ||dL/dh_1|| / ||dL/dh_T||: init {r['init']['median']:.2e}, "
-                f"after {cfg.steps} steps {r['trained']['median']:.2e}")
+                f"after {cfg.steps} steps {r['trained']['median']:.2e}   [{time.perf_counter() - t_start:.0f} s]")
 
     # 3. initialisation sweeps (at init, T = sweep_length)
     T = cfg.sweep_length
@@ -235,7 +220,7 @@ def save_figures(cfg: Config, run: RunDir, results: dict):
                         ("jacobian_norms", r"$\|\partial h_T/\partial h_t\|_2$")):
         if not results[key][cfg.models[0]].get(str(cfg.lengths[0])):
             continue
-        fig, axes = plots.panels(len(cfg.lengths))
+        fig, axes = plots.panels(len(cfg.lengths), sharey=False)
         for ax, T in zip(axes, cfg.lengths):
             series, styles = {}, {}
             for name in cfg.models:
@@ -245,7 +230,8 @@ def save_figures(cfg: Config, run: RunDir, results: dict):
                     styles[label] = {"ls": ls}
             plots.norms_by_distance(series, title=f"T = {T}", ylabel=ylabel, ax=ax, styles=styles)
         fig.suptitle(f"{ylabel} on the adding problem, H={cfg.hidden}, median and IQR of {cfg.seeds} seeds, "
-                     f"at init and after {cfg.steps} Adam steps\n{init}", fontsize=10)
+                     f"at init and after {cfg.steps} Adam steps (measured in {'float64' if cfg.float64 else 'float32'})"
+                     f"\n{init}", fontsize=10)
         fig.savefig(run.figure(key), dpi=110)
 
     fig, axes = plots.panels(2, sharey=False, width=5.5)
@@ -260,7 +246,9 @@ def save_figures(cfg: Config, run: RunDir, results: dict):
     traces = {}
     for label in ("clip 1.0", "no clipping"):
         recs = [r for r in run.read_metrics() if r.get("model") == f"clipping/{label}"]
-        traces[label] = ([r["step"] for r in recs], np.array([r["grad_norm_per_seed"] for r in recs]).T,
+        diverged = results["clipping"][label]["diverged"]
+        label_shown = f"{label} (non-finite at step {recs[-1]['step']})" if diverged else label
+        traces[label_shown] = ([r["step"] for r in recs], np.array([r["grad_norm_per_seed"] for r in recs]).T,
                          np.array([r["loss_per_seed"] for r in recs]).T)
     c = results["clipping"]
     plots.training_traces(traces, title=f"Exploding regime: tanh RNN with spectral radius {c['radius']:g}, "

@@ -23,25 +23,52 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnlab.initializers import spectral_radius  # noqa: F401  (re-exported: one implementation)
+from rnnlab.models import recurrent_params
 
 
-def hidden_gradient_norms(loss_of_eps, eps_shape_bth) -> jax.Array:
+def hidden_gradient_norms(loss_of_eps, eps_shape_bth, dtype=None) -> jax.Array:
     """``||dL/dh_t||`` for every example and step: ``[B, T]``.
 
     ``loss_of_eps(eps [B, T, H]) -> scalar``; for per-example norms the loss
     should be a sum (or mean) of per-example losses.
     """
-    grad_bth = jax.grad(loss_of_eps)(jnp.zeros(eps_shape_bth))
+    grad_bth = jax.grad(loss_of_eps)(jnp.zeros(eps_shape_bth, dtype))
     return jnp.linalg.norm(grad_bth, axis=-1)
 
 
-def hidden_jacobian_norms(final_hidden_of_eps, eps_shape_th) -> jax.Array:
+def hidden_jacobian_norms(final_hidden_of_eps, eps_shape_th, dtype=None) -> jax.Array:
     """Spectral norm ``||dh_T/dh_t||_2`` for every step of one sequence: ``[T]``.
 
     ``final_hidden_of_eps(eps [T, H]) -> h_T [H]``; one backward pass per unit of ``h_T``.
     """
-    jac_hth = jax.jacrev(final_hidden_of_eps)(jnp.zeros(eps_shape_th))  # [H_out, T, H_in]
+    jac_hth = jax.jacrev(final_hidden_of_eps)(jnp.zeros(eps_shape_th, dtype))  # [H_out, T, H_in]
     return jnp.linalg.norm(jnp.moveaxis(jac_hth, 1, 0), ord=2, axis=(1, 2))
+
+
+def regressor_gradient_profile(model, params, x_bti, y_b, *, jacobian: bool = True):
+    """For a ``SequenceRegressor`` with a one-layer forward RNN and squared error at the last step:
+
+    ``(grad_t, jac_t)``: ``||dL/dh_t||`` averaged over the batch ``[T]``, and
+    ``||dh_T/dh_t||_2`` for the first sequence ``[T]`` (zeros if not ``jacobian``).
+    Pure and jittable; ``jax.vmap`` it over seeds.
+    """
+    B, T, _ = x_bti.shape
+    layer = model.layer
+    H = layer.cell.hidden_size
+
+    def last_step_loss(eps_bth):  # summed over examples, so each example gets its own gradient
+        pred_b = model.apply(params, x_bti, hidden_perturbation=eps_bth[None])[:, 0]
+        return jnp.sum((pred_b - y_b) ** 2)
+
+    grad_t = jnp.mean(hidden_gradient_norms(last_step_loss, (B, T, H), x_bti.dtype), axis=0)
+    if not jacobian:
+        return grad_t, jnp.zeros_like(grad_t)
+
+    def final_hidden(eps_th):
+        _, final = layer.apply(recurrent_params(params), x_bti[:1], hidden_perturbation=eps_th[None, None])
+        return layer.cell.carry_hidden(final)[0, 0]
+
+    return grad_t, hidden_jacobian_norms(final_hidden, (T, H), x_bti.dtype)
 
 
 def by_distance(values_xt) -> np.ndarray:

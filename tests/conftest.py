@@ -29,3 +29,17 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("largest differences against references")
         for name, (diff, test) in sorted(MAX_DIFFS.items()):
             terminalreporter.write_line(f"{name:40s} {diff:.3e}  ({test})")
+
+
+def load_script(name: str):
+    """Import ``experiments/<name>.py`` as a module (scripts are not a package)."""
+    import importlib.util
+    import pathlib
+    import sys
+
+    path = pathlib.Path(__file__).parents[1] / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,98 @@
+"""Gradient diagnostics against independent references: hand-written BPTT in NumPy
+for the Elman cell, and float64 finite differences for the LSTM."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rnnlab import RNN, ElmanCell, LSTMCell, unroll
+from rnnlab import diagnostics
+
+T, B, I, H = 12, 3, 2, 5
+
+
+def elman_reference(params, x_bti, target_bh):
+    """NumPy BPTT: L = 0.5 sum_b ||h_T - target||^2, delta_t = W^T ((1 - h_{t+1}^2) * delta_{t+1})."""
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    x = np.asarray(x_bti, np.float64)
+    h = np.zeros((B, H))
+    hs = []
+    for t in range(T):
+        h = np.tanh(x[:, t] @ p["w_ih"].T + p["b_ih"] + h @ p["w_hh"].T + p["b_hh"])
+        hs.append(h)
+    delta = hs[-1] - np.asarray(target_bh)
+    norms = [np.linalg.norm(delta, axis=-1)]
+    jac = np.eye(H)[None].repeat(B, 0)  # dh_T/dh_t, built backwards
+    jac_norms = [np.linalg.norm(jac[0], 2)]
+    for t in range(T - 2, -1, -1):
+        step_jac = (1 - hs[t + 1] ** 2)[:, :, None] * p["w_hh"][None]  # dh_{t+1}/dh_t  [B, H, H]
+        delta = np.einsum("bi,bij->bj", delta, step_jac)
+        jac = jac @ step_jac
+        norms.append(np.linalg.norm(delta, axis=-1))
+        jac_norms.append(np.linalg.norm(jac[0], 2))
+    return np.stack(norms[::-1], axis=1), np.array(jac_norms[::-1])
+
+
+def test_elman_gradient_and_jacobian_norms_match_numpy_bptt(assert_close):
+    cell = ElmanCell(H, recurrent_init="orthogonal", recurrent_gain=1.2)
+    params = cell.init(jax.random.key(0), I)
+    x = jax.random.normal(jax.random.key(1), (B, T, I))
+    target = jax.random.normal(jax.random.key(2), (B, H))
+
+    def loss(eps_bth):
+        _, h_T = unroll(cell, params, x, hidden_perturbation=eps_bth)
+        return 0.5 * jnp.sum((h_T - target) ** 2)
+
+    norms_bt = diagnostics.hidden_gradient_norms(loss, (B, T, H))
+    jac_t = diagnostics.hidden_jacobian_norms(lambda eps: unroll(cell, params, x[:1], hidden_perturbation=eps[None])[1][0], (T, H))
+    ref_norms, ref_jac = elman_reference(params, x, target)
+    assert_close("dL/dh_t vs numpy BPTT", norms_bt, ref_norms, atol=1e-6, rtol=1e-4)
+    assert_close("dh_T/dh_t vs numpy product", jac_t, ref_jac, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_lstm_hidden_gradients_match_finite_differences(bidirectional):
+    with jax.enable_x64(True):
+        layer = RNN(LSTMCell(H, forget_bias=1.0), num_layers=2, bidirectional=bidirectional)
+        params = layer.init(jax.random.key(3), I, jnp.float64)
+        x = jax.random.normal(jax.random.key(4), (B, T, I), jnp.float64)
+        lengths = jnp.array([T, 7, 4])
+        K = layer.num_layers * layer.num_directions
+        k = K - 1  # the top layer's last direction
+
+        def loss(eps_kbth):
+            out, final = layer.apply(params, x, lengths, hidden_perturbation=eps_kbth)
+            return jnp.sum(jnp.sin(out)) + jnp.sum(final.h ** 2)
+
+        grad = jax.grad(loss)(jnp.zeros((K, B, T, H)))
+        rng = np.random.default_rng(0)
+        for b, t in ((0, 0), (1, 6), (2, 3), (0, T - 1)):
+            u = rng.normal(size=H)
+            e = np.zeros((K, B, T, H))
+            e[k, b, t] = 1e-6 * u
+            fd = (loss(jnp.asarray(e)) - loss(jnp.asarray(-e))) / 2e-6
+            assert float(grad[k, b, t] @ u) == pytest.approx(float(fd), rel=1e-6, abs=1e-9)
+        # padded steps (t >= length) receive no gradient
+        assert np.all(np.asarray(grad[:, 2, 4:]) == 0.0)
+
+
+def test_zero_perturbation_changes_nothing():
+    layer = RNN(LSTMCell(H))
+    params = layer.init(jax.random.key(5), I)
+    x = jax.random.normal(jax.random.key(6), (B, T, I))
+    out, final = layer.apply(params, x)
+    out_p, final_p = layer.apply(params, x, hidden_perturbation=jnp.zeros((1, B, T, H)))
+    np.testing.assert_array_equal(out, out_p)
+    with pytest.raises(ValueError, match="hidden_perturbation must be"):
+        layer.apply(params, x, hidden_perturbation=jnp.zeros((B, T, H)))
+    with pytest.raises(ValueError, match=r"hidden_perturbation must have the outputs' shape \(3, 12, 5\)"):
+        layer.apply(params, x, hidden_perturbation=jnp.zeros((1, B, T + 1, H)))
+
+
+def test_summaries_by_distance():
+    curves_st = np.array([[1.0, 10.0, 100.0], [2.0, 20.0, 200.0], [3.0, 30.0, 300.0]])
+    s = diagnostics.summarize(diagnostics.by_distance(curves_st))
+    assert s["distance"] == [0, 1, 2] and s["median"] == [200.0, 20.0, 2.0]
+    assert s["q25"][0] == 150.0 and s["q75"][0] == 250.0
+    assert diagnostics.decay_ratio(curves_st[0]) == pytest.approx(0.01)

@@ -1,0 +1,57 @@
+"""The main job: `experiments/vanishing_gradients.py --quick` writes the promised
+results.json and figures, and its numbers show the textbook picture."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import load_script
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vanishing")
+    module = load_script("vanishing_gradients")
+    module.main(["--quick", "--quiet", "--out", str(out)])
+    return out, json.loads((out / "results.json").read_text()), module.Config
+
+
+def test_writes_results_and_figures(quick_run):
+    out, results, _ = quick_run
+    for name in ("config.json", "metrics.jsonl", "gradient_norms.png", "jacobian_norms.png",
+                 "init_sweeps.png", "clipping.png", "training_loss.png"):
+        assert (out / name).stat().st_size > 0, name
+    for model in ("rnn", "lstm", "gru"):
+        for T in ("20", "50"):
+            for phase in ("init", "trained"):
+                curve = results["gradient_norms"][model][T][phase]
+                assert set(curve) == {"distance", "median", "q25", "q75"}
+                assert curve["distance"] == list(range(int(T)))
+                assert np.all(np.array(curve["q25"]) <= np.array(curve["q75"]))
+    assert results["final_loss"]["lstm"]["50"]["median"] > 0
+    assert len(results["spectral_radii"]["lstm"]["50"]["init"]) == 4  # one per gate block
+
+
+def test_rnn_vanishes_and_lstm_keeps_its_gradient(quick_run):
+    _, results, _ = quick_run
+    for phase in ("init", "trained"):
+        rnn = results["ratios"]["rnn"]["50"][phase]["median"]
+        lstm = results["ratios"]["lstm"]["50"][phase]["median"]
+        assert rnn < 1e-6 and lstm > 100 * rnn, (phase, rnn, lstm)
+    # longer sequences lose more
+    assert results["ratios"]["rnn"]["50"]["init"]["median"] < results["ratios"]["rnn"]["20"]["init"]["median"]
+
+
+def test_initialisation_sweeps_order_as_theory_says(quick_run):
+    _, results, cfg = quick_run
+    radius = [results["sweeps"]["spectral_radius"][str(r)]["ratio_median"] for r in (0.5, 1.0, 1.5)]
+    assert radius[0] < radius[1] < radius[2] and radius[0] < 1e-6 and radius[2] > 1.0  # vanishing -> exploding
+    bias = [results["sweeps"]["forget_bias"][str(b)]["ratio_median"] for b in (0.0, 1.0, 3.0)]
+    assert bias[0] < bias[1] < bias[2]
+
+
+def test_clipping_tames_the_exploding_regime(quick_run):
+    _, results, _ = quick_run
+    clipped, unclipped = results["clipping"]["clip 1.0"], results["clipping"]["no clipping"]
+    assert clipped["diverged"] is None and np.isfinite(clipped["final_loss_median"])
+    assert unclipped["diverged"] is not None or unclipped["final_loss_median"] > 100 * clipped["final_loss_median"]
