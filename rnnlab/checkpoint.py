@@ -55,7 +55,8 @@ class Checkpointer:
         )
 
     def steps(self) -> list[int]:
-        return sorted(self._manager.all_steps(read=True))
+        self._manager.reload()  # other processes (a killed run) may have written since
+        return sorted(self._manager.all_steps())
 
     def path(self, step: int) -> pathlib.Path:
         return self.directory / str(step)

@@ -1,4 +1,5 @@
-"""Shared test helpers: a record of the largest differences seen against references."""
+"""Shared test helpers: a record of the largest differences seen against references
+(carried in each test report's user_properties, so it works across xdist workers)."""
 
 import collections
 
@@ -17,11 +18,18 @@ def assert_close(request):
         actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
         assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
         diff = float(np.max(np.abs(actual - expected))) if actual.size else 0.0
-        if diff > MAX_DIFFS[name][0]:
-            MAX_DIFFS[name] = (diff, request.node.name)
+        request.node.user_properties.append(("max_diff", (name, diff)))
         np.testing.assert_allclose(actual, expected, atol=atol, rtol=rtol, err_msg=name)
 
     return check
+
+
+def pytest_runtest_logreport(report):
+    for key, value in report.user_properties:
+        if key == "max_diff":
+            name, diff = value
+            if diff > MAX_DIFFS[name][0]:
+                MAX_DIFFS[name] = (diff, report.nodeid.split("::")[-1])
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -54,3 +54,98 @@ class SequenceRegressor(nn.Module):
             x, lengths, deterministic=deterministic, hidden_perturbation=hidden_perturbation
         )
         return nn.Dense(self.out_features, name="head")(last_valid(outputs, lengths))
+
+
+def final_hidden_concat(layer: RNN, final) -> jax.Array:
+    """The top layer's final hidden state, both directions concatenated: ``[B, D*H]``."""
+    h_n = layer.cell.carry_hidden(final)  # [D*L, B, H]
+    top = h_n[-layer.num_directions:]
+    return jnp.concatenate(list(top), axis=-1)
+
+
+def masked_mean(outputs_bth, lengths_b=None):
+    """Mean over each sequence's valid steps: ``[B, H]`` (padded outputs are zero already)."""
+    if lengths_b is None:
+        return jnp.mean(outputs_bth, axis=1)
+    return jnp.sum(outputs_bth, axis=1) / lengths_b[:, None].astype(outputs_bth.dtype)
+
+
+class LanguageModel(nn.Module):
+    """The seeds' text generator: ``Embed -> RNN stack -> Dense(vocab)``.
+
+    ``logits [B, T, V], final = LanguageModel(...)(tokens [B, T], initial_carry)``; feeding
+    ``final`` back in continues the text without re-reading it (the sampler does this).
+    """
+
+    vocab_size: int
+    embed_dim: int
+    layer: RNN
+
+    @nn.compact
+    def __call__(self, tokens_bt, initial_carry=None, *, deterministic: bool = True):
+        x = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(tokens_bt)
+        outputs, final = Recurrent(self.layer, name="recurrent")(
+            x, None, initial_carry, deterministic=deterministic
+        )
+        return nn.Dense(self.vocab_size, name="head")(outputs), final
+
+
+class SequenceClassifier(nn.Module):
+    """``Embed -> (bidirectional) RNN with lengths -> pooling -> Dense(classes)``.
+
+    ``pooling``: ``"final"`` (the top layer's final states, both directions) or
+    ``"mean"`` (masked mean of the outputs over valid steps).
+    """
+
+    vocab_size: int
+    embed_dim: int
+    layer: RNN
+    num_classes: int
+    pooling: str = "final"
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, tokens_bt, lengths_b, *, deterministic: bool = True):
+        if self.pooling not in ("final", "mean"):
+            raise ValueError(f"pooling must be 'final' or 'mean', got {self.pooling!r}")
+        x = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(tokens_bt)
+        outputs, final = Recurrent(self.layer, name="recurrent")(x, lengths_b, deterministic=deterministic)
+        pooled = final_hidden_concat(self.layer, final) if self.pooling == "final" else masked_mean(outputs, lengths_b)
+        pooled = nn.Dropout(self.dropout, deterministic=deterministic)(pooled)
+        return nn.Dense(self.num_classes, name="head")(pooled)
+
+
+class Seq2Seq(nn.Module):
+    """Encoder-decoder (the seeds' translation shape): the encoder's final state starts the decoder.
+
+    Training uses teacher forcing: ``logits = model(src, src_lengths, tgt_in)`` where
+    ``tgt_in`` is the target shifted right behind a start token.  ``encode`` and
+    ``decode`` are exposed for greedy and beam-search decoding one step at a time.
+    Encoder and decoder layers must have the same cell kind, size and depth.
+    """
+
+    src_vocab: int
+    tgt_vocab: int
+    embed_dim: int
+    encoder: RNN
+    decoder: RNN
+
+    def setup(self):
+        if self.encoder.num_directions != 1:
+            raise ValueError("the encoder must be unidirectional: its final state starts the decoder")
+        self.src_embed = nn.Embed(self.src_vocab, self.embed_dim)
+        self.tgt_embed = nn.Embed(self.tgt_vocab, self.embed_dim)
+        self.encoder_rnn = Recurrent(self.encoder)
+        self.decoder_rnn = Recurrent(self.decoder)
+        self.head = nn.Dense(self.tgt_vocab)
+
+    def encode(self, src_bt, src_lengths_b):
+        _, final = self.encoder_rnn(self.src_embed(src_bt), src_lengths_b)
+        return final
+
+    def decode(self, tgt_in_bt, carry):
+        outputs, final = self.decoder_rnn(self.tgt_embed(tgt_in_bt), None, carry)
+        return self.head(outputs), final
+
+    def __call__(self, src_bt, src_lengths_b, tgt_in_bt):
+        return self.decode(tgt_in_bt, self.encode(src_bt, src_lengths_b))[0]
