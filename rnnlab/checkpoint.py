@@ -105,6 +105,16 @@ class Checkpointer:
             return step, state, meta
         return None
 
+    def read_meta(self, step: int | None = None) -> dict:
+        """The JSON part of a checkpoint (the latest by default), without its arrays."""
+        steps = self.steps()
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        restored = self._manager.restore(
+            steps[-1] if step is None else step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+        )
+        return dict(restored["meta"])
+
     def latest_path(self) -> pathlib.Path | None:
         steps = self.steps()
         return self.path(steps[-1]) if steps else None

@@ -196,24 +196,25 @@ def resume(checkpointer, target_state, cfg, vocab=None):
 
 
 def train_seeds(run: RunDir, name: str, cfg, *, init_fn, loss_fn, optimizer, batch_fn, init_keys, num_steps=None,
-                log_every=None):
+                log_every=None, vocab=None):
     """Train one model for several seeds side by side (``jax.vmap``), with the run's
     checkpoints, resumption and metrics log (records tagged ``"model": name``).
 
     ``init_fn(key) -> params``; ``batch_fn(step) -> batch [S, ...]``; returns the
     final ``TrainState`` with a leading seed axis.  Raises ``NonFiniteError`` like ``fit``.
+    ``vocab`` (text tasks) is saved in every checkpoint and checked on resume.
     """
     state = jax.vmap(lambda k: init_state(optimizer, init_fn(k), k))(init_keys)
     checkpointer = Checkpointer(run.checkpoint_dir(name), keep=cfg.keep_checkpoints, every=cfg.checkpoint_every)
     try:
         if cfg.resume:
-            state, start = resume(checkpointer, state, cfg)
+            state, start = resume(checkpointer, state, cfg, vocab)
             run.truncate_metrics(name, start)
         return fit(
             jax.jit(jax.vmap(make_train_step(loss_fn, optimizer))), state, batch_fn,
             num_steps=cfg.steps if num_steps is None else num_steps,
             log_every=cfg.log_every if log_every is None else log_every,
-            log=run.logger(name), checkpointer=checkpointer, meta_fn=lambda step: checkpoint_meta(cfg, step),
+            log=run.logger(name), checkpointer=checkpointer, meta_fn=lambda step: checkpoint_meta(cfg, step, vocab),
             progress="none" if cfg.quiet else "auto", desc=name,
         )
     finally:
