@@ -106,3 +106,45 @@ def seeded_batches(task, seed: int, num_seeds: int, batch_size: int, num_steps: 
         return {k: np.stack([b[k] for b in per_run]) for k in per_run[0]}
 
     return batch
+
+
+# -- review-like text whose label needs context on both sides ------------------
+
+POSITIVE = ("good", "great", "fine", "excellent", "enjoyable", "wonderful")
+NEGATIVE = ("bad", "awful", "boring", "poor", "dull", "terrible")
+FILLER = ("the", "movie", "film", "plot", "acting", "was", "a", "really", "quite", "story", "and", "i", "thought",
+          "it", "cast", "ending", "music", "overall", "this", "one", "of", "in", "scenes", "some")
+
+
+def negation_reviews(seed, count: int, min_len: int = 16, max_len: int = 40) -> tuple[list[str], np.ndarray]:
+    """Generated reviews and labels (1 positive, 0 negative) where a sentiment word's
+    meaning depends on words on both sides of it:
+
+    * ``not`` before it flips it ("not good" is negative);
+    * a contrast after it overrides it: "good , but not great" is negative,
+      "bad , but great" is positive (the clause after "but" decides).
+
+    The phrase sits early in the review, followed by filler words, so a
+    left-to-right RNN must carry it to the end while a backward pass meets it last.
+    """
+    rng = np.random.default_rng(seed)
+
+    def clause():
+        positive = rng.random() < 0.5
+        word = rng.choice(POSITIVE if positive else NEGATIVE)
+        if rng.random() < 0.5:
+            return ["not", word], not positive
+        return [word], positive
+
+    texts, labels = [], []
+    for _ in range(count):
+        words, label = clause()
+        if rng.random() < 0.4:
+            second, label = clause()
+            words = words + [",", "but"] + second
+        length = int(rng.integers(min_len, max_len + 1))
+        start = int(rng.integers(0, 4))
+        filler = list(rng.choice(FILLER, max(length - len(words), 0)))
+        texts.append(" ".join(filler[:start] + words + filler[start:]))
+        labels.append(int(label))
+    return texts, np.array(labels, np.int32)

@@ -198,3 +198,27 @@ def sequential_windows(ids: np.ndarray, seq_len: int) -> dict:
     inputs = ids[: count * seq_len].reshape(count, seq_len)
     targets = ids[1 : count * seq_len + 1].reshape(count, seq_len)
     return {"inputs": inputs, "targets": targets}
+
+
+def load_labelled(source: str, split: str = "train", text_column: str = "text", label_column: str = "label"):
+    """``(texts, labels)`` from a local CSV/JSON/JSONL file or a Hugging Face dataset name
+    (e.g. ``imdb``; ``sst2`` with ``text_column="sentence"``), through ``datasets``."""
+    import datasets
+
+    path = pathlib.Path(source)
+    if path.is_file():
+        kind = {".csv": "csv", ".json": "json", ".jsonl": "json"}.get(path.suffix.lower())
+        if kind is None:
+            raise ValueError(f"{path}: expected a .csv, .json or .jsonl file")
+        table = datasets.load_dataset(kind, data_files=str(path), split="train")
+    elif str(source).startswith((".", "/", "~")):
+        raise FileNotFoundError(f"no such file: {source}")
+    else:
+        table = datasets.load_dataset(str(source), split=split)  # a Hub name: needs the network
+    missing = [c for c in (text_column, label_column) if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{source} has no column {missing[0]!r}; columns are {table.column_names}")
+    labels = np.asarray(table[label_column])
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise ValueError(f"labels in {source} must be integers 0..C-1, got {labels[:5].tolist()}...")
+    return list(table[text_column]), labels.astype(np.int32)

@@ -1,0 +1,146 @@
+"""Sentiment analysis with a bidirectional RNN.
+
+    Embed -> Bi-RNN (LSTM/GRU/RNN) over the valid words of each review -> pooling
+    (final states of both directions, or the masked mean) -> Dense(classes)
+
+The offline default is a generated task whose labels need the words on both
+sides of a sentiment word ("not good"; "good , but not great"), placed early in
+a long review. A unidirectional model with the same size is trained beside the
+bidirectional one, so the comparison is direct.
+
+    python experiments/sentiment.py
+    python experiments/sentiment.py --train reviews.csv --test reviews_test.csv   # columns text, label
+    python experiments/sentiment.py --train imdb                                  # a Hub dataset, when online
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+import optax
+
+from rnnlab import RNN
+from rnnlab.cells import make_cell
+from rnnlab.data import WordVocab, pad_sequences
+from rnnlab.data.synthetic import negation_reviews
+from rnnlab.data.text import load_labelled
+from rnnlab.experiment import BaseConfig, RunDir, parse_config, train_seeds
+from rnnlab.metrics import confusion_matrix
+from rnnlab.models import SequenceClassifier
+from rnnlab.plots import learning_curves
+from rnnlab.train import OptimConfig, make_optimizer
+
+
+@dataclasses.dataclass
+class Config(BaseConfig):
+    out: str = "runs/sentiment"
+    train: str = ""  # empty: the generated negation task; else a CSV/JSON file or a Hub name
+    test: str = ""  # a file, or empty: the Hub dataset's "test" split / a generated test set
+    text_column: str = "text"
+    label_column: str = "label"
+    train_size: int = 4000
+    test_size: int = 1000
+    max_len: int = 200
+    min_freq: int = 1
+    cell: str = "lstm"
+    hidden: int = 32
+    embed: int = 32
+    pooling: str = "final"
+    directions: tuple[str, ...] = ("bi", "uni")
+    batch_size: int = 64
+    steps: int = 800
+    learning_rate: float = 3e-3
+    clip_norm: float = 1.0
+    log_every: int = 20
+
+    def apply_quick(self):
+        self.train_size, self.test_size, self.steps, self.checkpoint_every = 2000, 500, 300, 100
+
+
+def load_data(cfg: Config):
+    if not cfg.train:
+        return negation_reviews((cfg.seed, 0), cfg.train_size), negation_reviews((cfg.seed, 1), cfg.test_size)
+    train = load_labelled(cfg.train, "train", cfg.text_column, cfg.label_column)
+    if cfg.test:
+        return train, load_labelled(cfg.test, "train", cfg.text_column, cfg.label_column)
+    return train, load_labelled(cfg.train, "test", cfg.text_column, cfg.label_column)
+
+
+def encode(vocab, texts, max_len):
+    """``(ids [N, T], lengths [N])``; an empty review becomes one ``<unk>``."""
+    ids = [vocab.encode(t)[:max_len] for t in texts]
+    return pad_sequences([s if len(s) else [vocab.unk_id] for s in ids])
+
+
+def main(argv=None):
+    cfg = parse_config(Config, argv, __doc__)
+    run = RunDir(cfg)
+    t0 = time.perf_counter()
+    (train_texts, train_labels), (test_texts, test_labels) = load_data(cfg)
+    vocab = WordVocab.build(train_texts, min_freq=cfg.min_freq, lowercase=True)
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    train_ids, train_lengths = encode(vocab, train_texts, cfg.max_len)
+    test_ids, test_lengths = encode(vocab, test_texts, cfg.max_len)
+
+    def batches(step):  # a pure function of the step; leading axis: one seed
+        idx = np.random.default_rng((cfg.seed, step)).integers(0, len(train_ids), cfg.batch_size)
+        return {"ids": train_ids[idx][None], "lengths": train_lengths[idx][None], "labels": train_labels[idx][None]}
+
+    results = {"vocab_size": vocab.size, "train_examples": len(train_ids), "test_examples": len(test_ids),
+               "pooling": cfg.pooling, "models": {}}
+    for direction in cfg.directions:
+        layer = RNN(make_cell(cfg.cell, cfg.hidden), bidirectional=(direction == "bi"))
+        model = SequenceClassifier(vocab.size, cfg.embed, layer, num_classes, cfg.pooling)
+
+        def loss_fn(params, batch, key, model=model):
+            logits = model.apply(params, batch["ids"], batch["lengths"])
+            loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]))
+            return loss, {"accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["labels"])}
+
+        state = train_seeds(
+            run, f"{direction}-{cfg.cell}", cfg,
+            init_fn=lambda k, model=model: model.init(k, train_ids[:1], train_lengths[:1]),
+            loss_fn=loss_fn, optimizer=make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps),
+            batch_fn=batches, init_keys=jax.random.key(cfg.seed)[None], vocab=vocab,
+        )
+        params = jax.tree.map(lambda a: a[0], state.params)
+        predict = jax.jit(lambda ids, lengths, model=model: jnp.argmax(model.apply(params, ids, lengths), -1))
+        predictions = np.concatenate([predict(test_ids[i:i + 256], test_lengths[i:i + 256])
+                                      for i in range(0, len(test_ids), 256)])
+        results["models"][direction] = {
+            "accuracy": float(np.mean(predictions == test_labels)),
+            "confusion_matrix": confusion_matrix(test_labels, predictions, num_classes).tolist(),
+        }
+        if not cfg.quiet:
+            print(f"{direction}-{cfg.cell}: test accuracy {results['models'][direction]['accuracy']:.3f}")
+    results["runtime_s"] = time.perf_counter() - t0
+    run.write_results(results)
+
+    fig, axes = plt.subplots(1, 1 + len(cfg.directions), figsize=(5 + 3.2 * len(cfg.directions), 3.8),
+                             constrained_layout=True)
+    curves = {}
+    for direction in cfg.directions:
+        recs = [r for r in run.read_metrics() if r.get("model") == f"{direction}-{cfg.cell}"]
+        curves[f"{direction}-{cfg.cell}"] = ([r["step"] for r in recs], np.array([r["loss_per_seed"] for r in recs]).T)
+    learning_curves(curves, title="training loss", ylabel="cross-entropy", ax=axes[0])
+    for ax, direction in zip(axes[1:], cfg.directions):
+        m = np.array(results["models"][direction]["confusion_matrix"])
+        ax.imshow(m, cmap="Blues")
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, str(v), ha="center", va="center")
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(f"{direction}-{cfg.cell}: accuracy {results['models'][direction]['accuracy']:.3f}")
+    fig.suptitle(f"Sentiment, {cfg.cell.upper()} {cfg.hidden} units, {cfg.pooling} pooling, "
+                 f"{len(train_ids)} training reviews", fontsize=10)
+    fig.savefig(run.figure("sentiment"), dpi=110)
+    return results
+
+
+if __name__ == "__main__":
+    main()
