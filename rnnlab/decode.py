@@ -88,9 +88,8 @@ def beam_search(model, params, src_t, src_length: int, *, start_id: int, end_id:
     """
     if beam < 1:
         raise ValueError(f"beam must be >= 1, got {beam}")
-    src_1t = jnp.asarray(src_t)[None]
-    carry = model.apply(params, src_1t, jnp.asarray([src_length]), method=model.encode)
-    step = _decode_step(model)
+    encode, step = _beam_fns(model)
+    carry = encode(params, jnp.asarray(src_t)[None], jnp.asarray([src_length]))
     beams = [((), 0.0, carry)]  # (tokens, log-probability, carry)
     finished = []
     for _ in range(max_len):
@@ -114,10 +113,16 @@ def beam_search(model, params, src_t, src_length: int, *, start_id: int, end_id:
 
 
 @functools.lru_cache(maxsize=16)
-def _decode_step(model):
+def _beam_fns(model):
+    """Jitted encoder and one decoder step, compiled once per model."""
+
+    @jax.jit
+    def encode(params, src_1t, src_lengths_1):
+        return model.apply(params, src_1t, src_lengths_1, method=model.encode)
+
     @jax.jit
     def step(params, tokens_k, carry):
         logits, carry = model.apply(params, tokens_k[:, None], carry, method=model.decode)
         return jax.nn.log_softmax(logits[:, -1]), carry
 
-    return step
+    return encode, step

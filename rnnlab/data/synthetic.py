@@ -148,3 +148,14 @@ def negation_reviews(seed, count: int, min_len: int = 16, max_len: int = 40) -> 
         texts.append(" ".join(filler[:start] + words + filler[start:]))
         labels.append(int(label))
     return texts, np.array(labels, np.int32)
+
+
+def addition_pairs(seed, count: int, digits: int = 2) -> list[tuple[str, str]]:
+    """Distinct "a+b" -> "sum" string pairs with a, b < 10**digits (the Keras addition
+    task, a sequence-to-sequence problem small enough to learn on a CPU)."""
+    limit = 10**digits
+    if count > limit * limit:
+        raise ValueError(f"only {limit * limit} distinct pairs exist with {digits} digits, asked for {count}")
+    rng = np.random.default_rng(seed)
+    flat = rng.choice(limit * limit, size=count, replace=False)
+    return [(f"{a}+{b}", str(a + b)) for a, b in zip(flat // limit, flat % limit)]

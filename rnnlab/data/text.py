@@ -37,15 +37,23 @@ def check_token_ids(ids, vocab_size: int, what: str = "token ids") -> np.ndarray
 
 @dataclasses.dataclass(frozen=True)
 class CharVocab:
-    """Characters (Unicode code points) seen in the training text, line breaks included."""
+    """Characters (Unicode code points) seen in the training text, line breaks included.
+
+    ``specials`` (e.g. ``("<pad>", "<s>", "</s>")`` for sequence-to-sequence) take
+    the first ids; text never encodes to them, ``id(name)`` gives them.
+    """
 
     tokens: tuple[str, ...]
+    specials: tuple[str, ...] = ()
 
     @classmethod
-    def build(cls, text: str) -> "CharVocab":
+    def build(cls, text: str, specials: tuple[str, ...] = ()) -> "CharVocab":
         if not text:
             raise ValueError("cannot build a vocabulary from empty text")
-        return cls(tuple(sorted(set(text))))
+        return cls(tuple(specials) + tuple(sorted(set(text))), tuple(specials))
+
+    def id(self, special: str) -> int:
+        return self.specials.index(special)
 
     @property
     def size(self) -> int:
@@ -56,17 +64,19 @@ class CharVocab:
         return {ch: i for i, ch in enumerate(self.tokens)}
 
     def encode(self, text: str) -> np.ndarray:
-        index = self.index
+        index = {ch: i for i, ch in enumerate(self.tokens) if i >= len(self.specials)}
         unknown = sorted(set(text) - index.keys())
         if unknown:
             raise ValueError(f"characters not in the vocabulary: {''.join(unknown)!r}")
         return np.fromiter((index[ch] for ch in text), np.int32, len(text))
 
     def decode(self, ids) -> str:
-        return "".join(self.tokens[i] for i in check_token_ids(ids, self.size).reshape(-1))
+        """Text of the ids; special tokens are dropped."""
+        ids = check_token_ids(ids, self.size).reshape(-1)
+        return "".join(self.tokens[i] for i in ids if i >= len(self.specials))
 
     def to_dict(self) -> dict:
-        return {"kind": "char", "tokens": list(self.tokens)}
+        return {"kind": "char", "tokens": list(self.tokens), "specials": list(self.specials)}
 
 
 def split_words(text: str, lowercase: bool = False) -> list[str]:
@@ -121,7 +131,7 @@ class WordVocab:
 def vocab_from_dict(d: dict):
     """Inverse of ``vocab.to_dict()`` (how checkpoints store vocabularies)."""
     if d.get("kind") == "char":
-        return CharVocab(tuple(d["tokens"]))
+        return CharVocab(tuple(d["tokens"]), tuple(d.get("specials", ())))
     if d.get("kind") == "word":
         return WordVocab(tuple(d["tokens"]), bool(d.get("lowercase", False)))
     raise ValueError(f"not a vocabulary: {d!r:.80}")
@@ -222,3 +232,14 @@ def load_labelled(source: str, split: str = "train", text_column: str = "text", 
     if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
         raise ValueError(f"labels in {source} must be integers 0..C-1, got {labels[:5].tolist()}...")
     return list(table[text_column]), labels.astype(np.int32)
+
+
+def load_pairs(path, source_column: str = "source", target_column: str = "target") -> list[tuple[str, str]]:
+    """Translation pairs from a two-column CSV file, through ``datasets``."""
+    import datasets
+
+    table = datasets.load_dataset("csv", data_files=str(path), split="train")
+    missing = [c for c in (source_column, target_column) if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{path} has no column {missing[0]!r}; columns are {table.column_names}")
+    return [(str(s), str(t)) for s, t in zip(table[source_column], table[target_column])]
