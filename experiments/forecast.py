@@ -26,6 +26,7 @@ import numpy as np
 
 from rnnlab import RNN
 from rnnlab.cells import make_cell
+from rnnlab.decode import recursive_forecast
 from rnnlab.data import load_csv_column, mackey_glass, make_windows, sine_mixture, split_by_time, standardize
 from rnnlab.experiment import BaseConfig, RunDir, parse_config, train_seeds
 from rnnlab.models import SequenceRegressor
@@ -62,16 +63,6 @@ def load_series(cfg: Config) -> tuple[np.ndarray, str]:
     if cfg.series == "sine":
         return sine_mixture(cfg.length, seed=cfg.seed), "noisy sine mixture"
     raise ValueError(f"unknown series {cfg.series!r}: choose mackey_glass or sine, or give --csv")
-
-
-def recursive_forecast(predict, history_w, horizon: int) -> np.ndarray:
-    """Feed each prediction back as the newest input: ``[horizon]`` (a scan, not a Python loop)."""
-
-    def step(window_w, _):
-        y = predict(window_w[None, :, None])[0, 0]
-        return jnp.concatenate([window_w[1:], y[None]]), y
-
-    return np.asarray(jax.lax.scan(step, jnp.asarray(history_w), None, length=horizon)[1])
 
 
 def main(argv=None):
