@@ -95,8 +95,7 @@ def main(argv=None):
 
     curves = {}
     for name in cfg.models:
-        records = [r for r in run.read_metrics() if r.get("model") == name]
-        curves[name] = ([r["step"] for r in records], np.array([r["loss_per_seed"] for r in records]).T)
+        curves[name] = run.curve(name)
     init_note = f"tanh RNN: PyTorch init; LSTM forget bias {cfg.forget_bias:g}"
     fig = learning_curves(
         curves, baseline=baseline, baseline_label="predict 1" if cfg.variant == "adding" else "predict mean",

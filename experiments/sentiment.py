@@ -125,8 +125,7 @@ def main(argv=None):
                              constrained_layout=True)
     curves = {}
     for direction in cfg.directions:
-        recs = [r for r in run.read_metrics() if r.get("model") == f"{direction}-{cfg.cell}"]
-        curves[f"{direction}-{cfg.cell}"] = ([r["step"] for r in recs], np.array([r["loss_per_seed"] for r in recs]).T)
+        curves[f"{direction}-{cfg.cell}"] = run.curve(f"{direction}-{cfg.cell}")
     learning_curves(curves, title="training loss", ylabel="cross-entropy", ax=axes[0])
     for ax, direction in zip(axes[1:], cfg.directions):
         m = np.array(results["models"][direction]["confusion_matrix"])

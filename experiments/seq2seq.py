@@ -129,8 +129,7 @@ def main(argv=None):
         "runtime_s": time.perf_counter() - t0,
     }
     run.write_results(results)
-    recs = [r for r in run.read_metrics() if r.get("model") == cfg.cell]
-    fig = learning_curves({cfg.cell: ([r["step"] for r in recs], np.array([r["loss_per_seed"] for r in recs]).T)},
+    fig = learning_curves({cfg.cell: run.curve(cfg.cell)},
                           ylabel="teacher-forced cross-entropy per target token",
                           title=f"seq2seq {'addition' if not cfg.pairs else cfg.pairs}: {cfg.layers}x{cfg.cell.upper()} "
                                 f"{cfg.hidden}, {len(train)} pairs; val exact match {results['greedy_exact_match']:.3f} "

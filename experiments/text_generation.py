@@ -32,7 +32,7 @@ from rnnlab.cells import make_cell
 from rnnlab.checkpoint import Checkpointer
 from rnnlab.data import CharVocab, WordVocab, default_corpus, load_text, random_windows, sequential_windows, vocab_from_dict
 from rnnlab.decode import sample_text
-from rnnlab.experiment import BaseConfig, RunDir, config_dict, parse_config, train_seeds
+from rnnlab.experiment import BaseConfig, RunDir, parse_config, train_seeds
 from rnnlab.models import LanguageModel
 from rnnlab.plots import learning_curves
 from rnnlab.train import OptimConfig, init_state, make_optimizer
@@ -132,8 +132,7 @@ def train(cfg: Config):
     else:
         results["val_perplexity"] = math.exp(val_nats)
     run.write_results(results)
-    records = [r for r in run.read_metrics() if r.get("model") == "lm"]
-    fig = learning_curves({cfg.cell: ([r["step"] for r in records], np.array([r["loss_per_seed"] for r in records]).T)},
+    fig = learning_curves({cfg.cell: run.curve("lm")},
                           baseline=results["unigram_entropy_nats"], baseline_label="unigram entropy",
                           ylabel="training cross-entropy, nats per token",
                           title=f"{cfg.level}-level LM: {cfg.layers}x{cfg.cell.upper()} {cfg.hidden}, "

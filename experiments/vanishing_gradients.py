@@ -157,7 +157,7 @@ def main(argv=None):
                     results["jacobian_norms"][name][str(T)][phase] = summaries(jac_st)[0]
                 results["ratios"][name][str(T)][phase] = {"median": float(np.median(ratios)), "per_seed": ratios}
                 results["spectral_radii"][name][str(T)][phase] = gate_radii(params, cell)
-            last = [r for r in run.read_metrics() if r.get("model") == f"{name}/T{T}"][-1]
+            last = run.records(f"{name}/T{T}")[-1]
             results["final_loss"][name][str(T)] = {"median": float(np.median(last["loss_per_seed"])),
                                                    "per_seed": last["loss_per_seed"]}
             r = results["ratios"][name][str(T)]
@@ -196,7 +196,7 @@ def main(argv=None):
             diverged = None
         except NonFiniteError as e:
             diverged = str(e)
-        records = [r for r in run.read_metrics() if r.get("model") == f"clipping/{label}"]
+        records = run.records(f"clipping/{label}")
         clipping[label] = {
             "diverged": diverged,
             "max_grad_norm": float(np.max([r["grad_norm_per_seed"] for r in records])),
@@ -245,11 +245,11 @@ def save_figures(cfg: Config, run: RunDir, results: dict):
 
     traces = {}
     for label in ("clip 1.0", "no clipping"):
-        recs = [r for r in run.read_metrics() if r.get("model") == f"clipping/{label}"]
+        recs = run.records(f"clipping/{label}")
         diverged = results["clipping"][label]["diverged"]
         label_shown = f"{label} (non-finite at step {recs[-1]['step']})" if diverged else label
-        traces[label_shown] = ([r["step"] for r in recs], np.array([r["grad_norm_per_seed"] for r in recs]).T,
-                         np.array([r["loss_per_seed"] for r in recs]).T)
+        steps, grad_norms = run.curve(f"clipping/{label}", "grad_norm")
+        traces[label_shown] = (steps, grad_norms, run.curve(f"clipping/{label}")[1])
     c = results["clipping"]
     plots.training_traces(traces, title=f"Exploding regime: tanh RNN with spectral radius {c['radius']:g}, "
                           f"T={c['length']}, SGD lr {c['learning_rate']:g}, {cfg.seeds} seeds (median, min-max)")\
@@ -260,8 +260,7 @@ def save_figures(cfg: Config, run: RunDir, results: dict):
     for ax, T in zip(axes, cfg.lengths):
         curves = {}
         for name in cfg.models:
-            recs = [r for r in run.read_metrics() if r.get("model") == f"{name}/T{T}"]
-            curves[name] = ([r["step"] for r in recs], np.array([r["loss_per_seed"] for r in recs]).T)
+            curves[name] = run.curve(f"{name}/T{T}")
         plots.learning_curves(curves, baseline=synthetic.ADDING_BASELINE_MSE, baseline_label="predict 1",
                               title=f"T = {T}", ax=ax)
     fig.suptitle(f"Adding problem training loss, Adam lr {cfg.learning_rate:g}, clip {cfg.clip_norm:g}, "

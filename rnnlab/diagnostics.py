@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab.initializers import spectral_radius  # noqa: F401  (re-exported: one implementation)
 from rnnlab.models import recurrent_params
 
 

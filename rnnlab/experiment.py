@@ -21,6 +21,7 @@ import types
 import typing
 
 import jax
+import numpy as np
 
 from rnnlab.checkpoint import Checkpointer
 from rnnlab.train import fit, init_state, make_train_step
@@ -139,6 +140,15 @@ class RunDir:
         if not self.metrics_path.exists():
             return []
         return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def records(self, model: str) -> list[dict]:
+        """The metrics records of one model, in step order."""
+        return [r for r in self.read_metrics() if r.get("model") == model]
+
+    def curve(self, model: str, key: str = "loss"):
+        """``(steps [N], values [S, N])`` of a per-seed metric, for ``plots.learning_curves``."""
+        records = self.records(model)
+        return [r["step"] for r in records], np.array([r[f"{key}_per_seed"] for r in records]).T
 
     def write_results(self, results: dict) -> None:
         write_json(self.results_path, results)

@@ -105,9 +105,11 @@ def unroll(
         x_tbi = reverse_valid_prefix(x_tbi, lengths_b)
     xp_tbg = cell.project_inputs(params, x_tbi)  # one matmul for all steps
 
-    cell_step = lambda carry, xp_bg, eps_bh: cell.step_projected(params, carry, xp_bg)
     eps_tbh = None
-    if hidden_perturbation is not None:
+    if hidden_perturbation is None:
+        def cell_step(carry, xp_bg, eps_bh):
+            return cell.step_projected(params, carry, xp_bg)
+    else:
         eps_tbh = _check_perturbation(hidden_perturbation, (num_steps, batch_size, cell.hidden_size), time_major)
         if reverse:
             eps_tbh = reverse_valid_prefix(eps_tbh, lengths_b)

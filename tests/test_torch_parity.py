@@ -13,7 +13,6 @@ import zlib
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
