@@ -45,6 +45,8 @@ class Config(BaseConfig):
     label_column: str = "label"
     train_size: int = 4000
     test_size: int = 1000
+    min_words: int = 40  # generated reviews: the sentiment phrase is near the start, filler follows
+    max_words: int = 80
     max_len: int = 200
     min_freq: int = 1
     cell: str = "lstm"
@@ -60,11 +62,13 @@ class Config(BaseConfig):
 
     def apply_quick(self):
         self.train_size, self.test_size, self.steps, self.checkpoint_every = 2000, 500, 300, 100
+        self.min_words, self.max_words = 16, 40
 
 
 def load_data(cfg: Config):
     if not cfg.train:
-        return negation_reviews((cfg.seed, 0), cfg.train_size), negation_reviews((cfg.seed, 1), cfg.test_size)
+        return (negation_reviews((cfg.seed, 0), cfg.train_size, cfg.min_words, cfg.max_words),
+                negation_reviews((cfg.seed, 1), cfg.test_size, cfg.min_words, cfg.max_words))
     train = load_labelled(cfg.train, "train", cfg.text_column, cfg.label_column)
     if cfg.test:
         return train, load_labelled(cfg.test, "train", cfg.text_column, cfg.label_column)
