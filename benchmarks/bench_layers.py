@@ -35,6 +35,7 @@ SHAPES = [(8, 1000, 2, 128), (32, 200, 64, 256), (64, 100, 128, 512), (128, 50, 
 
 
 def rnnlab_fns(cell_name, B, T, I, H, **layer_options):
+    """rnnlab's default path (``layer_options`` select others, e.g. ``backward="autodiff"``)."""
     layer = RNN(make_cell(cell_name, H), **layer_options)
     params = layer.init(jax.random.key(0), I)
     x = jax.random.normal(jax.random.key(1), (B, T, I))
@@ -48,11 +49,12 @@ def flax_fns(cell_name, B, T, I, H):
 
     cls = {"lstm": nnx.OptimizedLSTMCell, "gru": nnx.GRUCell, "rnn": nnx.SimpleCell}[cell_name]
     model = nnx.RNN(cls(I, H, rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(model)
+    carry0 = model.cell.initialize_carry((B, I), nnx.Rngs(0))  # zeros, made outside jit
+    graphdef, state, rest = nnx.split(model, nnx.Param, ...)  # differentiate the parameters only
     x = jax.random.normal(jax.random.key(1), (B, T, I))
 
     def apply(state, x):
-        return nnx.merge(graphdef, state)(x)
+        return nnx.merge(graphdef, state, rest)(x, initial_carry=carry0)
 
     fwd = jax.jit(apply)
     grad = jax.jit(jax.grad(lambda s, x: jnp.sum(apply(s, x)), argnums=(0, 1)))
@@ -96,8 +98,12 @@ def speed_table(cells, repeats):
     rows = []
     for cell_name in cells:
         for B, T, I, H in SHAPES:
-            makers = {"rnnlab": rnnlab_fns, "torch": torch_fns, "flax_nnx": flax_fns}
-            fns = {name: make(cell_name, B, T, I, H) for name, make in makers.items()}
+            fns = {
+                "rnnlab": rnnlab_fns(cell_name, B, T, I, H),
+                "rnnlab_autodiff": rnnlab_fns(cell_name, B, T, I, H, backward="autodiff"),
+                "torch": torch_fns(cell_name, B, T, I, H),
+                "flax_nnx": flax_fns(cell_name, B, T, I, H),
+            }
             for mode, index in (("fwd", 0), ("fwd+bwd", 1)):
                 times = median_times({name: f[index] for name, f in fns.items()}, repeats)
                 row = {"cell": cell_name, "B": B, "T": T, "I": I, "H": H, "mode": mode,

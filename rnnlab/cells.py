@@ -109,7 +109,13 @@ class _Cell:
     def step(self, params: Params, carry, x: jax.Array):
         return self.step_projected(params, carry, self.project_inputs(params, x))
 
-    def step_projected(self, params: Params, carry, xp: jax.Array):  # pragma: no cover - abstract
+    def step_projected(self, params: Params, carry, xp: jax.Array):
+        """One step from the projected input ``xp = x W_ih^T + b_ih``."""
+        return self.step_from_projections(carry, xp, self.recurrent_projection(params, self.carry_hidden(carry)))
+
+    def step_from_projections(self, carry, xp: jax.Array, hp: jax.Array):  # pragma: no cover - abstract
+        """The gate arithmetic given both projections ``xp`` and ``hp = h W_hh^T + b_hh``:
+        elementwise only, so the scan can do the matmuls its own way."""
         raise NotImplementedError
 
 
@@ -129,8 +135,8 @@ class ElmanCell(_Cell):
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
 
-    def step_projected(self, params, h, xp):
-        h = ACTIVATIONS[self.activation](xp + self.recurrent_projection(params, h))
+    def step_from_projections(self, h, xp, hp):
+        h = ACTIVATIONS[self.activation](xp + hp)
         return h, h
 
 
@@ -178,9 +184,8 @@ class LSTMCell(_Cell):
     def replace_hidden(self, carry, h):
         return carry._replace(h=h)
 
-    def step_projected(self, params, carry, xp):
-        gates = xp + self.recurrent_projection(params, carry.h)
-        i, f, g, o = jnp.split(gates, 4, axis=-1)
+    def step_from_projections(self, carry, xp, hp):
+        i, f, g, o = jnp.split(xp + hp, 4, axis=-1)
         c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return LSTMState(h, c), h
@@ -200,9 +205,9 @@ class GRUCell(_Cell):
 
     num_gates: ClassVar[int] = 3
 
-    def step_projected(self, params, h, xp):
+    def step_from_projections(self, h, xp, hp):
         x_r, x_z, x_n = jnp.split(xp, 3, axis=-1)
-        h_r, h_z, h_n = jnp.split(self.recurrent_projection(params, h), 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(hp, 3, axis=-1)
         r = jax.nn.sigmoid(x_r + h_r)
         z = jax.nn.sigmoid(x_z + h_z)
         n = jnp.tanh(x_n + r * h_n)

@@ -42,12 +42,15 @@ class RNN:
     batch_first: bool = True
     unroll: int = 1
     remat: bool = False
+    backward: str = "autodiff"  # or "fused": a custom VJP (see rnnlab.scan.unroll)
 
     def __post_init__(self):
         if not isinstance(self.num_layers, int) or self.num_layers < 1:
             raise ValueError(f"num_layers must be a positive int, got {self.num_layers!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
+        if self.backward not in ("fused", "autodiff"):
+            raise ValueError(f"backward must be 'fused' or 'autodiff', got {self.backward!r}")
 
     @property
     def num_directions(self) -> int:
@@ -134,6 +137,7 @@ class RNN:
                     self.cell, params[f"l{layer}"][name], x,
                     lengths=lengths, initial_carry=carry0, reverse=(name == "bwd"),
                     time_major=time_major, unroll=self.unroll, remat=self.remat, hidden_perturbation=eps,
+                    backward=self.backward,
                 )
                 outputs.append(y)
                 finals.append(final)

@@ -17,6 +17,8 @@ Variable lengths (``lengths[b]`` valid steps of sequence b, the rest padding):
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -68,6 +70,7 @@ def unroll(
     unroll: int = 1,
     remat: bool = False,
     hidden_perturbation=None,
+    backward: str = "autodiff",
 ):
     """Run ``cell`` over a sequence.
 
@@ -84,6 +87,12 @@ def unroll(
         forward).  Its gradient at ``eps = 0`` is ``dL/dh_t`` for every t in
         one backward pass (``rnnlab.diagnostics``).  In the input's time
         order, like the outputs.
+      backward: ``"autodiff"`` (default) is JAX's own derivative of the scan.
+        ``"fused"`` uses a custom VJP whose reverse scan carries only the
+        state gradients, the recurrent weight gradient then being one matmul
+        over all steps; on a 2-core CPU it was faster for LSTM and Elman and
+        slower for GRU (benchmarks/README.md), so it is opt-in.  With
+        ``remat`` or ``hidden_perturbation`` the autodiff path is used.
 
     Returns:
       ``(outputs, final_carry)``: outputs ``[B, T, H]`` (or ``[T, B, H]``),
@@ -104,44 +113,104 @@ def unroll(
     if reverse:
         x_tbi = reverse_valid_prefix(x_tbi, lengths_b)
     xp_tbg = cell.project_inputs(params, x_tbi)  # one matmul for all steps
+    w_hh_t = params["w_hh"].T  # [H, G*H]: transposed once, outside the loop
+    b_hh = params.get("b_hh")
 
+    mask_tb = None
+    if lengths_b is not None:
+        mask_tb = jnp.arange(num_steps)[:, None] < lengths_b[None, :]
+        # Zero padded inputs so that non-finite padding cannot leak into gradients.
+        xp_tbg = jnp.where(mask_tb[..., None], xp_tbg, 0)
     eps_tbh = None
-    if hidden_perturbation is None:
-        def cell_step(carry, xp_bg, eps_bh):
-            return cell.step_projected(params, carry, xp_bg)
-    else:
+    if hidden_perturbation is not None:
         eps_tbh = _check_perturbation(hidden_perturbation, (num_steps, batch_size, cell.hidden_size), time_major)
         if reverse:
             eps_tbh = reverse_valid_prefix(eps_tbh, lengths_b)
 
-        def cell_step(carry, xp_bg, eps_bh):
-            carry, _ = cell.step_projected(params, carry, xp_bg)
-            h_bh = cell.carry_hidden(carry) + eps_bh
-            return cell.replace_hidden(carry, h_bh), h_bh
-
-    if lengths_b is None:
-        def step(carry, inputs):
-            xp_bg, eps_bh = inputs
-            return cell_step(carry, xp_bg, eps_bh)
-
-        scanned = (xp_tbg, eps_tbh)
+    if backward not in ("fused", "autodiff"):
+        raise ValueError(f"backward must be 'fused' or 'autodiff', got {backward!r}")
+    if backward == "fused" and eps_tbh is None and not remat:
+        final_carry, y_tbh = _fused_recurrence(cell, unroll, w_hh_t, b_hh, xp_tbg, initial_carry, mask_tb)
     else:
-        mask_tb = jnp.arange(num_steps)[:, None] < lengths_b[None, :]
-        # Zero padded inputs so that non-finite padding cannot leak into gradients.
-        xp_tbg = jnp.where(mask_tb[..., None], xp_tbg, 0)
-
-        def step(carry, inputs):
-            xp_bg, eps_bh, valid_b = inputs
-            new_carry, y_bh = cell_step(carry, xp_bg, eps_bh)
-            keep = lambda new, old: jnp.where(valid_b[:, None], new, old)
-            return jax.tree.map(keep, new_carry, carry), jnp.where(valid_b[:, None], y_bh, 0)
-
-        scanned = (xp_tbg, eps_tbh, mask_tb)
-
-    if remat:
-        step = jax.checkpoint(step)
-    final_carry, y_tbh = jax.lax.scan(step, initial_carry, scanned, unroll=unroll)
+        final_carry, y_tbh = _autodiff_recurrence(
+            cell, w_hh_t, b_hh, xp_tbg, initial_carry, mask_tb, eps_tbh, unroll, remat
+        )
 
     if reverse:
         y_tbh = reverse_valid_prefix(y_tbh, lengths_b)
     return (y_tbh if time_major else jnp.swapaxes(y_tbh, 0, 1)), final_carry
+
+
+# -- the recurrence: forward scan and its two derivatives ---------------------
+
+def _cell_update(cell, carry, xp_bg, hp_bg, valid_b=None, eps_bh=None):
+    """One step given both projections, with the hidden perturbation and the length mask."""
+    new_carry, y_bh = cell.step_from_projections(carry, xp_bg, hp_bg)
+    if eps_bh is not None:
+        y_bh = cell.carry_hidden(new_carry) + eps_bh
+        new_carry = cell.replace_hidden(new_carry, y_bh)
+    if valid_b is not None:
+        keep = lambda new, old: jnp.where(valid_b[:, None], new, old)
+        new_carry, y_bh = jax.tree.map(keep, new_carry, carry), jnp.where(valid_b[:, None], y_bh, 0)
+    return new_carry, y_bh
+
+
+def _project(w_hh_t, b_hh, h_bh):
+    """``hp = h W_hh^T + b_hh`` with ``W_hh^T`` already transposed."""
+    hp = h_bh @ w_hh_t
+    return hp if b_hh is None else hp + b_hh
+
+
+def _autodiff_recurrence(cell, w_hh_t, b_hh, xp_tbg, carry0, mask_tb, eps_tbh, unroll, remat):
+    def step(carry, inputs):
+        xp_bg, valid_b, eps_bh = inputs
+        hp_bg = _project(w_hh_t, b_hh, cell.carry_hidden(carry))
+        return _cell_update(cell, carry, xp_bg, hp_bg, valid_b, eps_bh)
+
+    if remat:
+        step = jax.checkpoint(step)
+    return jax.lax.scan(step, carry0, (xp_tbg, mask_tb, eps_tbh), unroll=unroll)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _fused_recurrence(cell, unroll, w_hh_t, b_hh, xp_tbg, carry0, mask_tb):
+    return _fused_forward(cell, unroll, w_hh_t, b_hh, xp_tbg, carry0, mask_tb)[0]
+
+
+def _fused_forward(cell, unroll, w_hh_t, b_hh, xp_tbg, carry0, mask_tb):
+    def step(carry, inputs):
+        xp_bg, valid_b = inputs
+        hp_bg = _project(w_hh_t, b_hh, cell.carry_hidden(carry))
+        new_carry, y_bh = _cell_update(cell, carry, xp_bg, hp_bg, valid_b)
+        return new_carry, (y_bh, hp_bg, carry)
+
+    final, (y_tbh, hp_tbg, carries_t) = jax.lax.scan(step, carry0, (xp_tbg, mask_tb), unroll=unroll)
+    return (final, y_tbh), (w_hh_t, b_hh, xp_tbg, hp_tbg, carries_t, mask_tb)
+
+
+def _fused_backward(cell, unroll, residuals, cotangents):
+    """Reverse scan over the state gradients only; then the weight gradients as one
+    matmul over all steps: ``dW_hh^T = sum_t h_{t-1}^T dhp_t``, ``db_hh = sum_t dhp_t``."""
+    w_hh_t, b_hh, xp_tbg, hp_tbg, carries_t, mask_tb = residuals
+    d_final, dy_tbh = cotangents
+    w_hh = w_hh_t.T  # [G*H, H], outside the loop
+
+    def step(d_carry, inputs):
+        xp_bg, hp_bg, carry_prev, valid_b, dy_bh = inputs
+        update = lambda xp, hp, carry: _cell_update(cell, carry, xp, hp, valid_b)
+        _, vjp = jax.vjp(update, xp_bg, hp_bg, carry_prev)
+        dxp_bg, dhp_bg, d_prev = vjp((d_carry, dy_bh))
+        # hp = h_prev W_hh^T + b: the recurrent path back into h_prev
+        d_prev = cell.replace_hidden(d_prev, cell.carry_hidden(d_prev) + dhp_bg @ w_hh)
+        return d_prev, (dxp_bg, dhp_bg)
+
+    d_carry0, (dxp_tbg, dhp_tbg) = jax.lax.scan(
+        step, d_final, (xp_tbg, hp_tbg, carries_t, mask_tb, dy_tbh), reverse=True, unroll=unroll
+    )
+    h_prev_tbh = cell.carry_hidden(carries_t)
+    d_w_hh_t = jnp.einsum("tbh,tbg->hg", h_prev_tbh, dhp_tbg)
+    d_b_hh = None if b_hh is None else jnp.sum(dhp_tbg, axis=(0, 1))
+    return d_w_hh_t, d_b_hh, dxp_tbg, d_carry0, None
+
+
+_fused_recurrence.defvjp(_fused_forward, _fused_backward)
