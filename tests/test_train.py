@@ -107,3 +107,17 @@ def test_non_finite_loss_stops_with_step_and_last_checkpoint(tmp_path):
     assert logged[-1]["step"] == 5 and np.isnan(logged[-1]["loss"])
     restored_step, restored, _ = ckpt.restore_latest(state0)
     assert restored_step == 4 and np.all(np.isfinite(restored.params["layer"]["w"]))
+
+
+def test_progress_lines_when_not_a_terminal_and_nothing_when_quiet(capsys):
+    params, batch = problem()
+    opt = make_optimizer(OptimConfig(name="sgd", learning_rate=1e-3), 4)
+    step = jax.jit(make_train_step(quadratic_loss, opt))
+    state0 = init_state(opt, params, jax.random.key(0))
+    fit(step, state0, lambda i: batch, num_steps=4, log_every=2, progress="lines", desc="demo")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("demo step 2/4 loss ") and "grad_norm" in lines[0]
+    fit(step, state0, lambda i: batch, num_steps=4, log_every=2, progress="none")
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="progress must be auto, bar, lines or none"):
+        fit(step, state0, lambda i: batch, num_steps=4, progress="loud")
