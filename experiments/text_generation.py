@@ -16,6 +16,7 @@ about context scores the unigram entropy.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import pathlib
@@ -99,8 +100,8 @@ def train(cfg: Config):
     text = load_text(cfg.source) if cfg.source else default_corpus()
     cut = int(len(text) * (1 - cfg.val_fraction))
     vocab = build_vocab(cfg, text[:cut])
-    encode = (lambda t: vocab.encode(t)) if cfg.level == "word" else (
-        lambda t: vocab.encode("".join(ch for ch in t if ch in vocab.index)))  # drop chars never seen in training
+    # words never seen in training become <unk>; characters never seen are dropped
+    encode = vocab.encode if cfg.level == "word" else functools.partial(vocab.encode, skip_unknown=True)
     train_ids, val_ids = encode(text[:cut]), encode(text[cut:])
     model = build_model(cfg, vocab)
     optimizer = make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps)
@@ -118,7 +119,7 @@ def train(cfg: Config):
     eval_loss = jax.jit(lambda p, b: token_loss(model, p, b))
     chunks = range(0, len(val["inputs"]), 64)
     val_nats = float(np.mean([eval_loss(params, {k: v[i:i + 64] for k, v in val.items()}) for i in chunks]))
-    prime_ids = encode(cfg.prime) if cfg.level == "char" else vocab.encode(cfg.prime)
+    prime_ids = encode(cfg.prime)
     sample = vocab.decode(sample_text(model, params, prime_ids, cfg.length, jax.random.key(cfg.seed),
                                       temperature=cfg.temperature, top_k=cfg.top_k))
     results = {

@@ -93,10 +93,14 @@ def adding_batches(cfg, stream: int, batch_size: int, T: int):
     return synthetic.seeded_batches(synthetic.adding_problem, cfg.seed * 10**7 + stream, cfg.seeds, batch_size, T)
 
 
+def seed_keys(cfg):
+    return jax.random.split(jax.random.key(cfg.seed), cfg.seeds)
+
+
 def init_params(cell, cfg, T):
+    """``(params [S, ...], model)``: one initialisation per seed."""
     model = SequenceRegressor(RNN(cell))
-    keys = jax.random.split(jax.random.key(cfg.seed), cfg.seeds)
-    return jax.vmap(lambda k: model.init(k, jnp.zeros((1, T, 2))))(keys), keys, model
+    return jax.vmap(lambda k: model.init(k, jnp.zeros((1, T, 2))))(seed_keys(cfg)), model
 
 
 def gate_radii(params_s, cell) -> list[float]:
@@ -106,7 +110,7 @@ def gate_radii(params_s, cell) -> list[float]:
     return [float(np.median([spectral_radius(w[g * H:(g + 1) * H]) for w in w_s])) for g in range(cell.num_gates)]
 
 
-def summaries(curves_st, key_prefix=""):
+def summaries(curves_st):
     """Curves in time order -> by-distance summary dict and per-seed decay ratios."""
     summary = diagnostics.summarize(diagnostics.by_distance(curves_st))
     ratios = [diagnostics.decay_ratio(c) for c in curves_st]
@@ -137,13 +141,13 @@ def main(argv=None):
             results[key][name] = {}
         for T in cfg.lengths:
             cell = make_cell(name, cfg.hidden, forget_bias=cfg.forget_bias)
-            params_s, keys, model = init_params(cell, cfg, T)
+            params_s, model = init_params(cell, cfg, T)
             batch = measure_batch(T)
             phases = {"init": params_s}
             optimizer = make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps)
             state = train_seeds(
                 run, f"{name}/T{T}", cfg, init_fn=lambda k: model.init(k, jnp.zeros((1, T, 2))),
-                loss_fn=mse_loss(model), optimizer=optimizer, init_keys=keys,
+                loss_fn=mse_loss(model), optimizer=optimizer, init_keys=seed_keys(cfg),
                 batch_fn=adding_batches(cfg, T, cfg.batch_size, T),
             )
             phases["trained"] = state.params
@@ -169,12 +173,12 @@ def main(argv=None):
     batch = measure_batch(T)
     sweeps = {"spectral_radius": {}, "forget_bias": {}}
     for radius in cfg.radii:
-        params_s, _, _ = init_params(make_cell("rnn", cfg.hidden, spectral_radius=radius), cfg, T)
+        params_s, _ = init_params(make_cell("rnn", cfg.hidden, spectral_radius=radius), cfg, T)
         grad_st, _ = measure("rnn", params_s, batch)
         summary, ratios = summaries(grad_st)
         sweeps["spectral_radius"][str(radius)] = dict(summary, ratio_median=float(np.median(ratios)))
     for bias in cfg.forget_biases:
-        params_s, _, _ = init_params(make_cell("lstm", cfg.hidden, forget_bias=bias), cfg, T)
+        params_s, _ = init_params(make_cell("lstm", cfg.hidden, forget_bias=bias), cfg, T)
         grad_st, _ = measure("lstm", params_s, batch)
         summary, ratios = summaries(grad_st)
         sweeps["forget_bias"][str(bias)] = dict(summary, ratio_median=float(np.median(ratios)))
@@ -185,13 +189,13 @@ def main(argv=None):
     # 4. gradient clipping in the exploding regime (SGD, as in Pascanu et al. 2013)
     T = cfg.clip_length
     cell = make_cell("rnn", cfg.hidden, spectral_radius=cfg.clip_radius)
-    params_s, keys, model = init_params(cell, cfg, T)
+    model = SequenceRegressor(RNN(cell))  # train_seeds initialises it for each seed
     clipping = {}
     for label, clip in (("clip 1.0", 1.0), ("no clipping", 0.0)):
         optimizer = make_optimizer(OptimConfig("sgd", cfg.clip_learning_rate, clip_norm=clip), cfg.clip_steps)
         try:
             train_seeds(run, f"clipping/{label}", cfg, init_fn=lambda k: model.init(k, jnp.zeros((1, T, 2))),
-                        loss_fn=mse_loss(model), optimizer=optimizer, init_keys=keys, num_steps=cfg.clip_steps,
+                        loss_fn=mse_loss(model), optimizer=optimizer, init_keys=seed_keys(cfg), num_steps=cfg.clip_steps,
                         log_every=1, batch_fn=adding_batches(cfg, 2 * 10**6 + T, cfg.batch_size, T))
             diverged = None
         except NonFiniteError as e:

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from rnnlab import validation
 from rnnlab.cells import Cell
-from rnnlab.scan import unroll
+from rnnlab.scan import BACKWARDS, unroll
 
 DIRECTIONS = ("fwd", "bwd")
 
@@ -49,7 +49,7 @@ class RNN:
             raise ValueError(f"num_layers must be a positive int, got {self.num_layers!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
-        if self.backward not in ("fused", "autodiff"):
+        if self.backward not in BACKWARDS:
             raise ValueError(f"backward must be 'fused' or 'autodiff', got {self.backward!r}")
 
     @property

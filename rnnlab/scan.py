@@ -50,6 +50,9 @@ def check_params(cell: Cell, params) -> int:
     return input_size
 
 
+BACKWARDS = ("autodiff", "fused")
+
+
 def _check_perturbation(eps, shape_tbh, time_major):
     eps = jnp.asarray(eps)
     want = shape_tbh if time_major else (shape_tbh[1], shape_tbh[0], shape_tbh[2])
@@ -127,7 +130,7 @@ def unroll(
         if reverse:
             eps_tbh = reverse_valid_prefix(eps_tbh, lengths_b)
 
-    if backward not in ("fused", "autodiff"):
+    if backward not in BACKWARDS:
         raise ValueError(f"backward must be 'fused' or 'autodiff', got {backward!r}")
     if backward == "fused" and eps_tbh is None and not remat:
         final_carry, y_tbh = _fused_recurrence(cell, unroll, w_hh_t, b_hh, xp_tbg, initial_carry, mask_tb)

@@ -137,6 +137,7 @@ def test_char_vocab_round_trip_keeps_line_breaks_and_unicode():
     assert vocab_from_dict(vocab.to_dict()) == vocab
     with pytest.raises(ValueError, match="characters not in the vocabulary: 'Z'"):
         vocab.encode("Zoo")
+    np.testing.assert_array_equal(vocab.encode("Zoo", skip_unknown=True), vocab.encode("oo"))
 
 
 def test_word_vocab_split_min_freq_and_unknowns():

@@ -2,10 +2,9 @@
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
-from rnnlab import RNN, ElmanCell, GRUCell, LSTMCell, LSTMState
+from rnnlab import RNN, ElmanCell, GRUCell, LSTMCell
 
 B, T, I, H = 3, 7, 4, 5
 CELLS = {"rnn": ElmanCell(H), "relu": ElmanCell(H, activation="relu"), "lstm": LSTMCell(H, forget_bias=1.0),

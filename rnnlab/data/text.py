@@ -61,10 +61,15 @@ class CharVocab:
 
     @property
     def index(self) -> dict[str, int]:
-        return {ch: i for i, ch in enumerate(self.tokens)}
+        """Character -> id (the specials are not characters and are left out)."""
+        return {ch: i for i, ch in enumerate(self.tokens) if i >= len(self.specials)}
 
-    def encode(self, text: str) -> np.ndarray:
-        index = {ch: i for i, ch in enumerate(self.tokens) if i >= len(self.specials)}
+    def encode(self, text: str, skip_unknown: bool = False) -> np.ndarray:
+        """Ids of ``text``; a character not in the vocabulary is an error, or dropped
+        with ``skip_unknown`` (e.g. validation text with symbols training never saw)."""
+        index = self.index
+        if skip_unknown:
+            text = "".join(ch for ch in text if ch in index)
         unknown = sorted(set(text) - index.keys())
         if unknown:
             raise ValueError(f"characters not in the vocabulary: {''.join(unknown)!r}")
