@@ -50,6 +50,9 @@ class _Cell:
     bias_init: str = "pytorch"
 
     num_gates: ClassVar[int] = 1
+    # True when ``step_from_projections`` uses ``xp`` and ``hp`` only through
+    # ``xp + hp``: the fused backward then saves and differentiates one array.
+    sums_projections: ClassVar[bool] = True
 
     def __post_init__(self):
         if not isinstance(self.hidden_size, int) or isinstance(self.hidden_size, bool) or self.hidden_size < 1:
@@ -204,6 +207,7 @@ class GRUCell(_Cell):
     """
 
     num_gates: ClassVar[int] = 3
+    sums_projections: ClassVar[bool] = False  # r * (W_hn h + b_hn) needs hp alone
 
     def step_from_projections(self, h, xp, hp):
         x_r, x_z, x_n = jnp.split(xp, 3, axis=-1)
