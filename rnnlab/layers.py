@@ -42,7 +42,7 @@ class RNN:
     batch_first: bool = True
     unroll: int = 1
     remat: bool = False
-    backward: str = "autodiff"  # or "fused": a custom VJP (see rnnlab.scan.unroll)
+    backward: str = "fused"  # or "autodiff": JAX's own derivative (see rnnlab.scan.unroll)
 
     def __post_init__(self):
         if not isinstance(self.num_layers, int) or self.num_layers < 1:

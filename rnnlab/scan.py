@@ -2,9 +2,12 @@
 
     outputs, final_carry = unroll(cell, params, x_bti, lengths=lengths_b)
 
-The input projection ``x W_ih^T + b_ih`` for every step is one matmul before
-the scan; only ``h W_hh^T`` and the gate arithmetic run inside the loop, so
-compile time does not grow with T.
+One ``jax.lax.scan`` step computes ``x_t W_ih^T + h_{t-1} W_hh^T`` and the
+cell's gate arithmetic, so compile time does not grow with T.  By default the
+gradient is a custom VJP (``backward="fused"``): the reverse scan carries
+only the state gradients, and ``dW_ih``, ``dW_hh``, the biases and ``dx`` are
+each one matmul over all T*B rows afterwards; ``backward="autodiff"`` is
+JAX's derivative of the same scan, kept as the reference.
 
 Variable lengths (``lengths[b]`` valid steps of sequence b, the rest padding):
   * padded outputs are exactly zero and padded inputs have no influence
@@ -73,7 +76,7 @@ def unroll(
     unroll: int = 1,
     remat: bool = False,
     hidden_perturbation=None,
-    backward: str = "autodiff",
+    backward: str = "fused",
 ):
     """Run ``cell`` over a sequence.
 
@@ -90,12 +93,14 @@ def unroll(
         forward).  Its gradient at ``eps = 0`` is ``dL/dh_t`` for every t in
         one backward pass (``rnnlab.diagnostics``).  In the input's time
         order, like the outputs.
-      backward: ``"autodiff"`` (default) is JAX's own derivative of the scan.
-        ``"fused"`` uses a custom VJP whose reverse scan carries only the
-        state gradients, the recurrent weight gradient then being one matmul
-        over all steps; on a 2-core CPU it was faster for LSTM and Elman and
-        slower for GRU (benchmarks/README.md), so it is opt-in.  With
-        ``remat`` or ``hidden_perturbation`` the autodiff path is used.
+      backward: ``"fused"`` (default) is a custom VJP whose reverse scan
+        carries only the state gradients and writes each step's gate
+        gradients; every weight gradient is then one matmul over all steps.
+        ``"autodiff"`` is JAX's own derivative of the same scan: the reference
+        it is tested against, and the path for forward-mode differentiation
+        (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``), which a custom VJP does
+        not support.  With ``remat`` or ``hidden_perturbation`` the autodiff
+        path is used.  Speeds: benchmarks/README.md.
 
     Returns:
       ``(outputs, final_carry)``: outputs ``[B, T, H]`` (or ``[T, B, H]``),

@@ -1,4 +1,4 @@
-"""The fused custom VJP (opt-in) against JAX's own derivative of the scan (the default)."""
+"""The fused custom VJP (the default gradient) against JAX's own derivative of the scan."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,7 @@ from rnnlab import RNN, ElmanCell, GRUCell, LSTMCell
 
 B, T, I, H = 3, 7, 4, 5
 CELLS = {"rnn": ElmanCell(H), "relu": ElmanCell(H, activation="relu"), "lstm": LSTMCell(H, forget_bias=1.0),
-         "gru": GRUCell(H), "nobias": LSTMCell(H, use_bias=False)}
+         "gru": GRUCell(H), "nobias": LSTMCell(H, use_bias=False), "gru_nobias": GRUCell(H, use_bias=False)}
 
 
 @pytest.mark.parametrize("lengths", [None, [7, 1, 4]], ids=["full", "lengths"])
@@ -38,3 +38,19 @@ def test_fused_equals_autodiff(name, bidirectional, lengths, assert_close):
 def test_bad_backward_name():
     with pytest.raises(ValueError, match="backward must be 'fused' or 'autodiff'"):
         RNN(GRUCell(H), backward="manual")
+
+
+def test_default_gradient_is_the_fused_one():
+    assert RNN(LSTMCell(H)).backward == "fused"
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_forward_mode_needs_autodiff_and_agrees(name, assert_close):
+    """jax.jacfwd cannot see through a custom VJP; the autodiff path gives it, equal to jacrev of the default."""
+    params = RNN(CELLS[name]).init(jax.random.key(0), I)
+    x = jax.random.normal(jax.random.key(1), (B, T, I))
+    apply = lambda kind: (lambda x: RNN(CELLS[name], backward=kind).apply(params, x)[0][:, -1].sum())
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jacfwd(apply("fused"))(x)
+    assert_close("jacfwd(autodiff) vs jacrev(fused)", jax.jacfwd(apply("autodiff"))(x), jax.jacrev(apply("fused"))(x),
+                 atol=1e-6, rtol=1e-5)
