@@ -9,8 +9,9 @@ time of rnnlab's forward+backward against T (it must stay flat: one scan, no
 Python loop over time) and the compiled program's temporary memory against T,
 with and without rematerialisation.
 
-    python benchmarks/bench_layers.py                       # the four shapes, LSTM, ~5 minutes
-    python benchmarks/bench_layers.py --cells lstm gru rnn --repeats 15 --out benchmarks/results.json
+    python benchmarks/bench_layers.py                       # the four shapes, LSTM, ~4 minutes
+    python benchmarks/bench_layers.py --cells lstm gru rnn --repeats 7 --out benchmarks/results_cpu.json
+    python benchmarks/bench_layers.py --table benchmarks/results_cpu.json   # its markdown table
 
 Not part of the test suite.
 """
@@ -137,13 +138,29 @@ def compile_and_memory(lengths, B=16, I=32, H=128):
     return out
 
 
+def markdown_table(results: dict) -> str:
+    """The speed rows as a markdown table (ms, medians; ratios within this run)."""
+    lines = ["| cell | (B, T, I, H) | mode | rnnlab | autodiff | torch | flax nnx | rnnlab/torch |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results["speed"]:
+        lines.append(f"| {r['cell']} | ({r['B']}, {r['T']}, {r['I']}, {r['H']}) | {r['mode']} | {r['rnnlab_ms']:.1f} | "
+                     f"{r['rnnlab_autodiff_ms']:.1f} | {r['torch_ms']:.1f} | {r['flax_nnx_ms']:.1f} | "
+                     f"**{r['rnnlab/torch']:.2f}** |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", nargs="+", default=["lstm"], choices=["lstm", "gru", "rnn"])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--lengths", nargs="+", type=int, default=[10, 100, 1000, 10000])
     parser.add_argument("--out", default="benchmarks/results.json")
+    parser.add_argument("--table", metavar="JSON", help="print the markdown table of an earlier run and exit")
     args = parser.parse_args(argv)
+    if args.table:
+        with open(args.table) as f:
+            print(markdown_table(json.load(f)))
+        return
 
     import torch
 
@@ -158,6 +175,7 @@ def main(argv=None):
     results["summary"] = {"fwd+bwd rnnlab/torch median": float(np.median(ratios)),
                           "fwd+bwd rnnlab/torch max": float(np.max(ratios))}
     print(results["summary"])
+    print(markdown_table(results))
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
 

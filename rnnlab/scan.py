@@ -193,7 +193,8 @@ def _autodiff_recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh, unroll, 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _fused_recurrence(cell, unroll, params, x_tbi, carry0, mask_tb):
-    return _fused_forward(cell, unroll, params, x_tbi, carry0, mask_tb)[0]
+    # Not differentiated (inference): the plain scan, saving nothing.
+    return _autodiff_recurrence(cell, params, x_tbi, carry0, mask_tb, None, unroll, False)
 
 
 def _fused_forward(cell, unroll, params, x_tbi, carry0, mask_tb):
