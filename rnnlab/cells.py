@@ -10,9 +10,11 @@ Params are a dict in PyTorch's layout, gates fused along the first axis:
 ``w_ih [G*H, I]``, ``w_hh [G*H, H]``, ``b_ih [G*H]``, ``b_hh [G*H]`` (the
 biases are absent when ``use_bias=False``), G = 1 (Elman), 4 (LSTM), 3 (GRU).
 
-For speed a step is split in two: ``project_inputs`` computes
-``x W_ih^T + b_ih`` (done once for all time steps, outside the scan) and
-``step_projected`` does the rest.  ``step`` is the two composed.
+A step also comes in pieces: ``project_inputs`` (``x W_ih^T + b_ih``),
+``recurrent_projection`` (``h W_hh^T + b_hh``) and the elementwise gate
+arithmetic ``step_from_projections``; ``step`` is them composed.
+``rnnlab.scan`` computes the projections its own way (both inside the loop,
+see there) and calls ``step_from_projections``.
 """
 
 from __future__ import annotations
