@@ -167,7 +167,7 @@ def _projector(cell: Cell, params):
 
 def _cell_update(cell, carry, proj, valid_b=None, eps_bh=None):
     """One step given its projections, with the hidden perturbation and the length mask."""
-    xp_bg, hp_bg = (proj[0], 0.0) if len(proj) == 1 else proj
+    xp_bg, hp_bg = (proj[0], 0.0) if cell.sums_projections else proj
     new_carry, y_bh = cell.step_from_projections(carry, xp_bg, hp_bg)
     if eps_bh is not None:
         y_bh = cell.carry_hidden(new_carry) + eps_bh
@@ -243,7 +243,7 @@ def _fused_backward(cell, unroll, residuals, cotangents):
     d_params = {"w_ih": dxp_ng.T @ flat(x_tbi), "w_hh": dhp_ng.T @ flat(cell.carry_hidden(carries_t))}
     if "b_ih" in params:
         d_params["b_ih"] = jnp.sum(dxp_ng, axis=0)
-        d_params["b_hh"] = jnp.sum(dhp_ng, axis=0) if len(d_proj_t) > 1 else d_params["b_ih"]
+        d_params["b_hh"] = d_params["b_ih"] if cell.sums_projections else jnp.sum(dhp_ng, axis=0)
     d_x_tbi = (dxp_ng @ params["w_ih"]).reshape(x_tbi.shape)
     return d_params, d_x_tbi, d_carry0, None
 
