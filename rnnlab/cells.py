@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import initializers
+from rnnlab.validation import is_concrete
 
 Params = dict[str, jax.Array]
 
@@ -41,7 +42,13 @@ class LSTMState(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class _Cell:
-    """Hyperparameters shared by every cell (see ``rnnlab.initializers`` for the names)."""
+    """Hyperparameters shared by every cell (see ``rnnlab.initializers`` for the names).
+
+    The numeric init options (``recurrent_gain``, ``spectral_radius``, the LSTM's
+    ``forget_bias``) only change the values ``init`` returns, never ``step``: a
+    sweep builds the cell with them traced inside ``jax.vmap(init)`` and runs
+    every point through one compiled step.
+    """
 
     hidden_size: int
     use_bias: bool = True
@@ -62,7 +69,8 @@ class _Cell:
         initializers.check_name("input_init", self.input_init, initializers.INPUT_INITS)
         initializers.check_name("recurrent_init", self.recurrent_init, initializers.RECURRENT_INITS)
         initializers.check_name("bias_init", self.bias_init, initializers.BIAS_INITS)
-        if self.spectral_radius is not None and not self.spectral_radius > 0:
+        # numeric init options may be traced (a sweep vmaps over them); they are checked when concrete
+        if self.spectral_radius is not None and is_concrete(self.spectral_radius) and not self.spectral_radius > 0:
             raise ValueError(f"spectral_radius must be > 0, got {self.spectral_radius!r}")
 
     # -- parameters -------------------------------------------------------

@@ -12,6 +12,11 @@ Saves are synchronous and atomic (Orbax writes a temporary folder and renames
 it), so a process killed mid-save leaves the previous checkpoints intact.  On
 restore the digest is checked: a truncated or corrupted latest checkpoint is
 reported with a warning and the previous one is used.
+
+In a multi-process run only process 0 reads and writes checkpoints (they
+hold host arrays gathered from every process); on the others a
+``Checkpointer`` is inactive: it saves nothing and finds nothing, and the
+caller broadcasts what process 0 restored (``rnnlab.experiment.resume``).
 """
 
 from __future__ import annotations
@@ -42,19 +47,29 @@ class CorruptCheckpointError(RuntimeError):
 class Checkpointer:
     """Save every ``every`` steps (and whenever asked), keep the last ``keep``."""
 
-    def __init__(self, directory: str | pathlib.Path, keep: int = 3, every: int = 0):
+    def __init__(self, directory: str | pathlib.Path, keep: int = 3, every: int = 0, active: bool | None = None):
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
         self.directory = pathlib.Path(directory).absolute()
         self.every = every
-        self._manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep, enable_async_checkpointing=False, cleanup_tmp_directories=True, create=True
-            ),
-        )
+        self.active = jax.process_index() == 0 if active is None else active
+        self._manager = None
+        if self.active:
+            multiprocess = {}
+            if jax.process_count() > 1:  # process 0 alone: no barriers with processes that never call Orbax
+                multiprocess["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+                    primary_host=jax.process_index(), active_processes={jax.process_index()})
+            self._manager = ocp.CheckpointManager(
+                self.directory,
+                options=ocp.CheckpointManagerOptions(
+                    max_to_keep=keep, enable_async_checkpointing=False, cleanup_tmp_directories=True, create=True,
+                    **multiprocess,
+                ),
+            )
 
     def steps(self) -> list[int]:
+        if not self.active:
+            return []
         self._manager.reload()  # other processes (a killed run) may have written since
         return sorted(self._manager.all_steps())
 
@@ -65,6 +80,8 @@ class Checkpointer:
         return self.every > 0 and step % self.every == 0
 
     def save(self, step: int, state, meta: dict) -> None:
+        if not self.active:
+            return
         state = jax.device_get(state)
         meta = dict(meta, step=int(step), digest=tree_digest(state))
         self._manager.save(
@@ -120,4 +137,5 @@ class Checkpointer:
         return self.path(steps[-1]) if steps else None
 
     def close(self) -> None:
-        self._manager.close()
+        if self._manager is not None:
+            self._manager.close()

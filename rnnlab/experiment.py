@@ -8,6 +8,12 @@
   several), ``results.json`` and PNG figures, plus ``checkpoints/``.
 * ``--resume`` continues from the last good checkpoint exactly; without it an
   output folder that already holds a run is never overwritten.
+* ``--coordinator-address HOST:PORT --num-processes N --process-id I`` join a
+  multi-process run (``jax.distributed.initialize``; read from
+  ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID`` when
+  absent).  Only process 0 writes the output folder.
+* ``--compile-cache DIR`` keeps JAX's persistent compilation cache there
+  (default ``~/.cache/rnnlab/jax_compile_cache``; ``off`` disables it).
 """
 
 from __future__ import annotations
@@ -23,11 +29,12 @@ import typing
 import jax
 import numpy as np
 
+from rnnlab import parallel, sweep as sweeps
 from rnnlab.checkpoint import Checkpointer
-from rnnlab.train import fit, init_state, make_train_step
 
 # Fields that may change between a run and its resumption; any other difference is an error.
-RESUMABLE_FIELDS = {"out", "steps", "resume", "checkpoint_every", "keep_checkpoints", "quiet", "log_every"}
+RESUMABLE_FIELDS = {"out", "steps", "resume", "checkpoint_every", "keep_checkpoints", "quiet", "log_every",
+                    "coordinator_address", "num_processes", "process_id", "compile_cache"}
 
 
 @dataclasses.dataclass
@@ -41,6 +48,10 @@ class BaseConfig:
     keep_checkpoints: int = 3
     log_every: int = 10
     quiet: bool = False
+    coordinator_address: str | None = None  # HOST:PORT of process 0, for a multi-process run
+    num_processes: int | None = None
+    process_id: int | None = None
+    compile_cache: str = ""  # a folder, "" for ~/.cache/rnnlab/jax_compile_cache, or "off"
 
     def apply_quick(self) -> None:
         """Shrink the run for CI and a first look (scripts override)."""
@@ -80,6 +91,9 @@ def parse_config(cls, argv=None, description: str | None = None):
         # flags given on the command line win over --quick's defaults
         for name in explicit & values.keys():
             setattr(cfg, name, values[name])
+    if isinstance(cfg, BaseConfig):
+        parallel.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id)
+        parallel.enable_compile_cache(cfg.compile_cache)
     return cfg
 
 
@@ -89,7 +103,8 @@ def config_dict(cfg) -> dict:
 
 
 class RunDir:
-    """An experiment's output folder."""
+    """An experiment's output folder; in a multi-process run only process 0 writes it
+    (``writes`` is False elsewhere and every write is skipped)."""
 
     def __init__(self, cfg: BaseConfig):
         self.cfg = cfg
@@ -97,6 +112,9 @@ class RunDir:
         self.config_path = self.path / "config.json"
         self.metrics_path = self.path / "metrics.jsonl"
         self.results_path = self.path / "results.json"
+        self.writes = parallel.is_primary()
+        if not self.writes:
+            return
         holds_run = self.config_path.exists() or self.metrics_path.exists()
         if holds_run and not cfg.resume:
             raise FileExistsError(
@@ -112,6 +130,14 @@ class RunDir:
 
     def figure(self, name: str) -> pathlib.Path:
         return self.path / f"{name}.png"
+
+    def save_figure(self, fig, name: str, dpi: int = 110) -> None:
+        """``fig`` as ``<out>/<name>.png`` (process 0 only), then closed."""
+        import matplotlib.pyplot as plt
+
+        if self.writes:
+            fig.savefig(self.figure(name), dpi=dpi)
+        plt.close(fig)
 
     def truncate_metrics(self, model: str | None, after_step: int) -> None:
         """Drop ``model``'s records past ``after_step`` (logged after the checkpoint a
@@ -130,6 +156,8 @@ class RunDir:
 
     def logger(self, model: str | None = None):
         def log(record: dict) -> None:
+            if not self.writes:
+                return
             record = {"model": model, **record} if model is not None else record
             with self.metrics_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -148,10 +176,11 @@ class RunDir:
     def curve(self, model: str, key: str = "loss"):
         """``(steps [N], values [S, N])`` of a per-seed metric, for ``plots.learning_curves``."""
         records = self.records(model)
-        return [r["step"] for r in records], np.array([r[f"{key}_per_seed"] for r in records]).T
+        return [r["step"] for r in records], np.array([r[f"{key}_per_point"] for r in records]).T
 
     def write_results(self, results: dict) -> None:
-        write_json(self.results_path, results)
+        if self.writes:
+            write_json(self.results_path, results)
 
 
 def check_compatible(saved: dict, current: dict) -> None:
@@ -186,10 +215,29 @@ def resume(checkpointer, target_state, cfg, vocab=None):
     """``(state, step)`` from the newest good checkpoint, or ``(target_state, 0)`` if there is none.
 
     A checkpoint of an incompatible config or another vocabulary is an error, not a silent restart.
+    In a multi-process run process 0 reads and checks it and every process gets its arrays.
     """
+    error, found = None, None
+    try:
+        found = _restore_checked(checkpointer, target_state, cfg, vocab)
+    except ValueError as e:
+        error = e
+    if jax.process_count() > 1:
+        failed = int(parallel.broadcast_from_primary(np.int32(error is not None)))
+        if failed:
+            raise error or ValueError("cannot resume: process 0 refused the checkpoint (see its error)")
+        step = int(parallel.broadcast_from_primary(np.int32(found[0] if found else 0)))
+        state = parallel.broadcast_from_primary(found[1] if found else jax.device_get(target_state))
+        return (state, step) if step else (target_state, 0)
+    if error is not None:
+        raise error
+    return (target_state, 0) if found is None else found
+
+
+def _restore_checked(checkpointer, target_state, cfg, vocab):
     found = checkpointer.restore_latest(target_state)
     if found is None:
-        return target_state, 0
+        return None
     step, state, meta = found
     check_compatible(meta["config"], config_dict(cfg))
     saved_vocab, vocab_dict = meta.get("vocab"), (vocab.to_dict() if vocab is not None else None)
@@ -205,27 +253,43 @@ def resume(checkpointer, target_state, cfg, vocab=None):
     return state, step
 
 
-def train_seeds(run: RunDir, name: str, cfg, *, init_fn, loss_fn, optimizer, batch_fn, init_keys, num_steps=None,
-                log_every=None, vocab=None):
-    """Train one model for several seeds side by side (``jax.vmap``), with the run's
-    checkpoints, resumption and metrics log (records tagged ``"model": name``).
+def train_sweep(run: RunDir, name: str, cfg, sweep: sweeps.Sweep, *, init_fn, loss_fn, optimizer, batch_fn,
+                init_keys, hyperparameters=(), num_steps=None, log_every=None, vocab=None,
+                tolerate_diverged: bool = False):
+    """Train one model at every point of ``sweep`` side by side (one compiled step, rows
+    sharded over every device), with the run's checkpoints, resumption and metrics log
+    (records tagged ``"model": name``, per-point values in ``<metric>_per_point``).
 
-    ``init_fn(key) -> params``; ``batch_fn(step) -> batch [S, ...]``; returns the
-    final ``TrainState`` with a leading seed axis.  Raises ``NonFiniteError`` like ``fit``.
-    ``vocab`` (text tasks) is saved in every checkpoint and checked on resume.
+    ``init_fn(key, point) -> params`` (``point``: this point's traced column values);
+    ``batch_fn(step) -> host batch [S, ...]``; ``hyperparameters``: the columns that set
+    optimizer hyperparameters (``learning_rate``, ``clip_norm``, ...).  Returns the final
+    ``TrainState`` as host rows ``[S, ...]``.  Raises ``NonFiniteError`` like ``fit``
+    (with ``tolerate_diverged``, only once every point has diverged).  ``vocab`` (text
+    tasks) is saved in every checkpoint and checked on resume.
     """
-    state = jax.vmap(lambda k: init_state(optimizer, init_fn(k), k))(init_keys)
+    state = sweeps.init_states(sweep, optimizer, init_fn, init_keys, hyperparameters)
     checkpointer = Checkpointer(run.checkpoint_dir(name), keep=cfg.keep_checkpoints, every=cfg.checkpoint_every)
     try:
         if cfg.resume:
             state, start = resume(checkpointer, state, cfg, vocab)
             run.truncate_metrics(name, start)
-        return fit(
-            jax.jit(jax.vmap(make_train_step(loss_fn, optimizer))), state, batch_fn,
-            num_steps=cfg.steps if num_steps is None else num_steps,
+        return sweeps.train(
+            sweep, state, loss_fn, optimizer, batch_fn,
+            num_steps=cfg.steps if num_steps is None else num_steps, checkpointer=checkpointer,
             log_every=cfg.log_every if log_every is None else log_every,
-            log=run.logger(name), checkpointer=checkpointer, meta_fn=lambda step: checkpoint_meta(cfg, step, vocab),
-            progress="none" if cfg.quiet else "auto", desc=name,
+            log=run.logger(name), meta_fn=lambda step: checkpoint_meta(cfg, step, vocab),
+            progress="none" if cfg.quiet or not run.writes else "auto", desc=name,
+            tolerate_diverged=tolerate_diverged,
         )
     finally:
         checkpointer.close()
+
+
+def train_seeds(run: RunDir, name: str, cfg, *, init_fn, loss_fn, optimizer, batch_fn, init_keys, num_steps=None,
+                log_every=None, vocab=None):
+    """``train_sweep`` over seeds only: ``init_fn(key) -> params``, ``batch_fn(step) -> batch [S, ...]``,
+    one key per seed in ``init_keys``."""
+    seeds = sweeps.Sweep([{"seed": i} for i in range(len(init_keys))])
+    return train_sweep(run, name, cfg, seeds, init_fn=lambda key, point: init_fn(key), loss_fn=loss_fn,
+                       optimizer=optimizer, batch_fn=batch_fn, init_keys=init_keys, num_steps=num_steps,
+                       log_every=log_every, vocab=vocab)

@@ -52,38 +52,61 @@ class OptimConfig:
 
 class Optimizer(NamedTuple):
     """Clipping and the update rule as two Optax transformations, so the step can
-    measure the gradient between them."""
+    measure the gradient between them.
+
+    Their numeric hyperparameters live in the optimizer *state*
+    (``optax.inject_hyperparams``), not in the code: ``learning_rate``,
+    ``clip_norm``, ``clip_value`` and ``momentum`` are arrays that a sweep sets
+    per point (``init_state(..., learning_rate=lr)``) and vmaps over, with one
+    compiled program for every value.  A clip that is "off" is a bound of +inf.
+    """
 
     clip: optax.GradientTransformation
     update: optax.GradientTransformation
-    schedule: optax.Schedule
-    clip_norm: float
+    shape: optax.Schedule  # the learning rate's multiplier at each step (1 for "constant")
 
 
-def make_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
-    lr, total = cfg.learning_rate, max(total_steps, 1)
+# a sweepable optimizer hyperparameter -> its name inside the Optax state
+STATE_NAMES = {"learning_rate": "learning_rate", "momentum": "momentum", "clip_norm": "max_norm",
+               "clip_value": "max_value"}
+
+
+def make_schedule_shape(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
+    """The schedule over its peak: the learning rate at step k is ``learning_rate * shape(k)``."""
+    total = max(total_steps, 1)
     if cfg.schedule == "constant":
-        return optax.constant_schedule(lr)
+        return optax.constant_schedule(1.0)
     if cfg.schedule == "cosine":
-        return optax.cosine_decay_schedule(lr, total)
+        return optax.cosine_decay_schedule(1.0, total)
     if cfg.schedule == "warmup_cosine":
         warmup = min(cfg.warmup_steps, total - 1)
-        return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, total)
-    return optax.exponential_decay(lr, total, cfg.decay_rate)
+        return optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, total)
+    return optax.exponential_decay(1.0, total, cfg.decay_rate)
+
+
+def _clip(max_norm, max_value):
+    """``clip_by_value`` at ±max_value, then ``clip_by_global_norm``; a bound of inf changes nothing."""
+    return optax.chain(optax.clip(max_value), optax.clip_by_global_norm(max_norm))
+
+
+def clip_bound(value: float) -> float:
+    """The traced bound of a clip: 0 (off) becomes +inf."""
+    return value if value else float("inf")
 
 
 def make_optimizer(cfg: OptimConfig, total_steps: int) -> Optimizer:
-    schedule = make_schedule(cfg, total_steps)
+    lr = cfg.learning_rate
     update = {
-        "sgd": lambda: optax.sgd(schedule),
-        "momentum": lambda: optax.sgd(schedule, momentum=cfg.momentum),
-        "adam": lambda: optax.adam(schedule),
-        "rmsprop": lambda: optax.rmsprop(schedule),
+        "sgd": lambda: optax.inject_hyperparams(optax.sgd)(learning_rate=lr),
+        "momentum": lambda: optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=cfg.momentum),
+        "adam": lambda: optax.inject_hyperparams(optax.adam)(learning_rate=lr),
+        "rmsprop": lambda: optax.inject_hyperparams(optax.rmsprop)(learning_rate=lr),
     }[cfg.name]()
-    clips = ([optax.clip(cfg.clip_value)] if cfg.clip_value else []) + (
-        [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm else []
-    )
-    return Optimizer(optax.chain(*clips) if clips else optax.identity(), update, schedule, cfg.clip_norm)
+    shape = make_schedule_shape(cfg, total_steps)
+    if cfg.schedule != "constant":  # every rule applies its learning rate last, so the shape can follow it
+        update = optax.chain(update, optax.scale_by_schedule(shape))
+    clip = optax.inject_hyperparams(_clip)(max_norm=clip_bound(cfg.clip_norm), max_value=clip_bound(cfg.clip_value))
+    return Optimizer(clip, update, shape)
 
 
 class TrainState(NamedTuple):
@@ -94,14 +117,45 @@ class TrainState(NamedTuple):
     key: jax.Array  # raw key data (uint32), checkpoint-friendly
 
 
-def init_state(optimizer: Optimizer, params, key) -> TrainState:
-    return TrainState(
+def init_state(optimizer: Optimizer, params, key, **hyperparameters) -> TrainState:
+    """The state before step 0.  ``hyperparameters`` (``learning_rate``, ``clip_norm``,
+    ``clip_value``, ``momentum``) override the optimizer's values; they may be
+    traced, so ``jax.vmap(init_state)`` gives every sweep point its own."""
+    state = TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
         clip_state=optimizer.clip.init(params),
         opt_state=optimizer.update.init(params),
         key=jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key,
     )
+    return set_hyperparameters(state, **hyperparameters)
+
+
+def set_hyperparameters(state: TrainState, **values) -> TrainState:
+    """``state`` with optimizer hyperparameters replaced (see ``STATE_NAMES``)."""
+    unknown = sorted(set(values) - set(STATE_NAMES))
+    if unknown:
+        raise ValueError(f"unknown optimizer hyperparameter(s) {unknown}; sweepable: {', '.join(STATE_NAMES)}")
+    clip_values, update_values = {}, {}
+    for name, value in values.items():
+        value = jnp.asarray(value, jnp.float32)
+        if name.startswith("clip"):
+            clip_values[STATE_NAMES[name]] = jnp.where(value > 0, value, jnp.inf)
+        else:
+            update_values[STATE_NAMES[name]] = value
+    clip_state = optax.tree_utils.tree_set(state.clip_state, **clip_values) if clip_values else state.clip_state
+    try:
+        opt_state = optax.tree_utils.tree_set(state.opt_state, **update_values) if update_values else state.opt_state
+    except KeyError:
+        raise ValueError(f"this optimizer has no hyperparameter among {sorted(update_values)} "
+                         "(momentum needs the 'momentum' optimizer)") from None
+    return state._replace(clip_state=clip_state, opt_state=opt_state)
+
+
+def hyperparameters(state: TrainState) -> dict[str, jax.Array]:
+    """The learning rate's peak and the clipping bounds (inf = off) held in ``state``."""
+    return {"learning_rate": optax.tree_utils.tree_get(state.opt_state, "learning_rate"),
+            "clip_norm": optax.tree_utils.tree_get(state.clip_state, "max_norm")}
 
 
 def group_norms(tree) -> dict[str, jax.Array]:
@@ -115,7 +169,7 @@ def group_norms(tree) -> dict[str, jax.Array]:
 
 
 def make_train_step(loss_fn: Callable, optimizer: Optimizer) -> Callable:
-    """A pure ``(state, batch) -> (state, metrics)``; jit it, vmap it over seeds."""
+    """A pure ``(state, batch) -> (state, metrics)``; jit it, vmap it over seeds or sweep points."""
 
     def train_step(state: TrainState, batch):
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
@@ -124,12 +178,13 @@ def make_train_step(loss_fn: Callable, optimizer: Optimizer) -> Callable:
         clipped, clip_state = optimizer.clip.update(grads, state.clip_state, state.params)
         updates, opt_state = optimizer.update.update(clipped, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        hp = hyperparameters(state)
         metrics = {
             "loss": loss,
             "grad_norm": grad_norm,
             "grad_norm_clipped": optax.tree.norm(clipped),
-            "clipped": (grad_norm > optimizer.clip_norm) if optimizer.clip_norm else jnp.zeros((), bool),
-            "learning_rate": optimizer.schedule(state.step),
+            "clipped": grad_norm > hp["clip_norm"],  # never when the bound is inf (off)
+            "learning_rate": hp["learning_rate"] * optimizer.shape(state.step),
             "group_grad_norms": group_norms(grads),
             **aux,
         }
@@ -146,8 +201,9 @@ class NonFiniteError(FloatingPointError):
 
 
 def to_json(metrics) -> dict:
-    """Host copies of metrics as JSON values.  A metric with a leading seed axis
-    ``m`` becomes ``m`` (the mean over seeds) and ``m_per_seed`` (the list)."""
+    """Host copies of metrics as JSON values.  A metric with a leading axis of sweep
+    points (seeds, grid points) ``m`` becomes ``m`` (the mean over points) and
+    ``m_per_point`` (the list)."""
     out = {}
     for name, value in metrics.items():
         if isinstance(value, dict):
@@ -158,7 +214,7 @@ def to_json(metrics) -> dict:
             out[name] = a.item()
         else:
             out[name] = float(np.mean(a))
-            out[f"{name}_per_seed"] = a.tolist()
+            out[f"{name}_per_point"] = a.tolist()
     return out
 
 
@@ -182,6 +238,9 @@ def fit(
     meta_fn: Callable[[int], dict] | None = None,
     progress: str = "auto",
     desc: str = "train",
+    metrics_to_host: Callable[[dict], dict] | None = None,
+    save_state: Callable[[int, Any, dict], None] | None = None,
+    tolerate_diverged: bool = False,
 ) -> TrainState:
     """Run ``step_fn`` from ``state.step`` up to ``num_steps``.
 
@@ -189,9 +248,18 @@ def fit(
     when ``checkpointer.due(step)`` and at the end, and stops with
     ``NonFiniteError`` -- naming the step and the last good checkpoint -- as soon
     as the loss or the gradient norm is not finite (that state is never saved).
+
+    With a leading axis of sweep points and ``tolerate_diverged``, a point whose
+    loss goes non-finite is logged (NaN stays NaN) while the others go on; the
+    error comes only when every point has diverged.  ``metrics_to_host`` turns
+    the step's metrics into host arrays (a sweep drops its padding and gathers
+    across processes); ``save_state(step, state, meta)`` replaces
+    ``checkpointer.save`` when the state needs the same treatment.
     """
     mode = _progress_mode(progress)
-    start = int(np.asarray(state.step).reshape(-1)[0])
+    metrics_to_host = metrics_to_host or (lambda m: jax.tree.map(np.asarray, m))
+    save_state = save_state or (lambda step, st, meta: checkpointer.save(step, st, meta))
+    start = int(np.asarray(metrics_to_host({"step": state.step})["step"]).reshape(-1)[0])
     bar = None
     if mode == "bar":
         from tqdm.auto import tqdm
@@ -201,8 +269,10 @@ def fit(
     meta_fn = meta_fn or (lambda step: {})
     for step in range(start, num_steps):
         state, metrics = step_fn(state, batch_fn(step))
-        loss, grad_norm = np.asarray(metrics["loss"]), np.asarray(metrics["grad_norm"])
-        finite = bool(np.all(np.isfinite(loss)) and np.all(np.isfinite(grad_norm)))
+        metrics = metrics_to_host(metrics)
+        loss, grad_norm = metrics["loss"], metrics["grad_norm"]
+        finite_points = np.isfinite(loss) & np.isfinite(grad_norm)
+        finite = bool(np.any(finite_points) if tolerate_diverged else np.all(finite_points))
         done = step + 1
         steps_done += 1
         if done % log_every == 0 or done == num_steps or not finite:
@@ -230,7 +300,7 @@ def fit(
                 f"{last if last is not None else 'none'}"
             )
         if checkpointer is not None and (checkpointer.due(done) or done == num_steps):
-            checkpointer.save(done, state, meta_fn(done))
+            save_state(done, state, meta_fn(done))
     if bar is not None:
         bar.close()
     return state

@@ -51,13 +51,17 @@ def test_sgd_step_equals_hand_update_and_logs_unclipped_norm():
 
 def test_adam_and_schedules_follow_optax():
     params, batch = problem()
-    for cfg in (OptimConfig(name="adam", learning_rate=0.01, clip_norm=0, schedule="cosine"),
-                OptimConfig(name="rmsprop", learning_rate=0.01, clip_norm=0),
-                OptimConfig(name="momentum", learning_rate=0.01, clip_norm=0, schedule="warmup_cosine", warmup_steps=2)):
+    for cfg, ref_schedule in (
+        (OptimConfig(name="adam", learning_rate=0.01, clip_norm=0, schedule="cosine"), optax.cosine_decay_schedule(0.01, 5)),
+        (OptimConfig(name="rmsprop", learning_rate=0.01, clip_norm=0), 0.01),
+        (OptimConfig(name="momentum", learning_rate=0.01, clip_norm=0, schedule="warmup_cosine", warmup_steps=2),
+         optax.warmup_cosine_decay_schedule(0.0, 0.01, 2, 5)),
+    ):
         opt = make_optimizer(cfg, 5)
         step = jax.jit(make_train_step(quadratic_loss, opt))
         state = init_state(opt, params, jax.random.key(0))
-        ref_tx = {"adam": optax.adam, "rmsprop": optax.rmsprop, "momentum": lambda s: optax.sgd(s, momentum=0.9)}[cfg.name](opt.schedule)
+        ref_tx = {"adam": optax.adam, "rmsprop": optax.rmsprop,
+                  "momentum": lambda s: optax.sgd(s, momentum=0.9)}[cfg.name](ref_schedule)
         ref_params, ref_opt = params, ref_tx.init(params)
         for _ in range(4):
             state, m = step(state, batch)
@@ -66,6 +70,29 @@ def test_adam_and_schedules_follow_optax():
             ref_params = optax.apply_updates(ref_params, updates)
         np.testing.assert_allclose(state.params["layer"]["w"], ref_params["layer"]["w"], rtol=1e-5)
         assert not bool(m["clipped"])
+
+
+def test_traced_hyperparameters_equal_separate_optimizers():
+    """One vmapped program over (learning rate, clip norm, momentum) == one optimizer built per value."""
+    params, batch = problem(scale=3.0)
+    lrs, clips, moms = [0.01, 0.05, 0.02], [1.0, 0.0, 5.0], [0.9, 0.5, 0.0]
+    base = make_optimizer(OptimConfig(name="momentum", learning_rate=1.0, clip_norm=1.0, schedule="cosine"), 6)
+    states = jax.vmap(lambda lr, c, m: init_state(base, params, jax.random.key(0), learning_rate=lr, clip_norm=c,
+                                                  momentum=m))(jnp.array(lrs), jnp.array(clips), jnp.array(moms))
+    step = jax.jit(jax.vmap(make_train_step(quadratic_loss, base), in_axes=(0, None)))
+    for _ in range(4):
+        states, metrics = step(states, batch)
+    for i, (lr, c, m) in enumerate(zip(lrs, clips, moms)):
+        opt = make_optimizer(OptimConfig(name="momentum", learning_rate=lr, clip_norm=c, momentum=m, schedule="cosine"), 6)
+        state, one_step = init_state(opt, params, jax.random.key(0)), jax.jit(make_train_step(quadratic_loss, opt))
+        for _ in range(4):
+            state, ref = one_step(state, batch)
+        np.testing.assert_allclose(states.params["layer"]["w"][i], state.params["layer"]["w"], rtol=1e-6)
+        assert bool(metrics["clipped"][i]) == bool(ref["clipped"])
+        assert float(metrics["learning_rate"][i]) == pytest.approx(float(ref["learning_rate"]), rel=1e-6)
+    assert not bool(metrics["clipped"][1])  # clip_norm 0 is off
+    with pytest.raises(ValueError, match="unknown optimizer hyperparameter"):
+        init_state(base, params, jax.random.key(0), beta=0.1)
 
 
 def test_value_clipping_is_applied_before_norm_clipping():

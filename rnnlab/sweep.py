@@ -1,0 +1,169 @@
+"""Sweeps: a grid of configs run as few compiled programs, on every device and host.
+
+A sweep is a list of points, each a dict of numbers (seed, learning rate,
+clip norm, forget-gate bias, spectral radius, sequence length, ...).  Values
+that only change array contents are *columns*: stacked on a leading axis and
+vmapped inside one jitted program, so 64 points cost one compile.  Values
+that change shapes or code (cell kind, hidden size, optimizer kind) are not
+columns: give each its own ``Sweep``.
+
+    points = grid(seed=range(3), learning_rate=[1e-3, 3e-3], forget_bias=[1.0, 3.0])   # 12 points
+    sweep = Sweep(points)                       # rows padded to a multiple of the device count
+    init = lambda key, p: model_for(p["forget_bias"]).init(key, x)   # p: this point's traced values
+    state = init_states(sweep, optimizer, init, keys, hyperparameters=("learning_rate",))
+    state = train(sweep, state, loss_fn, optimizer, batch_fn, num_steps=1000)   # host arrays [12, ...]
+    grads = sweep.run(measure_fn, state.params, batch)     # any per-point function, one program
+
+The rows are sharded over a 1-D ``"sweep"`` mesh of every device of every
+process (``rnnlab.parallel``); padding rows repeat the last point and are
+dropped from everything that comes back.  A sweep of one point is an ordinary
+run.  ``rnnlab.experiment.train_sweep`` adds the run folder, checkpoints and
+``--resume``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from rnnlab import parallel
+from rnnlab.train import Optimizer, TrainState, fit, init_state, make_train_step
+
+
+def grid(**axes: Sequence) -> list[dict]:
+    """Every combination of the given values, the last axis varying fastest:
+    ``grid(lr=[1, 2], seed=range(3))`` -> 6 points ``{"lr": 1, "seed": 0}, ...``."""
+    for name, values in axes.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, range, np.ndarray)) or not len(values):
+            raise ValueError(f"sweep axis {name!r} needs a non-empty list of values, got {values!r}")
+    names = list(axes)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(list(axes[n]) for n in names))]
+
+
+class Sweep:
+    """Points (dicts with the same numeric keys) laid out as rows over a device mesh."""
+
+    def __init__(self, points: Sequence[Mapping[str, Any]], mesh=None):
+        points = [dict(p) for p in points]
+        if not points:
+            raise ValueError("a sweep needs at least one point")
+        names = list(points[0])
+        for i, p in enumerate(points):
+            if list(p) != names:
+                raise ValueError(f"sweep point {i} has keys {sorted(p)}, point 0 has {sorted(names)}")
+            for k, v in p.items():
+                if not isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, bool):
+                    raise ValueError(f"sweep point {i}: {k}={v!r} is not a number (shape or code changes "
+                                     "need a Sweep of their own)")
+        self.points, self.names = points, names
+        self.mesh = parallel.sweep_mesh() if mesh is None else mesh
+        self.size = len(points)
+        self.padded_size = parallel.padded_size(self.size, self.mesh)
+        self._programs: dict = {}
+
+    @property
+    def devices(self) -> int:
+        return int(self.mesh.devices.size)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def column(self, name: str, dtype=None) -> np.ndarray:
+        """One value per point: ``[S]`` (not padded)."""
+        return np.asarray([p[name] for p in self.points], dtype)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Every column, floats as float32 and ints as int32 (the dtypes a traced value gets)."""
+        out = {}
+        for name in self.names:
+            col = self.column(name)
+            out[name] = col.astype(np.int32 if np.issubdtype(col.dtype, np.integer) else np.float32)
+        return out
+
+    # -- rows: host [S, ...] <-> global [padded, ...] -----------------------
+    def pad(self, host_tree):
+        """``[S, ...] -> [padded, ...]``, repeating the last row."""
+        extra = self.padded_size - self.size
+
+        def one(a):
+            a = np.asarray(a)
+            if a.shape[:1] != (self.size,):
+                raise ValueError(f"sweep rows: expected a leading axis of {self.size} points, got shape {a.shape}")
+            return a if not extra else np.concatenate([a, np.repeat(a[-1:], extra, axis=0)])
+
+        return jax.tree.map(one, host_tree)
+
+    def put(self, host_tree):
+        """Host rows ``[S, ...]`` -> global arrays ``[padded, ...]`` sharded over the mesh."""
+        return parallel.put(self.pad(host_tree), self.mesh)
+
+    def gather(self, tree):
+        """Global rows -> host NumPy ``[S, ...]``, padding dropped (on every process)."""
+        return jax.tree.map(lambda a: a[: self.size], parallel.to_host(tree))
+
+    # -- programs -----------------------------------------------------------
+    def program(self, fn: Callable) -> Callable:
+        """``jax.jit(jax.vmap(fn))`` over rows, compiled once per ``fn`` and input shapes; takes
+        and returns global row arrays (use ``put`` / ``gather``)."""
+        if fn not in self._programs:
+            jitted = jax.jit(jax.vmap(fn))
+
+            def call(*args):
+                with jax.set_mesh(self.mesh):
+                    return jitted(*args)
+
+            self._programs[fn] = call
+        return self._programs[fn]
+
+    def run(self, fn: Callable, *host_args):
+        """``fn`` on every point in one program: host rows in, host rows out."""
+        return self.gather(self.program(fn)(*self.put(host_args)))
+
+
+def init_states(sweep: Sweep, optimizer: Optimizer, init_fn: Callable, init_keys,
+                hyperparameters: Sequence[str] = ()) -> TrainState:
+    """Host ``TrainState`` rows ``[S, ...]``: ``init_fn(key, point) -> params`` with ``point``
+    the dict of this point's (traced) column values, and the optimizer hyperparameters
+    named in ``hyperparameters`` (``learning_rate``, ``clip_norm``, ...) taken from the columns.
+
+    Initialisation is cheap and may call back to the host (exact spectral radii), so
+    every process runs it for all points on its own first device, unsharded.
+    """
+    missing = [n for n in hyperparameters if n not in sweep.names]
+    if missing:
+        raise ValueError(f"hyperparameters {missing} are not columns of this sweep ({', '.join(sweep.names)})")
+
+    def one(key, point):
+        params = init_fn(key, point)
+        return init_state(optimizer, params, key, **{n: point[n] for n in hyperparameters})
+
+    init_keys = np.asarray(jax.random.key_data(init_keys) if jax.dtypes.issubdtype(
+        getattr(init_keys, "dtype", None), jax.dtypes.prng_key) else init_keys)
+    if len(init_keys) != sweep.size:
+        raise ValueError(f"init_keys: expected one key per point ({sweep.size}), got {len(init_keys)}")
+    keys = jax.random.wrap_key_data(init_keys)
+    return jax.tree.map(np.asarray, jax.jit(jax.vmap(one))(keys, sweep.columns()))
+
+
+def train(sweep: Sweep, state: TrainState, loss_fn: Callable, optimizer: Optimizer,
+          batch_fn: Callable[[int], Any], *, num_steps: int, checkpointer=None, **fit_kwargs) -> TrainState:
+    """Train every point side by side: one compiled step for the whole sweep.
+
+    ``state``: host rows from ``init_states`` (or a checkpoint); ``batch_fn(step)``: host
+    batch rows ``[S, ...]``.  Returns host rows.  ``fit_kwargs`` go to ``rnnlab.train.fit``
+    (logging, progress, ``tolerate_diverged``); checkpoints hold host rows without padding,
+    so a run resumes on any device count.
+    """
+    step = sweep.program(make_train_step(loss_fn, optimizer))
+    final = fit(
+        step, sweep.put(state), lambda i: sweep.put(batch_fn(i)), num_steps=num_steps,
+        checkpointer=checkpointer, metrics_to_host=sweep.gather,
+        save_state=lambda done, st, meta: checkpointer.save(done, sweep.gather(st), meta),
+        **fit_kwargs,
+    )
+    return sweep.gather(final)
+
