@@ -5,15 +5,20 @@ much of the gradient of the last step's loss L reaches each hidden state,
 
     ||dL/dh_t||  for every t, against the distance T-1-t  (one backward pass),
 
-and the Jacobian norm ||dh_T/dh_t||_2, over several seeds at once (jax.vmap):
-median and interquartile band.  Following Arjovsky, Shah & Bengio (2016) we
-do it at initialisation and again after --steps Adam steps.  Then the two
+and the Jacobian norm ||dh_T/dh_t||_2, over several seeds: median and
+interquartile band.  Following Arjovsky, Shah & Bengio (2016) we do it at
+initialisation and again after --steps Adam steps.  Then the two
 initialisation sweeps that decide the picture -- the RNN's recurrent spectral
 radius (vanishing below 1, Pascanu et al. 2013) and the LSTM's forget-gate
 bias -- and gradient clipping in the exploding regime.
 
-    python experiments/vanishing_gradients.py            # the default, < 2 minutes on 2 CPU cores
-    python experiments/vanishing_gradients.py --quick    # < 1 minute
+Every part is a sweep (``rnnlab.sweep``): for each model, all lengths x seeds
+train as one compiled program (shorter sequences padded to the longest, with
+``lengths``), and each initialisation sweep is one program per cell kind; the
+points are spread over every device (and every process of a multi-process run).
+
+    python experiments/vanishing_gradients.py            # the default, about a minute on 2 CPU cores
+    python experiments/vanishing_gradients.py --quick    # about 15 seconds
 
 Writes config.json, metrics.jsonl, results.json and PNG figures to --out.
 """
@@ -21,19 +26,19 @@ Writes config.json, metrics.jsonl, results.json and PNG figures to --out.
 from __future__ import annotations
 
 import dataclasses
-import time
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rnnlab import RNN
-from rnnlab import diagnostics, plots
+from rnnlab import diagnostics, parallel, plots
 from rnnlab.cells import NAMED_CELLS, make_cell
 from rnnlab.data import synthetic
-from rnnlab.experiment import BaseConfig, RunDir, parse_config, train_seeds
-from rnnlab.initializers import spectral_radius
+from rnnlab.experiment import BaseConfig, RunDir, parse_config, train_sweep
 from rnnlab.models import SequenceRegressor, recurrent_params
+from rnnlab.sweep import Sweep, grid, init_params
 from rnnlab.train import NonFiniteError, OptimConfig, make_optimizer
 
 
@@ -41,7 +46,7 @@ from rnnlab.train import NonFiniteError, OptimConfig, make_optimizer
 class Config(BaseConfig):
     out: str = "runs/vanishing_gradients"
     steps: int = 100  # Adam steps before the "trained" measurement
-    lengths: tuple[int, ...] = (50, 100, 200)  # add 500 for the long view: ~2.5 min on 2 cores
+    lengths: tuple[int, ...] = (50, 100, 200, 500)
     models: tuple[str, ...] = ("rnn", "lstm", "gru")
     hidden: int = 64
     seeds: int = 3
@@ -52,6 +57,7 @@ class Config(BaseConfig):
     forget_bias: float = 1.0
     jacobian: bool = True
     float64: bool = True  # measure in float64: float32 underflows (< 1e-38) within ~100 steps for the RNN
+    pad_lengths: bool = True  # all lengths of a model in one program (padded), or one program per length
     sweep_length: int = 100
     radii: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
     forget_biases: tuple[float, ...] = (0.0, 1.0, 3.0)
@@ -67,158 +73,259 @@ class Config(BaseConfig):
         self.radii, self.clip_length, self.clip_steps = (0.5, 1.0, 1.5), 50, 60
 
 
-class Measurer:
-    """Jitted, seed-vmapped gradient measurements, compiled once per (model, T):
-    params that differ only in their initialisation reuse the compiled function."""
-
-    def __init__(self, cfg: Config):
-        self.cfg, self._fns = cfg, {}
-
-    def __call__(self, name: str, params_s, batch_s):
-        T = batch_s["x"].shape[2]
-        with jax.enable_x64(self.cfg.float64):
-            dtype = jnp.float64 if self.cfg.float64 else jnp.float32
-            params_s, batch_s = jax.tree.map(lambda a: jnp.asarray(a, dtype), (params_s, batch_s))
-            if (name, T) not in self._fns:
-                self._fns[name, T] = jax.jit(jax.vmap(self._build(name)))
-            return [np.asarray(a) for a in self._fns[name, T](params_s, batch_s["x"], batch_s["y"])]
-
-    def _build(self, name: str):
-        model = SequenceRegressor(RNN(make_cell(name, self.cfg.hidden)))  # init options do not change apply
-        return lambda params, x, y: diagnostics.regressor_gradient_profile(model, params, x, y, jacobian=self.cfg.jacobian)
-
-
-def adding_batches(cfg, stream: int, batch_size: int, T: int):
-    """``batch(step) -> {"x": [S, B, T, 2], "y": [S, B]}``: fresh data per seed and step."""
-    return synthetic.seeded_batches(synthetic.adding_problem, cfg.seed * 10**7 + stream, cfg.seeds, batch_size, T)
-
-
 def seed_keys(cfg):
     return jax.random.split(jax.random.key(cfg.seed), cfg.seeds)
 
 
-def init_params(cell, cfg, T):
-    """``(params [S, ...], model)``: one initialisation per seed."""
-    model = SequenceRegressor(RNN(cell))
-    return jax.vmap(lambda k: model.init(k, jnp.zeros((1, T, 2))))(seed_keys(cfg)), model
+@functools.cache
+def initializer(name: str, hidden: int, rescaled: bool):
+    """A jitted ``(key, forget_bias, radius) -> params`` of one point; both values are traced,
+    so every sweep of a cell kind reuses one compile (``radius`` is used when ``rescaled``)."""
+
+    def init(key, forget_bias, radius):
+        cell = make_cell(name, hidden, forget_bias=forget_bias, spectral_radius=radius if rescaled else None)
+        return SequenceRegressor(RNN(cell)).init(key, jnp.zeros((1, 1, 2)))  # params do not depend on T
+
+    return jax.jit(init)
 
 
-def gate_radii(params_s, cell) -> list[float]:
-    """Median over seeds of each gate block's spectral radius of ``w_hh``."""
-    w_s = np.asarray(recurrent_params(params_s)["l0"]["fwd"]["w_hh"])
-    H = cell.hidden_size
-    return [float(np.median([spectral_radius(w[g * H:(g + 1) * H]) for w in w_s])) for g in range(cell.num_gates)]
+def init_fn(cfg, name: str, rescaled: bool = False):
+    """``(key, point) -> params`` for ``rnnlab.sweep.init_params``; a point may set ``forget_bias`` or ``radius``."""
+    init = initializer(name, cfg.hidden, rescaled)
+    return lambda key, p: init(key, p.get("forget_bias", cfg.forget_bias), p.get("radius", cfg.clip_radius))
 
 
-def summaries(curves_st):
-    """Curves in time order -> by-distance summary dict and per-seed decay ratios."""
-    summary = diagnostics.summarize(diagnostics.by_distance(curves_st))
-    ratios = [diagnostics.decay_ratio(c) for c in curves_st]
-    return summary, ratios
+def point_keys(cfg, sweep: Sweep):
+    """Each point's init key: its seed's, so every length and sweep value starts from the same draw."""
+    return seed_keys(cfg)[sweep.column("seed")]
+
+
+def padded_adding(seed, batch_size: int, T: int, max_T: int) -> dict:
+    """An adding-problem batch of length ``T`` padded to ``max_T``, with its ``lengths``."""
+    b = synthetic.adding_problem(seed, batch_size, T)
+    x = np.zeros((batch_size, max_T, 2), np.float32)
+    x[:, :T] = b["x"]
+    return {"x": x, "y": b["y"], "lengths": np.full(batch_size, T, np.int32)}
+
+
+def adding_rows(cfg, sweep: Sweep, stream, batch_size: int, max_T: int):
+    """``batch(step) -> rows [S, B, ...]``: the data of point (T, seed) is a pure function of
+    ``(cfg.seed, stream(T), seed, step)``, so every grid value of a seed sees the same data."""
+    lengths, seeds = sweep.column("T"), sweep.column("seed")
+
+    def batch(step: int) -> dict:
+        rows = [padded_adding((cfg.seed * 10**7 + stream(int(T)), int(s), step), batch_size, int(T), max_T)
+                for T, s in zip(lengths, seeds)]
+        return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+    return batch
 
 
 def mse_loss(model):
     def loss(params, batch, key):
-        pred = model.apply(params, batch["x"])[:, 0]
+        pred = model.apply(params, batch["x"], batch["lengths"])[:, 0]
         return jnp.mean((pred - batch["y"]) ** 2), {}
 
     return loss
 
 
+class Measurer:
+    """The gradient profile of every point of a sweep in one program per (model, sweep shape),
+    in float64 unless ``--no-float64``."""
+
+    def __init__(self, cfg: Config):
+        self.cfg, self._fns = cfg, {}
+
+    def __call__(self, name: str, sweep: Sweep, params_s, batch_s):
+        if name not in self._fns:
+            model = SequenceRegressor(RNN(make_cell(name, self.cfg.hidden)))  # init options do not change apply
+            self._fns[name] = lambda p, x, y, lengths: diagnostics.regressor_gradient_profile(
+                model, p, x, y, lengths, jacobian=self.cfg.jacobian)
+        with jax.enable_x64(self.cfg.float64):
+            dtype = np.float64 if self.cfg.float64 else np.float32
+            params_s, x, y = jax.tree.map(lambda a: np.asarray(a, dtype), (params_s, batch_s["x"], batch_s["y"]))
+            return sweep.run(self._fns[name], params_s, x, y, batch_s["lengths"])
+
+
+def gate_radii(params_s, cell) -> list[list[float]]:
+    """Each point's spectral radius of every gate block of ``w_hh``: ``[S][G]``."""
+    w_s = np.asarray(recurrent_params(params_s)["l0"]["fwd"]["w_hh"], np.float64)
+    H = cell.hidden_size
+    return [[float(np.max(np.abs(np.linalg.eigvals(w[g * H:(g + 1) * H])))) for g in range(cell.num_gates)]
+            for w in w_s]
+
+
+def length_groups(cfg) -> list[tuple[int, ...]]:
+    """The lengths that share a program: all of them (padded to the longest), or one each."""
+    return [tuple(cfg.lengths)] if cfg.pad_lengths else [(T,) for T in cfg.lengths]
+
+
+def curves_of(curves_st, lengths) -> list[np.ndarray]:
+    """Each point's curve over its own valid steps (padding dropped)."""
+    return [np.asarray(c)[: int(T)] for c, T in zip(curves_st, lengths)]
+
+
+def summaries(curves_st):
+    """Curves in time order -> by-distance summary dict and per-seed decay ratios."""
+    summary = diagnostics.summarize(diagnostics.by_distance(np.stack(curves_st)))
+    ratios = [diagnostics.decay_ratio(c) for c in curves_st]
+    return summary, ratios
+
+
+def check_config(cfg: Config) -> None:
+    for name in cfg.models:
+        if name not in NAMED_CELLS:
+            raise ValueError(f"unknown model {name!r}; choose from {', '.join(NAMED_CELLS)}")
+    for T in (*cfg.lengths, cfg.sweep_length, cfg.clip_length):
+        if T < 2:
+            raise ValueError(f"sequence lengths must be >= 2, got {T}")
+
+
+def train_and_measure(cfg, run, measure, name: str, lengths: tuple[int, ...]) -> dict:
+    """Every (T, seed) of one model in one sweep: init, measure, train ``cfg.steps``, measure.
+
+    Returns ``{T: {"init"/"trained": (grad curves, jacobian curves, radii)}}``.
+    """
+    max_T = max(lengths)
+    sweep = Sweep(grid(T=lengths, seed=range(cfg.seeds)))
+    cell = make_cell(name, cfg.hidden, forget_bias=cfg.forget_bias)
+    model = SequenceRegressor(RNN(cell))
+    measure_batch = adding_rows(cfg, sweep, lambda T: 10**6, cfg.measure_size, max_T)(0)
+    phases = {"init": init_params(sweep, init_fn(cfg, name), point_keys(cfg, sweep))}
+    optimizer = make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps)
+    tag = f"{name}/T{max_T}" if len(lengths) == 1 else f"{name}/T{'-'.join(map(str, lengths))}"
+    state = train_sweep(run, tag, cfg, sweep, params=phases["init"], loss_fn=mse_loss(model), optimizer=optimizer,
+                        init_keys=point_keys(cfg, sweep), batch_fn=adding_rows(cfg, sweep, lambda T: T, cfg.batch_size, max_T))
+    phases["trained"] = state.params
+    out = {}
+    for phase, params in phases.items():
+        grad_st, jac_st = measure(name, sweep, params, measure_batch)
+        radii = gate_radii(params, cell)
+        for i, T in enumerate(sweep.column("T")):
+            entry = out.setdefault(int(T), {}).setdefault(phase, {"grad": [], "jac": [], "radii": [], "row": []})
+            entry["grad"].append(grad_st[i][:T])
+            entry["jac"].append(jac_st[i][:T])
+            entry["radii"].append(radii[i])
+            entry["row"].append(i)
+    return {"tag": tag, "sweep": sweep, "by_T": out}
+
+
+def init_sweep(cfg, measure, name: str, column: str, values) -> dict:
+    """Gradient profiles at init over ``values`` x seeds of one init option: one program."""
+    T = cfg.sweep_length
+    sweep = Sweep(grid(**{column: values}, seed=range(cfg.seeds), T=[T]))
+    params = init_params(sweep, init_fn(cfg, name, rescaled=column == "radius"), point_keys(cfg, sweep))
+    grad_st, _ = measure(name, sweep, params, adding_rows(cfg, sweep, lambda T: 10**6, cfg.measure_size, T)(0))
+    out = {}
+    for v in values:
+        rows = [i for i, p in enumerate(sweep.points) if p[column] == v]
+        summary, ratios = summaries([grad_st[i] for i in rows])
+        out[str(v)] = dict(summary, ratio_median=float(np.median(ratios)))
+    return out
+
+
 def main(argv=None):
     cfg = parse_config(Config, argv, __doc__)
+    check_config(cfg)
     run = RunDir(cfg)
-    t_start = time.perf_counter()
-    measure = Measurer(cfg)
-    say = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, flush=True))
-    measure_batch = lambda T: adding_batches(cfg, 10**6, cfg.measure_size, T)(0)
-    results = {"models": {m: NAMED_CELLS[m] for m in cfg.models}, "forget_bias": cfg.forget_bias,
-               "gradient_norms": {}, "jacobian_norms": {}, "ratios": {}, "spectral_radii": {}, "final_loss": {}}
+    say = (lambda *a: None) if cfg.quiet or not run.writes else (lambda *a: print(*a, flush=True))
+    with parallel.CompileStats() as compile_stats, parallel.timed() as elapsed:
+        measure = Measurer(cfg)
+        # 1-2. gradient norm through time, at init and after training: one sweep per model
+        trained = {}
+        for name in cfg.models:
+            for lengths in length_groups(cfg):
+                part = train_and_measure(cfg, run, measure, name, lengths)
+                trained.setdefault(name, []).append(part)
+                say(f"{name:5s} T={', '.join(map(str, lengths))}: measured at init and after {cfg.steps} steps "
+                    f"[{elapsed():.0f} s]")
 
-    # 1-2. gradient norm through time, at init and after training
-    for name in cfg.models:
-        for key in ("gradient_norms", "jacobian_norms", "ratios", "spectral_radii", "final_loss"):
-            results[key][name] = {}
-        for T in cfg.lengths:
-            cell = make_cell(name, cfg.hidden, forget_bias=cfg.forget_bias)
-            params_s, model = init_params(cell, cfg, T)
-            batch = measure_batch(T)
-            phases = {"init": params_s}
-            optimizer = make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps)
-            state = train_seeds(
-                run, f"{name}/T{T}", cfg, init_fn=lambda k: model.init(k, jnp.zeros((1, T, 2))),
-                loss_fn=mse_loss(model), optimizer=optimizer, init_keys=seed_keys(cfg),
-                batch_fn=adding_batches(cfg, T, cfg.batch_size, T),
-            )
-            phases["trained"] = state.params
-            for key in ("gradient_norms", "jacobian_norms", "ratios", "spectral_radii"):
-                results[key][name][str(T)] = {}
-            for phase, params in phases.items():
-                grad_st, jac_st = measure(name, params, batch)
-                summary, ratios = summaries(grad_st)
-                results["gradient_norms"][name][str(T)][phase] = summary
-                if cfg.jacobian:
-                    results["jacobian_norms"][name][str(T)][phase] = summaries(jac_st)[0]
-                results["ratios"][name][str(T)][phase] = {"median": float(np.median(ratios)), "per_seed": ratios}
-                results["spectral_radii"][name][str(T)][phase] = gate_radii(params, cell)
-            last = run.records(f"{name}/T{T}")[-1]
-            results["final_loss"][name][str(T)] = {"median": float(np.median(last["loss_per_seed"])),
-                                                   "per_seed": last["loss_per_seed"]}
-            r = results["ratios"][name][str(T)]
-            say(f"{name:5s} T={T:4d}  ||dL/dh_1|| / ||dL/dh_T||: init {r['init']['median']:.2e}, "
-                f"after {cfg.steps} steps {r['trained']['median']:.2e}   [{time.perf_counter() - t_start:.0f} s]")
-
-    # 3. initialisation sweeps (at init, T = sweep_length)
-    T = cfg.sweep_length
-    batch = measure_batch(T)
-    sweeps = {"spectral_radius": {}, "forget_bias": {}}
-    for radius in cfg.radii:
-        params_s, _ = init_params(make_cell("rnn", cfg.hidden, spectral_radius=radius), cfg, T)
-        grad_st, _ = measure("rnn", params_s, batch)
-        summary, ratios = summaries(grad_st)
-        sweeps["spectral_radius"][str(radius)] = dict(summary, ratio_median=float(np.median(ratios)))
-    for bias in cfg.forget_biases:
-        params_s, _ = init_params(make_cell("lstm", cfg.hidden, forget_bias=bias), cfg, T)
-        grad_st, _ = measure("lstm", params_s, batch)
-        summary, ratios = summaries(grad_st)
-        sweeps["forget_bias"][str(bias)] = dict(summary, ratio_median=float(np.median(ratios)))
-    results["sweeps"] = dict(sweeps, length=T)
-    say("spectral radius sweep, ratio:", {r: f"{s['ratio_median']:.1e}" for r, s in sweeps["spectral_radius"].items()})
-    say("forget bias sweep, ratio:", {b: f"{s['ratio_median']:.1e}" for b, s in sweeps["forget_bias"].items()})
-
-    # 4. gradient clipping in the exploding regime (SGD, as in Pascanu et al. 2013)
-    T = cfg.clip_length
-    cell = make_cell("rnn", cfg.hidden, spectral_radius=cfg.clip_radius)
-    model = SequenceRegressor(RNN(cell))  # train_seeds initialises it for each seed
-    clipping = {}
-    for label, clip in (("clip 1.0", 1.0), ("no clipping", 0.0)):
-        optimizer = make_optimizer(OptimConfig("sgd", cfg.clip_learning_rate, clip_norm=clip), cfg.clip_steps)
-        try:
-            train_seeds(run, f"clipping/{label}", cfg, init_fn=lambda k: model.init(k, jnp.zeros((1, T, 2))),
-                        loss_fn=mse_loss(model), optimizer=optimizer, init_keys=seed_keys(cfg), num_steps=cfg.clip_steps,
-                        log_every=1, batch_fn=adding_batches(cfg, 2 * 10**6 + T, cfg.batch_size, T))
-            diverged = None
-        except NonFiniteError as e:
-            diverged = str(e)
-        records = run.records(f"clipping/{label}")
-        clipping[label] = {
-            "diverged": diverged,
-            "max_grad_norm": float(np.max([r["grad_norm_per_seed"] for r in records])),
-            "final_loss_median": float(np.median(records[-1]["loss_per_seed"])),
-            "steps_completed": records[-1]["step"],
+        # 3. initialisation sweeps (at init, T = sweep_length): one program each
+        sweeps = {
+            "spectral_radius": init_sweep(cfg, measure, "rnn", "radius", cfg.radii),
+            "forget_bias": init_sweep(cfg, measure, "lstm", "forget_bias", cfg.forget_biases),
+            "length": cfg.sweep_length,
         }
-        say(f"{label}: max pre-clip gradient norm {clipping[label]['max_grad_norm']:.3g}, "
-            f"final loss {clipping[label]['final_loss_median']:.3g}" + (" (diverged)" if diverged else ""))
-    results["clipping"] = dict(clipping, radius=cfg.clip_radius, length=T, optimizer="sgd",
-                               learning_rate=cfg.clip_learning_rate)
-    results["runtime_s"] = time.perf_counter() - t_start
+        say("spectral radius sweep, ratio:", {r: f"{s['ratio_median']:.1e}" for r, s in sweeps["spectral_radius"].items()})
+        say("forget bias sweep, ratio:", {b: f"{s['ratio_median']:.1e}" for b, s in sweeps["forget_bias"].items()})
+
+        # 4. gradient clipping in the exploding regime (SGD, as in Pascanu et al. 2013): both arms in one program
+        T = cfg.clip_length
+        model = SequenceRegressor(RNN(make_cell("rnn", cfg.hidden, spectral_radius=cfg.clip_radius)))
+        clip_sweep = Sweep(grid(clip_norm=[1.0, 0.0], seed=range(cfg.seeds), T=[T]))
+        optimizer = make_optimizer(OptimConfig("sgd", cfg.clip_learning_rate, clip_norm=1.0), cfg.clip_steps)
+        try:
+            train_sweep(run, "clipping", cfg, clip_sweep, init_fn=init_fn(cfg, "rnn", rescaled=True),
+                        loss_fn=mse_loss(model), optimizer=optimizer, init_keys=point_keys(cfg, clip_sweep),
+                        hyperparameters=("clip_norm",), num_steps=cfg.clip_steps, log_every=1, tolerate_diverged=True,
+                        batch_fn=adding_rows(cfg, clip_sweep, lambda T: 2 * 10**6 + T, cfg.batch_size, T))
+        except NonFiniteError:
+            pass  # every point diverged: the log says where
+    if not run.writes:
+        return None  # process 0 writes the results
+    results = collect_results(cfg, run, trained, sweeps, clip_sweep)
+    results["devices"], results["processes"] = jax.device_count(), jax.process_count()
+    results["compile"] = compile_stats.as_dict()
+    results["runtime_s"] = elapsed()
     run.write_results(results)
-    save_figures(cfg, run, results)
-    say(f"wrote {run.path}/results.json and figures in {results['runtime_s']:.0f} s")
+    save_figures(cfg, run, results, trained, clip_sweep)
+    say(f"wrote {run.path}/results.json and figures in {elapsed():.0f} s "
+        f"({results['compile']['programs']} programs compiled in {results['compile']['seconds']:.1f} s, "
+        f"{results['devices']} device(s))")
     return results
 
 
-def save_figures(cfg: Config, run: RunDir, results: dict):
+def collect_results(cfg, run, trained, sweeps, clip_sweep) -> dict:
+    results = {"models": {m: NAMED_CELLS[m] for m in cfg.models}, "forget_bias": cfg.forget_bias,
+               "gradient_norms": {}, "jacobian_norms": {}, "ratios": {}, "spectral_radii": {}, "final_loss": {}}
+    for name, parts in trained.items():
+        for key in ("gradient_norms", "jacobian_norms", "ratios", "spectral_radii", "final_loss"):
+            results[key][name] = {}
+        for part in parts:
+            last = run.records(part["tag"])[-1]["loss_per_point"]
+            for T, phases in sorted(part["by_T"].items()):
+                for key in ("gradient_norms", "jacobian_norms", "ratios", "spectral_radii"):
+                    results[key][name][str(T)] = {}
+                for phase, m in phases.items():
+                    summary, ratios = summaries(m["grad"])
+                    results["gradient_norms"][name][str(T)][phase] = summary
+                    if cfg.jacobian:
+                        results["jacobian_norms"][name][str(T)][phase] = summaries(m["jac"])[0]
+                    results["ratios"][name][str(T)][phase] = {"median": float(np.median(ratios)), "per_seed": ratios}
+                    results["spectral_radii"][name][str(T)][phase] = np.median(m["radii"], axis=0).tolist()
+                losses = [last[i] for i in phases["trained"]["row"]]
+                results["final_loss"][name][str(T)] = {"median": float(np.median(losses)), "per_seed": losses}
+                r = results["ratios"][name][str(T)]
+                print(f"{name:5s} T={T:4d}  ||dL/dh_1|| / ||dL/dh_T||: init {r['init']['median']:.2e}, "
+                      f"after {cfg.steps} steps {r['trained']['median']:.2e}", flush=True) if not cfg.quiet else None
+    results["sweeps"] = sweeps
+
+    records = run.records("clipping")
+    loss_sn = np.array([r["loss_per_point"] for r in records], np.float64).T
+    grad_sn = np.array([r["grad_norm_per_point"] for r in records], np.float64).T
+    steps = np.array([r["step"] for r in records])
+    clipping = {}
+    for label, clip in (("clip 1.0", 1.0), ("no clipping", 0.0)):
+        rows = [i for i, p in enumerate(clip_sweep.points) if p["clip_norm"] == clip]
+        first_bad = [next((int(s) for s, l, g in zip(steps, loss_sn[i], grad_sn[i])
+                           if not (np.isfinite(l) and np.isfinite(g))), None) for i in rows]
+        diverged = [f"seed {clip_sweep.points[i]['seed']} at step {b}" for i, b in zip(rows, first_bad) if b]
+        clipping[label] = {
+            "diverged": ("non-finite loss or gradient: " + ", ".join(diverged)) if diverged else None,
+            "diverged_at_step": first_bad,
+            "max_grad_norm": float(np.max(grad_sn[rows])),
+            "final_loss_median": float(np.median(loss_sn[rows, -1])),
+            "steps_completed": min((b - 1 for b in first_bad if b), default=int(steps[-1])),
+        }
+        if not cfg.quiet:
+            print(f"{label}: max pre-clip gradient norm {clipping[label]['max_grad_norm']:.3g}, final loss "
+                  f"{clipping[label]['final_loss_median']:.3g}" + (f" ({clipping[label]['diverged']})" if diverged else ""))
+    results["clipping"] = dict(clipping, radius=cfg.clip_radius, length=cfg.clip_length, optimizer="sgd",
+                               learning_rate=cfg.clip_learning_rate)
+    return results
+
+
+def save_figures(cfg: Config, run: RunDir, results: dict, trained: dict, clip_sweep: Sweep):
     init = f"init: tanh RNN PyTorch uniform; LSTM forget bias {cfg.forget_bias:g}; GRU PyTorch uniform"
     for key, ylabel in (("gradient_norms", r"$\|\partial L/\partial h_t\|$"),
                         ("jacobian_norms", r"$\|\partial h_T/\partial h_t\|_2$")):
@@ -236,7 +343,7 @@ def save_figures(cfg: Config, run: RunDir, results: dict):
         fig.suptitle(f"{ylabel} on the adding problem, H={cfg.hidden}, median and IQR of {cfg.seeds} seeds, "
                      f"at init and after {cfg.steps} Adam steps (measured in {'float64' if cfg.float64 else 'float32'})"
                      f"\n{init}", fontsize=10)
-        fig.savefig(run.figure(key), dpi=110)
+        run.save_figure(fig, key)
 
     fig, axes = plots.panels(2, sharey=False, width=5.5)
     sw = results["sweeps"]
@@ -245,31 +352,33 @@ def save_figures(cfg: Config, run: RunDir, results: dict):
     plots.norms_by_distance({f"forget bias {b}": s for b, s in sw["forget_bias"].items()}, ax=axes[1],
                             title=f"LSTM at init, forget-gate bias b_f, T={sw['length']}")
     fig.suptitle(f"Initialisation decides the picture (H={cfg.hidden}, median and IQR of {cfg.seeds} seeds)", fontsize=10)
-    fig.savefig(run.figure("init_sweeps"), dpi=110)
+    run.save_figure(fig, "init_sweeps")
 
+    steps, grad_sn = run.curve("clipping", "grad_norm")
+    loss_sn = run.curve("clipping")[1]
     traces = {}
-    for label in ("clip 1.0", "no clipping"):
-        recs = run.records(f"clipping/{label}")
-        diverged = results["clipping"][label]["diverged"]
-        label_shown = f"{label} (non-finite at step {recs[-1]['step']})" if diverged else label
-        steps, grad_norms = run.curve(f"clipping/{label}", "grad_norm")
-        traces[label_shown] = (steps, grad_norms, run.curve(f"clipping/{label}")[1])
+    for label, clip in (("clip 1.0", 1.0), ("no clipping", 0.0)):
+        rows = [i for i, p in enumerate(clip_sweep.points) if p["clip_norm"] == clip]
+        first_bad = [b for b in results["clipping"][label]["diverged_at_step"] if b]
+        label_shown = f"{label} (non-finite from step {min(first_bad)})" if first_bad else label
+        traces[label_shown] = (steps, grad_sn[rows], loss_sn[rows])
     c = results["clipping"]
-    plots.training_traces(traces, title=f"Exploding regime: tanh RNN with spectral radius {c['radius']:g}, "
-                          f"T={c['length']}, SGD lr {c['learning_rate']:g}, {cfg.seeds} seeds (median, min-max)")\
-        .savefig(run.figure("clipping"), dpi=110)
+    run.save_figure(plots.training_traces(
+        traces, title=f"Exploding regime: tanh RNN with spectral radius {c['radius']:g}, T={c['length']}, "
+                      f"SGD lr {c['learning_rate']:g}, {cfg.seeds} seeds (median, min-max)"), "clipping")
 
-    curves = {}
     fig, axes = plots.panels(len(cfg.lengths))
     for ax, T in zip(axes, cfg.lengths):
         curves = {}
         for name in cfg.models:
-            curves[name] = run.curve(f"{name}/T{T}")
+            part = next(p for p in trained[name] if T in p["by_T"])
+            steps, loss_sn = run.curve(part["tag"])
+            curves[name] = (steps, loss_sn[part["by_T"][T]["trained"]["row"]])
         plots.learning_curves(curves, baseline=synthetic.ADDING_BASELINE_MSE, baseline_label="predict 1",
                               title=f"T = {T}", ax=ax)
     fig.suptitle(f"Adding problem training loss, Adam lr {cfg.learning_rate:g}, clip {cfg.clip_norm:g}, "
                  f"batch {cfg.batch_size}, H={cfg.hidden}, {cfg.seeds} seeds", fontsize=10)
-    fig.savefig(run.figure("training_loss"), dpi=110)
+    run.save_figure(fig, "training_loss")
 
 
 if __name__ == "__main__":

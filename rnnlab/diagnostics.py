@@ -44,19 +44,21 @@ def hidden_jacobian_norms(final_hidden_of_eps, eps_shape_th, dtype=None) -> jax.
     return jnp.linalg.norm(jnp.moveaxis(jac_hth, 1, 0), ord=2, axis=(1, 2))
 
 
-def regressor_gradient_profile(model, params, x_bti, y_b, *, jacobian: bool = True):
+def regressor_gradient_profile(model, params, x_bti, y_b, lengths_b=None, *, jacobian: bool = True):
     """For a ``SequenceRegressor`` with a one-layer forward RNN and squared error at the last step:
 
     ``(grad_t, jac_t)``: ``||dL/dh_t||`` averaged over the batch ``[T]``, and
     ``||dh_T/dh_t||_2`` for the first sequence ``[T]`` (zeros if not ``jacobian``).
-    Pure and jittable; ``jax.vmap`` it over seeds.
+    With ``lengths_b`` (all equal: a sweep pads shorter sequences to share one
+    program) "last step" is step ``lengths - 1`` and the curves are zero past it.
+    Pure and jittable; ``jax.vmap`` it over seeds or sweep points.
     """
     B, T, _ = x_bti.shape
     layer = model.layer
     H = layer.cell.hidden_size
 
     def last_step_loss(eps_bth):  # summed over examples, so each example gets its own gradient
-        pred_b = model.apply(params, x_bti, hidden_perturbation=eps_bth[None])[:, 0]
+        pred_b = model.apply(params, x_bti, lengths_b, hidden_perturbation=eps_bth[None])[:, 0]
         return jnp.sum((pred_b - y_b) ** 2)
 
     grad_t = jnp.mean(hidden_gradient_norms(last_step_loss, (B, T, H), x_bti.dtype), axis=0)
@@ -64,7 +66,8 @@ def regressor_gradient_profile(model, params, x_bti, y_b, *, jacobian: bool = Tr
         return grad_t, jnp.zeros_like(grad_t)
 
     def final_hidden(eps_th):
-        _, final = layer.apply(recurrent_params(params), x_bti[:1], hidden_perturbation=eps_th[None, None])
+        first = None if lengths_b is None else lengths_b[:1]
+        _, final = layer.apply(recurrent_params(params), x_bti[:1], first, hidden_perturbation=eps_th[None, None])
         return layer.cell.carry_hidden(final)[0, 0]
 
     return grad_t, hidden_jacobian_norms(final_hidden, (T, H), x_bti.dtype)

@@ -253,21 +253,23 @@ def _restore_checked(checkpointer, target_state, cfg, vocab):
     return state, step
 
 
-def train_sweep(run: RunDir, name: str, cfg, sweep: sweeps.Sweep, *, init_fn, loss_fn, optimizer, batch_fn,
-                init_keys, hyperparameters=(), num_steps=None, log_every=None, vocab=None,
+def train_sweep(run: RunDir, name: str, cfg, sweep: sweeps.Sweep, *, loss_fn, optimizer, batch_fn, init_keys,
+                init_fn=None, params=None, hyperparameters=(), num_steps=None, log_every=None, vocab=None,
                 tolerate_diverged: bool = False):
     """Train one model at every point of ``sweep`` side by side (one compiled step, rows
     sharded over every device), with the run's checkpoints, resumption and metrics log
     (records tagged ``"model": name``, per-point values in ``<metric>_per_point``).
 
-    ``init_fn(key, point) -> params`` (``point``: this point's traced column values);
-    ``batch_fn(step) -> host batch [S, ...]``; ``hyperparameters``: the columns that set
+    ``params``: host rows ``[S, ...]``, or else ``init_fn(key, point) -> params`` makes them
+    (``rnnlab.sweep.init_params``); ``batch_fn(step) -> host batch [S, ...]``; ``hyperparameters``: the columns that set
     optimizer hyperparameters (``learning_rate``, ``clip_norm``, ...).  Returns the final
     ``TrainState`` as host rows ``[S, ...]``.  Raises ``NonFiniteError`` like ``fit``
     (with ``tolerate_diverged``, only once every point has diverged).  ``vocab`` (text
     tasks) is saved in every checkpoint and checked on resume.
     """
-    state = sweeps.init_states(sweep, optimizer, init_fn, init_keys, hyperparameters)
+    if params is None:
+        params = sweeps.init_params(sweep, init_fn, init_keys)
+    state = sweeps.init_states(sweep, optimizer, params, init_keys, hyperparameters)
     checkpointer = Checkpointer(run.checkpoint_dir(name), keep=cfg.keep_checkpoints, every=cfg.checkpoint_every)
     try:
         if cfg.resume:
@@ -290,6 +292,7 @@ def train_seeds(run: RunDir, name: str, cfg, *, init_fn, loss_fn, optimizer, bat
     """``train_sweep`` over seeds only: ``init_fn(key) -> params``, ``batch_fn(step) -> batch [S, ...]``,
     one key per seed in ``init_keys``."""
     seeds = sweeps.Sweep([{"seed": i} for i in range(len(init_keys))])
-    return train_sweep(run, name, cfg, seeds, init_fn=lambda key, point: init_fn(key), loss_fn=loss_fn,
+    init = jax.jit(init_fn)  # one compile for every seed
+    return train_sweep(run, name, cfg, seeds, init_fn=lambda key, point: init(key), loss_fn=loss_fn,
                        optimizer=optimizer, batch_fn=batch_fn, init_keys=init_keys, num_steps=num_steps,
                        log_every=log_every, vocab=vocab)

@@ -9,8 +9,9 @@ columns: give each its own ``Sweep``.
 
     points = grid(seed=range(3), learning_rate=[1e-3, 3e-3], forget_bias=[1.0, 3.0])   # 12 points
     sweep = Sweep(points)                       # rows padded to a multiple of the device count
-    init = lambda key, p: model_for(p["forget_bias"]).init(key, x)   # p: this point's traced values
-    state = init_states(sweep, optimizer, init, keys, hyperparameters=("learning_rate",))
+    init = jax.jit(lambda key, fb: model_for(fb).init(key, x))      # one compile for every point
+    params = init_params(sweep, lambda key, p: init(key, p["forget_bias"]), keys)
+    state = init_states(sweep, optimizer, params, keys, hyperparameters=("learning_rate",))
     state = train(sweep, state, loss_fn, optimizer, batch_fn, num_steps=1000)   # host arrays [12, ...]
     grads = sweep.run(measure_fn, state.params, batch)     # any per-point function, one program
 
@@ -124,29 +125,42 @@ class Sweep:
         return self.gather(self.program(fn)(*self.put(host_args)))
 
 
-def init_states(sweep: Sweep, optimizer: Optimizer, init_fn: Callable, init_keys,
-                hyperparameters: Sequence[str] = ()) -> TrainState:
-    """Host ``TrainState`` rows ``[S, ...]``: ``init_fn(key, point) -> params`` with ``point``
-    the dict of this point's (traced) column values, and the optimizer hyperparameters
-    named in ``hyperparameters`` (``learning_rate``, ``clip_norm``, ...) taken from the columns.
+def _key_data(sweep: Sweep, init_keys) -> np.ndarray:
+    data = np.asarray(jax.random.key_data(init_keys) if jax.dtypes.issubdtype(
+        getattr(init_keys, "dtype", None), jax.dtypes.prng_key) else init_keys)
+    if len(data) != sweep.size:
+        raise ValueError(f"init_keys: expected one key per point ({sweep.size}), got {len(data)}")
+    return data
 
-    Initialisation is cheap and may call back to the host (exact spectral radii), so
-    every process runs it for all points on its own first device, unsharded.
+
+def init_params(sweep: Sweep, init_fn: Callable, init_keys):
+    """Host params rows ``[S, ...]``: ``init_fn(key, point)`` for every point (``point``: its dict).
+
+    One call per point, on this process's first device, unsharded: initialisation is
+    cheap to run but not to compile (random number generation), so make ``init_fn``
+    call a jitted function that takes the point's values as arguments; then every
+    point, and every later sweep of the same shapes, reuses its one compile.
     """
+    keys = jax.random.wrap_key_data(_key_data(sweep, init_keys))
+    rows = [jax.tree.map(np.asarray, init_fn(key, point)) for key, point in zip(keys, sweep.points)]
+    return jax.tree.map(lambda *leaves: np.stack(leaves), *rows)
+
+
+def init_states(sweep: Sweep, optimizer: Optimizer, params, init_keys,
+                hyperparameters: Sequence[str] = ()) -> TrainState:
+    """Host ``TrainState`` rows ``[S, ...]`` from params rows, with the optimizer
+    hyperparameters named in ``hyperparameters`` (``learning_rate``, ``clip_norm``, ...)
+    taken from the sweep's columns: one vmapped program."""
     missing = [n for n in hyperparameters if n not in sweep.names]
     if missing:
         raise ValueError(f"hyperparameters {missing} are not columns of this sweep ({', '.join(sweep.names)})")
+    columns = {n: sweep.columns()[n] for n in hyperparameters}
 
-    def one(key, point):
-        params = init_fn(key, point)
-        return init_state(optimizer, params, key, **{n: point[n] for n in hyperparameters})
+    def one(params, key, values):
+        return init_state(optimizer, params, key, **values)
 
-    init_keys = np.asarray(jax.random.key_data(init_keys) if jax.dtypes.issubdtype(
-        getattr(init_keys, "dtype", None), jax.dtypes.prng_key) else init_keys)
-    if len(init_keys) != sweep.size:
-        raise ValueError(f"init_keys: expected one key per point ({sweep.size}), got {len(init_keys)}")
-    keys = jax.random.wrap_key_data(init_keys)
-    return jax.tree.map(np.asarray, jax.jit(jax.vmap(one))(keys, sweep.columns()))
+    keys = jax.random.wrap_key_data(_key_data(sweep, init_keys))
+    return jax.tree.map(np.asarray, jax.jit(jax.vmap(one))(params, keys, columns))
 
 
 def train(sweep: Sweep, state: TrainState, loss_fn: Callable, optimizer: Optimizer,
