@@ -3,9 +3,12 @@
 Each model reads T pairs (value ~ U[0,1], marker) and must output the sum of
 the two marked values, one marker in each half.  Always answering 1 scores
 MSE 0.167 (the dashed line); a model below it has learned to remember.
-Seeds are trained side by side with ``jax.vmap``.
+Every numeric flag of the grid takes several values; the grid x seeds of a
+model trains as one compiled program (``rnnlab.sweep``), spread over every
+device, and results.json gives each grid point's median and IQR over seeds.
 
     python experiments/adding_problem.py --seq-len 100 --steps 3000 --seeds 3
+    python experiments/adding_problem.py --learning-rate 1e-3 3e-3 --forget-bias 1 3
     python experiments/adding_problem.py --quick          # a 1-minute look
 
 Writes config.json, metrics.jsonl, results.json and learning_curves.png to --out.
@@ -14,6 +17,7 @@ Writes config.json, metrics.jsonl, results.json and learning_curves.png to --out
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 
 import jax
@@ -23,9 +27,11 @@ import numpy as np
 from rnnlab import RNN
 from rnnlab.cells import make_cell
 from rnnlab.data import synthetic
-from rnnlab.experiment import BaseConfig, RunDir, parse_config, train_seeds
+from rnnlab import parallel
+from rnnlab.experiment import BaseConfig, RunDir, parse_config, train_sweep
 from rnnlab.models import SequenceRegressor
-from rnnlab.plots import learning_curves
+from rnnlab.plots import learning_curves, panels
+from rnnlab.sweep import Sweep, grid
 from rnnlab.train import OptimConfig, make_optimizer
 
 
@@ -40,9 +46,10 @@ class Config(BaseConfig):
     batch_size: int = 50
     seeds: int = 3
     optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    clip_norm: float = 1.0
-    forget_bias: float = 1.0
+    # sweep axes: every combination x seeds runs as one compiled program per model
+    learning_rate: tuple[float, ...] = (1e-3,)
+    clip_norm: tuple[float, ...] = (1.0,)
+    forget_bias: tuple[float, ...] = (1.0,)  # LSTM only
     test_size: int = 1000
 
     def apply_quick(self):
@@ -50,63 +57,113 @@ class Config(BaseConfig):
         self.test_size, self.checkpoint_every, self.log_every = 200, 100, 10
 
 
+GRID_AXES = ("learning_rate", "clip_norm", "forget_bias")
+
+
+def grid_points(name: str, cfg: Config) -> list[dict]:
+    """The model's grid x seeds; the forget-gate bias is an axis for the LSTM only."""
+    axes = {"learning_rate": cfg.learning_rate, "clip_norm": cfg.clip_norm}
+    if name == "lstm":
+        axes["forget_bias"] = cfg.forget_bias
+    points = grid(**axes, seed=range(cfg.seeds))
+    for p in points:  # every value must make a valid optimizer
+        OptimConfig(name=cfg.optimizer, learning_rate=p["learning_rate"], clip_norm=p["clip_norm"])
+    return points
+
+
 def mse(model, params, batch):
     pred = model.apply(params, batch["x"], batch.get("lengths"))[:, 0]
     return jnp.mean((pred - batch["y"]) ** 2)
 
 
+@functools.cache
+def initializer(name: str, hidden: int, dummy_shape: tuple[int, ...]):
+    """Jitted ``(key, forget_bias) -> params``: one compile for every point of a model."""
+    return jax.jit(lambda key, fb: SequenceRegressor(RNN(make_cell(name, hidden, forget_bias=fb))).init(
+        key, jnp.zeros(dummy_shape)))
+
+
 def train_model(name: str, cfg: Config, run: RunDir):
-    """Train ``cfg.seeds`` copies of one model; returns the model and final params ``[S, ...]``."""
-    model = SequenceRegressor(RNN(make_cell(name, cfg.hidden, forget_bias=cfg.forget_bias)))
-    key = jax.random.key(cfg.seed)
+    """Train every grid point x seed of one model in one program; returns the sweep, model and params ``[S, ...]``."""
+    sweep = Sweep(grid_points(name, cfg))
+    model = SequenceRegressor(RNN(make_cell(name, cfg.hidden)))  # init options do not change apply
     dummy_x = synthetic.TASKS[cfg.variant](0, 1, cfg.seq_len)["x"]
-    optimizer = make_optimizer(
-        OptimConfig(name=cfg.optimizer, learning_rate=cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps
-    )
-    state = train_seeds(
-        run, name, cfg,
-        init_fn=lambda k: model.init(k, dummy_x),
+    init = initializer(name, cfg.hidden, dummy_x.shape)
+    seed_keys = jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), 1), cfg.seeds)
+    optimizer = make_optimizer(OptimConfig(name=cfg.optimizer, learning_rate=cfg.learning_rate[0]), cfg.steps)
+    state = train_sweep(
+        run, name, cfg, sweep,
+        init_fn=lambda key, p: init(key, p.get("forget_bias", 1.0)),
         loss_fn=lambda params, batch, key: (mse(model, params, batch), {}),
-        optimizer=optimizer,
-        batch_fn=synthetic.seeded_batches(synthetic.TASKS[cfg.variant], cfg.seed, cfg.seeds, cfg.batch_size, cfg.seq_len),
-        init_keys=jax.random.split(jax.random.fold_in(key, 1), cfg.seeds),
+        optimizer=optimizer, hyperparameters=("learning_rate", "clip_norm"),
+        # every grid point of a seed sees the seed's data stream: paired comparisons
+        batch_fn=synthetic.seeded_batches(synthetic.TASKS[cfg.variant], cfg.seed, sweep.column("seed"),
+                                          cfg.batch_size, cfg.seq_len),
+        init_keys=seed_keys[sweep.column("seed")], tolerate_diverged=len(sweep) > cfg.seeds,
     )
-    return model, state.params
+    return sweep, model, state.params
+
+
+def point_label(point: dict) -> str:
+    short = {"learning_rate": "lr", "clip_norm": "clip", "forget_bias": "b_f"}
+    return ", ".join(f"{short[k]} {point[k]:g}" for k in GRID_AXES if k in point)
 
 
 def main(argv=None):
     cfg = parse_config(Config, argv, __doc__)
     run = RunDir(cfg)
     test = synthetic.TASKS[cfg.variant]((cfg.seed, 10**9), cfg.test_size, cfg.seq_len)  # a stream no training batch uses
-    baseline = float(jnp.mean((1.0 - test["y"]) ** 2)) if cfg.variant == "adding" else float(jnp.var(test["y"]))
+    baseline = float(np.mean((1.0 - test["y"]) ** 2)) if cfg.variant == "adding" else float(np.var(test["y"]))
     results = {"variant": cfg.variant, "seq_len": cfg.seq_len, "steps": cfg.steps, "seeds": cfg.seeds,
                "baseline_test_mse": baseline, "models": {}}
-    for name in cfg.models:
-        model, params_s = train_model(name, cfg, run)
-        test_mse_s = np.asarray(jax.vmap(lambda p: mse(model, p, test))(params_s))
-        results["models"][name] = {
-            "test_mse_per_seed": test_mse_s.tolist(),
-            "test_mse_median": float(np.median(test_mse_s)),
-            "test_mse_min": float(test_mse_s.min()),
-            "test_mse_max": float(test_mse_s.max()),
-        }
-        if not cfg.quiet:
-            print(f"{name}: test MSE per seed {np.round(test_mse_s, 4).tolist()} (baseline {baseline:.3f})")
-
-    curves = {}
-    for name in cfg.models:
-        curves[name] = run.curve(name)
-    init_note = f"tanh RNN: PyTorch init; LSTM forget bias {cfg.forget_bias:g}"
-    fig = learning_curves(
-        curves, baseline=baseline, baseline_label="predict 1" if cfg.variant == "adding" else "predict mean",
-        title=f"{cfg.variant} problem, T={cfg.seq_len}, H={cfg.hidden}, {cfg.seeds} seeds\n"
-              f"{cfg.optimizer} lr {cfg.learning_rate:g}, clip {cfg.clip_norm:g}, batch {cfg.batch_size}; {init_note}",
-    )
-    fig.savefig(run.figure("learning_curves"), dpi=120)
+    trained = {}
+    with parallel.CompileStats() as compile_stats:
+        for name in cfg.models:
+            sweep, model, params_s = train_model(name, cfg, run)
+            test_s = {k: np.broadcast_to(v, (len(sweep),) + np.shape(v)) for k, v in test.items()}
+            test_mse_s = sweep.run(lambda p, b: mse(model, p, b), params_s, test_s)  # one program, every point
+            trained[name] = sweep
+            points = []
+            for values in {point_label(p): p for p in sweep.points}.values():
+                rows = [i for i, p in enumerate(sweep.points) if {**p, "seed": 0} == {**values, "seed": 0}]
+                per_seed = test_mse_s[rows]
+                points.append({**{k: v for k, v in values.items() if k != "seed"}, "test_mse": {
+                    "median": float(np.median(per_seed)), "q25": float(np.percentile(per_seed, 25)),
+                    "q75": float(np.percentile(per_seed, 75)), "per_seed": per_seed.tolist()}})
+                if not cfg.quiet and run.writes:
+                    print(f"{name} ({point_label(values)}): test MSE per seed {np.round(per_seed, 4).tolist()} "
+                          f"(baseline {baseline:.3f})")
+            results["models"][name] = {"points": points}
+    results["devices"], results["processes"] = jax.device_count(), jax.process_count()
+    results["compile"] = compile_stats.as_dict()
+    if not run.writes:
+        return None
+    save_figure(cfg, run, trained, results)
     run.write_results(results)
     if not cfg.quiet:
         print(f"wrote {run.path}/results.json and learning_curves.png")
     return results
+
+
+def save_figure(cfg: Config, run: RunDir, trained: dict, results: dict):
+    """One panel per grid point: each model's median training loss over seeds and its range."""
+    labels = list(dict.fromkeys(point_label(p) for sweep in trained.values() for p in sweep.points))
+    fig, axes = panels(len(labels), width=5.0)
+    for ax, label in zip(axes, labels):
+        curves = {}
+        for name, sweep in trained.items():
+            rows = [i for i, p in enumerate(sweep.points) if point_label(p) == label]
+            if not rows and name != "lstm":  # a grid point that differs only in b_f: the model's one point
+                rows = [i for i, p in enumerate(sweep.points)
+                        if point_label(p) == label.rsplit(", b_f", 1)[0]]
+            if rows:
+                steps, loss_sn = run.curve(name)
+                curves[name] = (steps, loss_sn[rows])
+        learning_curves(curves, baseline=results["baseline_test_mse"], ax=ax, title=label or "training loss",
+                        baseline_label="predict 1" if cfg.variant == "adding" else "predict mean")
+    fig.suptitle(f"{cfg.variant} problem, T={cfg.seq_len}, H={cfg.hidden}, median and range of {cfg.seeds} seeds; "
+                 f"{cfg.optimizer}, batch {cfg.batch_size}; tanh RNN and GRU PyTorch init", fontsize=10)
+    run.save_figure(fig, "learning_curves", dpi=120)
 
 
 if __name__ == "__main__":

@@ -126,10 +126,12 @@ def default_cache_dir() -> pathlib.Path:
 
 def enable_compile_cache(setting: str | None) -> str | None:
     """Turn JAX's persistent compilation cache on: ``setting`` is a folder, ``"off"``, or
-    ``None``/``""`` for ``~/.cache/rnnlab/jax_compile_cache``.  Returns the folder used (or None).
+    ``None``/``""`` for ``$RNNLAB_COMPILE_CACHE`` if set (a folder or ``off``), else
+    ``~/.cache/rnnlab/jax_compile_cache``.  Returns the folder used (or None).
 
     Every program is cached, however short its compile (JAX's default skips those under 1 s).
     """
+    setting = setting or os.environ.get("RNNLAB_COMPILE_CACHE", "")
     if setting == "off":
         return None
     path = pathlib.Path(setting) if setting else default_cache_dir()

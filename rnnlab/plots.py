@@ -18,11 +18,12 @@ def _axes(ax):
 def band(ax, x, y_sx, label, color=None, low=25, high=75):
     """Median over the first axis of ``y_sx`` with a ``low``-``high`` percentile band."""
     y_sx = np.asarray(y_sx, np.float64)
-    median = np.median(y_sx, axis=0)
-    (line,) = ax.plot(x, median, label=label, color=color, lw=1.8)
-    if y_sx.shape[0] > 1:
-        ax.fill_between(x, np.percentile(y_sx, low, axis=0), np.percentile(y_sx, high, axis=0),
-                        color=line.get_color(), alpha=0.2, lw=0)
+    with np.errstate(invalid="ignore"):  # a diverged run's NaNs are left out of the plot
+        median = np.median(y_sx, axis=0)
+        (line,) = ax.plot(x, median, label=label, color=color, lw=1.8)
+        if y_sx.shape[0] > 1:
+            ax.fill_between(x, np.percentile(y_sx, low, axis=0), np.percentile(y_sx, high, axis=0),
+                            color=line.get_color(), alpha=0.2, lw=0)
 
 
 def learning_curves(curves: dict, *, baseline: float | None = None, baseline_label: str = "baseline",

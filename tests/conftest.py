@@ -2,9 +2,13 @@
 (carried in each test report's user_properties, so it works across xdist workers)."""
 
 import collections
+import os
 
 import numpy as np
 import pytest
+
+# the scripts' persistent compilation cache stays out of the suite (tests that want it pass a folder)
+os.environ.setdefault("RNNLAB_COMPILE_CACHE", "off")
 
 # quantity -> (largest absolute difference, test that produced it)
 MAX_DIFFS: dict[str, tuple[float, str]] = collections.defaultdict(lambda: (0.0, ""))

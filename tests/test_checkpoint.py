@@ -19,8 +19,8 @@ from rnnlab.experiment import BaseConfig, RunDir, checkpoint_meta, parse_config,
 
 ROOT = pathlib.Path(__file__).parents[1]
 SCRIPT = ROOT / "experiments" / "adding_problem.py"
-# Small enough for seconds, with dropout-free vmapped seeds, two models and several checkpoints.
-SMALL = ["--quick", "--seq-len", "8", "--hidden", "8", "--steps", "60", "--seeds", "2",
+# Small enough for seconds: a sweep (2 learning rates x 2 seeds), two models and several checkpoints.
+SMALL = ["--quick", "--seq-len", "8", "--hidden", "8", "--steps", "60", "--seeds", "2", "--learning-rate", "1e-2", "3e-3",
          "--models", "rnn", "lstm", "--checkpoint-every", "10", "--log-every", "5", "--test-size", "64", "--quiet"]
 TIMING = {"steps_per_sec", "elapsed_s"}
 

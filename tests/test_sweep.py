@@ -1,0 +1,164 @@
+"""Sweeps: one program for a grid equals one run per point; 4 devices and 2 processes
+give a 1-device run's numbers; the persistent compilation cache is hit."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import load_script
+
+from rnnlab import RNN, diagnostics, sweep as sweeps
+from rnnlab.cells import make_cell
+from rnnlab.data import synthetic
+from rnnlab.models import SequenceRegressor
+from rnnlab.train import OptimConfig, init_state, make_optimizer, make_train_step
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# a small main job: 2 lengths x 3 seeds = 6 points per model (padded to 8 on 4 devices)
+TINY = ["--quick", "--quiet", "--compile-cache", "off", "--models", "rnn", "lstm", "--lengths", "10", "20",
+        "--hidden", "16", "--steps", "10", "--measure-size", "4", "--sweep-length", "20", "--radii", "0.5", "1.5",
+        "--forget-biases", "0", "3", "--clip-length", "20", "--clip-steps", "10"]
+
+
+def test_grid_order_and_bad_points():
+    points = sweeps.grid(lr=[1, 2], seed=range(3))
+    assert points[:4] == [{"lr": 1, "seed": 0}, {"lr": 1, "seed": 1}, {"lr": 1, "seed": 2}, {"lr": 2, "seed": 0}]
+    with pytest.raises(ValueError, match="'lr' needs a non-empty list"):
+        sweeps.grid(lr=[])
+    with pytest.raises(ValueError, match="cell='lstm' is not a number"):
+        sweeps.Sweep([{"cell": "lstm"}])
+    with pytest.raises(ValueError, match="point 1 has keys"):
+        sweeps.Sweep([{"a": 1}, {"b": 2}])
+    with pytest.raises(ValueError, match="expected a leading axis of 2 points"):
+        sweeps.Sweep([{"a": 1}, {"a": 2}]).put(np.zeros(3))
+
+
+def test_one_program_equals_one_run_per_point():
+    """A grid of learning rates x clip norms x forget biases x seeds, trained as one vmapped
+    program, against the single-run API (its own optimizer and init per point)."""
+    T, H, steps = 12, 8, 5
+    points = sweeps.grid(learning_rate=[0.01, 0.05], clip_norm=[0.1, 0.0], forget_bias=[0.0, 2.0], seed=[0, 1])
+    sweep = sweeps.Sweep(points)
+    model = SequenceRegressor(RNN(make_cell("lstm", H)))
+    init = jax.jit(lambda key, fb: SequenceRegressor(RNN(make_cell("lstm", H, forget_bias=fb))).init(
+        key, jnp.zeros((1, T, 2))))
+    keys = jax.random.split(jax.random.key(0), 2)[sweep.column("seed")]
+    params = sweeps.init_params(sweep, lambda key, p: init(key, p["forget_bias"]), keys)
+    base = make_optimizer(OptimConfig("adam", 1.0, clip_norm=1.0), steps)
+    state = sweeps.init_states(sweep, base, params, keys, hyperparameters=("learning_rate", "clip_norm"))
+    loss = lambda p, b, key: (jnp.mean((model.apply(p, b["x"])[:, 0] - b["y"]) ** 2), {})
+    batches = synthetic.seeded_batches(synthetic.adding_problem, 7, sweep.column("seed"), 4, T)
+    final = sweeps.train(sweep, state, loss, base, batches, num_steps=steps, progress="none")
+    assert final.params["params"]["head"]["kernel"].shape[0] == len(points)
+
+    for i, p in enumerate(points):
+        ref_model = SequenceRegressor(RNN(make_cell("lstm", H, forget_bias=p["forget_bias"])))
+        opt = make_optimizer(OptimConfig("adam", p["learning_rate"], clip_norm=p["clip_norm"]), steps)
+        ref = init_state(opt, ref_model.init(keys[i], jnp.zeros((1, T, 2))), keys[i])
+        step = jax.jit(make_train_step(loss, opt))
+        for k in range(steps):
+            ref, _ = step(ref, jax.tree.map(lambda a: a[i], batches(k)))
+        for got, want in zip(jax.tree.leaves(jax.tree.map(lambda a: a[i], final.params)), jax.tree.leaves(ref.params)):
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6, err_msg=str(p))
+
+
+def test_padded_lengths_measure_what_unpadded_sequences_do(assert_close):
+    """The main job pads shorter sequences to share a program: the gradient profile over the
+    valid steps must equal the unpadded measurement, and be zero past the length."""
+    T, pad = 15, 25
+    model = SequenceRegressor(RNN(make_cell("gru", 8)))
+    params = model.init(jax.random.key(3), jnp.zeros((1, T, 2)))
+    b = synthetic.adding_problem(5, 4, T)
+    x_pad = np.concatenate([b["x"], np.ones((4, pad - T, 2), np.float32)], axis=1)  # garbage padding
+    grad, jac = diagnostics.regressor_gradient_profile(model, params, b["x"], b["y"])
+    grad_p, jac_p = diagnostics.regressor_gradient_profile(model, params, x_pad, b["y"], jnp.full(4, T))
+    assert_close("padded gradient profile", grad_p[:T], grad, atol=1e-7, rtol=1e-5)
+    assert_close("padded jacobian profile", jac_p[:T], jac, atol=1e-7, rtol=1e-5)
+    assert np.all(np.asarray(grad_p[T:]) == 0) and np.all(np.asarray(jac_p[T:]) == 0)
+
+
+@pytest.fixture(scope="module")
+def one_device_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("one_device")
+    load_script("vanishing_gradients").main(TINY + ["--out", str(out)])
+    return json.loads((out / "results.json").read_text())
+
+
+def assert_same_numbers(results, reference):
+    for model in ("rnn", "lstm"):
+        for T in ("10", "20"):
+            for phase in ("init", "trained"):
+                got = np.array(results["gradient_norms"][model][T][phase]["median"])
+                want = np.array(reference["gradient_norms"][model][T][phase]["median"])
+                np.testing.assert_allclose(got, want, rtol=1e-4, err_msg=f"{model} T={T} {phase}")
+                np.testing.assert_allclose(results["ratios"][model][T][phase]["per_seed"],
+                                           reference["ratios"][model][T][phase]["per_seed"], rtol=1e-4)
+    for sweep in ("spectral_radius", "forget_bias"):
+        for value, s in reference["sweeps"][sweep].items():
+            np.testing.assert_allclose(results["sweeps"][sweep][value]["median"], s["median"], rtol=1e-4)
+
+
+def test_four_devices_give_one_devices_numbers(one_device_run, tmp_path):
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="4", JAX_PLATFORMS="cpu")
+    subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "vanishing_gradients.py"), *TINY,
+                    "--out", str(tmp_path)], check=True, env=env, timeout=300, capture_output=True)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["devices"] == 4 and one_device_run["devices"] == 1
+    assert_same_numbers(results, one_device_run)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_give_one_process_numbers(one_device_run, tmp_path):
+    """2 processes on localhost, one CPU device each: the sweep's rows are split between
+    them, process 0 gathers and writes, process 1 writes nothing into its --out."""
+    port = free_port()
+    outs = [tmp_path / f"p{i}" for i in range(2)]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="1")
+    procs = [subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "experiments", "vanishing_gradients.py"), *TINY, "--out", str(outs[i]),
+         "--coordinator-address", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    try:
+        logs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:  # never leave a process behind
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)
+    results = json.loads((outs[0] / "results.json").read_text())
+    assert results["devices"] == 2 and results["processes"] == 2
+    assert not outs[1].exists() or not any(outs[1].iterdir())
+    assert_same_numbers(results, one_device_run)
+
+
+def test_compilation_cache_is_hit_by_a_second_process(tmp_path):
+    """JAX's persistent cache on this machine: the second process loads what the first compiled
+    (jax-ml/jax#38445 reports silent misses on some x86 CPUs)."""
+    code = textwrap.dedent(f"""
+        import json, jax, jax.numpy as jnp
+        from rnnlab import RNN, LSTMCell, parallel
+        parallel.enable_compile_cache({str(tmp_path)!r})
+        with parallel.CompileStats() as stats:
+            layer = RNN(LSTMCell(8))
+            grad = jax.jit(jax.grad(lambda p, x: layer.apply(p, x)[0].sum()))
+            grad(layer.init(jax.random.key(0), 3), jnp.ones((2, 5, 3)))
+        print(json.dumps(stats.as_dict()))
+    """)
+    runs = [json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                                      timeout=120).stdout.splitlines()[-1]) for _ in range(2)]
+    assert runs[0]["programs"] > 0 and runs[0]["cache_hits"] == 0
+    assert runs[1]["cache_hits"] == runs[1]["programs"] == runs[0]["programs"]
+    assert runs[1]["seconds"] < runs[0]["seconds"]
