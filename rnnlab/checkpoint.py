@@ -59,10 +59,12 @@ class Checkpointer:
             if jax.process_count() > 1:  # process 0 alone: no barriers with processes that never call Orbax
                 multiprocess["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
                     primary_host=jax.process_index(), active_processes={jax.process_index()})
+                self.directory.mkdir(parents=True, exist_ok=True)  # Orbax won't create it then
             self._manager = ocp.CheckpointManager(
                 self.directory,
                 options=ocp.CheckpointManagerOptions(
-                    max_to_keep=keep, enable_async_checkpointing=False, cleanup_tmp_directories=True, create=True,
+                    max_to_keep=keep, enable_async_checkpointing=False, cleanup_tmp_directories=True,
+                    create=not multiprocess,
                     **multiprocess,
                 ),
             )

@@ -41,7 +41,33 @@ def hidden_jacobian_norms(final_hidden_of_eps, eps_shape_th, dtype=None) -> jax.
     ``final_hidden_of_eps(eps [T, H]) -> h_T [H]``; one backward pass per unit of ``h_T``.
     """
     jac_hth = jax.jacrev(final_hidden_of_eps)(jnp.zeros(eps_shape_th, dtype))  # [H_out, T, H_in]
-    return jnp.linalg.norm(jnp.moveaxis(jac_hth, 1, 0), ord=2, axis=(1, 2))
+    return jax.vmap(spectral_norm)(jnp.moveaxis(jac_hth, 1, 0))
+
+
+def spectral_norm(m_ij, squarings: int = 24) -> jax.Array:
+    """``||M||_2``, the largest singular value, in plain matmuls (no LAPACK).
+
+    With ``G = M^T M / ||G||``, repeated squaring ``G <- G^2 / trace(G^2)`` converges to the
+    projector onto G's top eigenspace (the second eigenvalue's share falls as
+    ``(s_2/s_1)^(2^(k+1))``), and the Rayleigh quotient of its largest column gives
+    ``s_1^2`` exactly even when the top singular value is repeated.  ``M`` is scaled by
+    ``max|M|`` first, so a vanished Jacobian (1e-200) neither underflows nor loses digits.
+    (``jnp.linalg.norm(ord=2)`` calls LAPACK's SVD, which hung when several XLA CPU devices
+    ran it at once, as a sweep sharded over devices does.)
+    """
+    scale = jnp.max(jnp.abs(m_ij))
+    m_ij = m_ij / jnp.where(scale > 0, scale, 1)
+    gram = m_ij.T @ m_ij
+    p = gram / jnp.maximum(jnp.trace(gram), jnp.finfo(gram.dtype).tiny)
+
+    def square(p, _):
+        p = p @ p
+        return p / jnp.maximum(jnp.trace(p), jnp.finfo(p.dtype).tiny), None
+
+    p, _ = jax.lax.scan(square, p, None, length=squarings)
+    v = p[:, jnp.argmax(jnp.sum(p * p, axis=0))]
+    top = (v @ gram @ v) / jnp.maximum(v @ v, jnp.finfo(v.dtype).tiny)
+    return scale * jnp.sqrt(jnp.maximum(top, 0))
 
 
 def regressor_gradient_profile(model, params, x_bti, y_b, lengths_b=None, *, jacobian: bool = True):

@@ -96,3 +96,16 @@ def test_summaries_by_distance():
     assert s["distance"] == [0, 1, 2] and s["median"] == [200.0, 20.0, 2.0]
     assert s["q25"][0] == 150.0 and s["q75"][0] == 250.0
     assert diagnostics.decay_ratio(curves_st[0]) == pytest.approx(0.01)
+
+
+def test_spectral_norm_equals_numpy_svd():
+    """No-LAPACK spectral norm: random, repeated top singular value, rank one, tiny scale, zero."""
+    rng = np.random.default_rng(0)
+    q1, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    q2, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    cases = [rng.normal(size=(8, 8)), q1 @ np.diag([3.0, 3.0, 2.999, 1, 0.5, 0]) @ q2, np.outer(np.arange(5.0), np.ones(5)),
+             1e-200 * rng.normal(size=(4, 4)), np.eye(3), np.zeros((3, 3))]
+    with jax.enable_x64(True):
+        for m in cases:
+            got = float(diagnostics.spectral_norm(jnp.asarray(m, jnp.float64)))
+            assert got == pytest.approx(np.linalg.norm(m, 2), rel=1e-12, abs=0), m

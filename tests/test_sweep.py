@@ -44,14 +44,16 @@ def test_one_program_equals_one_run_per_point():
     """A grid of learning rates x clip norms x forget biases x seeds, trained as one vmapped
     program, against the single-run API (its own optimizer and init per point)."""
     T, H, steps = 12, 8, 5
-    points = sweeps.grid(learning_rate=[0.01, 0.05], clip_norm=[0.1, 0.0], forget_bias=[0.0, 2.0], seed=[0, 1])
+    points = sweeps.grid(learning_rate=[0.05, 0.2], clip_norm=[0.1, 0.0], forget_bias=[0.0, 2.0], seed=[0, 1])
     sweep = sweeps.Sweep(points)
     model = SequenceRegressor(RNN(make_cell("lstm", H)))
     init = jax.jit(lambda key, fb: SequenceRegressor(RNN(make_cell("lstm", H, forget_bias=fb))).init(
         key, jnp.zeros((1, T, 2))))
     keys = jax.random.split(jax.random.key(0), 2)[sweep.column("seed")]
     params = sweeps.init_params(sweep, lambda key, p: init(key, p["forget_bias"]), keys)
-    base = make_optimizer(OptimConfig("adam", 1.0, clip_norm=1.0), steps)
+    # momentum SGD: Adam's division by sqrt(v) would turn float rounding in near-zero gradients
+    # into steps of size lr, and the comparison into a test of rounding
+    base = make_optimizer(OptimConfig("momentum", 1.0, clip_norm=1.0), steps)
     state = sweeps.init_states(sweep, base, params, keys, hyperparameters=("learning_rate", "clip_norm"))
     loss = lambda p, b, key: (jnp.mean((model.apply(p, b["x"])[:, 0] - b["y"]) ** 2), {})
     batches = synthetic.seeded_batches(synthetic.adding_problem, 7, sweep.column("seed"), 4, T)
@@ -60,13 +62,13 @@ def test_one_program_equals_one_run_per_point():
 
     for i, p in enumerate(points):
         ref_model = SequenceRegressor(RNN(make_cell("lstm", H, forget_bias=p["forget_bias"])))
-        opt = make_optimizer(OptimConfig("adam", p["learning_rate"], clip_norm=p["clip_norm"]), steps)
+        opt = make_optimizer(OptimConfig("momentum", p["learning_rate"], clip_norm=p["clip_norm"]), steps)
         ref = init_state(opt, ref_model.init(keys[i], jnp.zeros((1, T, 2))), keys[i])
         step = jax.jit(make_train_step(loss, opt))
         for k in range(steps):
             ref, _ = step(ref, jax.tree.map(lambda a: a[i], batches(k)))
         for got, want in zip(jax.tree.leaves(jax.tree.map(lambda a: a[i], final.params)), jax.tree.leaves(ref.params)):
-            np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6, err_msg=str(p))
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=str(p))
 
 
 def test_padded_lengths_measure_what_unpadded_sequences_do(assert_close):
