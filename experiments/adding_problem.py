@@ -146,23 +146,24 @@ def main(argv=None):
 
 
 def save_figure(cfg: Config, run: RunDir, trained: dict, results: dict):
-    """One panel per grid point: each model's median training loss over seeds and its range."""
-    labels = list(dict.fromkeys(point_label(p) for sweep in trained.values() for p in sweep.points))
+    """One panel per (learning rate, clip norm): each model's median training loss over seeds
+    and its range; the LSTM gets one curve per forget-gate bias."""
+    shared = lambda p: point_label({k: v for k, v in p.items() if k != "forget_bias"})
+    labels = list(dict.fromkeys(shared(p) for sweep in trained.values() for p in sweep.points))
     fig, axes = panels(len(labels), width=5.0)
     for ax, label in zip(axes, labels):
         curves = {}
         for name, sweep in trained.items():
-            rows = [i for i, p in enumerate(sweep.points) if point_label(p) == label]
-            if not rows and name != "lstm":  # a grid point that differs only in b_f: the model's one point
-                rows = [i for i, p in enumerate(sweep.points)
-                        if point_label(p) == label.rsplit(", b_f", 1)[0]]
-            if rows:
-                steps, loss_sn = run.curve(name)
-                curves[name] = (steps, loss_sn[rows])
-        learning_curves(curves, baseline=results["baseline_test_mse"], ax=ax, title=label or "training loss",
+            steps, loss_sn = run.curve(name)
+            for fb in (cfg.forget_bias if name == "lstm" else (None,)):
+                rows = [i for i, p in enumerate(sweep.points) if shared(p) == label and p.get("forget_bias") == fb]
+                curve = name if fb is None or len(cfg.forget_bias) == 1 else f"{name} b_f {fb:g}"
+                curves[curve] = (steps, loss_sn[rows])
+        learning_curves(curves, baseline=results["baseline_test_mse"], ax=ax, title=label,
                         baseline_label="predict 1" if cfg.variant == "adding" else "predict mean")
+    bias = f"LSTM forget bias {cfg.forget_bias[0]:g}; " if len(cfg.forget_bias) == 1 else ""
     fig.suptitle(f"{cfg.variant} problem, T={cfg.seq_len}, H={cfg.hidden}, median and range of {cfg.seeds} seeds; "
-                 f"{cfg.optimizer}, batch {cfg.batch_size}; tanh RNN and GRU PyTorch init", fontsize=10)
+                 f"{cfg.optimizer}, batch {cfg.batch_size}; {bias}tanh RNN and GRU PyTorch init", fontsize=10)
     run.save_figure(fig, "learning_curves", dpi=120)
 
 

@@ -44,13 +44,15 @@ def hidden_jacobian_norms(final_hidden_of_eps, eps_shape_th, dtype=None) -> jax.
     return jax.vmap(spectral_norm)(jnp.moveaxis(jac_hth, 1, 0))
 
 
-def spectral_norm(m_ij, squarings: int = 24) -> jax.Array:
+def spectral_norm(m_ij, squarings: int = 12) -> jax.Array:
     """``||M||_2``, the largest singular value, in plain matmuls (no LAPACK).
 
-    With ``G = M^T M / ||G||``, repeated squaring ``G <- G^2 / trace(G^2)`` converges to the
+    With ``G = M^T M / trace``, repeated squaring ``G <- G^2 / trace(G^2)`` converges to the
     projector onto G's top eigenspace (the second eigenvalue's share falls as
     ``(s_2/s_1)^(2^(k+1))``), and the Rayleigh quotient of its largest column gives
-    ``s_1^2`` exactly even when the top singular value is repeated.  ``M`` is scaled by
+    ``s_1^2``, exactly when the top singular value is repeated.  With k = 12 squarings
+    the relative error is at most ``max_g g e^{-2^14 g} ~ 2e-5`` on ``s_1^2`` (gap ``g``
+    between ``s_1^2`` and ``s_2^2``), and rounding-level once the gap exceeds 0.3%.  ``M`` is scaled by
     ``max|M|`` first, so a vanished Jacobian (1e-200) neither underflows nor loses digits.
     (``jnp.linalg.norm(ord=2)`` calls LAPACK's SVD, which hung when several XLA CPU devices
     ran it at once, as a sweep sharded over devices does.)

@@ -173,3 +173,17 @@ def test_config_flags_round_trip(tmp_path):
     assert (quick.steps, quick.rate) == (7, 0.3)  # explicit flags win over --quick
     RunDir(dataclasses.replace(cfg, out=str(tmp_path / "r")))
     assert json.loads((tmp_path / "r" / "config.json").read_text())["sizes"] == [3, 4, 5]
+
+
+def test_grid_points_report_median_and_iqr_over_seeds(uninterrupted):
+    """`--learning-rate 1e-2 3e-3` x 2 seeds: every grid point with its per-seed numbers."""
+    results = json.loads((uninterrupted / "results.json").read_text())
+    assert results["devices"] == 1 and results["compile"]["programs"] > 0
+    for model in ("rnn", "lstm"):
+        points = results["models"][model]["points"]
+        assert [p["learning_rate"] for p in points] == [1e-2, 3e-3]
+        for p in points:
+            mse = p["test_mse"]
+            assert len(mse["per_seed"]) == 2 and mse["q25"] <= mse["median"] <= mse["q75"]
+            assert mse["median"] == pytest.approx(float(np.median(mse["per_seed"])))
+    assert (uninterrupted / "learning_curves.png").stat().st_size > 0
