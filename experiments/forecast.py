@@ -133,7 +133,7 @@ def main(argv=None):
         ax.set_ylabel("value")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.savefig(run.figure("forecast"), dpi=110)
+    run.save_figure(fig, "forecast")
     if not cfg.quiet:
         print({k: v for k, v in results.items()})
     return results

@@ -141,7 +141,7 @@ def main(argv=None):
         ax.set_title(f"{direction}-{cfg.cell}: accuracy {results['models'][direction]['accuracy']:.3f}")
     fig.suptitle(f"Sentiment, {cfg.cell.upper()} {cfg.hidden} units, {cfg.pooling} pooling, "
                  f"{len(train_ids)} training reviews", fontsize=10)
-    fig.savefig(run.figure("sentiment"), dpi=110)
+    run.save_figure(fig, "sentiment")
     return results
 
 

@@ -134,7 +134,7 @@ def main(argv=None):
                           title=f"seq2seq {'addition' if not cfg.pairs else cfg.pairs}: {cfg.layers}x{cfg.cell.upper()} "
                                 f"{cfg.hidden}, {len(train)} pairs; val exact match {results['greedy_exact_match']:.3f} "
                                 f"(greedy), {results['beam_exact_match']:.3f} (beam {cfg.beam})")
-    fig.savefig(run.figure("learning_curve"), dpi=110)
+    run.save_figure(fig, "learning_curve")
     if not cfg.quiet:
         print({k: v for k, v in results.items() if k != "examples"})
     return results

@@ -139,7 +139,7 @@ def train(cfg: Config):
                           title=f"{cfg.level}-level LM: {cfg.layers}x{cfg.cell.upper()} {cfg.hidden}, "
                                 f"seq {cfg.seq_len}, batch {cfg.batch_size}, Adam {cfg.learning_rate:g}, "
                                 f"{vocab.size} tokens\nvalidation {val_nats:.3f} nats/token")
-    fig.savefig(run.figure("learning_curve"), dpi=110)
+    run.save_figure(fig, "learning_curve")
     if not cfg.quiet:
         print(f"validation {val_nats:.3f} nats/token (unigram entropy {results['unigram_entropy_nats']:.3f}); "
               f"{results['runtime_s']:.0f} s\n--- sample ---\n{cfg.prime}{sample}")
