@@ -226,8 +226,9 @@ def resume(checkpointer, target_state, cfg, vocab=None):
         failed = int(parallel.broadcast_from_primary(np.int32(error is not None)))
         if failed:
             raise error or ValueError("cannot resume: process 0 refused the checkpoint (see its error)")
-        step = int(parallel.broadcast_from_primary(np.int32(found[0] if found else 0)))
-        state = parallel.broadcast_from_primary(found[1] if found else jax.device_get(target_state))
+        state, step = found if found else (jax.device_get(target_state), 0)
+        step = int(parallel.broadcast_from_primary(np.int32(step)))
+        state = parallel.broadcast_from_primary(state)
         return (state, step) if step else (target_state, 0)
     if error is not None:
         raise error

@@ -122,14 +122,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_give_one_process_numbers(one_device_run, tmp_path):
-    """2 processes on localhost, one CPU device each: the sweep's rows are split between
-    them, process 0 gathers and writes, process 1 writes nothing into its --out."""
+def run_two_processes(script: str, args: list, outs: list) -> None:
+    """``script`` as 2 processes on localhost (one CPU device each, a free port, cluster
+    detection off inside rnnlab.parallel), bounded in time, both reaped whatever happens."""
     port = free_port()
-    outs = [tmp_path / f"p{i}" for i in range(2)]
     env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="1")
     procs = [subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "experiments", "vanishing_gradients.py"), *TINY, "--out", str(outs[i]),
+        [sys.executable, os.path.join(ROOT, "experiments", script), *args, "--out", str(outs[i]),
          "--coordinator-address", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
     try:
@@ -140,10 +139,39 @@ def test_two_processes_give_one_process_numbers(one_device_run, tmp_path):
                 p.kill()
                 p.wait()
     assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)
+
+
+def test_two_processes_give_one_process_numbers(one_device_run, tmp_path):
+    """2 processes: the sweep's rows are split between them, process 0 gathers and writes,
+    process 1 writes nothing into its --out."""
+    outs = [tmp_path / f"p{i}" for i in range(2)]
+    run_two_processes("vanishing_gradients.py", TINY, outs)
     results = json.loads((outs[0] / "results.json").read_text())
     assert results["devices"] == 2 and results["processes"] == 2
     assert not outs[1].exists() or not any(outs[1].iterdir())
     assert_same_numbers(results, one_device_run)
+
+
+def test_sweep_checkpointed_by_two_processes_resumes_in_one(tmp_path):
+    """A 2 learning rates x 2 seeds adding sweep: 20 steps as 2 processes (process 0 alone writes
+    the checkpoints), resumed to 30 as 2 processes (process 0 reads, both get the arrays), then
+    to 40 as 1 process == 40 uninterrupted steps in 1 process."""
+    small = ["--quick", "--quiet", "--compile-cache", "off", "--seq-len", "8", "--hidden", "8", "--seeds", "2",
+             "--learning-rate", "1e-2", "3e-3", "--models", "rnn", "lstm", "--checkpoint-every", "10",
+             "--test-size", "64"]
+    script = os.path.join(ROOT, "experiments", "adding_problem.py")
+    run_two_processes("adding_problem.py", small + ["--steps", "20"], [tmp_path / "run", tmp_path / "other"])
+    assert (tmp_path / "run" / "checkpoints" / "lstm" / "20").exists() and not (tmp_path / "other").exists()
+    run_two_processes("adding_problem.py", small + ["--steps", "30", "--resume"], [tmp_path / "run", tmp_path / "other"])
+    assert (tmp_path / "run" / "checkpoints" / "lstm" / "30").exists() and not (tmp_path / "other").exists()
+    subprocess.run([sys.executable, script, *small, "--steps", "40", "--resume", "--out", str(tmp_path / "run")],
+                   check=True, timeout=300, capture_output=True)
+    subprocess.run([sys.executable, script, *small, "--steps", "40", "--out", str(tmp_path / "ref")],
+                   check=True, timeout=300, capture_output=True)
+    got, want = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("run", "ref"))
+    for model in ("rnn", "lstm"):
+        for p, q in zip(got["models"][model]["points"], want["models"][model]["points"]):
+            np.testing.assert_allclose(p["test_mse"]["per_seed"], q["test_mse"]["per_seed"], rtol=1e-5)
 
 
 def test_compilation_cache_is_hit_by_a_second_process(tmp_path):
