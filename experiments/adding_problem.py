@@ -125,7 +125,7 @@ def main(argv=None):
             trained[name] = sweep
             points = []
             for values in {point_label(p): p for p in sweep.points}.values():
-                rows = [i for i, p in enumerate(sweep.points) if {**p, "seed": 0} == {**values, "seed": 0}]
+                rows = [i for i, p in enumerate(sweep.points) if point_label(p) == point_label(values)]
                 per_seed = test_mse_s[rows]
                 points.append({**{k: v for k, v in values.items() if k != "seed"}, "test_mse": {
                     "median": float(np.median(per_seed)), "q25": float(np.percentile(per_seed, 25)),

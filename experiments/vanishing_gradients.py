@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 
 import jax
 import jax.numpy as jnp
@@ -133,20 +134,21 @@ def mse_loss(model):
 
 class Measurer:
     """The gradient profile of every point of a sweep in one program per (model, sweep shape),
-    in float64 unless ``--no-float64``."""
+    in float64 unless ``--no-float64``; the Jacobian norms only where ``jacobian`` (and ``--jacobian``)."""
 
     def __init__(self, cfg: Config):
         self.cfg, self._fns = cfg, {}
 
-    def __call__(self, name: str, sweep: Sweep, params_s, batch_s):
-        if name not in self._fns:
+    def __call__(self, name: str, sweep: Sweep, params_s, batch_s, jacobian: bool = True):
+        jacobian = jacobian and self.cfg.jacobian
+        if (name, jacobian) not in self._fns:
             model = SequenceRegressor(RNN(make_cell(name, self.cfg.hidden)))  # init options do not change apply
-            self._fns[name] = lambda p, x, y, lengths: diagnostics.regressor_gradient_profile(
-                model, p, x, y, lengths, jacobian=self.cfg.jacobian)
+            self._fns[name, jacobian] = lambda p, x, y, lengths: diagnostics.regressor_gradient_profile(
+                model, p, x, y, lengths, jacobian=jacobian)
         with jax.enable_x64(self.cfg.float64):
             dtype = np.float64 if self.cfg.float64 else np.float32
             params_s, x, y = jax.tree.map(lambda a: np.asarray(a, dtype), (params_s, batch_s["x"], batch_s["y"]))
-            return sweep.run(self._fns[name], params_s, x, y, batch_s["lengths"])
+            return sweep.run(self._fns[name, jacobian], params_s, x, y, batch_s["lengths"])
 
 
 def gate_radii(params_s, cell) -> list[list[float]]:
@@ -179,11 +181,6 @@ def length_groups(cfg) -> list[tuple[int, ...]]:
     return [tuple(g) for g in groups]
 
 
-def curves_of(curves_st, lengths) -> list[np.ndarray]:
-    """Each point's curve over its own valid steps (padding dropped)."""
-    return [np.asarray(c)[: int(T)] for c, T in zip(curves_st, lengths)]
-
-
 def summaries(curves_st):
     """Curves in time order -> by-distance summary dict and per-seed decay ratios."""
     summary = diagnostics.summarize(diagnostics.by_distance(np.stack(curves_st)))
@@ -205,7 +202,8 @@ def check_config(cfg: Config) -> None:
 def train_and_measure(cfg, run, measure, name: str, lengths: tuple[int, ...]) -> dict:
     """Every (T, seed) of one model in one sweep: init, measure, train ``cfg.steps``, measure.
 
-    Returns ``{T: {"init"/"trained": (grad curves, jacobian curves, radii)}}``.
+    Returns ``{"tag": its metrics name, "sweep": ..., "by_T": {T: {"init"/"trained":
+    {"grad", "jac", "radii", "row"}}}}``: each point's curves over its own T steps and its row.
     """
     max_T = max(lengths)
     sweep = Sweep(grid(T=lengths, seed=range(cfg.seeds)))
@@ -214,7 +212,7 @@ def train_and_measure(cfg, run, measure, name: str, lengths: tuple[int, ...]) ->
     measure_batch = adding_rows(cfg, sweep, lambda T: 10**6, cfg.measure_size, max_T)(0)
     phases = {"init": init_params(sweep, init_fn(cfg, name), point_keys(cfg, sweep))}
     optimizer = make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps)
-    tag = f"{name}/T{max_T}" if len(lengths) == 1 else f"{name}/T{'-'.join(map(str, lengths))}"
+    tag = f"{name}/T{'-'.join(map(str, lengths))}"
     state = train_sweep(run, tag, cfg, sweep, params=phases["init"], loss_fn=mse_loss(model), optimizer=optimizer,
                         init_keys=point_keys(cfg, sweep), batch_fn=adding_rows(cfg, sweep, lambda T: T, cfg.batch_size, max_T))
     phases["trained"] = state.params
@@ -236,7 +234,8 @@ def init_sweep(cfg, measure, name: str, column: str, values) -> dict:
     T = cfg.sweep_length
     sweep = Sweep(grid(**{column: values}, seed=range(cfg.seeds), T=[T]))
     params = init_params(sweep, init_fn(cfg, name, rescaled=column == "radius"), point_keys(cfg, sweep))
-    grad_st, _ = measure(name, sweep, params, adding_rows(cfg, sweep, lambda T: 10**6, cfg.measure_size, T)(0))
+    batch = adding_rows(cfg, sweep, lambda T: 10**6, cfg.measure_size, T)(0)
+    grad_st, _ = measure(name, sweep, params, batch, jacobian=False)  # the sweeps plot gradient norms only
     out = {}
     for v in values:
         rows = [i for i, p in enumerate(sweep.points) if p[column] == v]
@@ -250,7 +249,9 @@ def main(argv=None):
     check_config(cfg)
     run = RunDir(cfg)
     say = (lambda *a: None) if cfg.quiet or not run.writes else (lambda *a: print(*a, flush=True))
-    with parallel.CompileStats() as compile_stats, parallel.timed() as elapsed:
+    t_start = time.perf_counter()
+    elapsed = lambda: time.perf_counter() - t_start
+    with parallel.CompileStats() as compile_stats:
         measure = Measurer(cfg)
         # 1-2. gradient norm through time, at init and after training: one sweep per model
         trained = {}

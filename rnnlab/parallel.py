@@ -18,10 +18,8 @@ process must call it).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pathlib
-import time
 
 import jax
 import numpy as np
@@ -149,40 +147,42 @@ class CompileStats:
             ...
         stats.as_dict()   # {"programs": N, "seconds": S, "cache_hits": K}
 
-    ``programs`` counts backend compilations (a persistent-cache hit compiles
-    nothing and counts as a ``cache_hit`` instead); ``seconds`` is their total.
+    ``programs`` counts the executables JAX built or loaded (JAX's compile event
+    fires for a persistent-cache hit too), ``seconds`` the time spent on them, and
+    ``cache_hits`` how many of them came from the persistent cache.
     """
 
     _COMPILE = "/jax/core/compile/backend_compile_duration"
     _HIT = "/jax/compilation_cache/cache_hits"
+    _active: list["CompileStats"] = []  # JAX's listeners are process-wide and never removed: register once
 
     def __init__(self):
-        self.programs, self.seconds, self.cache_hits, self._active = 0, 0.0, 0, False
-        jax.monitoring.register_event_duration_secs_listener(self._on_duration)
-        jax.monitoring.register_event_listener(self._on_event)
+        self.programs, self.seconds, self.cache_hits = 0, 0.0, 0
+        if not hasattr(CompileStats, "_registered"):
+            jax.monitoring.register_event_duration_secs_listener(CompileStats._on_duration)
+            jax.monitoring.register_event_listener(CompileStats._on_event)
+            CompileStats._registered = True
 
-    def _on_duration(self, event, duration, **_):
-        if self._active and event == self._COMPILE:
-            self.programs += 1
-            self.seconds += duration
+    @staticmethod
+    def _on_duration(event, duration, **_):
+        if event == CompileStats._COMPILE:
+            for stats in CompileStats._active:
+                stats.programs += 1
+                stats.seconds += duration
 
-    def _on_event(self, event, **_):
-        if self._active and event == self._HIT:
-            self.cache_hits += 1
+    @staticmethod
+    def _on_event(event, **_):
+        if event == CompileStats._HIT:
+            for stats in CompileStats._active:
+                stats.cache_hits += 1
 
     def __enter__(self):
-        self._active = True
+        CompileStats._active.append(self)
         return self
 
     def __exit__(self, *exc):
-        self._active = False
+        CompileStats._active.remove(self)
 
     def as_dict(self) -> dict:
         return {"programs": self.programs, "seconds": round(self.seconds, 3), "cache_hits": self.cache_hits}
 
-
-@contextlib.contextmanager
-def timed():
-    """``with timed() as t: ...; t()`` -> seconds elapsed so far."""
-    start = time.perf_counter()
-    yield lambda: time.perf_counter() - start

@@ -66,10 +66,6 @@ class Sweep:
         self.padded_size = parallel.padded_size(self.size, self.mesh)
         self._programs: dict = {}
 
-    @property
-    def devices(self) -> int:
-        return int(self.mesh.devices.size)
-
     def __len__(self) -> int:
         return self.size
 
@@ -154,7 +150,7 @@ def init_states(sweep: Sweep, optimizer: Optimizer, params, init_keys,
     missing = [n for n in hyperparameters if n not in sweep.names]
     if missing:
         raise ValueError(f"hyperparameters {missing} are not columns of this sweep ({', '.join(sweep.names)})")
-    columns = {n: sweep.columns()[n] for n in hyperparameters}
+    columns = {n: v for n, v in sweep.columns().items() if n in hyperparameters}
 
     def one(params, key, values):
         return init_state(optimizer, params, key, **values)

@@ -89,9 +89,12 @@ def _clip(max_norm, max_value):
     return optax.chain(optax.clip(max_value), optax.clip_by_global_norm(max_norm))
 
 
-def clip_bound(value: float) -> float:
-    """The traced bound of a clip: 0 (off) becomes +inf."""
-    return value if value else float("inf")
+def clip_bound(value):
+    """The bound a clip holds in its state: 0 (off) becomes +inf.  A Python number stays
+    one (``make_optimizer``); an array, traced in a sweep, stays an array."""
+    if isinstance(value, (int, float)):
+        return value if value else float("inf")
+    return jnp.where(value > 0, value, jnp.inf)
 
 
 def make_optimizer(cfg: OptimConfig, total_steps: int) -> Optimizer:
@@ -140,7 +143,7 @@ def set_hyperparameters(state: TrainState, **values) -> TrainState:
     for name, value in values.items():
         value = jnp.asarray(value, jnp.float32)
         if name.startswith("clip"):
-            clip_values[STATE_NAMES[name]] = jnp.where(value > 0, value, jnp.inf)
+            clip_values[STATE_NAMES[name]] = clip_bound(value)
         else:
             update_values[STATE_NAMES[name]] = value
     clip_state = optax.tree_utils.tree_set(state.clip_state, **clip_values) if clip_values else state.clip_state
