@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -28,29 +27,31 @@ from rnnlab import RNN
 from rnnlab.cells import make_cell
 from rnnlab.data import synthetic
 from rnnlab import parallel
-from rnnlab.experiment import BaseConfig, RunDir, parse_config, train_sweep
+from rnnlab.cells import NAMED_CELLS
+from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
 from rnnlab.models import SequenceRegressor
 from rnnlab.plots import learning_curves, panels
 from rnnlab.sweep import Sweep, grid
-from rnnlab.train import OptimConfig, make_optimizer
+from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
 
 
 @dataclasses.dataclass
 class Config(BaseConfig):
     out: str = "runs/adding_problem"
-    steps: int = 3000
-    seq_len: int = 100
-    variant: str = "adding"  # "adding" or "adding_hs97" (Hochreiter & Schmidhuber 1997)
-    models: tuple[str, ...] = ("rnn", "lstm", "gru")
-    hidden: int = 64
-    batch_size: int = 50
-    seeds: int = 3
-    optimizer: str = "adam"
+    steps: int = option(3000, ge=1)
+    seq_len: int = option(100, ge=2)
+    # "adding" or "adding_hs97" (Hochreiter & Schmidhuber 1997)
+    variant: str = option("adding", choices=("adding", "adding_hs97"))
+    models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=tuple(NAMED_CELLS))
+    hidden: int = option(64, ge=1)
+    batch_size: int = option(50, ge=1)
+    seeds: int = option(3, ge=1)
+    optimizer: str = option("adam", choices=OPTIMIZERS)
     # sweep axes: every combination x seeds runs as one compiled program per model
-    learning_rate: tuple[float, ...] = (1e-3,)
-    clip_norm: tuple[float, ...] = (1.0,)
+    learning_rate: tuple[float, ...] = option((1e-3,), gt=0.0)
+    clip_norm: tuple[float, ...] = option((1.0,), ge=0.0)  # 0: no clipping
     forget_bias: tuple[float, ...] = (1.0,)  # LSTM only
-    test_size: int = 1000
+    test_size: int = option(1000, ge=1)
 
     def apply_quick(self):
         self.seq_len, self.steps, self.hidden, self.seeds = 30, 300, 32, 2
@@ -168,4 +169,4 @@ def save_figure(cfg: Config, run: RunDir, trained: dict, results: dict):
 
 
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    cli(main)

@@ -11,7 +11,7 @@ longer.  Everything runs on the pure core: cells -> lax.scan -> jax.grad.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 
 import jax
@@ -19,12 +19,23 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnlab import RNN, ElmanCell, GRUCell, LSTMCell
+from rnnlab.experiment import cli, option, parse_config
 
 MODELS = {
     "rnn (tanh, pytorch init)": ElmanCell,
     "lstm (forget bias 1)": lambda h: LSTMCell(h, forget_bias=1.0),
     "gru": GRUCell,
 }
+
+
+@dataclasses.dataclass
+class Config:
+    steps: int = option(200, ge=2)  # sequence length T
+    hidden: int = option(64, ge=1)  # hidden units
+    inputs: int = option(2, ge=1)  # input features
+    seeds: int = option(8, ge=1)  # sequences (batch size)
+    seed: int = option(0, ge=0)
+    json: bool = False  # print the curves as JSON
 
 
 def input_sensitivity(layer: RNN, params, x_bti) -> jax.Array:
@@ -38,14 +49,7 @@ def input_sensitivity(layer: RNN, params, x_bti) -> jax.Array:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=200, help="sequence length T")
-    parser.add_argument("--hidden", type=int, default=64, help="hidden units")
-    parser.add_argument("--inputs", type=int, default=2, help="input features")
-    parser.add_argument("--seeds", type=int, default=8, help="sequences (batch size)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true", help="print the curves as JSON")
-    args = parser.parse_args(argv)
+    args = parse_config(Config, argv, __doc__)
 
     key_x, key_p = jax.random.split(jax.random.key(args.seed))
     x_bti = jax.random.uniform(key_x, (args.seeds, args.steps, args.inputs))
@@ -68,4 +72,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

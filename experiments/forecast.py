@@ -28,7 +28,8 @@ from rnnlab import RNN
 from rnnlab.cells import make_cell
 from rnnlab.decode import recursive_forecast
 from rnnlab.data import load_csv_column, mackey_glass, make_windows, sine_mixture, split_by_time, standardize
-from rnnlab.experiment import BaseConfig, RunDir, parse_config, train_seeds
+from rnnlab.cells import NAMED_CELLS
+from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_seeds
 from rnnlab.models import SequenceRegressor
 from rnnlab.train import OptimConfig, make_optimizer
 
@@ -36,19 +37,19 @@ from rnnlab.train import OptimConfig, make_optimizer
 @dataclasses.dataclass
 class Config(BaseConfig):
     out: str = "runs/forecast"
-    series: str = "mackey_glass"  # "mackey_glass" or "sine"; ignored with --csv
+    series: str = option("mackey_glass", choices=("mackey_glass", "sine"))  # ignored with --csv
     csv: str = ""
     column: str = "Close"
-    length: int = 3000
-    val_fraction: float = 0.2
-    window: int = 50
-    horizon: int = 50
-    cell: str = "lstm"
-    hidden: int = 32
-    batch_size: int = 64
-    steps: int = 1500
-    learning_rate: float = 3e-3
-    clip_norm: float = 1.0
+    length: int = option(3000, ge=4)  # generated series
+    val_fraction: float = option(0.2, gt=0.0, lt=1.0)
+    window: int = option(50, ge=1)
+    horizon: int = option(50, ge=1)
+    cell: str = option("lstm", choices=tuple(NAMED_CELLS))
+    hidden: int = option(32, ge=1)
+    batch_size: int = option(64, ge=1)
+    steps: int = option(1500, ge=1)
+    learning_rate: float = option(3e-3, gt=0.0)
+    clip_norm: float = option(1.0, ge=0.0)  # 0: no clipping
 
     def apply_quick(self):
         self.length, self.window, self.horizon, self.hidden, self.steps = 1200, 30, 30, 16, 300
@@ -60,9 +61,7 @@ def load_series(cfg: Config) -> tuple[np.ndarray, str]:
         return load_csv_column(cfg.csv, cfg.column), f"{cfg.csv}:{cfg.column}"
     if cfg.series == "mackey_glass":
         return mackey_glass(cfg.length), "Mackey-Glass (tau=17)"
-    if cfg.series == "sine":
-        return sine_mixture(cfg.length, seed=cfg.seed), "noisy sine mixture"
-    raise ValueError(f"unknown series {cfg.series!r}: choose mackey_glass or sine, or give --csv")
+    return sine_mixture(cfg.length, seed=cfg.seed), "noisy sine mixture"
 
 
 def main(argv=None):
@@ -140,4 +139,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

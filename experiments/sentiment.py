@@ -10,6 +10,7 @@ bidirectional one, so the comparison is direct.
 
     python experiments/sentiment.py
     python experiments/sentiment.py --train reviews.csv --test reviews_test.csv   # columns text, label
+                                                                                  # (labels 0..C-1 or names)
     python experiments/sentiment.py --train imdb                                  # a Hub dataset, when online
 """
 
@@ -28,12 +29,14 @@ from rnnlab import RNN
 from rnnlab.cells import make_cell
 from rnnlab.data import WordVocab, pad_sequences
 from rnnlab.data.synthetic import negation_reviews
-from rnnlab.data.text import load_labelled
-from rnnlab.experiment import BaseConfig, RunDir, parse_config, train_seeds
+from rnnlab.data.text import Labelled, load_labelled
+from rnnlab.cells import NAMED_CELLS
+from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, train_seeds
 from rnnlab.metrics import confusion_matrix
 from rnnlab.models import SequenceClassifier
 from rnnlab.plots import learning_curves
 from rnnlab.train import OptimConfig, make_optimizer
+from rnnlab.validation import InputError
 
 
 @dataclasses.dataclass
@@ -43,36 +46,42 @@ class Config(BaseConfig):
     test: str = ""  # a file, or empty: the Hub dataset's "test" split / a generated test set
     text_column: str = "text"
     label_column: str = "label"
-    train_size: int = 4000
-    test_size: int = 1000
-    min_words: int = 40  # generated reviews: the sentiment phrase is near the start, filler follows
-    max_words: int = 80
-    max_len: int = 200
-    min_freq: int = 1
-    cell: str = "lstm"
-    hidden: int = 32
-    embed: int = 32
-    pooling: str = "final"
-    directions: tuple[str, ...] = ("bi", "uni")
-    batch_size: int = 64
-    steps: int = 800
-    learning_rate: float = 3e-3
-    clip_norm: float = 1.0
-    log_every: int = 20
+    train_size: int = option(4000, ge=2)  # generated task
+    test_size: int = option(1000, ge=1)
+    min_words: int = option(40, ge=8)  # generated reviews: the sentiment phrase is near the start, filler follows
+    max_words: int = option(80, ge=8)
+    max_len: int = option(200, ge=1)
+    min_freq: int = option(1, ge=1)
+    cell: str = option("lstm", choices=tuple(NAMED_CELLS))
+    hidden: int = option(32, ge=1)
+    embed: int = option(32, ge=1)
+    pooling: str = option("final", choices=("final", "mean"))
+    directions: tuple[str, ...] = option(("bi", "uni"), choices=("bi", "uni"))
+    batch_size: int = option(64, ge=1)
+    steps: int = option(800, ge=1)
+    learning_rate: float = option(3e-3, gt=0.0)
+    clip_norm: float = option(1.0, ge=0.0)  # 0: no clipping
+    log_every: int = option(20, ge=1)
 
     def apply_quick(self):
         self.train_size, self.test_size, self.steps, self.checkpoint_every = 2000, 500, 300, 100
         self.min_words, self.max_words = 16, 40
 
+    def check(self):
+        super().check()
+        if self.max_words < self.min_words:
+            raise ConfigError(f"--max-words must be >= --min-words = {self.min_words}, got {self.max_words}")
 
-def load_data(cfg: Config):
+
+def load_data(cfg: Config) -> tuple[Labelled, Labelled]:
+    """Training and test reviews; the test labels use the training file's class names."""
     if not cfg.train:
-        return (negation_reviews((cfg.seed, 0), cfg.train_size, cfg.min_words, cfg.max_words),
-                negation_reviews((cfg.seed, 1), cfg.test_size, cfg.min_words, cfg.max_words))
+        generated = lambda stream, size: Labelled(
+            *negation_reviews((cfg.seed, stream), size, cfg.min_words, cfg.max_words), ("negative", "positive"))
+        return generated(0, cfg.train_size), generated(1, cfg.test_size)
     train = load_labelled(cfg.train, "train", cfg.text_column, cfg.label_column)
-    if cfg.test:
-        return train, load_labelled(cfg.test, "train", cfg.text_column, cfg.label_column)
-    return train, load_labelled(cfg.train, "test", cfg.text_column, cfg.label_column)
+    test_source, test_split = (cfg.test, "train") if cfg.test else (cfg.train, "test")
+    return train, load_labelled(test_source, test_split, cfg.text_column, cfg.label_column, train.class_names)
 
 
 def encode(vocab, texts, max_len):
@@ -85,9 +94,12 @@ def main(argv=None):
     cfg = parse_config(Config, argv, __doc__)
     run = RunDir(cfg)
     t0 = time.perf_counter()
-    (train_texts, train_labels), (test_texts, test_labels) = load_data(cfg)
+    (train_texts, train_labels, class_names), (test_texts, test_labels, _) = load_data(cfg)
     vocab = WordVocab.build(train_texts, min_freq=cfg.min_freq, lowercase=True)
-    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    num_classes = len(class_names)
+    if num_classes < 2:
+        raise InputError(f"{cfg.train or 'the training data'} has one class only ({class_names[0]!r}): "
+                         "nothing to classify")
     train_ids, train_lengths = encode(vocab, train_texts, cfg.max_len)
     test_ids, test_lengths = encode(vocab, test_texts, cfg.max_len)
 
@@ -96,6 +108,7 @@ def main(argv=None):
         return {"ids": train_ids[idx][None], "lengths": train_lengths[idx][None], "labels": train_labels[idx][None]}
 
     results = {"vocab_size": vocab.size, "train_examples": len(train_ids), "test_examples": len(test_ids),
+               "class_names": list(class_names),  # class id -> label in the data
                "pooling": cfg.pooling, "models": {}}
     for direction in cfg.directions:
         layer = RNN(make_cell(cfg.cell, cfg.hidden), bidirectional=(direction == "bi"))
@@ -136,6 +149,8 @@ def main(argv=None):
         ax.imshow(m, cmap="Blues")
         for (i, j), v in np.ndenumerate(m):
             ax.text(j, i, str(v), ha="center", va="center")
+        ax.set_xticks(range(num_classes), class_names, rotation=30 if num_classes > 3 else 0)
+        ax.set_yticks(range(num_classes), class_names)
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
         ax.set_title(f"{direction}-{cfg.cell}: accuracy {results['models'][direction]['accuracy']:.3f}")
@@ -146,4 +161,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

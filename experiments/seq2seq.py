@@ -25,11 +25,13 @@ from rnnlab.data import CharVocab, pad_sequences
 from rnnlab.data.synthetic import addition_pairs
 from rnnlab.data.text import load_pairs
 from rnnlab.decode import beam_search, greedy_decode
-from rnnlab.experiment import BaseConfig, RunDir, parse_config, train_seeds
+from rnnlab.cells import NAMED_CELLS
+from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_seeds
 from rnnlab.metrics import character_error_rate, exact_match
 from rnnlab.models import Seq2Seq
 from rnnlab.plots import learning_curves
 from rnnlab.train import OptimConfig, make_optimizer
+from rnnlab.validation import InputError
 
 PAD, START, END = "<pad>", "<s>", "</s>"
 
@@ -40,30 +42,41 @@ class Config(BaseConfig):
     pairs: str = ""  # empty: generated addition; else a two-column CSV
     source_column: str = "source"
     target_column: str = "target"
-    digits: int = 2
-    num_pairs: int = 8000
-    val_pairs: int = 1000
-    cell: str = "lstm"
-    hidden: int = 128
-    layers: int = 1
-    embed: int = 32
-    batch_size: int = 128
-    steps: int = 3000
-    learning_rate: float = 3e-3
-    clip_norm: float = 1.0
-    beam: int = 4
-    beam_examples: int = 200
-    log_every: int = 25
+    digits: int = option(2, ge=1, le=9)
+    num_pairs: int = option(8000, ge=2)  # generated addition
+    val_fraction: float = option(0.1, gt=0.0, lt=1.0)  # held out for evaluation, at least one pair
+    cell: str = option("lstm", choices=tuple(NAMED_CELLS))
+    hidden: int = option(128, ge=1)
+    layers: int = option(1, ge=1)
+    embed: int = option(32, ge=1)
+    batch_size: int = option(128, ge=1)
+    steps: int = option(3000, ge=1)
+    learning_rate: float = option(3e-3, gt=0.0)
+    clip_norm: float = option(1.0, ge=0.0)  # 0: no clipping
+    beam: int = option(4, ge=1)
+    beam_examples: int = option(200, ge=0)
+    log_every: int = option(25, ge=1)
 
     def apply_quick(self):
-        self.steps, self.hidden, self.num_pairs, self.val_pairs = 600, 64, 4000, 300
+        self.steps, self.hidden, self.num_pairs, self.val_fraction = 600, 64, 4000, 0.075
         self.beam_examples, self.checkpoint_every = 50, 200
 
 
-def encode_pairs(pairs, src_vocab, tgt_vocab):
+def split_pairs(pairs, val_fraction: float, seed: int, source) -> tuple[list, list]:
+    """``(train, val)``: a shuffled ``val_fraction`` of the pairs, at least one, held out;
+    at least one pair must be left to train on."""
+    num_val = max(1, round(len(pairs) * val_fraction))
+    if len(pairs) - num_val < 1:
+        raise InputError(f"{source} has {len(pairs)} pair(s): too few to hold out {num_val} for validation "
+                         f"(--val-fraction {val_fraction}) and train on the rest")
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    return [pairs[i] for i in order[num_val:]], [pairs[i] for i in order[:num_val]]
+
+
+def encode_pairs(pairs, src_vocab, tgt_vocab, skip_unknown: bool = False):
     """Padded source ids with lengths; decoder inputs ``<s> y`` and targets ``y </s>`` with a mask."""
-    src, src_lengths = pad_sequences([src_vocab.encode(s) for s, _ in pairs])
-    tgt = [tgt_vocab.encode(t) for _, t in pairs]
+    src, src_lengths = pad_sequences([src_vocab.encode(s, skip_unknown) for s, _ in pairs])
+    tgt = [tgt_vocab.encode(t, skip_unknown) for _, t in pairs]
     tgt_in, _ = pad_sequences([np.r_[tgt_vocab.id(START), y] for y in tgt])
     tgt_out, lengths = pad_sequences([np.r_[y, tgt_vocab.id(END)] for y in tgt])
     mask = np.arange(tgt_out.shape[1])[None, :] < lengths[:, None]
@@ -81,13 +94,12 @@ def main(argv=None):
     t0 = time.perf_counter()
     pairs = load_pairs(cfg.pairs, cfg.source_column, cfg.target_column) if cfg.pairs else \
         addition_pairs(cfg.seed, cfg.num_pairs, cfg.digits)
-    order = np.random.default_rng(cfg.seed).permutation(len(pairs))
-    val = [pairs[i] for i in order[: cfg.val_pairs]]
-    train = [pairs[i] for i in order[cfg.val_pairs:]]
+    train, val = split_pairs(pairs, cfg.val_fraction, cfg.seed, cfg.pairs or "the generated pairs")
     src_vocab = CharVocab.build("".join(s for s, _ in train), specials=(PAD,))
     tgt_vocab = CharVocab.build("".join(t for _, t in train), specials=(PAD, START, END))
     data = encode_pairs(train, src_vocab, tgt_vocab)
-    val_data = encode_pairs(val, src_vocab, tgt_vocab)
+    # characters that no training pair has cannot be read or written: dropped from the inputs
+    val_data = encode_pairs(val, src_vocab, tgt_vocab, skip_unknown=True)
 
     layer = RNN(make_cell(cfg.cell, cfg.hidden), num_layers=cfg.layers)
     model = Seq2Seq(src_vocab.size, tgt_vocab.size, cfg.embed, layer, layer)
@@ -141,4 +153,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

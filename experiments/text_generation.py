@@ -20,7 +20,6 @@ import functools
 import json
 import math
 import pathlib
-import sys
 import time
 
 import jax
@@ -33,7 +32,8 @@ from rnnlab.cells import make_cell
 from rnnlab.checkpoint import Checkpointer
 from rnnlab.data import CharVocab, WordVocab, default_corpus, load_text, random_windows, sequential_windows, vocab_from_dict
 from rnnlab.decode import sample_text
-from rnnlab.experiment import BaseConfig, RunDir, parse_config, train_seeds
+from rnnlab.cells import NAMED_CELLS
+from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_seeds
 from rnnlab.models import LanguageModel
 from rnnlab.plots import learning_curves
 from rnnlab.train import OptimConfig, init_state, make_optimizer
@@ -42,29 +42,29 @@ from rnnlab.train import OptimConfig, init_state, make_optimizer
 @dataclasses.dataclass
 class Config(BaseConfig):
     out: str = "runs/text_generation"
-    mode: str = "train"  # "train" or "sample"
+    mode: str = option("train", choices=("train", "sample"))
     source: str = ""  # empty: the offline default corpus (Python's pydoc topics)
-    level: str = "char"  # "char" or "word"
-    min_freq: int = 2  # word level: rarer words become <unk>
-    cell: str = "gru"
-    hidden: int = 256
-    layers: int = 1
-    dropout: float = 0.0
-    embed: int = 64
-    seq_len: int = 100
-    batch_size: int = 32
-    steps: int = 2000
-    learning_rate: float = 2e-3
-    clip_norm: float = 1.0
-    val_fraction: float = 0.05
-    checkpoint_every: int = 500
-    log_every: int = 25
+    level: str = option("char", choices=("char", "word"))
+    min_freq: int = option(2, ge=1)  # word level: rarer words become <unk>
+    cell: str = option("gru", choices=tuple(NAMED_CELLS))
+    hidden: int = option(256, ge=1)
+    layers: int = option(1, ge=1)
+    dropout: float = option(0.0, ge=0.0, lt=1.0)
+    embed: int = option(64, ge=1)
+    seq_len: int = option(100, ge=1)
+    batch_size: int = option(32, ge=1)
+    steps: int = option(2000, ge=1)
+    learning_rate: float = option(2e-3, gt=0.0)
+    clip_norm: float = option(1.0, ge=0.0)  # 0: no clipping
+    val_fraction: float = option(0.05, gt=0.0, lt=1.0)
+    checkpoint_every: int = option(500, ge=0)
+    log_every: int = option(25, ge=1)
     # sampling
     prime: str = "The "
     prime_file: str = ""
-    temperature: float = 0.8
-    top_k: int = 0
-    length: int = 300
+    temperature: float = option(0.8, ge=0.0)  # 0: always the most likely token
+    top_k: int = option(0, ge=0)  # 0: every token
+    length: int = option(300, ge=1)
 
     def apply_quick(self):
         self.hidden, self.embed, self.seq_len, self.batch_size = 64, 16, 50, 16
@@ -172,11 +172,8 @@ def sample(cfg: Config):
 
 def main(argv=None):
     cfg = parse_config(Config, argv, __doc__)
-    if cfg.mode not in ("train", "sample"):
-        raise SystemExit(f"--mode must be train or sample, got {cfg.mode!r}")
     return train(cfg) if cfg.mode == "train" else sample(cfg)
 
 
 if __name__ == "__main__":
-    main()
-    sys.exit(0)
+    cli(main)

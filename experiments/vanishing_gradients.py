@@ -38,7 +38,7 @@ from rnnlab import RNN
 from rnnlab import diagnostics, parallel, plots
 from rnnlab.cells import NAMED_CELLS, make_cell
 from rnnlab.data import synthetic
-from rnnlab.experiment import BaseConfig, RunDir, parse_config, train_sweep
+from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
 from rnnlab.models import SequenceRegressor, recurrent_params
 from rnnlab.sweep import Sweep, grid, init_params
 from rnnlab.train import NonFiniteError, OptimConfig, make_optimizer
@@ -47,28 +47,28 @@ from rnnlab.train import NonFiniteError, OptimConfig, make_optimizer
 @dataclasses.dataclass
 class Config(BaseConfig):
     out: str = "runs/vanishing_gradients"
-    steps: int = 100  # Adam steps before the "trained" measurement
-    lengths: tuple[int, ...] = (50, 100, 200, 500)
-    models: tuple[str, ...] = ("rnn", "lstm", "gru")
-    hidden: int = 64
-    seeds: int = 3
-    batch_size: int = 10
-    measure_size: int = 16  # examples per seed in each gradient measurement
-    learning_rate: float = 1e-3
-    clip_norm: float = 1.0
+    steps: int = option(100, ge=1)  # Adam steps before the "trained" measurement
+    lengths: tuple[int, ...] = option((50, 100, 200, 500), ge=2)
+    models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=tuple(NAMED_CELLS))
+    hidden: int = option(64, ge=1)
+    seeds: int = option(3, ge=1)
+    batch_size: int = option(10, ge=1)
+    measure_size: int = option(16, ge=1)  # examples per seed in each gradient measurement
+    learning_rate: float = option(1e-3, gt=0.0)
+    clip_norm: float = option(1.0, ge=0.0)  # 0: no clipping
     forget_bias: float = 1.0
     jacobian: bool = True
     float64: bool = True  # measure in float64: float32 underflows (< 1e-38) within ~100 steps for the RNN
     # which lengths of a model share a program (shorter ones padded, with ``lengths``); see length_groups
-    pad_lengths: str = "auto"  # auto, always, never
-    sweep_length: int = 100
-    radii: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
+    pad_lengths: str = option("auto", choices=("auto", "always", "never"))
+    sweep_length: int = option(100, ge=2)
+    radii: tuple[float, ...] = option((0.5, 0.75, 1.0, 1.25, 1.5), gt=0.0)
     forget_biases: tuple[float, ...] = (0.0, 1.0, 3.0)
-    clip_length: int = 100
-    clip_radius: float = 1.5
-    clip_steps: int = 150
-    clip_learning_rate: float = 0.05
-    checkpoint_every: int = 0
+    clip_length: int = option(100, ge=2)
+    clip_radius: float = option(1.5, gt=0.0)
+    clip_steps: int = option(150, ge=1)
+    clip_learning_rate: float = option(0.05, gt=0.0)
+    checkpoint_every: int = option(0, ge=0)
 
     def apply_quick(self):
         self.lengths, self.hidden, self.seeds, self.steps = (20, 50), 32, 3, 30
@@ -188,17 +188,6 @@ def summaries(curves_st):
     return summary, ratios
 
 
-def check_config(cfg: Config) -> None:
-    for name in cfg.models:
-        if name not in NAMED_CELLS:
-            raise ValueError(f"unknown model {name!r}; choose from {', '.join(NAMED_CELLS)}")
-    if cfg.pad_lengths not in ("auto", "always", "never"):
-        raise ValueError(f"--pad-lengths must be auto, always or never, got {cfg.pad_lengths!r}")
-    for T in (*cfg.lengths, cfg.sweep_length, cfg.clip_length):
-        if T < 2:
-            raise ValueError(f"sequence lengths must be >= 2, got {T}")
-
-
 def train_and_measure(cfg, run, measure, name: str, lengths: tuple[int, ...]) -> dict:
     """Every (T, seed) of one model in one sweep: init, measure, train ``cfg.steps``, measure.
 
@@ -246,7 +235,6 @@ def init_sweep(cfg, measure, name: str, column: str, values) -> dict:
 
 def main(argv=None):
     cfg = parse_config(Config, argv, __doc__)
-    check_config(cfg)
     run = RunDir(cfg)
     say = (lambda *a: None) if cfg.quiet or not run.writes else (lambda *a: print(*a, flush=True))
     t_start = time.perf_counter()
@@ -404,4 +392,4 @@ def save_figures(cfg: Config, run: RunDir, results: dict, trained: dict, clip_sw
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

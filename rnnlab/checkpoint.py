@@ -9,9 +9,13 @@ A checkpoint at step s holds two items:
     SHA-256 digest of every array in ``state``.
 
 Saves are synchronous and atomic (Orbax writes a temporary folder and renames
-it), so a process killed mid-save leaves the previous checkpoints intact.  On
-restore the digest is checked: a truncated or corrupted latest checkpoint is
-reported with a warning and the previous one is used.
+it), so a process killed mid-save leaves the previous checkpoints intact (the
+next ``Checkpointer`` removes the temporary folder).  A save that fails (a full
+disk) raises ``CheckpointWriteError`` naming the folder; the checkpoints
+already saved stay as they were.  On restore the digest is checked: a
+truncated or corrupted latest checkpoint is reported with a warning, moved
+aside to ``<step>.unreadable`` (never deleted: it is the user's file) so the
+run can write that step again, and the previous one is used.
 
 In a multi-process run only process 0 reads and writes checkpoints (they
 hold host arrays gathered from every process); on the others a
@@ -42,6 +46,10 @@ def tree_digest(tree) -> str:
 
 class CorruptCheckpointError(RuntimeError):
     pass
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, permissions); earlier ones are intact."""
 
 
 class Checkpointer:
@@ -86,12 +94,18 @@ class Checkpointer:
             return
         state = jax.device_get(state)
         meta = dict(meta, step=int(step), digest=tree_digest(state))
-        self._manager.save(
-            int(step),
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-            force=True,
-        )
-        self._manager.wait_until_finished()
+        try:
+            self._manager.save(
+                int(step),
+                args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+                force=True,
+            )
+            self._manager.wait_until_finished()
+        except OSError as e:
+            kept = ", ".join(map(str, self.steps())) or "none"
+            raise CheckpointWriteError(
+                e.errno, f"could not save the checkpoint of step {step} in {self.directory}: "
+                f"{e.strerror or e}; the checkpoints already there (steps: {kept}) are intact") from e
 
     def restore(self, step: int, target):
         """``(state, meta)`` of one step, checked against its digest."""
@@ -115,14 +129,27 @@ class Checkpointer:
             try:
                 state, meta = self.restore(step, target)
             except Exception as e:  # noqa: BLE001 - any failure to read means "corrupt"
+                aside = self._move_aside(step)
                 warnings.warn(
                     f"checkpoint at step {step} ({self.path(step)}) is unreadable "
-                    f"({type(e).__name__}: {str(e)[:200]}); trying the previous one",
+                    f"({type(e).__name__}: {str(e)[:200]}); moved it to {aside.name} and "
+                    "trying the previous one",
                     stacklevel=2,
                 )
                 continue
             return step, state, meta
         return None
+
+    def _move_aside(self, step: int) -> pathlib.Path:
+        """Rename an unreadable checkpoint to ``<step>.unreadable`` (``.unreadable-2``, ...) so the run
+        can save that step again; Orbax ignores the name."""
+        aside, n = self.directory / f"{step}.unreadable", 1
+        while aside.exists():
+            n += 1
+            aside = self.directory / f"{step}.unreadable-{n}"
+        self.path(step).rename(aside)
+        self._manager.reload()
+        return aside
 
     def read_meta(self, step: int | None = None) -> dict:
         """The JSON part of a checkpoint (the latest by default), without its arrays."""

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab.data.text import check_token_ids
+from rnnlab.validation import check_token_ids
 
 
 def sample_logits(key, logits_bv, temperature: float = 1.0, top_k: int = 0):

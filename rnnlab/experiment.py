@@ -14,6 +14,13 @@
   absent).  Only process 0 writes the output folder.
 * ``--compile-cache DIR`` keeps JAX's persistent compilation cache there
   (default ``~/.cache/rnnlab/jax_compile_cache``; ``off`` disables it).
+* Every numeric field declares its valid range where it is defined
+  (``option(100, ge=1)``); ``parse_config`` checks them all, and ``Config.check``
+  any rule between fields.  A bad value is reported the way argparse reports
+  one: ``error: --steps must be >= 1, got -5``, exit status 2.  So is every
+  user error a script meets later (a missing file or column, bad data):
+  ``cli(main)`` prints it in one line and exits with status 2; a traceback is
+  for bugs, or for any error with ``--debug``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import pathlib
 import sys
 import types
@@ -31,30 +39,80 @@ import numpy as np
 
 from rnnlab import parallel, sweep as sweeps
 from rnnlab.checkpoint import Checkpointer
+from rnnlab.train import NonFiniteError
+from rnnlab.validation import InputError
 
 # Fields that may change between a run and its resumption; any other difference is an error.
 RESUMABLE_FIELDS = {"out", "steps", "resume", "checkpoint_every", "keep_checkpoints", "quiet", "log_every",
-                    "coordinator_address", "num_processes", "process_id", "compile_cache"}
+                    "coordinator_address", "num_processes", "process_id", "compile_cache", "debug"}
+
+
+class ConfigError(InputError):
+    """A config value out of its range; the message starts with the flag (``--steps must be ...``)."""
+
+
+def option(default, *, ge=None, gt=None, le=None, lt=None, choices=None):
+    """A config field with its valid values: bounds (``ge``: >=, ``gt``: >, ``le``: <=, ``lt``: <)
+    or ``choices``.  For a tuple field every element is checked, and the tuple may not be empty."""
+    rules = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices).items() if v is not None}
+    return dataclasses.field(default=default, metadata={"rules": rules})
+
+
+_BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
+           "le": ("<=", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_fields(cfg) -> None:
+    """Every float finite, every field's ``option`` rules, then ``cfg.check()``; raises
+    ``ConfigError`` naming the flag."""
+    for field in dataclasses.fields(cfg):
+        rules, value = field.metadata.get("rules", {}), getattr(cfg, field.name)
+        values = value if isinstance(value, tuple) else (value,)
+        if not values:
+            raise ConfigError(f"{flag(field.name)} needs at least one value")
+        for v in values:
+            if v is None:
+                continue
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{flag(field.name)} must be a finite number, got {v}")
+            if "choices" in rules and v not in rules["choices"]:
+                raise ConfigError(f"{flag(field.name)} must be one of {', '.join(map(str, rules['choices']))}, "
+                                  f"got {v!r}")
+            for key, (word, ok) in _BOUNDS.items():
+                if key in rules and not ok(v, rules[key]):
+                    raise ConfigError(f"{flag(field.name)} must be {word} {rules[key]}, got {v}")
+    if hasattr(cfg, "check"):
+        cfg.check()
 
 
 @dataclasses.dataclass
 class BaseConfig:
     out: str = "runs/experiment"
-    seed: int = 0
-    steps: int = 1000
+    seed: int = option(0, ge=0)
+    steps: int = option(1000, ge=1)
     quick: bool = False
     resume: bool = False
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    log_every: int = 10
+    checkpoint_every: int = option(500, ge=0)  # 0: only the final checkpoint
+    keep_checkpoints: int = option(3, ge=1)
+    log_every: int = option(10, ge=1)
     quiet: bool = False
+    debug: bool = False  # show the traceback of every error
     coordinator_address: str | None = None  # HOST:PORT of process 0, for a multi-process run
-    num_processes: int | None = None
-    process_id: int | None = None
+    num_processes: int | None = option(None, ge=1)
+    process_id: int | None = option(None, ge=0)
     compile_cache: str = ""  # a folder, "" for ~/.cache/rnnlab/jax_compile_cache, or "off"
 
     def apply_quick(self) -> None:
         """Shrink the run for CI and a first look (scripts override)."""
+
+    def check(self) -> None:
+        """Rules between fields (scripts extend); raise ``ConfigError`` naming the flag."""
+        if self.num_processes is not None and self.process_id is not None and self.process_id >= self.num_processes:
+            raise ConfigError(f"--process-id must be < --num-processes = {self.num_processes}, got {self.process_id}")
 
 
 def _field_type(field, cls):
@@ -70,31 +128,60 @@ def _field_type(field, cls):
 def parse_config(cls, argv=None, description: str | None = None):
     """Build ``cls`` from command-line flags (``--field-name value``; ``--flag/--no-flag`` for bools)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=description, usage="%(prog)s [-h] [options]",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     for field in dataclasses.fields(cls):
-        flag = "--" + field.name.replace("_", "-")
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         kind, typ = _field_type(field, cls)
+        rules = field.metadata.get("rules", {})
+        valid = "; " + ", ".join(f"{_BOUNDS[k][0]} {v}" for k, v in rules.items() if k in _BOUNDS) if rules else ""
+        if "choices" in rules:
+            valid = f"; one of {', '.join(map(str, rules['choices']))}"
         if typ is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            parser.add_argument(flag(field.name), action=argparse.BooleanOptionalAction, default=default)
         elif kind == "tuple":
-            parser.add_argument(flag, type=typ, nargs="+", default=default, help=f"default: {' '.join(map(str, default))}")
+            parser.add_argument(flag(field.name), type=typ, nargs="+", default=default,
+                                help=f"default: {' '.join(map(str, default))}{valid}")
         else:
-            parser.add_argument(flag, type=typ, default=default, help=f"default: {default}")
+            parser.add_argument(flag(field.name), type=typ, default=default, help=f"default: {default}{valid}")
     args = parser.parse_args(argv)
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()}
     cfg = cls(**values)
-    if cfg.quick:
+    if getattr(cfg, "quick", False):
         explicit = {a.split("=")[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
         explicit |= {name[3:] for name in explicit if name.startswith("no_")}
         cfg.apply_quick()
         # flags given on the command line win over --quick's defaults
         for name in explicit & values.keys():
             setattr(cfg, name, values[name])
+    try:
+        check_fields(cfg)
+    except ConfigError as e:
+        parser.error(str(e))  # argparse's way: usage, "error: ...", exit status 2
     if isinstance(cfg, BaseConfig):
         parallel.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id)
         parallel.enable_compile_cache(cfg.compile_cache)
     return cfg
+
+
+# What a script reports in one line: errors in what the user gave it (and the files
+# and disks it names).  Anything else is a bug and keeps its traceback.
+USER_ERRORS = (InputError, OSError, NonFiniteError)
+
+
+def cli(main, argv=None):
+    """Run a script's ``main(argv)`` from the command line: a user error (``USER_ERRORS``)
+    becomes ``<script>: error: <message>`` on stderr and exit status 2, like argparse's;
+    with ``--debug`` it keeps its traceback."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return main(argv)
+    except USER_ERRORS as e:
+        if "--debug" in argv:
+            raise
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"{pathlib.Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def config_dict(cfg) -> dict:
@@ -115,7 +202,10 @@ class RunDir:
         self.writes = parallel.is_primary()
         if not self.writes:
             return
-        holds_run = self.config_path.exists() or self.metrics_path.exists()
+        # config.json alone is a run that stopped before its first record (bad data, say): not worth keeping
+        checkpoints = self.path / "checkpoints"
+        holds_run = (self.metrics_path.exists() or self.results_path.exists()
+                     or (checkpoints.is_dir() and any(checkpoints.iterdir())))
         if holds_run and not cfg.resume:
             raise FileExistsError(
                 f"{self.path} already holds a run; pass --resume to continue it or choose another --out"
@@ -190,7 +280,7 @@ def check_compatible(saved: dict, current: dict) -> None:
     )
     if differing:
         detail = ", ".join(f"{k}: saved {saved.get(k)!r} vs now {current.get(k)!r}" for k in differing)
-        raise ValueError(f"cannot resume: the config differs from the saved run ({detail})")
+        raise InputError(f"cannot resume: the config differs from the saved run ({detail})")
 
 
 def write_json(path, obj) -> None:
@@ -244,7 +334,7 @@ def _restore_checked(checkpointer, target_state, cfg, vocab):
     saved_vocab, vocab_dict = meta.get("vocab"), (vocab.to_dict() if vocab is not None else None)
     if saved_vocab != vocab_dict:
         size = lambda v: len(v["tokens"]) if v else 0
-        raise ValueError(
+        raise InputError(
             f"cannot resume from {checkpointer.path(step)}: its vocabulary ({size(saved_vocab)} tokens) "
             f"differs from this run's ({size(vocab_dict)} tokens)"
         )

@@ -14,8 +14,54 @@ import jax.numpy as jnp
 import numpy as np
 
 
+class InputError(ValueError):
+    """Bad input from a user -- a flag's value, a data file, a column, a cell -- as opposed to a
+    bug.  The message names the culprit; scripts print it in one line (``rnnlab.experiment.cli``)."""
+
+
 def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
+
+
+def check_token_ids(ids, vocab_size: int, what: str = "token ids") -> np.ndarray:
+    """Integer ids must lie in ``0..vocab_size-1``; returns them as a NumPy array."""
+    ids = np.asarray(ids)
+    if ids.size == 0:  # np.asarray([]) is float64
+        return ids.astype(np.int32)
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"{what} must be integers, got dtype {ids.dtype}")
+    bad = (ids < 0) | (ids >= vocab_size)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{what} must lie in 0..{vocab_size - 1} (vocabulary size {vocab_size}); "
+            f"found {int(ids[where])} at index {where if len(where) > 1 else where[0]}"
+        )
+    return ids
+
+
+def check_embedding_ids(ids, vocab_size: int, what: str = "token ids"):
+    """The ids an embedding is about to look up must lie in ``0..vocab_size-1``.
+
+    An embedding lookup would not say: JAX turns an id past the end into NaNs and
+    wraps a negative one around.  Concrete ids are checked here; traced ids (inside
+    ``jit``) by a host callback on two scalars, whose ``ValueError`` surfaces as a
+    ``JaxRuntimeError`` carrying the same message.
+    """
+    if not jnp.issubdtype(ids.dtype, jnp.integer):
+        raise TypeError(f"{what} must be integers, got dtype {ids.dtype}")
+    if is_concrete(ids):
+        check_token_ids(ids, vocab_size, what)
+        return
+    bad = (ids < 0) | (ids >= vocab_size)
+    first = jnp.argmax(bad.reshape(-1))
+
+    def raise_if_bad(any_bad, bad_id):
+        if np.any(any_bad):
+            bad_id = np.asarray(bad_id)[np.asarray(any_bad)].reshape(-1)[0]
+            raise ValueError(f"{what} must lie in 0..{vocab_size - 1} (vocabulary size {vocab_size}); found {int(bad_id)}")
+
+    jax.debug.callback(raise_if_bad, jnp.any(bad), ids.reshape(-1)[first])
 
 
 def check_sequence(x, *, time_major: bool, input_size: int | None = None):

@@ -134,8 +134,8 @@ def test_addition_pairs_and_labelled_loading(tmp_path):
     with pytest.raises(ValueError, match="only 100 distinct pairs"):
         addition_pairs(0, 101, digits=1)
     (tmp_path / "r.csv").write_text('text,label\n"good film",1\n"not good",0\n')
-    texts, labels = load_labelled(tmp_path / "r.csv")
-    assert texts == ["good film", "not good"] and labels.tolist() == [1, 0]
+    texts, labels, names = load_labelled(tmp_path / "r.csv")
+    assert texts == ["good film", "not good"] and labels.tolist() == [1, 0] and names == ("0", "1")
     (tmp_path / "r.jsonl").write_text('{"sentence": "fine", "label": 1}\n')
     assert load_labelled(tmp_path / "r.jsonl", text_column="sentence")[0] == ["fine"]
     with pytest.raises(ValueError, match="has no column 'text'"):

@@ -14,25 +14,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import pathlib
+from typing import NamedTuple
 
 import numpy as np
 
+from rnnlab.data.files import check_text_files, class_labels, column_values, load_table, looks_local, text_cells
+from rnnlab.validation import InputError, check_token_ids
+
 PAD, UNK = "<pad>", "<unk>"
-
-
-def check_token_ids(ids, vocab_size: int, what: str = "token ids") -> np.ndarray:
-    """Integer ids must lie in ``0..vocab_size-1``; returns them as a NumPy array."""
-    ids = np.asarray(ids)
-    if not np.issubdtype(ids.dtype, np.integer):
-        raise TypeError(f"{what} must be integers, got dtype {ids.dtype}")
-    bad = (ids < 0) | (ids >= vocab_size)
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"{what} must lie in 0..{vocab_size - 1} (vocabulary size {vocab_size}); "
-            f"found {int(ids[where])} at index {where if len(where) > 1 else where[0]}"
-        )
-    return ids
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +38,7 @@ class CharVocab:
     @classmethod
     def build(cls, text: str, specials: tuple[str, ...] = ()) -> "CharVocab":
         if not text:
-            raise ValueError("cannot build a vocabulary from empty text")
+            raise InputError("cannot build a vocabulary from empty text")
         return cls(tuple(specials) + tuple(sorted(set(text))), tuple(specials))
 
     def id(self, special: str) -> int:
@@ -101,7 +90,7 @@ class WordVocab:
         texts = [text_or_texts] if isinstance(text_or_texts, str) else list(text_or_texts)
         counts = collections.Counter(w for t in texts for w in split_words(t, lowercase))
         if not counts:
-            raise ValueError("cannot build a vocabulary from text with no words")
+            raise InputError("cannot build a vocabulary from text with no words")
         # most frequent first, ties alphabetical: deterministic
         words = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
         return cls((PAD, UNK) + tuple(words[:max_size]), lowercase)
@@ -154,25 +143,27 @@ def default_corpus() -> str:
 
 def load_text(source: str | pathlib.Path, split: str = "train", column: str = "text") -> str:
     """All text of a local file, a folder of ``.txt`` files (sorted by name) or a
-    Hugging Face dataset, loaded through ``datasets`` with line breaks kept."""
+    Hugging Face dataset, loaded through ``datasets`` with line breaks kept.
+
+    Local files must be UTF-8 and not all empty (an ``InputError`` names the file).
+    """
     import datasets
 
     path = pathlib.Path(source)
     if path.is_file() or path.is_dir():
         files = [path] if path.is_file() else sorted(path.rglob("*.txt"))
         if not files:
-            raise ValueError(f"no .txt files under {path}")
+            raise InputError(f"no .txt files under {path}")
+        check_text_files(files, path)
         # The text loader strips line breaks unless told not to; a character model needs them.
         table = datasets.load_dataset(
             "text", data_files=[str(f) for f in files], split=split, keep_linebreaks=True
         )
         return "".join(table["text"])
-    if str(source).startswith((".", "/", "~")):
+    if looks_local(source):
         raise FileNotFoundError(f"no such file or folder: {source}")
     table = datasets.load_dataset(str(source), split=split)  # a Hub name: needs the network
-    if column not in table.column_names:
-        raise ValueError(f"dataset {source!r} has no column {column!r}; columns are {table.column_names}")
-    return "\n".join(table[column])
+    return "\n".join(text_cells(column_values(table, column, source), column, source))
 
 
 # -- batching -----------------------------------------------------------------
@@ -199,7 +190,7 @@ def random_windows(ids: np.ndarray, batch_size: int, seq_len: int, seed) -> dict
     ``i`` of a run uses ``(run_seed, i)``, so the data position is the step.
     """
     if len(ids) < seq_len + 1:
-        raise ValueError(f"a text of {len(ids)} tokens is shorter than one window of {seq_len} + 1")
+        raise InputError(f"a text of {len(ids)} tokens is shorter than one window of {seq_len} + 1")
     starts = np.random.default_rng(seed).integers(0, len(ids) - seq_len, batch_size)
     chunks = ids[starts[:, None] + np.arange(seq_len + 1)[None, :]]
     return {"inputs": chunks[:, :-1], "targets": chunks[:, 1:]}
@@ -209,42 +200,52 @@ def sequential_windows(ids: np.ndarray, seq_len: int) -> dict:
     """Non-overlapping windows covering the stream once (for validation): ``[N, seq_len]``."""
     count = (len(ids) - 1) // seq_len
     if count < 1:
-        raise ValueError(f"a text of {len(ids)} tokens is shorter than one window of {seq_len} + 1")
+        raise InputError(f"a text of {len(ids)} tokens is shorter than one window of {seq_len} + 1")
     inputs = ids[: count * seq_len].reshape(count, seq_len)
     targets = ids[1 : count * seq_len + 1].reshape(count, seq_len)
     return {"inputs": inputs, "targets": targets}
 
 
-def load_labelled(source: str, split: str = "train", text_column: str = "text", label_column: str = "label"):
-    """``(texts, labels)`` from a local CSV/JSON/JSONL file or a Hugging Face dataset name
-    (e.g. ``imdb``; ``sst2`` with ``text_column="sentence"``), through ``datasets``."""
+class Labelled(NamedTuple):
+    """Texts with class ids and the classes' names (id -> name)."""
+
+    texts: list[str]
+    labels: np.ndarray  # int32 [N]
+    class_names: tuple[str, ...]
+
+
+def load_labelled(source: str, split: str = "train", text_column: str = "text", label_column: str = "label",
+                  class_names=None) -> Labelled:
+    """Texts and labels from a local CSV/JSON/JSONL file or a Hugging Face dataset name
+    (e.g. ``imdb``; ``sst2`` with ``text_column="sentence"``), through ``datasets``.
+
+    Labels may be integers ``0..C-1`` or names (``pos``/``neg``: ids in sorted order,
+    as ``datasets``' ``ClassLabel``); a Hub dataset's ``ClassLabel`` names are kept.
+    Pass the training file's ``class_names`` when loading its test file.  An empty
+    cell is an error naming its row and column.
+    """
     import datasets
 
     path = pathlib.Path(source)
     if path.is_file():
-        kind = {".csv": "csv", ".json": "json", ".jsonl": "json"}.get(path.suffix.lower())
-        if kind is None:
-            raise ValueError(f"{path}: expected a .csv, .json or .jsonl file")
-        table = datasets.load_dataset(kind, data_files=str(path), split="train")
-    elif str(source).startswith((".", "/", "~")):
+        table = load_table(path)
+    elif looks_local(source):
         raise FileNotFoundError(f"no such file: {source}")
     else:
         table = datasets.load_dataset(str(source), split=split)  # a Hub name: needs the network
-    missing = [c for c in (text_column, label_column) if c not in table.column_names]
-    if missing:
-        raise ValueError(f"{source} has no column {missing[0]!r}; columns are {table.column_names}")
-    labels = np.asarray(table[label_column])
-    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
-        raise ValueError(f"labels in {source} must be integers 0..C-1, got {labels[:5].tolist()}...")
-    return list(table[text_column]), labels.astype(np.int32)
+    texts = text_cells(column_values(table, text_column, source), text_column, source)
+    labels = column_values(table, label_column, source)
+    feature = table.features[label_column]
+    if class_names is None and isinstance(feature, datasets.ClassLabel):
+        class_names = feature.names
+    ids, names = class_labels(labels, label_column, source, class_names)
+    return Labelled(texts, ids, names)
 
 
 def load_pairs(path, source_column: str = "source", target_column: str = "target") -> list[tuple[str, str]]:
-    """Translation pairs from a two-column CSV file, through ``datasets``."""
-    import datasets
-
-    table = datasets.load_dataset("csv", data_files=str(path), split="train")
-    missing = [c for c in (source_column, target_column) if c not in table.column_names]
-    if missing:
-        raise ValueError(f"{path} has no column {missing[0]!r}; columns are {table.column_names}")
-    return [(str(s), str(t)) for s, t in zip(table[source_column], table[target_column])]
+    """Translation pairs from a two-column CSV file, through ``datasets``; an empty cell is an
+    error naming its row and column."""
+    table = load_table(path)
+    sources = text_cells(column_values(table, source_column, path), source_column, path)
+    targets = text_cells(column_values(table, target_column, path), target_column, path)
+    return list(zip(sources, targets))

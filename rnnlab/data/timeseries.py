@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnlab.data.files import column_values, load_table, numeric_cells
+from rnnlab.validation import InputError
+
 
 def sine_mixture(
     num_steps: int, seed: int = 0, periods=(20.0, 53.0, 127.0), noise: float = 0.05
@@ -51,21 +54,12 @@ def mackey_glass(
     return x[delay::sample_every][warmup : warmup + num_steps].astype(np.float32)
 
 
-def load_csv_column(path, column: str, split: str = "train") -> np.ndarray:
-    """One numeric column of a CSV file, loaded through Hugging Face ``datasets``: ``[T]``."""
-    import datasets
+def load_csv_column(path, column: str) -> np.ndarray:
+    """One numeric column of a CSV file, loaded through Hugging Face ``datasets``: ``[T]``.
 
-    table = datasets.load_dataset("csv", data_files=str(path), split=split)
-    if column not in table.column_names:
-        raise ValueError(f"column {column!r} not in {path}; columns are {table.column_names}")
-    try:
-        values = np.asarray(table[column], dtype=np.float32)
-    except (TypeError, ValueError):
-        raise ValueError(f"column {column!r} of {path} is not numeric") from None
-    if not np.all(np.isfinite(values)):
-        bad = int(np.argmax(~np.isfinite(values)))
-        raise ValueError(f"column {column!r} of {path} has a missing or non-finite value at row {bad}")
-    return values
+    An empty, NaN, inf or non-numeric cell is an error naming its row and the column.
+    """
+    return numeric_cells(column_values(load_table(path), column, path), column, path)
 
 
 def split_by_time(series: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +77,7 @@ def make_windows(series: np.ndarray, window: int, horizon: int = 1) -> tuple[np.
         raise ValueError(f"series must be 1-D, got shape {series.shape}")
     count = len(series) - window - horizon + 1
     if window < 1 or horizon < 1 or count < 1:
-        raise ValueError(f"a series of {len(series)} steps has no window of {window} followed by {horizon}")
+        raise InputError(f"a series of {len(series)} steps has no window of {window} followed by {horizon}")
     idx = np.arange(count)[:, None] + np.arange(window + horizon)[None, :]
     chunks = series[idx]
     return chunks[:, :window, None], chunks[:, window:]

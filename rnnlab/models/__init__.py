@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab.layers import RNN
+from rnnlab.validation import check_embedding_ids
 
 
 class Recurrent(nn.Module):
@@ -83,6 +84,7 @@ class LanguageModel(nn.Module):
 
     @nn.compact
     def __call__(self, tokens_bt, initial_carry=None, *, deterministic: bool = True):
+        check_embedding_ids(tokens_bt, self.vocab_size, "LanguageModel tokens")
         x = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(tokens_bt)
         outputs, final = Recurrent(self.layer, name="recurrent")(
             x, None, initial_carry, deterministic=deterministic
@@ -108,6 +110,7 @@ class SequenceClassifier(nn.Module):
     def __call__(self, tokens_bt, lengths_b, *, deterministic: bool = True):
         if self.pooling not in ("final", "mean"):
             raise ValueError(f"pooling must be 'final' or 'mean', got {self.pooling!r}")
+        check_embedding_ids(tokens_bt, self.vocab_size, "SequenceClassifier tokens")
         x = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(tokens_bt)
         outputs, final = Recurrent(self.layer, name="recurrent")(x, lengths_b, deterministic=deterministic)
         pooled = final_hidden_concat(self.layer, final) if self.pooling == "final" else masked_mean(outputs, lengths_b)
@@ -140,10 +143,12 @@ class Seq2Seq(nn.Module):
         self.head = nn.Dense(self.tgt_vocab)
 
     def encode(self, src_bt, src_lengths_b):
+        check_embedding_ids(src_bt, self.src_vocab, "Seq2Seq source tokens")
         _, final = self.encoder_rnn(self.src_embed(src_bt), src_lengths_b)
         return final
 
     def decode(self, tgt_in_bt, carry):
+        check_embedding_ids(tgt_in_bt, self.tgt_vocab, "Seq2Seq target tokens")
         outputs, final = self.decoder_rnn(self.tgt_embed(tgt_in_bt), None, carry)
         return self.head(outputs), final
 

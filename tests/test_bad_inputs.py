@@ -1,0 +1,179 @@
+"""Bad inputs, as a new user would try them: each gets one line that names the
+flag, file, row or column, exit status 2, and no traceback.
+
+To add a case, add a row to CASES: the script, its arguments, the files the
+case needs (name -> text or bytes, written to a fresh folder the script runs
+in) and the words the error must contain.  Every case fails before training.
+"""
+
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import load_script
+from rnnlab import RNN
+from rnnlab.cells import make_cell
+from rnnlab.experiment import cli
+from rnnlab.models import LanguageModel, Seq2Seq, SequenceClassifier
+
+ROOT = pathlib.Path(__file__).parents[1]
+
+PRICES = "Date,Close\n" + "".join(f"2024-01-{d:02d},{100 + d}\n" for d in range(1, 29))
+REVIEWS = "text,label\n" + "".join(f"{'a fine film' if i % 2 else 'a dull film'} {i},{'pos' if i % 2 else 'neg'}\n"
+                                   for i in range(40))
+NUMBERED = REVIEWS.replace(",pos\n", ",1\n").replace(",neg\n", ",0\n")
+PAIRS = "source,target\n" + "".join(f"{a}+{a},{2 * a}\n" for a in range(30))
+
+CASES = [
+    # -- numeric flags: checked by the config dataclasses before anything runs
+    ("forecast", ["--steps", "-5"], {}, "--steps must be >= 1, got -5"),
+    ("vanishing_gradients", ["--lengths", "0", "50"], {}, "--lengths must be >= 2, got 0"),
+    ("adding_problem", ["--learning-rate", "1e-3", "0"], {}, "--learning-rate must be > 0.0, got 0.0"),
+    ("adding_problem", ["--seeds", "0"], {}, "--seeds must be >= 1, got 0"),
+    ("text_generation", ["--val-fraction", "1.5"], {}, "--val-fraction must be < 1.0, got 1.5"),
+    ("text_generation", ["--mode", "smaple"], {}, "--mode must be one of train, sample, got 'smaple'"),
+    ("seq2seq", ["--clip-norm", "nan"], {}, "--clip-norm must be a finite number, got nan"),
+    ("sentiment", ["--cell", "lstmm"], {}, "--cell must be one of rnn, rnn_relu, irnn, lstm, gru, got 'lstmm'"),
+    ("sentiment", ["--min-words", "50", "--max-words", "20"], {}, "--max-words must be >= --min-words = 50, got 20"),
+    ("vanishing_gradients", ["--models", "lstm", "transformer"], {}, "--models must be one of"),
+    ("forecast", ["--num-processes", "2", "--process-id", "2"], {}, "--process-id must be < --num-processes = 2"),
+    ("demo", ["--hidden", "0"], {}, "--hidden must be >= 1, got 0"),
+    # -- files
+    ("forecast", ["--csv", "missing.csv"], {}, "no such file: missing.csv"),
+    ("forecast", ["--csv", "p.csv", "--column", "Open"], {"p.csv": PRICES}, "p.csv has no column 'Open'"),
+    ("forecast", ["--csv", "p.csv"], {"p.csv": PRICES.replace(",105\n", ",\n")}, "p.csv: row 5, column 'Close' is empty or NaN"),
+    ("forecast", ["--csv", "p.csv"], {"p.csv": PRICES.replace(",103\n", ",NaN\n")}, "row 3, column 'Close' is empty or NaN"),
+    ("forecast", ["--csv", "p.csv"], {"p.csv": PRICES.replace(",107\n", ",inf\n")}, "row 7, column 'Close' is inf, not a finite"),
+    ("forecast", ["--csv", "p.csv"], {"p.csv": PRICES.replace(",102\n", ",n/a?\n")}, "row 2, column 'Close' is not a number: 'n/a?'"),
+    ("forecast", ["--csv", "p.csv"], {"p.csv": ""}, "p.csv is empty"),
+    ("forecast", ["--csv", "p.csv", "--window", "50"], {"p.csv": PRICES}, "has no window of 50"),
+    ("text_generation", ["--source", "empty.txt"], {"empty.txt": ""}, "empty.txt is empty"),
+    ("text_generation", ["--source", "old.txt"], {"old.txt": "caf\xe9 cr\xe8me\n".encode("latin-1")},
+     "old.txt is not UTF-8 text: byte 0xe9 at offset 3"),
+    ("text_generation", ["--source", "notes.txt"], {}, "no such file or folder: notes.txt"),
+    ("text_generation", ["--source", "."], {"a.csv": "x\n"}, "no .txt files under ."),
+    ("text_generation", ["--mode", "sample", "--out", "never-trained"], {}, "no trained run in never-trained"),
+    ("sentiment", ["--train", "r.csv"], {"r.csv": REVIEWS.replace(",pos\n", ",\n", 1)}, "r.csv: row 2, column 'label' is empty"),
+    ("sentiment", ["--train", "r.csv"], {"r.csv": REVIEWS.replace("a fine film 3", "", 1)}, "r.csv: row 4, column 'text' is empty"),
+    ("sentiment", ["--train", "r.csv"], {"r.csv": NUMBERED.replace(",0\n", ",-1\n", 1)},
+     "r.csv: row 1, column 'label': labels must be class names or integers 0..C-1"),
+    ("sentiment", ["--train", "r.csv", "--test", "t.csv"], {"r.csv": REVIEWS, "t.csv": "text,label\ngreat,meh\n"},
+     "t.csv: row 1, column 'label': label 'meh' is not one of the classes ['neg', 'pos']"),
+    ("sentiment", ["--train", "r.csv", "--label-column", "stars"], {"r.csv": REVIEWS}, "r.csv has no column 'stars'"),
+    ("sentiment", ["--train", "r.csv"], {"r.csv": "text,label\ngood,pos\nfine,pos\n"}, "has one class only ('pos')"),
+    ("sentiment", ["--train", "r.json"], {"r.json": '{"text": "good", "label": 1'}, "r.json is not valid JSON"),
+    ("sentiment", ["--train", "r.jsonl"], {"r.jsonl": '{"text": "good", "label": 1}\n{"text": "bad" "label": 0}\n'},
+     "r.jsonl: line 2 is not valid JSON: Expecting ',' delimiter"),
+    ("seq2seq", ["--pairs", "p.csv"], {"p.csv": "source,target\n1+1,2\n"},
+     "p.csv has 1 pair(s): too few to hold out 1 for validation"),
+    ("seq2seq", ["--pairs", "p.csv"], {"p.csv": PAIRS.replace(",6\n", ",\n")}, "p.csv: row 4, column 'target' is empty"),
+    ("seq2seq", ["--pairs", "p.tsv"], {"p.tsv": PAIRS}, "p.tsv: expected a .csv, .json or .jsonl file"),
+]
+
+
+def case_id(case):
+    script, argv, _, words = case
+    return f"{script}:{' '.join(argv)[:40]}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_bad_input_is_one_clear_line(case, tmp_path, monkeypatch, capsys):
+    script, argv, files, words = case
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    monkeypatch.chdir(tmp_path)
+    out = [] if "--out" in argv or script == "demo" else ["--out", "run"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli(load_script(script).main, [*argv, *out, "--quiet"] if script != "demo" else argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    error_lines = [line for line in err.splitlines() if re.match(r"\S+: error: ", line)]
+    assert len(error_lines) == 1 and words in error_lines[0], err
+
+
+def test_a_failed_start_does_not_block_the_next(tmp_path, monkeypatch, capsys):
+    """A run that stopped at bad data holds only config.json: fixing the file and running again
+    needs no --resume, while a folder with results is still never overwritten."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.csv").write_text(PRICES.replace(",105\n", ",\n"))
+    forecast = load_script("forecast")
+    with pytest.raises(SystemExit):
+        cli(forecast.main, ["--csv", "p.csv", "--out", "run", "--quiet"])
+    (tmp_path / "p.csv").write_text(PRICES)
+    results = forecast.main(["--csv", "p.csv", "--out", "run", "--quiet", "--window", "5", "--horizon", "3",
+                             "--hidden", "4", "--steps", "3", "--checkpoint-every", "0"])
+    assert results["train_points"] > 0
+    before = (tmp_path / "run" / "results.json").read_text()
+    with pytest.raises(SystemExit):
+        cli(forecast.main, ["--csv", "p.csv", "--out", "run", "--quiet"])
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
+    assert (tmp_path / "run" / "results.json").read_text() == before
+
+
+def test_from_the_command_line_exit_2_and_debug_shows_the_traceback(tmp_path):
+    (tmp_path / "p.csv").write_text(PRICES.replace(",107\n", ",inf\n"))
+    command = [sys.executable, str(ROOT / "experiments" / "forecast.py"), "--csv", "p.csv", "--out", "run"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "forecast.py: error: p.csv: row 7, column 'Close' is inf" in result.stderr
+    debug = subprocess.run(command + ["--debug"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "InputError" in debug.stderr
+
+
+def test_string_labels_become_sorted_class_ids_shown_in_results(tmp_path):
+    """`pos`/`neg` labels train like 1/0 (ids in sorted name order, as datasets' ClassLabel)."""
+    (tmp_path / "r.csv").write_text(REVIEWS)
+    (tmp_path / "n.csv").write_text(NUMBERED)
+    common = ["--steps", "4", "--hidden", "4", "--embed", "4", "--directions", "uni", "--quiet",
+              "--checkpoint-every", "0"]
+    sentiment = load_script("sentiment")
+    named = sentiment.main(["--train", str(tmp_path / "r.csv"), "--test", str(tmp_path / "r.csv"),
+                            "--out", str(tmp_path / "named"), *common])
+    numbered = sentiment.main(["--train", str(tmp_path / "n.csv"), "--test", str(tmp_path / "n.csv"),
+                               "--out", str(tmp_path / "numbered"), *common])
+    assert named["class_names"] == ["neg", "pos"] and numbered["class_names"] == ["0", "1"]
+    assert json.loads((tmp_path / "named" / "results.json").read_text())["class_names"] == ["neg", "pos"]
+    # same data, same ids: the same model and the same predictions
+    assert named["models"]["uni"] == numbered["models"]["uni"]
+
+
+# -- token ids at the model boundary ---------------------------------------------
+
+def _models():
+    layer = RNN(make_cell("gru", 4))
+    lm = LanguageModel(7, 3, layer)
+    clf = SequenceClassifier(7, 3, layer, num_classes=2)
+    s2s = Seq2Seq(7, 5, 3, layer, layer)
+    ids = jnp.zeros((1, 3), jnp.int32)
+    lengths = jnp.array([3])
+    return {
+        "LanguageModel": (lm, lm.init(jax.random.key(0), ids), lambda m, p, x: m.apply(p, x)[0]),
+        "SequenceClassifier": (clf, clf.init(jax.random.key(0), ids, lengths), lambda m, p, x: m.apply(p, x, lengths)),
+        "Seq2Seq source": (s2s, s2s.init(jax.random.key(0), ids, lengths, ids), lambda m, p, x: m.apply(p, x, lengths, ids)),
+        "Seq2Seq target": (s2s, s2s.init(jax.random.key(0), ids, lengths, ids),
+                           lambda m, p, x: m.apply(p, jnp.clip(x, 0, 4), lengths, x)),
+    }
+
+
+@pytest.mark.parametrize("name", ["LanguageModel", "SequenceClassifier", "Seq2Seq source", "Seq2Seq target"])
+@pytest.mark.parametrize("bad_id", [7, -1])
+def test_token_ids_outside_the_vocabulary_are_an_error_not_a_clamp(name, bad_id):
+    model, params, call = _models()[name]
+    vocab = 5 if name == "Seq2Seq target" else 7
+    ids = jnp.array([[1, bad_id if bad_id < 0 else vocab, 2]])
+    found = bad_id if bad_id < 0 else vocab
+    message = rf"must lie in 0..{vocab - 1} \(vocabulary size {vocab}\); found {found}"
+    with pytest.raises(ValueError, match=message):  # eager: checked on the host
+        call(model, params, ids)
+    with pytest.raises(Exception, match=message):  # inside jit: a host callback raises the same words
+        jax.block_until_ready(jax.jit(lambda p, x: call(model, p, x))(params, ids))
+    good = jnp.array([[1, vocab - 1, 0]])
+    assert np.all(np.isfinite(np.asarray(jax.jit(lambda p, x: call(model, p, x))(params, good))))
