@@ -17,6 +17,13 @@ truncated or corrupted latest checkpoint is reported with a warning, moved
 aside to ``<step>.unreadable`` (never deleted: it is the user's file) so the
 run can write that step again, and the previous one is used.
 
+Each checkpoint also lists the SHA-256 of its files (``files.sha256.json``,
+written after Orbax commits it) and restore checks them before Orbax reads
+anything: a damaged file is named, and Orbax never starts a read that fails
+half-way (its failed concurrent reads call back into a closed event loop).
+A checkpoint without the list (killed between commit and list) is read and
+checked against the array digest alone.
+
 In a multi-process run only process 0 reads and writes checkpoints (they
 hold host arrays gathered from every process); on the others a
 ``Checkpointer`` is inactive: it saves nothing and finds nothing, and the
@@ -26,6 +33,7 @@ caller broadcasts what process 0 restored (``rnnlab.experiment.resume``).
 from __future__ import annotations
 
 import hashlib
+import json
 import pathlib
 import warnings
 
@@ -50,6 +58,41 @@ class CorruptCheckpointError(RuntimeError):
 
 class CheckpointWriteError(OSError):
     """A checkpoint could not be written (disk full, permissions); earlier ones are intact."""
+
+
+FILE_DIGESTS = "files.sha256.json"
+
+
+def _file_digests(folder: pathlib.Path) -> dict[str, str]:
+    """``{path relative to folder: SHA-256}`` of every file under ``folder`` but the list itself."""
+    digests = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != FILE_DIGESTS):
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+        digests[path.relative_to(folder).as_posix()] = h.hexdigest()
+    return digests
+
+
+def _write_file_digests(folder: pathlib.Path) -> None:
+    tmp = folder / (FILE_DIGESTS + ".tmp")
+    tmp.write_text(json.dumps(_file_digests(folder), indent=0))
+    tmp.replace(folder / FILE_DIGESTS)
+
+
+def _check_file_digests(folder: pathlib.Path) -> None:
+    listed = folder / FILE_DIGESTS
+    if not listed.exists():
+        return
+    want, have = json.loads(listed.read_text()), _file_digests(folder)
+    for name in sorted(want.keys() | have.keys()):
+        if name not in have:
+            raise CorruptCheckpointError(f"checkpoint {folder}: file {name} is missing")
+        if name not in want:
+            continue  # added later (Orbax metadata, say): the array digest still checks the contents
+        if have[name] != want[name]:
+            raise CorruptCheckpointError(f"checkpoint {folder}: file {name} differs from when it was saved")
 
 
 class Checkpointer:
@@ -101,6 +144,7 @@ class Checkpointer:
                 force=True,
             )
             self._manager.wait_until_finished()
+            _write_file_digests(self.path(step))
         except OSError as e:
             kept = ", ".join(map(str, self.steps())) or "none"
             raise CheckpointWriteError(
@@ -109,6 +153,7 @@ class Checkpointer:
 
     def restore(self, step: int, target):
         """``(state, meta)`` of one step, checked against its digest."""
+        _check_file_digests(self.path(step))
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         restored = self._manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
