@@ -24,10 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnlab import RNN
-from rnnlab.cells import make_cell
+from rnnlab.cells import NAMED_CELLS, make_cell
 from rnnlab.data import synthetic
 from rnnlab import parallel
-from rnnlab.cells import NAMED_CELLS
 from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
 from rnnlab.models import SequenceRegressor
 from rnnlab.plots import learning_curves, panels

@@ -25,10 +25,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from rnnlab import RNN
-from rnnlab.cells import make_cell
+from rnnlab.cells import NAMED_CELLS, make_cell
 from rnnlab.decode import recursive_forecast
 from rnnlab.data import load_csv_column, mackey_glass, make_windows, sine_mixture, split_by_time, standardize
-from rnnlab.cells import NAMED_CELLS
 from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_seeds
 from rnnlab.models import SequenceRegressor
 from rnnlab.train import OptimConfig, make_optimizer

@@ -26,11 +26,10 @@ import numpy as np
 import optax
 
 from rnnlab import RNN
-from rnnlab.cells import make_cell
+from rnnlab.cells import NAMED_CELLS, make_cell
 from rnnlab.data import WordVocab, pad_sequences
 from rnnlab.data.synthetic import negation_reviews
 from rnnlab.data.text import Labelled, load_labelled
-from rnnlab.cells import NAMED_CELLS
 from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, train_seeds
 from rnnlab.metrics import confusion_matrix
 from rnnlab.models import SequenceClassifier

@@ -20,12 +20,11 @@ import numpy as np
 import optax
 
 from rnnlab import RNN
-from rnnlab.cells import make_cell
+from rnnlab.cells import NAMED_CELLS, make_cell
 from rnnlab.data import CharVocab, pad_sequences
 from rnnlab.data.synthetic import addition_pairs
 from rnnlab.data.text import load_pairs
 from rnnlab.decode import beam_search, greedy_decode
-from rnnlab.cells import NAMED_CELLS
 from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_seeds
 from rnnlab.metrics import character_error_rate, exact_match
 from rnnlab.models import Seq2Seq

@@ -28,15 +28,16 @@ import numpy as np
 import optax
 
 from rnnlab import RNN
-from rnnlab.cells import make_cell
+from rnnlab.cells import NAMED_CELLS, make_cell
 from rnnlab.checkpoint import Checkpointer
 from rnnlab.data import CharVocab, WordVocab, default_corpus, load_text, random_windows, sequential_windows, vocab_from_dict
 from rnnlab.decode import sample_text
-from rnnlab.cells import NAMED_CELLS
-from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_seeds
+from rnnlab.data.files import check_utf8
+from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, train_seeds
 from rnnlab.models import LanguageModel
 from rnnlab.plots import learning_curves
 from rnnlab.train import OptimConfig, init_state, make_optimizer
+from rnnlab.validation import InputError
 
 
 @dataclasses.dataclass
@@ -159,10 +160,19 @@ def sample(cfg: Config):
     optimizer = make_optimizer(OptimConfig("adam", saved.learning_rate, clip_norm=saved.clip_norm), saved.steps)
     target = jax.vmap(lambda k: init_state(optimizer, model.init(k, jnp.zeros((1, 1), jnp.int32)), k))(
         jax.random.key(0)[None])
-    _, state, _ = checkpointer.restore_latest(target)
-    params = jax.tree.map(lambda a: a[0], state.params)
-    prime = pathlib.Path(cfg.prime_file).read_text() if cfg.prime_file else cfg.prime
+    found = checkpointer.restore_latest(target)
+    checkpointer.close()
+    if found is None:
+        raise InputError(f"no readable checkpoint in {checkpointer.directory}")
+    params = jax.tree.map(lambda a: a[0], found[1].params)
+    if cfg.prime_file:
+        check_utf8(pathlib.Path(cfg.prime_file))
+    prime = pathlib.Path(cfg.prime_file).read_text(encoding="utf-8") if cfg.prime_file else cfg.prime
     prime_ids = vocab.encode(prime)
+    if len(prime_ids) == 0:
+        raise ConfigError(f"--prime{'-file' if cfg.prime_file else ''} holds no {saved.level}s to start from")
+    if cfg.top_k > vocab.size:
+        raise ConfigError(f"--top-k must be <= the vocabulary size {vocab.size}, got {cfg.top_k}")
     ids = sample_text(model, params, prime_ids, cfg.length, jax.random.key(cfg.seed),
                       temperature=cfg.temperature, top_k=cfg.top_k)
     text = vocab.decode(ids)

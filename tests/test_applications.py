@@ -39,6 +39,10 @@ def test_text_generation_learns_and_samples_from_its_checkpoint(tmp_path, capsys
     assert a == b and len(a) == 40
     with pytest.raises(ValueError, match="characters not in the vocabulary"):
         module.main(["--mode", "sample", "--out", str(out), "--prime", "\u2603", "--length", "5"])
+    with pytest.raises(ValueError, match=r"--top-k must be <= the vocabulary size \d+, got 5000"):
+        module.main(["--mode", "sample", "--out", str(out), "--top-k", "5000"])
+    with pytest.raises(ValueError, match="--prime holds no chars to start from"):
+        module.main(["--mode", "sample", "--out", str(out), "--prime", ""])
 
 
 def test_sentiment_bidirectional_beats_unidirectional(tmp_path):

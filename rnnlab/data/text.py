@@ -61,7 +61,7 @@ class CharVocab:
             text = "".join(ch for ch in text if ch in index)
         unknown = sorted(set(text) - index.keys())
         if unknown:
-            raise ValueError(f"characters not in the vocabulary: {''.join(unknown)!r}")
+            raise InputError(f"characters not in the vocabulary: {''.join(unknown)!r}")
         return np.fromiter((index[ch] for ch in text), np.int32, len(text))
 
     def decode(self, ids) -> str:
