@@ -78,15 +78,15 @@ def main(argv=None):
     model = SequenceRegressor(RNN(make_cell(cfg.cell, cfg.hidden)))
     mse = lambda params, x, y: jnp.mean((model.apply(params, x) - y) ** 2)
 
-    def batches(step):  # a pure function of the step; leading axis: one seed
-        idx = np.random.default_rng((cfg.seed, step)).integers(0, len(x_train), cfg.batch_size)
+    def batches(step, examples):  # a pure function of the step; leading axis: one seed
+        idx = np.random.default_rng((cfg.seed, step)).integers(0, len(x_train), cfg.batch_size)[examples]
         return {"x": x_train[idx][None], "y": y_train[idx][None]}
 
     state = train_seeds(
         run, cfg.cell, cfg, init_fn=lambda k: model.init(k, jnp.zeros((1, cfg.window, 1))),
         loss_fn=lambda params, batch, key: (mse(params, batch["x"], batch["y"]), {}),
         optimizer=make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps),
-        batch_fn=batches, init_keys=jax.random.key(cfg.seed)[None],
+        batch_fn=batches, batch_size=cfg.batch_size, init_keys=jax.random.key(cfg.seed)[None],
     )
     params = jax.tree.map(lambda a: a[0], state.params)
     predict = jax.jit(lambda x: model.apply(params, x))
@@ -98,7 +98,8 @@ def main(argv=None):
     truth = future_s[:horizon]
     unscale = lambda a: np.asarray(a) * std + mean
     results = {
-        "series": name, "train_points": len(past), "val_points": len(future),
+        "series": name, "train_points": len(past), "val_points": len(future), "devices": jax.device_count(),
+        "processes": jax.process_count(),
         "one_step_mse": float(np.mean((one_step - y_val[:, 0]) ** 2) * std**2),
         "one_step_naive_mse": float(np.mean((naive - y_val[:, 0]) ** 2) * std**2),
         "multi_step_horizon": horizon,

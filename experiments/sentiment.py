@@ -102,13 +102,14 @@ def main(argv=None):
     train_ids, train_lengths = encode(vocab, train_texts, cfg.max_len)
     test_ids, test_lengths = encode(vocab, test_texts, cfg.max_len)
 
-    def batches(step):  # a pure function of the step; leading axis: one seed
-        idx = np.random.default_rng((cfg.seed, step)).integers(0, len(train_ids), cfg.batch_size)
+    def batches(step, examples):  # a pure function of the step; leading axis: one seed
+        idx = np.random.default_rng((cfg.seed, step)).integers(0, len(train_ids), cfg.batch_size)[examples]
         return {"ids": train_ids[idx][None], "lengths": train_lengths[idx][None], "labels": train_labels[idx][None]}
 
     results = {"vocab_size": vocab.size, "train_examples": len(train_ids), "test_examples": len(test_ids),
                "class_names": list(class_names),  # class id -> label in the data
-               "pooling": cfg.pooling, "models": {}}
+               "pooling": cfg.pooling, "devices": jax.device_count(), "processes": jax.process_count(),
+               "models": {}}
     for direction in cfg.directions:
         layer = RNN(make_cell(cfg.cell, cfg.hidden), bidirectional=(direction == "bi"))
         model = SequenceClassifier(vocab.size, cfg.embed, layer, num_classes, cfg.pooling)
@@ -122,7 +123,7 @@ def main(argv=None):
             run, f"{direction}-{cfg.cell}", cfg,
             init_fn=lambda k, model=model: model.init(k, train_ids[:1], train_lengths[:1]),
             loss_fn=loss_fn, optimizer=make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps),
-            batch_fn=batches, init_keys=jax.random.key(cfg.seed)[None], vocab=vocab,
+            batch_fn=batches, batch_size=cfg.batch_size, init_keys=jax.random.key(cfg.seed)[None], vocab=vocab,
         )
         params = jax.tree.map(lambda a: a[0], state.params)
         predict = jax.jit(lambda ids, lengths, model=model: jnp.argmax(model.apply(params, ids, lengths), -1))
@@ -136,6 +137,8 @@ def main(argv=None):
             print(f"{direction}-{cfg.cell}: test accuracy {results['models'][direction]['accuracy']:.3f}")
     results["runtime_s"] = time.perf_counter() - t0
     run.write_results(results)
+    if not run.writes:  # the figure reads metrics.jsonl, which process 0 alone writes
+        return results
 
     fig, axes = plt.subplots(1, 1 + len(cfg.directions), figsize=(5 + 3.2 * len(cfg.directions), 3.8),
                              constrained_layout=True)

@@ -108,14 +108,14 @@ def main(argv=None):
         token_loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["tgt_out"])
         return jnp.sum(token_loss * batch["mask"]) / jnp.sum(batch["mask"]), {}
 
-    def batches(step):  # a pure function of the step; leading axis: one seed
-        idx = np.random.default_rng((cfg.seed, step)).integers(0, len(train), cfg.batch_size)
+    def batches(step, examples):  # a pure function of the step; leading axis: one seed
+        idx = np.random.default_rng((cfg.seed, step)).integers(0, len(train), cfg.batch_size)[examples]
         return {k: v[idx][None] for k, v in data.items()}
 
     state = train_seeds(
         run, f"{cfg.cell}", cfg, init_fn=lambda k: model.init(k, data["src"][:1], data["src_lengths"][:1], data["tgt_in"][:1]),
         loss_fn=loss_fn, optimizer=make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps),
-        batch_fn=batches, init_keys=jax.random.key(cfg.seed)[None], vocab=tgt_vocab,
+        batch_fn=batches, batch_size=cfg.batch_size, init_keys=jax.random.key(cfg.seed)[None], vocab=tgt_vocab,
     )
     params = jax.tree.map(lambda a: a[0], state.params)
 
@@ -129,7 +129,8 @@ def main(argv=None):
                                            start_id=tgt_vocab.id(START), end_id=end_id, max_len=max_len,
                                            beam=cfg.beam)[0]) for i in range(n_beam)]
     results = {
-        "train_pairs": len(train), "val_pairs": len(val),
+        "train_pairs": len(train), "val_pairs": len(val), "devices": jax.device_count(),
+        "processes": jax.process_count(),
         "greedy_exact_match": exact_match(greedy, references),
         "greedy_cer": character_error_rate(greedy, references),
         "beam": cfg.beam, "beam_examples": n_beam,
@@ -140,6 +141,8 @@ def main(argv=None):
         "runtime_s": time.perf_counter() - t0,
     }
     run.write_results(results)
+    if not run.writes:  # the figure reads metrics.jsonl, which process 0 alone writes
+        return results
     fig = learning_curves({cfg.cell: run.curve(cfg.cell)},
                           ylabel="teacher-forced cross-entropy per target token",
                           title=f"seq2seq {'addition' if not cfg.pairs else cfg.pairs}: {cfg.layers}x{cfg.cell.upper()} "

@@ -106,13 +106,14 @@ def train(cfg: Config):
     train_ids, val_ids = encode(text[:cut]), encode(text[cut:])
     model = build_model(cfg, vocab)
     optimizer = make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps)
-    batches = lambda step: jax.tree.map(
-        lambda a: a[None], random_windows(train_ids, cfg.batch_size, cfg.seq_len, (cfg.seed, step)))
+    batches = lambda step, examples: jax.tree.map(  # leading axis: one seed
+        lambda a: a[None], random_windows(train_ids, cfg.batch_size, cfg.seq_len, (cfg.seed, step), examples))
     dummy = jnp.zeros((1, cfg.seq_len), jnp.int32)
     state = train_seeds(
         run, "lm", cfg, init_fn=lambda k: model.init(k, dummy),
         loss_fn=lambda params, batch, key: (token_loss(model, params, batch, key if cfg.dropout else None), {}),
-        optimizer=optimizer, batch_fn=batches, init_keys=jax.random.key(cfg.seed)[None], vocab=vocab,
+        optimizer=optimizer, batch_fn=batches, batch_size=cfg.batch_size, init_keys=jax.random.key(cfg.seed)[None],
+        vocab=vocab,
     )
     params = jax.tree.map(lambda a: a[0], state.params)
 
@@ -127,13 +128,16 @@ def train(cfg: Config):
         "level": cfg.level, "vocab_size": vocab.size, "train_tokens": len(train_ids), "val_tokens": len(val_ids),
         "val_loss_nats": val_nats,
         "unigram_entropy_nats": unigram_entropy(train_ids, vocab.size),
-        "sample_prime": cfg.prime, "sample": sample, "runtime_s": time.perf_counter() - t0,
+        "sample_prime": cfg.prime, "sample": sample, "devices": jax.device_count(),
+        "processes": jax.process_count(), "runtime_s": time.perf_counter() - t0,
     }
     if cfg.level == "char":
         results["val_bits_per_char"] = val_nats / math.log(2)
     else:
         results["val_perplexity"] = math.exp(val_nats)
     run.write_results(results)
+    if not run.writes:  # the figure reads metrics.jsonl, which process 0 alone writes
+        return results
     fig = learning_curves({cfg.cell: run.curve("lm")},
                           baseline=results["unigram_entropy_nats"], baseline_label="unigram entropy",
                           ylabel="training cross-entropy, nats per token",

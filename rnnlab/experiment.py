@@ -346,13 +346,14 @@ def _restore_checked(checkpointer, target_state, cfg, vocab):
 
 def train_sweep(run: RunDir, name: str, cfg, sweep: sweeps.Sweep, *, loss_fn, optimizer, batch_fn, init_keys,
                 init_fn=None, params=None, hyperparameters=(), num_steps=None, log_every=None, vocab=None,
-                tolerate_diverged: bool = False):
+                tolerate_diverged: bool = False, batch_size: int | None = None):
     """Train one model at every point of ``sweep`` side by side (one compiled step, rows
     sharded over every device), with the run's checkpoints, resumption and metrics log
     (records tagged ``"model": name``, per-point values in ``<metric>_per_point``).
 
     ``params``: host rows ``[S, ...]``, or else ``init_fn(key, point) -> params`` makes them
-    (``rnnlab.sweep.init_params``); ``batch_fn(step) -> host batch [S, ...]``; ``hyperparameters``: the columns that set
+    (``rnnlab.sweep.init_params``); ``batch_fn(step) -> host batch [S, ...]``, or with ``batch_size``
+    ``batch_fn(step, examples) -> [S, len(examples), ...]`` (``rnnlab.sweep.train``); ``hyperparameters``: the columns that set
     optimizer hyperparameters (``learning_rate``, ``clip_norm``, ...).  Returns the final
     ``TrainState`` as host rows ``[S, ...]``.  Raises ``NonFiniteError`` like ``fit``
     (with ``tolerate_diverged``, only once every point has diverged).  ``vocab`` (text
@@ -372,18 +373,20 @@ def train_sweep(run: RunDir, name: str, cfg, sweep: sweeps.Sweep, *, loss_fn, op
             log_every=cfg.log_every if log_every is None else log_every,
             log=run.logger(name), meta_fn=lambda step: checkpoint_meta(cfg, step, vocab),
             progress="none" if cfg.quiet or not run.writes else "auto", desc=name,
-            tolerate_diverged=tolerate_diverged,
+            tolerate_diverged=tolerate_diverged, batch_size=batch_size,
         )
     finally:
         checkpointer.close()
 
 
-def train_seeds(run: RunDir, name: str, cfg, *, init_fn, loss_fn, optimizer, batch_fn, init_keys, num_steps=None,
-                log_every=None, vocab=None):
-    """``train_sweep`` over seeds only: ``init_fn(key) -> params``, ``batch_fn(step) -> batch [S, ...]``,
-    one key per seed in ``init_keys``."""
-    seeds = sweeps.Sweep([{"seed": i} for i in range(len(init_keys))])
+def train_seeds(run: RunDir, name: str, cfg, *, init_fn, loss_fn, optimizer, batch_fn, init_keys, batch_size: int,
+                num_steps=None, log_every=None, vocab=None):
+    """``train_sweep`` over seeds only, data parallel: each step's ``batch_size`` examples are
+    split over every device of every process.  ``init_fn(key) -> params``, one key per seed in
+    ``init_keys``; ``batch_fn(step, examples: slice) -> batch [S, len(examples), ...]``, called
+    by each process for its own examples only."""
+    seeds = sweeps.Sweep([{"seed": i} for i in range(len(init_keys))], data=jax.device_count())
     init = jax.jit(init_fn)  # one compile for every seed
     return train_sweep(run, name, cfg, seeds, init_fn=lambda key, point: init(key), loss_fn=loss_fn,
                        optimizer=optimizer, batch_fn=batch_fn, init_keys=init_keys, num_steps=num_steps,
-                       log_every=log_every, vocab=vocab)
+                       log_every=log_every, vocab=vocab, batch_size=batch_size)

@@ -1,19 +1,29 @@
 """The one place that knows about meshes, shardings, ``jax.distributed`` and
 the compilation cache.
 
-A sweep's leading axis (one row per grid point) is the ``"sweep"`` axis of a
-1-D mesh over every device of every process:
+Every device of every process sits in one 2-D mesh, ``("sweep", "data")``:
+a sweep's rows (one per grid point or seed) are split over ``"sweep"``, and
+each row's batch of examples over ``"data"`` (data parallelism: the params
+and optimizer state of a row are replicated along ``"data"``, and XLA sums
+the gradients across it).  A sweep of many points uses ``data=1``; one
+model trained on big batches uses ``data=jax.device_count()``.
 
     parallel.initialize(coordinator_address, num_processes, process_id)  # before any other JAX call
-    mesh = parallel.sweep_mesh()                  # Explicit axis over jax.devices()
-    rows_x = parallel.put(host_x, mesh)           # host [S, ...] -> global array, row s on its device
+    mesh = parallel.sweep_mesh(data=1)            # (devices / data) x data
+    rows_x = parallel.put(host_x, mesh)           # host [S, ...] -> global array, row s on its devices
+    batch = parallel.put_batch(make_rows, (S, B), mesh)   # [S, B, ...]: each device's rows made where it is
     host_x = parallel.to_host(rows_x)             # every process gets the whole array back
 
-``put`` builds global arrays with ``jax.make_array_from_callback``: each
-process fills only the rows its own devices hold, so the same code runs on
-one CPU, on 8 GPUs and on several hosts.  ``to_host`` gathers with
-``process_allgather`` when the array spans processes (a collective: every
-process must call it).
+``put`` and ``put_batch`` build global arrays with
+``jax.make_array_from_callback``: each process makes only the parts its own
+devices hold, so the same code runs on one CPU, on 8 GPUs and on several
+hosts, and no process ever builds another's examples.  ``to_host`` gathers
+with ``process_allgather`` when the array spans processes (a collective:
+every process must call it).
+
+``"sweep"`` is an Explicit axis (vmap keeps rows apart by construction);
+``"data"`` is Auto, so XLA places the gradient all-reduce of the batch
+contraction itself.
 """
 
 from __future__ import annotations
@@ -25,7 +35,9 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
-SWEEP_AXIS = "sweep"
+from rnnlab.validation import InputError
+
+SWEEP_AXIS, DATA_AXIS = "sweep", "data"
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
@@ -65,33 +77,83 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
-def sweep_mesh(devices=None) -> jax.sharding.Mesh:
-    """A 1-D mesh with an Explicit ``"sweep"`` axis over ``devices`` (all devices of all processes)."""
+def sweep_mesh(devices=None, data: int = 1) -> jax.sharding.Mesh:
+    """The ``("sweep", "data")`` mesh over ``devices`` (all devices of all processes):
+    ``len(devices) // data`` rows of ``data`` devices each."""
     devices = jax.devices() if devices is None else list(devices)
-    return jax.make_mesh((len(devices),), (SWEEP_AXIS,), axis_types=(AxisType.Explicit,), devices=devices)
+    if data < 1 or len(devices) % data:
+        raise ValueError(f"the data axis ({data} devices) must divide the {len(devices)} devices")
+    return jax.make_mesh((len(devices) // data, data), (SWEEP_AXIS, DATA_AXIS),
+                         axis_types=(AxisType.Explicit, AxisType.Auto), devices=devices)
 
 
 def padded_size(size: int, mesh) -> int:
-    """``size`` rounded up to a multiple of the mesh's device count."""
-    n = mesh.devices.size
+    """``size`` rounded up to a multiple of the mesh's ``"sweep"`` axis."""
+    n = mesh.shape[SWEEP_AXIS]
     return -(-size // n) * n
 
 
 def row_sharding(mesh) -> NamedSharding:
+    """Rows over ``"sweep"``, each row whole on every device of its ``"data"`` group."""
     return NamedSharding(mesh, PartitionSpec(SWEEP_AXIS))
 
 
 def put(host_tree, mesh):
-    """Host arrays ``[S, ...]`` (S a multiple of the device count) -> global arrays sharded by row."""
+    """Host arrays ``[S, ...]`` (S a multiple of the ``"sweep"`` axis) -> global arrays sharded by row."""
     sharding = row_sharding(mesh)
 
     def one(a):
         a = np.asarray(a)
-        if a.shape[0] % mesh.devices.size:
-            raise ValueError(f"leading axis {a.shape[0]} is not a multiple of {mesh.devices.size} devices")
+        if a.shape[0] % mesh.shape[SWEEP_AXIS]:
+            raise ValueError(f"leading axis {a.shape[0]} is not a multiple of the sweep axis "
+                             f"({mesh.shape[SWEEP_AXIS]} device groups)")
         return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
 
     return jax.tree.map(one, host_tree)
+
+
+def check_batch_size(batch_size: int, mesh) -> None:
+    """The batch is split evenly over the ``"data"`` axis or not at all."""
+    data = mesh.shape[DATA_AXIS]
+    if batch_size % data:
+        raise InputError(f"the batch size {batch_size} does not divide by the {data} devices it is split over; "
+                         f"use a multiple of {data} (--batch-size)")
+
+
+def put_batch(make_rows, rows_shape: tuple[int, int], mesh):
+    """A batch ``[S, B, ...]`` with the S rows over ``"sweep"`` and the B examples over ``"data"``.
+
+    ``make_rows(examples: slice) -> host tree [S, len(examples), ...]`` is called once per
+    distinct slice of examples that this process's devices hold, never for another
+    process's examples (several hosts: each one loads its own part of the batch).
+    """
+    num_rows, batch_size = rows_shape
+    check_batch_size(batch_size, mesh)
+    sharding = NamedSharding(mesh, PartitionSpec(SWEEP_AXIS, DATA_AXIS))
+    made: dict[tuple[int, int], tuple] = {}
+
+    def rows_for(examples: slice):
+        """(treedef, host leaves [S, b, ...]) of one slice of examples, made once."""
+        lo, hi, _ = examples.indices(batch_size)
+        if (lo, hi) not in made:
+            tree = make_rows(slice(lo, hi))
+            leaves = [np.asarray(a) for a in jax.tree.leaves(tree)]
+            for a in leaves:
+                if a.shape[:2] != (num_rows, hi - lo):
+                    raise ValueError(f"batch rows for examples {lo}:{hi}: expected a leading shape "
+                                     f"{(num_rows, hi - lo)}, got {a.shape}")
+            made[(lo, hi)] = jax.tree.structure(tree), leaves
+        return made[(lo, hi)]
+
+    first_index = next(iter(sharding.addressable_devices_indices_map((num_rows, batch_size)).values()))
+    treedef, example = rows_for(first_index[1])
+    arrays = [
+        jax.make_array_from_callback(
+            (num_rows, batch_size) + a.shape[2:], sharding,
+            lambda index, i=i: rows_for(index[1])[1][i][(index[0], slice(None)) + tuple(index[2:])])
+        for i, a in enumerate(example)
+    ]
+    return jax.tree.unflatten(treedef, arrays)
 
 
 def to_host(tree):

@@ -15,10 +15,14 @@ columns: give each its own ``Sweep``.
     state = train(sweep, state, loss_fn, optimizer, batch_fn, num_steps=1000)   # host arrays [12, ...]
     grads = sweep.run(measure_fn, state.params, batch)     # any per-point function, one program
 
-The rows are sharded over a 1-D ``"sweep"`` mesh of every device of every
-process (``rnnlab.parallel``); padding rows repeat the last point and are
-dropped from everything that comes back.  A sweep of one point is an ordinary
-run.  ``rnnlab.experiment.train_sweep`` adds the run folder, checkpoints and
+The rows are sharded over the ``"sweep"`` axis of a ``("sweep", "data")`` mesh
+of every device of every process (``rnnlab.parallel``); padding rows repeat
+the last point and are dropped from everything that comes back.  With
+``Sweep(points, data=n)`` each row's batch is also split over ``n`` devices
+(data parallelism); ``train(..., batch_size=B)`` then asks
+``batch_fn(step, examples)`` for only the examples each process's devices
+hold.  A sweep of one point is an ordinary run.
+``rnnlab.experiment.train_sweep`` adds the run folder, checkpoints and
 ``--resume``.
 """
 
@@ -48,7 +52,7 @@ def grid(**axes: Sequence) -> list[dict]:
 class Sweep:
     """Points (dicts with the same numeric keys) laid out as rows over a device mesh."""
 
-    def __init__(self, points: Sequence[Mapping[str, Any]], mesh=None):
+    def __init__(self, points: Sequence[Mapping[str, Any]], mesh=None, data: int = 1):
         points = [dict(p) for p in points]
         if not points:
             raise ValueError("a sweep needs at least one point")
@@ -61,7 +65,7 @@ class Sweep:
                     raise ValueError(f"sweep point {i}: {k}={v!r} is not a number (shape or code changes "
                                      "need a Sweep of their own)")
         self.points, self.names = points, names
-        self.mesh = parallel.sweep_mesh() if mesh is None else mesh
+        self.mesh = parallel.sweep_mesh(data=data) if mesh is None else mesh
         self.size = len(points)
         self.padded_size = parallel.padded_size(self.size, self.mesh)
         self._programs: dict = {}
@@ -97,6 +101,13 @@ class Sweep:
     def put(self, host_tree):
         """Host rows ``[S, ...]`` -> global arrays ``[padded, ...]`` sharded over the mesh."""
         return parallel.put(self.pad(host_tree), self.mesh)
+
+    def put_batch(self, make_rows: Callable[[slice], Any], batch_size: int):
+        """A batch ``[padded, batch_size, ...]``, examples split over the ``"data"`` axis;
+        ``make_rows(examples) -> host rows [S, len(examples), ...]`` is called only for the
+        examples this process's devices hold."""
+        return parallel.put_batch(lambda examples: self.pad(make_rows(examples)),
+                                  (self.padded_size, batch_size), self.mesh)
 
     def gather(self, tree):
         """Global rows -> host NumPy ``[S, ...]``, padding dropped (on every process)."""
@@ -160,17 +171,25 @@ def init_states(sweep: Sweep, optimizer: Optimizer, params, init_keys,
 
 
 def train(sweep: Sweep, state: TrainState, loss_fn: Callable, optimizer: Optimizer,
-          batch_fn: Callable[[int], Any], *, num_steps: int, checkpointer=None, **fit_kwargs) -> TrainState:
+          batch_fn: Callable[..., Any], *, num_steps: int, checkpointer=None, batch_size: int | None = None,
+          **fit_kwargs) -> TrainState:
     """Train every point side by side: one compiled step for the whole sweep.
 
-    ``state``: host rows from ``init_states`` (or a checkpoint); ``batch_fn(step)``: host
-    batch rows ``[S, ...]``.  Returns host rows.  ``fit_kwargs`` go to ``rnnlab.train.fit``
-    (logging, progress, ``tolerate_diverged``); checkpoints hold host rows without padding,
-    so a run resumes on any device count.
+    ``state``: host rows from ``init_states`` (or a checkpoint).  ``batch_fn(step)``: host
+    batch rows ``[S, ...]``; or, given ``batch_size``, ``batch_fn(step, examples: slice)``:
+    rows ``[S, len(examples), ...]`` of only those examples of the step's batch (a
+    ``Sweep(..., data=n)`` splits them over devices and hosts).  Returns host rows.
+    ``fit_kwargs`` go to ``rnnlab.train.fit`` (logging, progress, ``tolerate_diverged``);
+    checkpoints hold host rows without padding, so a run resumes on any device count.
     """
     step = sweep.program(make_train_step(loss_fn, optimizer))
+    if batch_size is None:
+        put_batch = lambda i: sweep.put(batch_fn(i))
+    else:
+        parallel.check_batch_size(batch_size, sweep.mesh)
+        put_batch = lambda i: sweep.put_batch(lambda examples: batch_fn(i, examples), batch_size)
     final = fit(
-        step, sweep.put(state), lambda i: sweep.put(batch_fn(i)), num_steps=num_steps,
+        step, sweep.put(state), put_batch, num_steps=num_steps,
         checkpointer=checkpointer, metrics_to_host=sweep.gather,
         save_state=lambda done, st, meta: checkpointer.save(done, sweep.gather(st), meta),
         **fit_kwargs,

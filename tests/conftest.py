@@ -3,6 +3,9 @@
 
 import collections
 import os
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -58,3 +61,31 @@ def load_script(name: str):
     sys.modules[name] = module  # dataclasses look their module up here
     spec.loader.exec_module(module)
     return module
+
+
+EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def run_two_processes(script: str, args: list, outs: list) -> None:
+    """``script`` as 2 processes on localhost (one CPU device each, a free port, cluster
+    detection off inside rnnlab.parallel), bounded in time, both reaped whatever happens."""
+    port = free_port()
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="1")
+    procs = [subprocess.Popen(
+        [sys.executable, os.path.join(EXPERIMENTS, script), *args, "--out", str(outs[i]),
+         "--coordinator-address", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    try:
+        logs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:  # never leave a process behind
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)

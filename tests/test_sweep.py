@@ -3,7 +3,6 @@ give a 1-device run's numbers; the persistent compilation cache is hit."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -12,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_script
+from conftest import load_script, run_two_processes
 
 from rnnlab import RNN, diagnostics, sweep as sweeps
 from rnnlab.cells import make_cell
@@ -114,31 +113,6 @@ def test_four_devices_give_one_devices_numbers(one_device_run, tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["devices"] == 4 and one_device_run["devices"] == 1
     assert_same_numbers(results, one_device_run)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def run_two_processes(script: str, args: list, outs: list) -> None:
-    """``script`` as 2 processes on localhost (one CPU device each, a free port, cluster
-    detection off inside rnnlab.parallel), bounded in time, both reaped whatever happens."""
-    port = free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="1")
-    procs = [subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "experiments", script), *args, "--out", str(outs[i]),
-         "--coordinator-address", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    try:
-        logs = [p.communicate(timeout=300)[0] for p in procs]
-    finally:
-        for p in procs:  # never leave a process behind
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)
 
 
 def test_two_processes_give_one_process_numbers(one_device_run, tmp_path):

@@ -183,15 +183,17 @@ def pad_sequences(sequences, pad_id: int = 0, max_len: int | None = None):
     return ids, lengths
 
 
-def random_windows(ids: np.ndarray, batch_size: int, seq_len: int, seed) -> dict:
+def random_windows(ids: np.ndarray, batch_size: int, seq_len: int, seed, examples: slice = slice(None)) -> dict:
     """``batch_size`` random windows of a token stream: inputs and next-token targets ``[B, seq_len]``.
 
     A pure function of ``seed`` (anything ``np.random.default_rng`` takes): batch
     ``i`` of a run uses ``(run_seed, i)``, so the data position is the step.
+    ``examples`` picks some of the batch's windows (a device's or a host's share)
+    without reading the others.
     """
     if len(ids) < seq_len + 1:
         raise InputError(f"a text of {len(ids)} tokens is shorter than one window of {seq_len} + 1")
-    starts = np.random.default_rng(seed).integers(0, len(ids) - seq_len, batch_size)
+    starts = np.random.default_rng(seed).integers(0, len(ids) - seq_len, batch_size)[examples]
     chunks = ids[starts[:, None] + np.arange(seq_len + 1)[None, :]]
     return {"inputs": chunks[:, :-1], "targets": chunks[:, 1:]}
 
