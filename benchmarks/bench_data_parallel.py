@@ -32,7 +32,7 @@ def worker(args) -> dict:
     import numpy as np
     import optax
 
-    from rnnlab import RNN
+    from rnnlab import RNN, parallel
     from rnnlab import sweep as sweeps
     from rnnlab.cells import make_cell
     from rnnlab.data import random_windows
@@ -48,7 +48,8 @@ def worker(args) -> dict:
         logits, _ = model.apply(params, batch["inputs"])
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])), {}
 
-    sweep = sweeps.Sweep([{"seed": 0}], data=jax.device_count())
+    devices = jax.devices()[: args.use]  # on a GPU machine: the first n GPUs
+    sweep = sweeps.Sweep([{"seed": 0}], mesh=parallel.sweep_mesh(devices, data=len(devices)))
     params = model.init(jax.random.key(0), jnp.zeros((1, args.seq_len), jnp.int32))
     state = sweep.put(jax.tree.map(lambda a: np.asarray(a)[None], init_state(opt, params, jax.random.key(1))))
     step = sweep.program(make_train_step(loss_fn, opt))
@@ -66,7 +67,7 @@ def worker(args) -> dict:
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
     seconds = float(np.median(times))
-    return {"devices": jax.device_count(), "platform": jax.devices()[0].platform,
+    return {"devices": len(devices), "platform": devices[0].platform,
             "seconds_per_step": seconds, "tokens_per_s": args.batch * args.seq_len / seconds,
             "all_reduce_in_step": "all-reduce" in hlo}
 
@@ -82,6 +83,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="")
     parser.add_argument(WORKER, action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--use", type=int, default=1, help=argparse.SUPPRESS)  # the worker's device count
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args)))
@@ -94,10 +96,8 @@ def main():
              if k in ("batch", "seq_len", "hidden", "steps", "warmup")]
     for _ in range(args.repeats):  # device counts interleaved: drift on a shared machine hits all alike
         for n in args.devices:
-            env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(n))
-            if os.environ.get("JAX_PLATFORMS", "") not in ("", "cpu"):
-                env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, range(n)))
-            out = subprocess.run([sys.executable, __file__, WORKER, *flags], env=env, capture_output=True,
+            env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(n))  # CPU; elsewhere the first n devices
+            out = subprocess.run([sys.executable, __file__, WORKER, f"--use={n}", *flags], env=env, capture_output=True,
                                  text=True, check=True, timeout=900)
             runs[n].append(json.loads(out.stdout.splitlines()[-1]))
     rows = []
