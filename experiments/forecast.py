@@ -12,6 +12,7 @@ on price-like series:
     python experiments/forecast.py                                 # Mackey-Glass (tau = 17)
     python experiments/forecast.py --series sine
     python experiments/forecast.py --csv prices.csv --column Close # any CSV column, via `datasets`
+    python experiments/forecast.py --csv sunspots.csv --column Sunspots --time-column Year   # dates on the x-axis
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from rnnlab import RNN
 from rnnlab.cells import NAMED_CELLS, make_cell
 from rnnlab.decode import recursive_forecast
 from rnnlab.data import load_csv_column, mackey_glass, make_windows, sine_mixture, split_by_time, standardize
-from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_seeds
+from rnnlab.data.files import column_values, load_table, text_cells
+from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, train_seeds
 from rnnlab.models import SequenceRegressor
 from rnnlab.train import OptimConfig, make_optimizer
 
@@ -39,6 +41,7 @@ class Config(BaseConfig):
     series: str = option("mackey_glass", choices=("mackey_glass", "sine"))  # ignored with --csv
     csv: str = ""
     column: str = "Close"
+    time_column: str = ""  # a CSV column (dates, years) to label the time axis with; empty: step numbers
     length: int = option(3000, ge=4)  # generated series
     val_fraction: float = option(0.2, gt=0.0, lt=1.0)
     window: int = option(50, ge=1)
@@ -55,19 +58,36 @@ class Config(BaseConfig):
         self.checkpoint_every = 100
 
 
-def load_series(cfg: Config) -> tuple[np.ndarray, str]:
+def load_series(cfg: Config) -> tuple[np.ndarray, str, list[str] | None]:
+    """``(values [T], name, time labels [T] or None)``."""
     if cfg.csv:
-        return load_csv_column(cfg.csv, cfg.column), f"{cfg.csv}:{cfg.column}"
+        times = None
+        if cfg.time_column:
+            times = text_cells(column_values(load_table(cfg.csv), cfg.time_column, cfg.csv), cfg.time_column, cfg.csv)
+        return load_csv_column(cfg.csv, cfg.column), f"{cfg.csv}:{cfg.column}", times
+    if cfg.time_column:
+        raise ConfigError("--time-column names a column of --csv; give --csv too")
     if cfg.series == "mackey_glass":
-        return mackey_glass(cfg.length), "Mackey-Glass (tau=17)"
-    return sine_mixture(cfg.length, seed=cfg.seed), "noisy sine mixture"
+        return mackey_glass(cfg.length), "Mackey-Glass (tau=17)", None
+    return sine_mixture(cfg.length, seed=cfg.seed), "noisy sine mixture", None
+
+
+def label_time_axis(ax, times: list[str] | None, name: str, num_ticks: int = 6) -> None:
+    """Row positions on the x-axis become the CSV's own time labels (dates, years), or step numbers."""
+    if times is None:
+        ax.set_xlabel("time step")
+        return
+    lo, hi = ax.get_xlim()
+    ticks = np.unique(np.linspace(max(lo, 0), min(hi, len(times) - 1), num_ticks).round().astype(int))
+    ax.set_xticks(ticks, [times[i] for i in ticks])
+    ax.set_xlabel(name)
 
 
 def main(argv=None):
     cfg = parse_config(Config, argv, __doc__)
     run = RunDir(cfg)
     t0 = time.perf_counter()
-    series, name = load_series(cfg)
+    series, name, times = load_series(cfg)
     past, future = split_by_time(series, cfg.val_fraction)
     mean, std, past_s, future_s = standardize(past, future)
     x_train, y_train = make_windows(past_s, cfg.window)
@@ -128,7 +148,7 @@ def main(argv=None):
     axes[1].axhline(unscale(past_s[-1]), color="tab:gray", ls=":", label=f"last value (MSE {results['multi_step_naive_mse']:.2e})")
     axes[1].set_title("multi-step: each prediction fed back as input")
     for ax in axes:
-        ax.set_xlabel("time step")
+        label_time_axis(ax, times, cfg.time_column)
         ax.set_ylabel("value")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

@@ -71,8 +71,20 @@ def test_forecast_reads_a_csv_column(tmp_path):
     path = tmp_path / "prices.csv"
     prices = 100 + np.cumsum(np.random.default_rng(0).normal(size=400))
     path.write_text("Date,Close\n" + "".join(f"d{i},{p:.4f}\n" for i, p in enumerate(prices)))
-    _, results = run_quick("forecast", tmp_path, "--csv", str(path), "--steps", "50")
+    _, results = run_quick("forecast", tmp_path, "--csv", str(path), "--steps", "50", "--time-column", "Date")
     assert results["series"].endswith(":Close") and results["train_points"] == 320
+
+
+def test_forecast_labels_the_time_axis_with_the_csv_column():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot(np.arange(100, 200), np.zeros(100))  # rows 100..199 of a yearly series from 1800
+    load_script("forecast").label_time_axis(ax, [str(1800 + i) for i in range(300)], "Year")
+    years = [int(t.get_text()) for t in ax.get_xticklabels()]
+    plt.close(fig)
+    assert ax.get_xlabel() == "Year" and len(years) >= 4
+    assert 1890 <= years[0] <= 1900 and 1999 <= years[-1] <= 2010 and years == sorted(years)
 
 
 # -- decoding against independent references ---------------------------------

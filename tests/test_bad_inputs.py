@@ -54,6 +54,8 @@ CASES = [
     ("forecast", ["--csv", "p.csv"], {"p.csv": PRICES.replace(",102\n", ",n/a?\n")}, "row 2, column 'Close' is not a number: 'n/a?'"),
     ("forecast", ["--csv", "p.csv"], {"p.csv": ""}, "p.csv is empty"),
     ("forecast", ["--csv", "p.csv", "--window", "50"], {"p.csv": PRICES}, "has no window of 50"),
+    ("forecast", ["--csv", "p.csv", "--time-column", "Year"], {"p.csv": PRICES}, "p.csv has no column 'Year'"),
+    ("forecast", ["--time-column", "Year"], {}, "--time-column names a column of --csv; give --csv too"),
     ("text_generation", ["--source", "empty.txt"], {"empty.txt": ""}, "empty.txt is empty"),
     ("text_generation", ["--source", "old.txt"], {"old.txt": "caf\xe9 cr\xe8me\n".encode("latin-1")},
      "old.txt is not UTF-8 text: byte 0xe9 at offset 3"),
