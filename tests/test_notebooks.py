@@ -1,4 +1,5 @@
-"""Every tutorial notebook runs top to bottom at its small default sizes."""
+"""Every tutorial notebook runs top to bottom at its small default sizes, from its
+jupytext source (notebooks/*.py, percent format); the .ipynb files are generated from those."""
 
 import pathlib
 
@@ -6,14 +7,15 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
+jupytext = pytest.importorskip("jupytext")
 
-NOTEBOOKS = sorted((pathlib.Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
-assert NOTEBOOKS, "no notebooks found"
+SOURCES = sorted((pathlib.Path(__file__).parents[1] / "notebooks").glob("*.py"))
+assert SOURCES, "no notebook sources found"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes(path, tmp_path):
-    nb = nbformat.read(path, as_version=4)
+@pytest.mark.parametrize("path", SOURCES, ids=[p.stem for p in SOURCES])
+def test_notebook_executes(path):
+    nb = jupytext.read(path)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(path.parent)}})
     client.execute()
@@ -24,14 +26,12 @@ def test_notebook_executes(path, tmp_path):
     assert images, "the notebook should show its figures"
 
 
-def test_notebooks_are_generated_from_make_notebooks():
-    """The committed .ipynb files are what make_notebooks.py writes (edit the script, not the JSON)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_notebooks", NOTEBOOKS[0].parent / "make_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for path in NOTEBOOKS:
-        cells = [c.source for c in nbformat.read(path, as_version=4).cells]
-        expected = module.NOTEBOOKS[path.stem]
-        assert [c[3:] if c.startswith("md:") else c.strip() for c in expected] == cells
+@pytest.mark.parametrize("path", SOURCES, ids=[p.stem for p in SOURCES])
+def test_ipynb_is_generated_from_its_source(path):
+    """Edit notebooks/<name>.py (or the paired .ipynb in Jupyter with jupytext), then
+    `jupytext --sync notebooks/*.py`: the two must hold the same cells."""
+    ipynb = path.with_suffix(".ipynb")
+    assert ipynb.exists(), f"{ipynb.name} missing: run jupytext --to ipynb {path}"
+    cells = lambda nb: [(c.cell_type, c.source.strip()) for c in nb.cells]
+    assert cells(nbformat.read(ipynb, as_version=4)) == cells(jupytext.read(path))
+    assert jupytext.read(path).metadata["jupytext"]["formats"] == "ipynb,py:percent"
