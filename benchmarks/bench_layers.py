@@ -62,11 +62,11 @@ def flax_fns(cell_name, B, T, I, H):
     return (lambda: jax.block_until_ready(fwd(state, x))), (lambda: jax.block_until_ready(grad(state, x)))
 
 
-def torch_fns(cell_name, B, T, I, H):
+def torch_fns(cell_name, B, T, I, H, **module_options):
     import torch
 
     cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell_name]
-    module = cls(I, H, batch_first=True)
+    module = cls(I, H, batch_first=True, **module_options)  # e.g. num_layers=, bidirectional=
     x = torch.randn(B, T, I, requires_grad=True)
 
     def fwd():

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from rnnlab import validation
 from rnnlab.cells import Cell
-from rnnlab.scan import BACKWARDS, unroll
+from rnnlab.scan import BACKWARDS, unroll, unroll_both_directions
 
 DIRECTIONS = ("fwd", "bwd")
 
@@ -43,6 +43,11 @@ class RNN:
     unroll: int = 1
     remat: bool = False
     backward: str = "fused"  # or "autodiff": JAX's own derivative (see rnnlab.scan.unroll)
+    # a bidirectional layer's two directions in one scan (rnnlab.scan.unroll_both_directions), or
+    # one scan per direction (the readable reference; same numbers).  None: one scan except on
+    # CPU, where it measured 6-19% slower (benchmarks/README.md); on a GPU each scan step is
+    # latency-bound, which is what one scan halves (not measured here: no GPU)
+    one_scan_per_layer: bool | None = None
 
     def __post_init__(self):
         if not isinstance(self.num_layers, int) or self.num_layers < 1:
@@ -62,6 +67,11 @@ class RNN:
 
     def layer_input_size(self, layer: int, input_size: int) -> int:
         return input_size if layer == 0 else self.output_size
+
+    def _one_scan(self) -> bool:
+        if self.one_scan_per_layer is None:
+            return jax.default_backend() != "cpu"
+        return self.one_scan_per_layer
 
     def init(self, key: jax.Array, input_size: int, dtype=jnp.float32):
         keys = jax.random.split(key, self.num_layers * self.num_directions)
@@ -128,18 +138,28 @@ class RNN:
                 dropout_key, sub = jax.random.split(dropout_key)
                 keep = jax.random.bernoulli(sub, 1.0 - self.dropout, x.shape)
                 x = jnp.where(keep, x / (1.0 - self.dropout), 0.0)
-            outputs = []
-            for d, name in enumerate(DIRECTIONS[: self.num_directions]):
-                index = layer * self.num_directions + d
-                carry0 = None if initial_carry is None else jax.tree.map(lambda a: a[index], initial_carry)
-                eps = None if hidden_perturbation is None else hidden_perturbation[index]
-                y, final = unroll(
-                    self.cell, params[f"l{layer}"][name], x,
-                    lengths=lengths, initial_carry=carry0, reverse=(name == "bwd"),
-                    time_major=time_major, unroll=self.unroll, remat=self.remat, hidden_perturbation=eps,
-                    backward=self.backward,
+            first = layer * self.num_directions  # this layer's index in h_n
+            if self.bidirectional and self._one_scan():
+                pair = lambda tree: None if tree is None else jax.tree.map(lambda a: a[first:first + 2], tree)
+                y_d, final_d = unroll_both_directions(
+                    self.cell, jax.tree.map(lambda f, b: jnp.stack([f, b]), params[f"l{layer}"]["fwd"], params[f"l{layer}"]["bwd"]), x,
+                    lengths=lengths, initial_carry_d=pair(initial_carry), time_major=time_major, unroll=self.unroll,
+                    remat=self.remat, hidden_perturbation_d=pair(hidden_perturbation), backward=self.backward,
                 )
-                outputs.append(y)
-                finals.append(final)
+                outputs = [y_d[0], y_d[1]]
+                finals += [jax.tree.map(lambda a: a[d], final_d) for d in range(2)]
+            else:
+                outputs = []
+                for d, name in enumerate(DIRECTIONS[: self.num_directions]):
+                    carry0 = None if initial_carry is None else jax.tree.map(lambda a: a[first + d], initial_carry)
+                    eps = None if hidden_perturbation is None else hidden_perturbation[first + d]
+                    y, final = unroll(
+                        self.cell, params[f"l{layer}"][name], x,
+                        lengths=lengths, initial_carry=carry0, reverse=(name == "bwd"),
+                        time_major=time_major, unroll=self.unroll, remat=self.remat, hidden_perturbation=eps,
+                        backward=self.backward,
+                    )
+                    outputs.append(y)
+                    finals.append(final)
             x = jnp.concatenate(outputs, axis=-1) if len(outputs) > 1 else outputs[0]
         return x, jax.tree.map(lambda *leaves: jnp.stack(leaves), *finals)

@@ -107,6 +107,63 @@ def unroll(
       zero at padding, in the input's time order; the carry after each
       sequence's last valid step.
     """
+    x_tbi, lengths_b, mask_tb, initial_carry = _prepare(cell, params, x, lengths, initial_carry, time_major)
+    if reverse:
+        x_tbi = reverse_valid_prefix(x_tbi, lengths_b)
+    eps_tbh = None
+    if hidden_perturbation is not None:
+        eps_tbh = _check_perturbation(hidden_perturbation, x_tbi.shape[:2] + (cell.hidden_size,), time_major)
+        if reverse:
+            eps_tbh = reverse_valid_prefix(eps_tbh, lengths_b)
+    final_carry, y_tbh = _recurrence(cell, params, x_tbi, initial_carry, mask_tb, eps_tbh, unroll, remat, backward)
+    if reverse:
+        y_tbh = reverse_valid_prefix(y_tbh, lengths_b)
+    return (y_tbh if time_major else jnp.swapaxes(y_tbh, 0, 1)), final_carry
+
+
+def unroll_both_directions(cell: Cell, params_d, x, *, lengths=None, initial_carry_d=None, time_major: bool = False,
+                           unroll: int = 1, remat: bool = False, hidden_perturbation_d=None, backward: str = "fused"):
+    """Both directions of a bidirectional layer in one scan: ``unroll(..., reverse=False)`` with
+    ``params_d[0]`` and ``unroll(..., reverse=True)`` with ``params_d[1]``, computed together.
+
+    Every leaf of ``params_d`` (and of ``initial_carry_d``, ``hidden_perturbation_d``) has a
+    leading axis of 2 directions.  The recurrence is ``vmap``-ped over that axis, so each scan
+    step does one batched ``[2, B, H] x [2, H, G*H]`` matmul instead of two scans of T tiny
+    steps each (the fused backward pass is batched the same way).  Returns
+    ``(outputs_d [2, B, T, H], final_d)``, both directions' outputs in the input's time order.
+    """
+    first = jax.tree.map(lambda a: a[0], params_d)
+    x_tbi, lengths_b, mask_tb, carry0 = _prepare(cell, first, x, lengths, None, time_major)
+    for name, leaf in jax.tree_util.tree_leaves_with_path(params_d):
+        if jnp.shape(leaf)[:1] != (2,):
+            raise ValueError(f"params_d{jax.tree_util.keystr(name)} needs a leading axis of 2 directions, "
+                             f"got shape {tuple(jnp.shape(leaf))}")
+    if initial_carry_d is None:
+        initial_carry_d = jax.tree.map(lambda a: jnp.stack([a, a]), carry0)
+    else:
+        expected = jax.eval_shape(lambda: jax.tree.map(lambda a: jnp.stack([a, a]), carry0))
+        validation.check_tree_shapes("initial_carry_d", initial_carry_d, expected, hint=" ([2, B, H])")
+    x_dtbi = jnp.stack([x_tbi, reverse_valid_prefix(x_tbi, lengths_b)])
+    eps_dtbh = None
+    if hidden_perturbation_d is not None:
+        eps = jnp.asarray(hidden_perturbation_d)
+        if eps.ndim != 4 or eps.shape[0] != 2:
+            raise ValueError(f"hidden_perturbation_d must be [2, ...outputs of one direction], got {tuple(eps.shape)}")
+        eps = [_check_perturbation(e, x_tbi.shape[:2] + (cell.hidden_size,), time_major) for e in eps]
+        eps_dtbh = jnp.stack([eps[0], reverse_valid_prefix(eps[1], lengths_b)])
+
+    def one_direction(params, x_tbi, carry0, eps_tbh):
+        return _recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh, unroll, remat, backward)
+
+    in_axes = (0, 0, 0, None if eps_dtbh is None else 0)
+    final_d, y_dtbh = jax.vmap(one_direction, in_axes=in_axes)(params_d, x_dtbi, initial_carry_d, eps_dtbh)
+    y_dtbh = jnp.stack([y_dtbh[0], reverse_valid_prefix(y_dtbh[1], lengths_b)])
+    return (y_dtbh if time_major else jnp.swapaxes(y_dtbh, 1, 2)), final_d
+
+
+def _prepare(cell, params, x, lengths, initial_carry, time_major):
+    """Checked inputs of a scan: ``(x [T, B, I] with padding zeroed, lengths [B] or None,
+    valid-step mask [T, B] or None, initial carry)``."""
     input_size = check_params(cell, params)
     x = validation.check_sequence(x, time_major=time_major, input_size=input_size)
     x_tbi = x if time_major else jnp.swapaxes(x, 0, 1)
@@ -117,30 +174,21 @@ def unroll(
     else:
         expected = jax.eval_shape(lambda: cell.initial_carry((batch_size,), x.dtype))
         validation.check_tree_shapes("initial_carry", initial_carry, expected)
-
-    if reverse:
-        x_tbi = reverse_valid_prefix(x_tbi, lengths_b)
     mask_tb = None
     if lengths_b is not None:
         mask_tb = jnp.arange(num_steps)[:, None] < lengths_b[None, :]
         # Zero padded inputs so that non-finite padding cannot leak into gradients.
         x_tbi = jnp.where(mask_tb[..., None], x_tbi, 0)
-    eps_tbh = None
-    if hidden_perturbation is not None:
-        eps_tbh = _check_perturbation(hidden_perturbation, (num_steps, batch_size, cell.hidden_size), time_major)
-        if reverse:
-            eps_tbh = reverse_valid_prefix(eps_tbh, lengths_b)
+    return x_tbi, lengths_b, mask_tb, initial_carry
 
+
+def _recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh, unroll, remat, backward):
+    """``(final carry, outputs [T, B, H])`` through the fused custom VJP or JAX's derivative."""
     if backward not in BACKWARDS:
         raise ValueError(f"backward must be 'fused' or 'autodiff', got {backward!r}")
     if backward == "fused" and eps_tbh is None and not remat:
-        final_carry, y_tbh = _fused_recurrence(cell, unroll, params, x_tbi, initial_carry, mask_tb)
-    else:
-        final_carry, y_tbh = _autodiff_recurrence(cell, params, x_tbi, initial_carry, mask_tb, eps_tbh, unroll, remat)
-
-    if reverse:
-        y_tbh = reverse_valid_prefix(y_tbh, lengths_b)
-    return (y_tbh if time_major else jnp.swapaxes(y_tbh, 0, 1)), final_carry
+        return _fused_recurrence(cell, unroll, params, x_tbi, carry0, mask_tb)
+    return _autodiff_recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh, unroll, remat)
 
 
 # -- the recurrence: forward scan and its two derivatives ---------------------

@@ -27,6 +27,40 @@ def test_bidirectional_is_forward_and_valid_prefix_reversed_backward():
     np.testing.assert_allclose(h_n, np.stack([h_f, np.stack(bwd_final)]), atol=1e-6)
 
 
+@pytest.mark.parametrize("cell", [LSTMCell(H), GRUCell(H), ElmanCell(H)], ids=["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("backward", ["fused", "autodiff"])
+def test_both_directions_in_one_scan_equal_one_scan_per_direction(cell, backward, assert_close):
+    """The default path (unroll_both_directions: one vmapped scan per layer) against the
+    per-direction reference, values and gradients: lengths, initial carry, dropout between
+    layers; with a hidden perturbation too (the diagnostics' path)."""
+    import dataclasses
+
+    layer = RNN(cell, num_layers=2, bidirectional=True, dropout=0.3, backward=backward, one_scan_per_layer=True)
+    reference = dataclasses.replace(layer, one_scan_per_layer=False)
+    params = layer.init(jax.random.key(0), I)
+    x = jax.random.normal(jax.random.key(1), (B, T, I))
+    lengths = jnp.array([5, 2, 3])
+    carry0 = jax.tree.map(lambda a: jax.random.normal(jax.random.key(2), a.shape), layer.initial_carry(B))
+    eps = jnp.zeros((4, B, T, H))
+
+    def loss(layer):
+        def f(p, x, c0, eps):
+            out, final = layer.apply(p, x, lengths, c0, dropout_key=jax.random.key(3), hidden_perturbation=eps)
+            return jnp.sum(jnp.sin(out)) + sum(jnp.sum(a ** 2) for a in jax.tree.leaves(final))
+        return f
+
+    flat = lambda tree: jnp.concatenate([jnp.ravel(a) for a in jax.tree.leaves(tree)])
+    for perturb in (None, eps):
+        args = (params, x, carry0, perturb)
+        got = jax.value_and_grad(loss(layer), argnums=(0, 1, 2))(*args)
+        want = jax.value_and_grad(loss(reference), argnums=(0, 1, 2))(*args)
+        assert_close(f"one scan per layer: loss", got[0], want[0], atol=1e-5, rtol=1e-6)
+        assert_close(f"one scan per layer: gradients", flat(got[1]), flat(want[1]), atol=1e-5, rtol=1e-5)
+    d_eps = jax.grad(lambda e: loss(layer)(params, x, carry0, e))(eps)
+    d_eps_ref = jax.grad(lambda e: loss(reference)(params, x, carry0, e))(eps)
+    assert_close("one scan per layer: dL/dh_t", d_eps, d_eps_ref, atol=1e-5, rtol=1e-5)
+
+
 def test_dropout_only_between_layers_and_only_with_a_key():
     layer = RNN(LSTMCell(H), num_layers=3, dropout=0.5)
     params = layer.init(jax.random.key(0), I)

@@ -1,0 +1,96 @@
+"""Stacked and bidirectional layers at small batch sizes, where each scan step is tiny.
+
+Forward+backward (loss = sum of outputs) of rnnlab with a bidirectional
+layer's two directions in one scan, ``[2, B, H] x [2, H, G*H]`` per step
+(``RNN(one_scan_per_layer=True)``, the default off CPU), against one scan per
+direction (``one_scan_per_layer=False``, the default on CPU) and ``torch.nn.LSTM/GRU`` with the same
+layers and thread count; interleaved repeats, medians.  Then compile time of
+a bidirectional LSTM's forward+backward against the number of layers.
+
+    python benchmarks/bench_stacked.py --out benchmarks/results_stacked_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_layers import median_times, rnnlab_fns, torch_fns  # noqa: E402
+
+from rnnlab import RNN  # noqa: E402
+from rnnlab.cells import make_cell  # noqa: E402
+
+# (B, T, I, H, layers, bidirectional): the issue's small-batch, long-sequence regime
+SHAPES = [(8, 1000, 2, 128, 1, True), (16, 300, 32, 128, 1, True), (8, 500, 32, 128, 2, True),
+          (16, 300, 32, 128, 2, True), (8, 500, 32, 128, 2, False), (16, 1000, 32, 128, 3, False)]
+
+
+def speed_rows(cells, repeats):
+    rows = []
+    for cell in cells:
+        for B, T, I, H, L, bi in SHAPES:
+            fns = {
+                "rnnlab": rnnlab_fns(cell, B, T, I, H, num_layers=L, bidirectional=bi, one_scan_per_layer=True)[1],
+                "per_direction": rnnlab_fns(cell, B, T, I, H, num_layers=L, bidirectional=bi,
+                                            one_scan_per_layer=False)[1],
+                "torch": torch_fns(cell, B, T, I, H, num_layers=L, bidirectional=bi)[1],
+            }
+            times = median_times(fns, repeats)
+            row = {"cell": cell, "B": B, "T": T, "I": I, "H": H, "layers": L, "bidirectional": bi,
+                   **{f"{k}_ms": 1e3 * v for k, v in times.items()},
+                   "rnnlab/torch": times["rnnlab"] / times["torch"],
+                   "rnnlab/per_direction": times["rnnlab"] / times["per_direction"]}
+            rows.append(row)
+            print(f"{cell} B={B} T={T} L={L} bi={bi!s:5s} " + "  ".join(f"{k} {1e3 * v:8.1f} ms" for k, v in times.items())
+                  + f"  rnnlab/torch {row['rnnlab/torch']:.2f}  vs per-direction {row['rnnlab/per_direction']:.2f}",
+                  flush=True)
+    return rows
+
+
+def compile_rows(layer_counts, B=16, T=300, I=32, H=128):
+    rows = []
+    for L in layer_counts:
+        layer = RNN(make_cell("lstm", H), num_layers=L, bidirectional=True, one_scan_per_layer=True)
+        params = layer.init(jax.random.key(0), I)
+        grad = jax.jit(jax.grad(lambda p, x: jnp.sum(layer.apply(p, x)[0])))
+        t0 = time.perf_counter()
+        grad.lower(params, jnp.zeros((B, T, I))).compile()
+        rows.append({"layers": L, "compile_s": time.perf_counter() - t0})
+        print(f"bidirectional LSTM, {L} layer(s): compile {rows[-1]['compile_s']:.2f} s", flush=True)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cells", nargs="+", default=["lstm", "gru"])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--layers", nargs="+", type=int, default=[1, 2, 4])
+    parser.add_argument("--out", default="")
+    args = parser.parse_args()
+    import torch
+
+    threads = int(os.environ.get("RNNLAB_BENCH_THREADS", os.cpu_count() or 1))
+    torch.set_num_threads(threads)
+    results = {"header": {"device": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
+                          "torch_threads": threads, "jax": jax.__version__, "torch": torch.__version__},
+               "speed": speed_rows(args.cells, args.repeats), "compile": compile_rows(args.layers)}
+    ratios = [r["rnnlab/torch"] for r in results["speed"]]
+    results["summary"] = {"rnnlab/torch median": float(np.median(ratios)), "rnnlab/torch max": float(np.max(ratios)),
+                          "rnnlab/per_direction median (bidirectional rows)": float(np.median(
+                              [r["rnnlab/per_direction"] for r in results["speed"] if r["bidirectional"]]))}
+    print(results["summary"])
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
