@@ -168,23 +168,35 @@ class LSTMCell(_Cell):
     ``b_ih``, ``b_hh``.  ``forget_bias``, when set, makes the forget gate's
     total bias ``b_if + b_hf`` equal to it at init (``b_if = forget_bias``,
     ``b_hf = 0``); ``None`` keeps the ``bias_init`` draw, as PyTorch does.
+    ``chrono_t_max``, when set, is Tallec & Ollivier's (2018) chrono
+    initialisation instead: ``b_f ~ log U(1, T_max - 1)`` per unit and
+    ``b_i = -b_f`` (the ``b_hh`` parts zero), so the units' forget time
+    constants ``~ 1 / (1 - σ(b_f))`` spread over ``1..T_max``.
     Nothing is added in the forward pass: the bias lives in the params.
     """
 
     forget_bias: float | None = None
+    chrono_t_max: float | None = None
     num_gates: ClassVar[int] = 4
 
     def __post_init__(self):
         super().__post_init__()
         if self.forget_bias is not None and not self.use_bias:
             raise ValueError("forget_bias needs use_bias=True")
+        if self.forget_bias is not None and self.chrono_t_max is not None:
+            raise ValueError("forget_bias and chrono_t_max both set the forget-gate bias: choose one")
+        _check_chrono(self)
 
     def init(self, key, input_size, dtype=jnp.float32):
         params = super().init(key, input_size, dtype)
+        H = self.hidden_size
         if self.forget_bias is not None:
-            H = self.hidden_size
             params["b_ih"] = params["b_ih"].at[H : 2 * H].set(self.forget_bias)
             params["b_hh"] = params["b_hh"].at[H : 2 * H].set(0.0)
+        if self.chrono_t_max is not None:
+            b_f = chrono_biases(key, H, self.chrono_t_max, dtype)
+            params["b_ih"] = params["b_ih"].at[: 2 * H].set(jnp.concatenate([-b_f, b_f]))
+            params["b_hh"] = params["b_hh"].at[: 2 * H].set(0.0)
         return params
 
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
@@ -214,10 +226,26 @@ class GRUCell(_Cell):
         h_t = (1 - z_t) * n_t + z_t * h_{t-1},   y_t = h_t
 
     ``b_hn`` stays inside the reset product, which is why both biases exist.
+    ``chrono_t_max``, when set, is the chrono initialisation (Tallec & Ollivier
+    2018) of the update gate, the GRU's forget gate (``z`` keeps ``h_{t-1}``):
+    ``b_z ~ log U(1, T_max - 1)`` in ``b_ih``, ``0`` in ``b_hh``.
     """
 
+    chrono_t_max: float | None = None
     num_gates: ClassVar[int] = 3
     sums_projections: ClassVar[bool] = False  # r * (W_hn h + b_hn) needs hp alone
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_chrono(self)
+
+    def init(self, key, input_size, dtype=jnp.float32):
+        params = super().init(key, input_size, dtype)
+        if self.chrono_t_max is not None:
+            H = self.hidden_size
+            params["b_ih"] = params["b_ih"].at[H : 2 * H].set(chrono_biases(key, H, self.chrono_t_max, dtype))
+            params["b_hh"] = params["b_hh"].at[H : 2 * H].set(0.0)
+        return params
 
     def step_from_projections(self, h, xp, hp):
         x_r, x_z, x_n = jnp.split(xp, 3, axis=-1)
@@ -230,6 +258,21 @@ class GRUCell(_Cell):
 
 
 Cell = ElmanCell | LSTMCell | GRUCell
+
+
+def chrono_biases(key, hidden_size: int, t_max, dtype=jnp.float32) -> jax.Array:
+    """``log U(1, T_max - 1)`` per unit: the chrono forget-gate biases (Tallec & Ollivier 2018).
+    Drawn from their own stream of ``key``, so every other parameter is the plain init's."""
+    u = jax.random.uniform(jax.random.fold_in(key, 0x636872), (hidden_size,), dtype, 1.0, t_max - 1.0)
+    return jnp.log(u)
+
+
+def _check_chrono(cell) -> None:
+    t_max = cell.chrono_t_max
+    if t_max is not None and not cell.use_bias:
+        raise ValueError("chrono_t_max needs use_bias=True")
+    if t_max is not None and is_concrete(t_max) and not t_max > 2:
+        raise ValueError(f"chrono_t_max must be > 2 (the longest dependency, in steps), got {t_max!r}")
 
 
 # -- the named models the experiments compare ----------------------------------

@@ -15,6 +15,14 @@ Semantics are PyTorch's ``nn.RNN``/``nn.LSTM``/``nn.GRU``:
 
 Params: ``{"l0": {"fwd": cell_params, "bwd": cell_params}, "l1": ...}``
 (``"bwd"`` only when bidirectional).
+
+``orthogonal_recurrence=True`` keeps every recurrent matrix orthogonal while
+training, as expRNN does (Lezcano-Casado & Martínez-Rubio 2019): the params
+hold a generator ``a_hh [G*H, H]`` in place of ``w_hh``, and each gate block is
+``W = expm(A - A^T)``, the exponential of a skew-symmetric matrix, computed
+once per call (its gradient is JAX's derivative of ``expm``).  The generator
+starts as Henaff et al.'s (2016) rotations: 2x2 blocks with angles
+``U(-pi, pi)``.
 """
 
 from __future__ import annotations
@@ -29,6 +37,21 @@ from rnnlab.cells import Cell
 from rnnlab.scan import BACKWARDS, unroll, unroll_both_directions
 
 DIRECTIONS = ("fwd", "bwd")
+
+
+def skew_exponential(a_hh) -> jax.Array:
+    """``expm(A - A^T)``: orthogonal for any square ``A`` (the exponential of a skew-symmetric matrix)."""
+    return jax.scipy.linalg.expm(a_hh - a_hh.T)
+
+
+def rotation_generators(key, num_gates: int, hidden_size: int, dtype=jnp.float32) -> jax.Array:
+    """``[G*H, H]`` generators whose ``skew_exponential`` is a block rotation: angles
+    ``U(-pi, pi)`` on the 2x2 diagonal blocks (Henaff et al. 2016; an odd unit keeps 1)."""
+    half = hidden_size // 2
+    theta = jax.random.uniform(key, (num_gates, half), dtype, -jnp.pi, jnp.pi)
+    a = jnp.zeros((num_gates, hidden_size, hidden_size), dtype)
+    a = a.at[:, 2 * jnp.arange(half), 2 * jnp.arange(half) + 1].set(theta)
+    return a.reshape(num_gates * hidden_size, hidden_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +71,7 @@ class RNN:
     # CPU, where it measured 6-19% slower (benchmarks/README.md); on a GPU each scan step is
     # latency-bound, which is what one scan halves (not measured here: no GPU)
     one_scan_per_layer: bool | None = None
+    orthogonal_recurrence: bool = False  # expRNN: w_hh = expm(A - A^T), trained through A
 
     def __post_init__(self):
         if not isinstance(self.num_layers, int) or self.num_layers < 1:
@@ -78,20 +102,44 @@ class RNN:
         params = {}
         for layer in range(self.num_layers):
             size = self.layer_input_size(layer, input_size)
-            params[f"l{layer}"] = {
-                name: self.cell.init(keys[layer * self.num_directions + d], size, dtype)
-                for d, name in enumerate(DIRECTIONS[: self.num_directions])
-            }
+            params[f"l{layer}"] = {}
+            for d, name in enumerate(DIRECTIONS[: self.num_directions]):
+                cell_params = self.cell.init(keys[layer * self.num_directions + d], size, dtype)
+                if self.orthogonal_recurrence:
+                    generator_key = jax.random.fold_in(keys[layer * self.num_directions + d], 1)
+                    cell_params["a_hh"] = rotation_generators(generator_key, self.cell.num_gates,
+                                                              self.cell.hidden_size, dtype)
+                    del cell_params["w_hh"]
+                params[f"l{layer}"][name] = cell_params
         return params
 
     def param_specs(self, input_size: int, dtype=jnp.float32):
+        def cell_specs(size):
+            specs = self.cell.param_specs(size, dtype)
+            if self.orthogonal_recurrence:
+                specs["a_hh"] = specs.pop("w_hh")
+            return specs
+
         return {
-            f"l{layer}": {
-                name: self.cell.param_specs(self.layer_input_size(layer, input_size), dtype)
-                for name in DIRECTIONS[: self.num_directions]
-            }
+            f"l{layer}": {name: cell_specs(self.layer_input_size(layer, input_size))
+                          for name in DIRECTIONS[: self.num_directions]}
             for layer in range(self.num_layers)
         }
+
+    def recurrent_matrices(self, params):
+        """The params the cells compute with: ``params`` itself, or with every generator
+        ``a_hh`` replaced by its orthogonal ``w_hh`` (``orthogonal_recurrence``)."""
+        if not self.orthogonal_recurrence:
+            return params
+        H = self.cell.hidden_size
+
+        def cell_params(p):
+            p = dict(p)
+            a_ghh = p.pop("a_hh").reshape(-1, H, H)
+            p["w_hh"] = jax.vmap(skew_exponential)(a_ghh).reshape(-1, H)
+            return p
+
+        return {layer: {d: cell_params(p) for d, p in directions.items()} for layer, directions in params.items()}
 
     def initial_carry(self, batch_size: int, dtype=jnp.float32):
         """Zeros laid out like PyTorch's ``h_0`` (and ``c_0``): ``[D*L, B, H]``."""
@@ -114,6 +162,7 @@ class RNN:
             hint=f" (this layer: {type(self.cell).__name__}({self.cell.hidden_size}), "
             f"num_layers={self.num_layers}, bidirectional={self.bidirectional})",
         )
+        params = self.recurrent_matrices(params)
         x = validation.check_sequence(x, time_major=time_major, input_size=input_size)
         batch_size = x.shape[0 if self.batch_first else 1]
         num_steps = x.shape[1 if self.batch_first else 0]
