@@ -20,7 +20,8 @@ Params: ``{"l0": {"fwd": cell_params, "bwd": cell_params}, "l1": ...}``
 training, as expRNN does (Lezcano-Casado & Martínez-Rubio 2019): the params
 hold a generator ``a_hh [G*H, H]`` in place of ``w_hh``, and each gate block is
 ``W = expm(A - A^T)``, the exponential of a skew-symmetric matrix, computed
-once per call (its gradient is JAX's derivative of ``expm``).  The generator
+once per call by scaling and squaring (``skew_exponential``; its gradient is
+JAX's derivative of those matmuls).  The generator
 starts as Henaff et al.'s (2016) rotations: 2x2 blocks with angles
 ``U(-pi, pi)``.
 """
@@ -39,9 +40,26 @@ from rnnlab.scan import BACKWARDS, unroll, unroll_both_directions
 DIRECTIONS = ("fwd", "bwd")
 
 
-def skew_exponential(a_hh) -> jax.Array:
-    """``expm(A - A^T)``: orthogonal for any square ``A`` (the exponential of a skew-symmetric matrix)."""
-    return jax.scipy.linalg.expm(a_hh - a_hh.T)
+def skew_exponential(a_hh, taylor_order: int = 10, max_squarings: int = 24) -> jax.Array:
+    """``expm(S)``, ``S = A - A^T``: orthogonal for any square ``A``.
+
+    Scaling and squaring with matmuls only: ``S / 2^k`` (``k`` from its Frobenius norm,
+    so the scaled norm is <= 1/2) through a Taylor series of ``taylor_order`` terms
+    (remainder < 0.5^11 / 11! ~ 1e-11), then squared ``k`` times.  ``jax.scipy.linalg.expm``
+    computes the same (tested against it) but its branches on the norm fail to
+    compile inside a sweep's sharded vmap; this one has no branches.
+    """
+    s_hh = a_hh - a_hh.T
+    norm = jnp.sqrt(jnp.sum(s_hh * s_hh))
+    k = jnp.clip(jnp.ceil(jnp.log2(jnp.maximum(norm, 1e-30))) + 1, 0, max_squarings)
+    x_hh = s_hh / 2.0**k
+    eye = jnp.eye(s_hh.shape[0], dtype=s_hh.dtype)
+    w_hh = eye
+    for n in range(taylor_order, 0, -1):  # Horner: I + X/1 (I + X/2 (I + ...))
+        w_hh = eye + (x_hh @ w_hh) / n
+    for i in range(max_squarings):
+        w_hh = jnp.where(i < k, w_hh @ w_hh, w_hh)
+    return w_hh
 
 
 def rotation_generators(key, num_gates: int, hidden_size: int, dtype=jnp.float32) -> jax.Array:

@@ -49,6 +49,16 @@ def test_chrono_options_are_checked(kwargs, message):
         LSTMCell(4, **kwargs)
 
 
+@pytest.mark.parametrize("scale", [0.01, 1.0, 30.0])
+def test_skew_exponential_is_expm(scale, assert_close):
+    from rnnlab.layers import skew_exponential
+
+    with jax.enable_x64(True):
+        a = scale * jax.random.normal(jax.random.key(0), (9, 9), jnp.float64)
+        want = jax.scipy.linalg.expm(a - a.T)
+        assert_close("skew_exponential vs jax.scipy.linalg.expm", skew_exponential(a), want, atol=1e-9, rtol=1e-9)
+
+
 def orthogonality_error(layer, params):
     h = layer.cell.hidden_size
     blocks = [w.reshape(-1, h, h) for w in jax.tree.leaves(
@@ -68,9 +78,9 @@ def test_orthogonal_recurrence_stays_orthogonal_while_training():
         params = model.init(jax.random.key(2), x)
         opt = optax.adam(0.05)
         state = opt.init(params)
-        loss = lambda p: jnp.mean((model.apply(p, x) - y) ** 2)
+        grad = jax.jit(jax.grad(lambda p: jnp.mean((model.apply(p, x) - y) ** 2)))
         for _ in range(30):
-            updates, state = opt.update(jax.grad(loss)(params), state)
+            updates, state = opt.update(grad(params), state)
             params = optax.apply_updates(params, updates)
         results[name] = orthogonality_error(layer, params["params"]["recurrent"]["rnn"])
     assert results["expm"] < 1e-5 and results["plain"] > 1e-2, results
@@ -86,6 +96,7 @@ def test_orthogonal_recurrence_gradient_matches_finite_differences(cell, assert_
         x = jax.random.normal(jax.random.key(2), (3, 7, 2), jnp.float64)
         weights = jax.random.normal(jax.random.key(3), (3, 7, cell.hidden_size), jnp.float64)
 
+        @jax.jit
         def loss(a_hh):
             p = {"l0": {"fwd": dict(params["l0"]["fwd"], a_hh=a_hh)}}
             return jnp.sum(layer.apply(p, x)[0] * weights)

@@ -1,0 +1,189 @@
+"""The copying-memory problem (Arjovsky, Shah & Bengio 2016): what vanishing gradients cost
+on a task that needs memory, and which remedies pay it back.
+
+Each sequence is 10 symbols from an alphabet of 8, then T-1 blanks, a delimiter and
+10 more blanks during which the model must output the 10 symbols (length T+20).  The
+loss is the cross-entropy in nats averaged over all T+20 steps; a model that outputs
+blanks and then guesses the symbols uniformly scores the memoryless baseline
+``10 ln 8 / (T + 20)``.  Models: a tanh RNN, an LSTM, a GRU and the remedies:
+
+    lstm_chrono, gru_chrono   chrono initialisation, T_max = T + 20 (Tallec & Ollivier 2018)
+    irnn                      ReLU RNN, identity recurrent init (Le, Jaitly & Hinton 2015)
+    rnn_orthogonal            tanh RNN, orthogonal recurrent init
+    exprnn                    tanh RNN, W_hh = expm(A - A^T) kept orthogonal (Lezcano-Casado & Martinez-Rubio 2019)
+
+Seeds of a (model, T) train as one program (``rnnlab.sweep``).  results.json gives the
+baseline and each model's held-out loss (median, IQR over seeds); the figures are the
+learning curves and, at initialisation and after training, ||dL_recall/dh_t|| for every t:
+how much of the gradient of the last 10 steps' loss (recalling the symbols) reaches
+each hidden state, back to the symbols at t < 10.
+
+    python experiments/copy_memory.py                    # T = 100, about 6 minutes on 2 CPU cores
+    python experiments/copy_memory.py --lengths 100 200 --models rnn lstm exprnn
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rnnlab import RNN, parallel, plots
+from rnnlab.cells import ElmanCell, GRUCell, LSTMCell, make_cell
+from rnnlab.data import synthetic
+from rnnlab.diagnostics import hidden_gradient_norms
+from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
+from rnnlab.models import LanguageModel, recurrent_params
+from rnnlab.sweep import Sweep, grid, init_params
+from rnnlab.train import OptimConfig, make_optimizer
+
+VOCAB = synthetic.COPY_SYMBOLS + 2  # blank, 8 symbols, delimiter
+MODELS = ("rnn", "lstm", "gru", "lstm_chrono", "gru_chrono", "irnn", "rnn_orthogonal", "exprnn")
+
+
+@dataclasses.dataclass
+class Config(BaseConfig):
+    out: str = "runs/copy_memory"
+    lengths: tuple[int, ...] = option((100,), ge=1)
+    models: tuple[str, ...] = option(("rnn", "lstm", "gru", "lstm_chrono", "exprnn"), choices=MODELS)
+    hidden: int = option(64, ge=2)
+    seeds: int = option(3, ge=1)
+    batch_size: int = option(32, ge=1)
+    steps: int = option(2000, ge=1)
+    learning_rate: float = option(1e-3, gt=0.0)
+    clip_norm: float = option(1.0, ge=0.0)  # 0: no clipping
+    test_size: int = option(256, ge=1)
+    log_every: int = option(20, ge=1)
+    checkpoint_every: int = option(0, ge=0)
+
+    def apply_quick(self):
+        self.lengths, self.hidden, self.steps, self.seeds = (10,), 32, 200, 2
+        self.models, self.test_size, self.log_every = ("rnn", "lstm", "lstm_chrono", "exprnn"), 64, 10
+
+
+def build_layer(name: str, hidden: int, T: int) -> RNN:
+    """The recurrent layer of each named model (chrono's T_max is the sequence length T + 20)."""
+    t_max = float(T + 2 * synthetic.COPY_LENGTH)
+    cells = {
+        "lstm_chrono": lambda: LSTMCell(hidden, chrono_t_max=t_max),
+        "gru_chrono": lambda: GRUCell(hidden, chrono_t_max=t_max),
+        "rnn_orthogonal": lambda: ElmanCell(hidden, recurrent_init="orthogonal"),
+        "exprnn": lambda: ElmanCell(hidden),
+    }
+    cell = cells[name]() if name in cells else make_cell(name, hidden)
+    return RNN(cell, orthogonal_recurrence=(name == "exprnn"))
+
+
+def cross_entropy(logits_btv, targets_bt):
+    """Nats per step, averaged over every step of every sequence."""
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_btv, targets_bt))
+
+
+def recall_loss_with_perturbation(model: LanguageModel, params, batch, eps_bth):
+    """The loss of the last 10 steps (recalling the symbols) with ``eps`` added to the hidden
+    states: its gradient at 0 is how much of the recall error reaches each h_t."""
+    x = params["params"]["embed"]["embedding"][batch["tokens"]]
+    outputs, _ = model.layer.apply(recurrent_params(params), x, hidden_perturbation=eps_bth[None])
+    head = params["params"]["head"]
+    recall = slice(-synthetic.COPY_LENGTH, None)
+    return cross_entropy(outputs[:, recall] @ head["kernel"] + head["bias"], batch["targets"][:, recall])
+
+
+@functools.cache
+def programs(name: str, hidden: int, T: int):
+    """The jitted init, test loss and gradient profile of one (model, T)."""
+    model = LanguageModel(VOCAB, 16, build_layer(name, hidden, T))
+    init = jax.jit(lambda key: model.init(key, jnp.zeros((1, T + 2 * synthetic.COPY_LENGTH), jnp.int32)))
+    test_loss = lambda p, b: cross_entropy(model.apply(p, b["tokens"])[0], b["targets"])
+    profile = lambda p, b: jnp.median(hidden_gradient_norms(
+        lambda eps: recall_loss_with_perturbation(model, p, b, eps), b["tokens"].shape + (hidden,)), axis=0)
+    return model, init, test_loss, profile
+
+
+def run_model(cfg: Config, run: RunDir, name: str, T: int) -> dict:
+    """Train every seed of (model, T) in one program; the held-out loss and gradient profiles."""
+    model, init, test_loss, profile = programs(name, cfg.hidden, T)
+    sweep = Sweep(grid(seed=range(cfg.seeds)))
+    keys = jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), T), cfg.seeds)
+    test = synthetic.copy_memory((cfg.seed, 10**9, T), cfg.test_size, T)  # a stream no training batch uses
+    test_s = {k: np.broadcast_to(v, (cfg.seeds,) + v.shape) for k, v in test.items()}
+    params0 = init_params(sweep, lambda key, p: init(key), keys)
+    grad_init = sweep.run(profile, params0, test_s)
+    state = train_sweep(
+        run, f"{name}/T{T}", cfg, sweep, params=params0,
+        loss_fn=lambda params, batch, key: (cross_entropy(model.apply(params, batch["tokens"])[0], batch["targets"]),
+                                            {}),
+        optimizer=make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps),
+        batch_fn=synthetic.seeded_batches(synthetic.copy_memory, cfg.seed * 1000 + T, cfg.seeds, cfg.batch_size, T),
+        init_keys=keys, tolerate_diverged=True,
+    )
+    losses = sweep.run(test_loss, state.params, test_s)
+    return {"test_loss": losses, "grad_init": grad_init, "grad_trained": sweep.run(profile, state.params, test_s)}
+
+
+def quartiles(values) -> dict:
+    values = np.asarray(values, np.float64)
+    return {"median": float(np.median(values)), "q25": float(np.percentile(values, 25)),
+            "q75": float(np.percentile(values, 75)), "per_seed": values.tolist()}
+
+
+def main(argv=None):
+    cfg = parse_config(Config, argv, __doc__)
+    run = RunDir(cfg)
+    results = {"lengths": list(cfg.lengths), "steps": cfg.steps, "seeds": cfg.seeds, "hidden": cfg.hidden,
+               "baseline": {str(T): synthetic.copy_memory_baseline(T) for T in cfg.lengths},
+               "final_loss": {}, "gradient_norms": {}}
+    with parallel.CompileStats() as compile_stats:
+        for name in cfg.models:
+            results["final_loss"][name], results["gradient_norms"][name] = {}, {}
+            for T in cfg.lengths:
+                out = run_model(cfg, run, name, T)
+                results["final_loss"][name][str(T)] = quartiles(out["test_loss"])
+                results["gradient_norms"][name][str(T)] = {
+                    phase: np.median(out[f"grad_{phase}"], axis=0).tolist() for phase in ("init", "trained")}
+                if not cfg.quiet and run.writes:
+                    print(f"{name} T={T}: held-out loss per seed {np.round(out['test_loss'], 4).tolist()} "
+                          f"(baseline {results['baseline'][str(T)]:.4f})", flush=True)
+    results["devices"], results["processes"] = jax.device_count(), jax.process_count()
+    results["compile"] = compile_stats.as_dict()
+    if not run.writes:
+        return None
+    run.write_results(results)
+    save_figures(cfg, run, results)
+    return results
+
+
+def save_figures(cfg: Config, run: RunDir, results: dict) -> None:
+    fig, axes = plots.panels(len(cfg.lengths), width=5.5)
+    for ax, T in zip(axes, cfg.lengths):
+        plots.learning_curves({name: run.curve(f"{name}/T{T}") for name in cfg.models}, ax=ax,
+                              baseline=results["baseline"][str(T)], baseline_label="memoryless baseline",
+                              ylabel="cross-entropy, nats per step", title=f"T = {T}")
+    fig.suptitle(f"Copy memory, H={cfg.hidden}, Adam {cfg.learning_rate:g}, batch {cfg.batch_size}: median and "
+                 f"range of {cfg.seeds} seeds", fontsize=10)
+    run.save_figure(fig, "learning_curves")
+
+    import matplotlib.pyplot as plt
+
+    T = max(cfg.lengths)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True, constrained_layout=True)
+    for ax, phase in zip(axes, ("init", "trained")):
+        for name in cfg.models:
+            ax.plot(results["gradient_norms"][name][str(T)][phase], label=name)
+        ax.set_yscale("log")
+        ax.set_xlabel("time step t (symbols at 0-9, outputs at the last 10)")
+        ax.set_title("at initialisation" if phase == "init" else f"after {cfg.steps} steps")
+    axes[0].set_ylabel(r"$\|\partial L_{recall} / \partial h_t\|$ (median: sequences, then seeds)")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"Copy memory T={T}: gradient of the recall loss (last 10 steps) reaching each hidden state, "
+                 f"H={cfg.hidden}, {cfg.seeds} seeds",
+                 fontsize=10)
+    run.save_figure(fig, "gradient_norms")
+
+
+if __name__ == "__main__":
+    cli(main)
