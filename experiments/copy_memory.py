@@ -173,8 +173,8 @@ def save_figures(cfg: Config, run: RunDir, results: dict) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True, constrained_layout=True)
     for ax, phase in zip(axes, ("init", "trained")):
         for name in cfg.models:
-            ax.plot(results["gradient_norms"][name][str(T)][phase], label=name)
-        ax.set_yscale("log")
+            ax.plot(results["gradient_norms"][name][str(T)][phase], label=name, color=plots.COLORS.get(name))
+        ax.set_yscale("log")  # a curve that stops fell to 0: below float32's smallest number
         ax.set_xlabel("time step t (symbols at 0-9, outputs at the last 10)")
         ax.set_title("at initialisation" if phase == "init" else f"after {cfg.steps} steps")
     axes[0].set_ylabel(r"$\|\partial L_{recall} / \partial h_t\|$ (median: sequences, then seeds)")

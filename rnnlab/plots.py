@@ -6,7 +6,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt  # headless machines fall back to Agg by themselves
 import numpy as np
 
-COLORS = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green", "irnn": "tab:purple", "rnn_relu": "tab:orange"}
+COLORS = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green", "irnn": "tab:purple", "rnn_relu": "tab:orange",
+          "lstm_chrono": "tab:cyan", "gru_chrono": "tab:olive", "rnn_orthogonal": "tab:brown", "exprnn": "tab:pink"}
 
 
 def _axes(ax):
