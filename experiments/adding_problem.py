@@ -23,8 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab import RNN
-from rnnlab.cells import NAMED_CELLS, make_cell
+from rnnlab.layers import NAMED_MODELS, make_layer
 from rnnlab.data import synthetic
 from rnnlab import parallel
 from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
@@ -41,7 +40,8 @@ class Config(BaseConfig):
     seq_len: int = option(100, ge=2)
     # "adding" or "adding_hs97" (Hochreiter & Schmidhuber 1997)
     variant: str = option("adding", choices=("adding", "adding_hs97"))
-    models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=tuple(NAMED_CELLS))
+    # rnn, lstm, gru, irnn, ... and the remedies lstm_chrono, gru_chrono, rnn_orthogonal, exprnn
+    models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=tuple(NAMED_MODELS))
     hidden: int = option(64, ge=1)
     batch_size: int = option(50, ge=1)
     seeds: int = option(3, ge=1)
@@ -79,14 +79,15 @@ def mse(model, params, batch):
 @functools.cache
 def initializer(name: str, hidden: int, dummy_shape: tuple[int, ...]):
     """Jitted ``(key, forget_bias) -> params``: one compile for every point of a model."""
-    return jax.jit(lambda key, fb: SequenceRegressor(RNN(make_cell(name, hidden, forget_bias=fb))).init(
+    T = dummy_shape[1]  # chrono's T_max: the sequence length
+    return jax.jit(lambda key, fb: SequenceRegressor(make_layer(name, hidden, t_max=T, forget_bias=fb)).init(
         key, jnp.zeros(dummy_shape)))
 
 
 def train_model(name: str, cfg: Config, run: RunDir):
     """Train every grid point x seed of one model in one program; returns the sweep, model and params ``[S, ...]``."""
     sweep = Sweep(grid_points(name, cfg))
-    model = SequenceRegressor(RNN(make_cell(name, cfg.hidden)))  # init options do not change apply
+    model = SequenceRegressor(make_layer(name, cfg.hidden, t_max=cfg.seq_len))  # init options do not change apply
     dummy_x = synthetic.TASKS[cfg.variant](0, 1, cfg.seq_len)["x"]
     init = initializer(name, cfg.hidden, dummy_x.shape)
     seed_keys = jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), 1), cfg.seeds)

@@ -32,17 +32,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rnnlab import RNN, parallel, plots
-from rnnlab.cells import ElmanCell, GRUCell, LSTMCell, make_cell
+from rnnlab import parallel, plots
 from rnnlab.data import synthetic
 from rnnlab.diagnostics import hidden_gradient_norms
 from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
+from rnnlab.layers import make_layer
 from rnnlab.models import LanguageModel, recurrent_params
 from rnnlab.sweep import Sweep, grid, init_params
 from rnnlab.train import OptimConfig, make_optimizer
 
 VOCAB = synthetic.COPY_SYMBOLS + 2  # blank, 8 symbols, delimiter
-MODELS = ("rnn", "lstm", "gru", "lstm_chrono", "gru_chrono", "irnn", "rnn_orthogonal", "exprnn")
+MODELS = ("rnn", "lstm", "gru", "lstm_chrono", "gru_chrono", "irnn", "rnn_orthogonal", "exprnn")  # of NAMED_MODELS
 
 
 @dataclasses.dataclass
@@ -65,19 +65,6 @@ class Config(BaseConfig):
         self.models, self.test_size, self.log_every = ("rnn", "lstm", "lstm_chrono", "exprnn"), 64, 10
 
 
-def build_layer(name: str, hidden: int, T: int) -> RNN:
-    """The recurrent layer of each named model (chrono's T_max is the sequence length T + 20)."""
-    t_max = float(T + 2 * synthetic.COPY_LENGTH)
-    cells = {
-        "lstm_chrono": lambda: LSTMCell(hidden, chrono_t_max=t_max),
-        "gru_chrono": lambda: GRUCell(hidden, chrono_t_max=t_max),
-        "rnn_orthogonal": lambda: ElmanCell(hidden, recurrent_init="orthogonal"),
-        "exprnn": lambda: ElmanCell(hidden),
-    }
-    cell = cells[name]() if name in cells else make_cell(name, hidden)
-    return RNN(cell, orthogonal_recurrence=(name == "exprnn"))
-
-
 def cross_entropy(logits_btv, targets_bt):
     """Nats per step, averaged over every step of every sequence."""
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_btv, targets_bt))
@@ -96,7 +83,8 @@ def recall_loss_with_perturbation(model: LanguageModel, params, batch, eps_bth):
 @functools.cache
 def programs(name: str, hidden: int, T: int):
     """The jitted init, test loss and gradient profile of one (model, T)."""
-    model = LanguageModel(VOCAB, 16, build_layer(name, hidden, T))
+    # chrono's T_max: the whole sequence, T + 20 steps
+    model = LanguageModel(VOCAB, 16, make_layer(name, hidden, t_max=T + 2 * synthetic.COPY_LENGTH))
     init = jax.jit(lambda key: model.init(key, jnp.zeros((1, T + 2 * synthetic.COPY_LENGTH), jnp.int32)))
     test_loss = lambda p, b: cross_entropy(model.apply(p, b["tokens"])[0], b["targets"])
     profile = lambda p, b: jnp.median(hidden_gradient_norms(

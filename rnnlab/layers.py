@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import validation
-from rnnlab.cells import Cell
+from rnnlab.cells import NAMED_CELLS, Cell, ElmanCell, GRUCell, LSTMCell, make_cell
 from rnnlab.scan import BACKWARDS, unroll, unroll_both_directions
 
 DIRECTIONS = ("fwd", "bwd")
@@ -230,3 +230,30 @@ class RNN:
                     finals.append(final)
             x = jnp.concatenate(outputs, axis=-1) if len(outputs) > 1 else outputs[0]
         return x, jax.tree.map(lambda *leaves: jnp.stack(leaves), *finals)
+
+
+# -- the named models the experiments compare: cells, and the remedies for vanishing gradients --
+
+REMEDIES = {
+    "lstm_chrono": "LSTM, chrono initialisation with T_max = the sequence length (Tallec & Ollivier 2018)",
+    "gru_chrono": "GRU, chrono initialisation of the update gate, T_max = the sequence length",
+    "rnn_orthogonal": "tanh Elman RNN, orthogonal recurrent init",
+    "exprnn": "tanh Elman RNN, W_hh = expm(A - A^T) kept orthogonal (Lezcano-Casado & Martinez-Rubio 2019)",
+}
+NAMED_MODELS = {**NAMED_CELLS, **REMEDIES}
+
+
+def make_layer(name: str, hidden_size: int, *, t_max: float | None = None, forget_bias: float = 1.0) -> RNN:
+    """A one-layer ``RNN`` of one of ``NAMED_MODELS``.  ``t_max`` (the longest dependency,
+    usually the sequence length) is needed by the chrono models; ``forget_bias`` is the
+    plain LSTM's (it may be traced: a sweep over it shares one program)."""
+    if name in ("lstm_chrono", "gru_chrono"):
+        if t_max is None:
+            raise ValueError(f"{name} needs t_max (the sequence length) for its chrono initialisation")
+        cell_type = LSTMCell if name == "lstm_chrono" else GRUCell
+        return RNN(cell_type(hidden_size, chrono_t_max=float(t_max)))
+    if name == "rnn_orthogonal":
+        return RNN(ElmanCell(hidden_size, recurrent_init="orthogonal"))
+    if name == "exprnn":
+        return RNN(ElmanCell(hidden_size), orthogonal_recurrence=True)
+    return RNN(make_cell(name, hidden_size, forget_bias=forget_bias))

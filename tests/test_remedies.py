@@ -109,3 +109,23 @@ def test_orthogonal_recurrence_gradient_matches_finite_differences(cell, assert_
             fd[index] = (float(loss(a + step)) - float(loss(a - step))) / (2 * eps)
         assert_close(f"expm generator gradient vs finite differences ({type(cell).__name__})", grad, fd,
                      atol=1e-7, rtol=1e-6)
+
+
+def test_the_remedies_train_on_the_adding_problem_by_name(tmp_path):
+    """`adding_problem.py --models lstm_chrono gru_chrono rnn_orthogonal exprnn`: each a named
+    model of rnnlab.layers.make_layer, trained and evaluated like the plain cells."""
+    from conftest import load_script
+
+    from rnnlab.layers import make_layer
+
+    names = ["lstm_chrono", "gru_chrono", "rnn_orthogonal", "exprnn"]
+    results = load_script("adding_problem").main(
+        ["--quick", "--quiet", "--compile-cache", "off", "--seq-len", "8", "--hidden", "8", "--steps", "10",
+         "--test-size", "32", "--checkpoint-every", "0", "--models", *names, "--out", str(tmp_path)])
+    for name in names:
+        (point,) = results["models"][name]["points"]
+        assert len(point["test_mse"]["per_seed"]) == 2 and np.all(np.isfinite(point["test_mse"]["per_seed"]))
+    assert make_layer("lstm_chrono", 4, t_max=8).cell.chrono_t_max == 8.0
+    assert make_layer("exprnn", 4).orthogonal_recurrence
+    with pytest.raises(ValueError, match="lstm_chrono needs t_max"):
+        make_layer("lstm_chrono", 4)
