@@ -27,6 +27,7 @@ from rnnlab.layers import NAMED_MODELS, make_layer
 from rnnlab.data import synthetic
 from rnnlab import parallel
 from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
+from rnnlab.metrics import over_seeds
 from rnnlab.models import SequenceRegressor
 from rnnlab.plots import learning_curves, panels
 from rnnlab.sweep import Sweep, grid
@@ -128,9 +129,7 @@ def main(argv=None):
             for values in {point_label(p): p for p in sweep.points}.values():
                 rows = [i for i, p in enumerate(sweep.points) if point_label(p) == point_label(values)]
                 per_seed = test_mse_s[rows]
-                points.append({**{k: v for k, v in values.items() if k != "seed"}, "test_mse": {
-                    "median": float(np.median(per_seed)), "q25": float(np.percentile(per_seed, 25)),
-                    "q75": float(np.percentile(per_seed, 75)), "per_seed": per_seed.tolist()}})
+                points.append({**{k: v for k, v in values.items() if k != "seed"}, "test_mse": over_seeds(per_seed)})
                 if not cfg.quiet and run.writes:
                     print(f"{name} ({point_label(values)}): test MSE per seed {np.round(per_seed, 4).tolist()} "
                           f"(baseline {baseline:.3f})")

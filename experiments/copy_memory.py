@@ -37,6 +37,7 @@ from rnnlab.data import synthetic
 from rnnlab.diagnostics import hidden_gradient_norms
 from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
 from rnnlab.layers import make_layer
+from rnnlab.metrics import over_seeds
 from rnnlab.models import LanguageModel, recurrent_params
 from rnnlab.sweep import Sweep, grid, init_params
 from rnnlab.train import OptimConfig, make_optimizer
@@ -86,7 +87,7 @@ def programs(name: str, hidden: int, T: int):
     # chrono's T_max: the whole sequence, T + 20 steps
     model = LanguageModel(VOCAB, 16, make_layer(name, hidden, t_max=T + 2 * synthetic.COPY_LENGTH))
     init = jax.jit(lambda key: model.init(key, jnp.zeros((1, T + 2 * synthetic.COPY_LENGTH), jnp.int32)))
-    test_loss = lambda p, b: cross_entropy(model.apply(p, b["tokens"])[0], b["targets"])
+    test_loss = lambda p, b: cross_entropy(model.apply(p, b["tokens"])[0], b["targets"])  # also the training loss
     profile = lambda p, b: jnp.median(hidden_gradient_norms(
         lambda eps: recall_loss_with_perturbation(model, p, b, eps), b["tokens"].shape + (hidden,)), axis=0)
     return model, init, test_loss, profile
@@ -103,20 +104,13 @@ def run_model(cfg: Config, run: RunDir, name: str, T: int) -> dict:
     grad_init = sweep.run(profile, params0, test_s)
     state = train_sweep(
         run, f"{name}/T{T}", cfg, sweep, params=params0,
-        loss_fn=lambda params, batch, key: (cross_entropy(model.apply(params, batch["tokens"])[0], batch["targets"]),
-                                            {}),
+        loss_fn=lambda params, batch, key: (test_loss(params, batch), {}),
         optimizer=make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps),
         batch_fn=synthetic.seeded_batches(synthetic.copy_memory, cfg.seed * 1000 + T, cfg.seeds, cfg.batch_size, T),
         init_keys=keys, tolerate_diverged=True,
     )
     losses = sweep.run(test_loss, state.params, test_s)
     return {"test_loss": losses, "grad_init": grad_init, "grad_trained": sweep.run(profile, state.params, test_s)}
-
-
-def quartiles(values) -> dict:
-    values = np.asarray(values, np.float64)
-    return {"median": float(np.median(values)), "q25": float(np.percentile(values, 25)),
-            "q75": float(np.percentile(values, 75)), "per_seed": values.tolist()}
 
 
 def main(argv=None):
@@ -130,7 +124,7 @@ def main(argv=None):
             results["final_loss"][name], results["gradient_norms"][name] = {}, {}
             for T in cfg.lengths:
                 out = run_model(cfg, run, name, T)
-                results["final_loss"][name][str(T)] = quartiles(out["test_loss"])
+                results["final_loss"][name][str(T)] = over_seeds(out["test_loss"])
                 results["gradient_norms"][name][str(T)] = {
                     phase: np.median(out[f"grad_{phase}"], axis=0).tolist() for phase in ("init", "trained")}
                 if not cfg.quiet and run.writes:

@@ -28,8 +28,7 @@ import numpy as np
 from rnnlab import RNN
 from rnnlab.cells import NAMED_CELLS, make_cell
 from rnnlab.decode import recursive_forecast
-from rnnlab.data import load_csv_column, mackey_glass, make_windows, sine_mixture, split_by_time, standardize
-from rnnlab.data.files import column_values, load_table, text_cells
+from rnnlab.data import load_csv_series, mackey_glass, make_windows, sine_mixture, split_by_time, standardize
 from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, train_seeds
 from rnnlab.models import SequenceRegressor
 from rnnlab.train import OptimConfig, make_optimizer
@@ -61,10 +60,8 @@ class Config(BaseConfig):
 def load_series(cfg: Config) -> tuple[np.ndarray, str, list[str] | None]:
     """``(values [T], name, time labels [T] or None)``."""
     if cfg.csv:
-        times = None
-        if cfg.time_column:
-            times = text_cells(column_values(load_table(cfg.csv), cfg.time_column, cfg.csv), cfg.time_column, cfg.csv)
-        return load_csv_column(cfg.csv, cfg.column), f"{cfg.csv}:{cfg.column}", times
+        values, times = load_csv_series(cfg.csv, cfg.column, cfg.time_column or None)
+        return values, f"{cfg.csv}:{cfg.column}", times
     if cfg.time_column:
         raise ConfigError("--time-column names a column of --csv; give --csv too")
     if cfg.series == "mackey_glass":

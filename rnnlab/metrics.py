@@ -5,6 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 
+def over_seeds(values) -> dict:
+    """One number per seed as JSON: ``{"median", "q25", "q75", "per_seed"}``."""
+    values = np.asarray(values, np.float64)
+    return {"median": float(np.median(values)), "q25": float(np.percentile(values, 25)),
+            "q75": float(np.percentile(values, 75)), "per_seed": values.tolist()}
+
+
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
     """``[true class, predicted class]`` counts."""
     matrix = np.zeros((num_classes, num_classes), np.int64)

@@ -185,8 +185,7 @@ def train(sweep: Sweep, state: TrainState, loss_fn: Callable, optimizer: Optimiz
     step = sweep.program(make_train_step(loss_fn, optimizer))
     if batch_size is None:
         put_batch = lambda i: sweep.put(batch_fn(i))
-    else:
-        parallel.check_batch_size(batch_size, sweep.mesh)
+    else:  # put_batch refuses a batch size the data axis does not divide, before the first step
         put_batch = lambda i: sweep.put_batch(lambda examples: batch_fn(i, examples), batch_size)
     final = fit(
         step, sweep.put(state), put_batch, num_steps=num_steps,

@@ -33,11 +33,12 @@ def check_token_ids(ids, vocab_size: int, what: str = "token ids") -> np.ndarray
     bad = (ids < 0) | (ids >= vocab_size)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"{what} must lie in 0..{vocab_size - 1} (vocabulary size {vocab_size}); "
-            f"found {int(ids[where])} at index {where if len(where) > 1 else where[0]}"
-        )
+        raise _outside_vocabulary(what, vocab_size, int(ids[where]), f" at index {where if len(where) > 1 else where[0]}")
     return ids
+
+
+def _outside_vocabulary(what: str, vocab_size: int, found: int, where: str = "") -> ValueError:
+    return ValueError(f"{what} must lie in 0..{vocab_size - 1} (vocabulary size {vocab_size}); found {found}{where}")
 
 
 def check_embedding_ids(ids, vocab_size: int, what: str = "token ids"):
@@ -58,8 +59,7 @@ def check_embedding_ids(ids, vocab_size: int, what: str = "token ids"):
 
     def raise_if_bad(any_bad, bad_id):
         if np.any(any_bad):
-            bad_id = np.asarray(bad_id)[np.asarray(any_bad)].reshape(-1)[0]
-            raise ValueError(f"{what} must lie in 0..{vocab_size - 1} (vocabulary size {vocab_size}); found {int(bad_id)}")
+            raise _outside_vocabulary(what, vocab_size, int(np.asarray(bad_id)[np.asarray(any_bad)].reshape(-1)[0]))
 
     jax.debug.callback(raise_if_bad, jnp.any(bad), ids.reshape(-1)[first])
 

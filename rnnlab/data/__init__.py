@@ -22,6 +22,7 @@ from rnnlab.data.text import (
 )
 from rnnlab.data.timeseries import (
     load_csv_column,
+    load_csv_series,
     mackey_glass,
     make_windows,
     sine_mixture,

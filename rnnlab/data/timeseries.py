@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnlab.data.files import column_values, load_table, numeric_cells
+from rnnlab.data.files import column_values, load_table, numeric_cells, text_cells
 from rnnlab.validation import InputError
 
 
@@ -59,7 +59,17 @@ def load_csv_column(path, column: str) -> np.ndarray:
 
     An empty, NaN, inf or non-numeric cell is an error naming its row and the column.
     """
-    return numeric_cells(column_values(load_table(path), column, path), column, path)
+    return load_csv_series(path, column)[0]
+
+
+def load_csv_series(path, column: str, time_column: str | None = None) -> tuple[np.ndarray, list[str] | None]:
+    """``(values [T], time labels [T] or None)``: a numeric column (as ``load_csv_column``) and,
+    given ``time_column``, that column's cells as text (dates, years), from one read of the file."""
+    table = load_table(path)
+    values = numeric_cells(column_values(table, column, path), column, path)
+    if time_column is None:
+        return values, None
+    return values, text_cells(column_values(table, time_column, path), time_column, path)
 
 
 def split_by_time(series: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
