@@ -4,8 +4,11 @@ Forward+backward (loss = sum of outputs) of rnnlab with a bidirectional
 layer's two directions in one scan, ``[2, B, H] x [2, H, G*H]`` per step
 (``RNN(one_scan_per_layer=True)``, the default off CPU), against one scan per
 direction (``one_scan_per_layer=False``, the default on CPU) and ``torch.nn.LSTM/GRU`` with the same
-layers and thread count; interleaved repeats, medians.  Then compile time of
-a bidirectional LSTM's forward+backward against the number of layers.
+layers and thread count; for unidirectional stacks also the layer wavefront
+(``RNN(wavefront=True)``: one scan of T + L - 1 steps), forward+backward and
+forward only.  Interleaved repeats, medians.  Then compile time of a
+bidirectional LSTM's (and a wavefront stack's) forward+backward against the
+number of layers and T.
 
     python benchmarks/bench_stacked.py --out benchmarks/results_stacked_cpu.json
 """
@@ -43,11 +46,18 @@ def speed_rows(cells, repeats):
                                             one_scan_per_layer=False)[1],
                 "torch": torch_fns(cell, B, T, I, H, num_layers=L, bidirectional=bi)[1],
             }
+            if L > 1 and not bi:
+                forward, both = rnnlab_fns(cell, B, T, I, H, num_layers=L, wavefront=True)
+                fns.update(wavefront=both, wavefront_forward=forward,
+                           per_layer_forward=rnnlab_fns(cell, B, T, I, H, num_layers=L)[0])
             times = median_times(fns, repeats)
             row = {"cell": cell, "B": B, "T": T, "I": I, "H": H, "layers": L, "bidirectional": bi,
                    **{f"{k}_ms": 1e3 * v for k, v in times.items()},
                    "rnnlab/torch": times["rnnlab"] / times["torch"],
                    "rnnlab/per_direction": times["rnnlab"] / times["per_direction"]}
+            if "wavefront" in times:
+                row["wavefront/per_layer"] = times["wavefront"] / times["per_direction"]
+                row["wavefront/per_layer forward"] = times["wavefront_forward"] / times["per_layer_forward"]
             rows.append(row)
             print(f"{cell} B={B} T={T} L={L} bi={bi!s:5s} " + "  ".join(f"{k} {1e3 * v:8.1f} ms" for k, v in times.items())
                   + f"  rnnlab/torch {row['rnnlab/torch']:.2f}  vs per-direction {row['rnnlab/per_direction']:.2f}",
@@ -55,16 +65,23 @@ def speed_rows(cells, repeats):
     return rows
 
 
-def compile_rows(layer_counts, B=16, T=300, I=32, H=128):
+def compile_seconds(layer, B, T, I):
+    params = layer.init(jax.random.key(0), I)
+    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(layer.apply(p, x)[0])))
+    t0 = time.perf_counter()
+    grad.lower(params, jnp.zeros((B, T, I))).compile()
+    return time.perf_counter() - t0
+
+
+def compile_rows(layer_counts, lengths=(100, 1000), B=16, I=32, H=128):
     rows = []
-    for L in layer_counts:
-        layer = RNN(make_cell("lstm", H), num_layers=L, bidirectional=True, one_scan_per_layer=True)
-        params = layer.init(jax.random.key(0), I)
-        grad = jax.jit(jax.grad(lambda p, x: jnp.sum(layer.apply(p, x)[0])))
-        t0 = time.perf_counter()
-        grad.lower(params, jnp.zeros((B, T, I))).compile()
-        rows.append({"layers": L, "compile_s": time.perf_counter() - t0})
-        print(f"bidirectional LSTM, {L} layer(s): compile {rows[-1]['compile_s']:.2f} s", flush=True)
+    for T in lengths:
+        for L in layer_counts:
+            for kind, options in (("bidirectional", dict(bidirectional=True, one_scan_per_layer=True)),
+                                  ("wavefront", dict(wavefront=True))):
+                seconds = compile_seconds(RNN(make_cell("lstm", H), num_layers=L, **options), B, T, I)
+                rows.append({"layers": L, "T": T, "kind": kind, "compile_s": seconds})
+                print(f"LSTM {kind}, {L} layer(s), T={T}: compile {seconds:.2f} s", flush=True)
     return rows
 
 

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 
 from rnnlab import validation
 from rnnlab.cells import NAMED_CELLS, Cell, ElmanCell, GRUCell, LSTMCell, make_cell
-from rnnlab.scan import BACKWARDS, unroll, unroll_both_directions
+from rnnlab.scan import BACKWARDS, unroll, unroll_both_directions, unroll_layers
 
 DIRECTIONS = ("fwd", "bwd")
 
@@ -89,6 +89,11 @@ class RNN:
     # CPU, where it measured 6-19% slower (benchmarks/README.md); on a GPU each scan step is
     # latency-bound, which is what one scan halves (not measured here: no GPU)
     one_scan_per_layer: bool | None = None
+    # a unidirectional stack as one scan of T + L - 1 steps, layer l at time t - l
+    # (rnnlab.scan.unroll_layers), its gradient JAX's derivative of that scan.  Off by default:
+    # on a CPU it measured 2-4x slower than layer after layer; it is the lever for
+    # latency-bound GPU steps, not measured here (benchmarks/README.md)
+    wavefront: bool = False
     orthogonal_recurrence: bool = False  # expRNN: w_hh = expm(A - A^T), trained through A
 
     def __post_init__(self):
@@ -159,6 +164,14 @@ class RNN:
 
         return {layer: {d: cell_params(p) for d, p in directions.items()} for layer, directions in params.items()}
 
+    def _dropout_scales(self, dropout_key, shape, dtype):
+        """Inverted dropout between layers: ``keep / (1 - p)`` for the inputs of layers
+        ``1..L-1``, each ``shape``; ``None`` without a key (evaluation) or dropout."""
+        if self.dropout == 0 or dropout_key is None or self.num_layers == 1:
+            return None
+        keys = jax.random.split(dropout_key, self.num_layers - 1)
+        return [jax.random.bernoulli(k, 1.0 - self.dropout, shape).astype(dtype) / (1.0 - self.dropout) for k in keys]
+
     def initial_carry(self, batch_size: int, dtype=jnp.float32):
         """Zeros laid out like PyTorch's ``h_0`` (and ``c_0``): ``[D*L, B, H]``."""
         return self.cell.initial_carry((self.num_layers * self.num_directions, batch_size), dtype)
@@ -199,12 +212,17 @@ class RNN:
                 "initial_carry", initial_carry, expected, hint=" ([num_layers * num_directions, B, H])"
             )
 
+        scales = self._dropout_scales(dropout_key, x.shape[:-1] + (self.output_size,), x.dtype)
+        if self.wavefront and not self.bidirectional and self.num_layers > 1 and hidden_perturbation is None:
+            return unroll_layers(
+                self.cell, [params[f"l{layer}"]["fwd"] for layer in range(self.num_layers)], x, lengths=lengths,
+                initial_carry_l=initial_carry, time_major=time_major, unroll=self.unroll, remat=self.remat,
+                input_scale_l=None if scales is None else jnp.stack(scales),
+            )
         finals = []
         for layer in range(self.num_layers):
-            if layer > 0 and self.dropout > 0 and dropout_key is not None:
-                dropout_key, sub = jax.random.split(dropout_key)
-                keep = jax.random.bernoulli(sub, 1.0 - self.dropout, x.shape)
-                x = jnp.where(keep, x / (1.0 - self.dropout), 0.0)
+            if layer > 0 and scales is not None:
+                x = x * scales[layer - 1]
             first = layer * self.num_directions  # this layer's index in h_n
             if self.bidirectional and self._one_scan():
                 pair = lambda tree: None if tree is None else jax.tree.map(lambda a: a[first:first + 2], tree)
@@ -241,13 +259,14 @@ REMEDIES = {
     "exprnn": "tanh Elman RNN, W_hh = expm(A - A^T) kept orthogonal (Lezcano-Casado & Martinez-Rubio 2019)",
 }
 NAMED_MODELS = {**NAMED_CELLS, **REMEDIES}
+CHRONO_MODELS = ("lstm_chrono", "gru_chrono")  # their init depends on t_max
 
 
 def make_layer(name: str, hidden_size: int, *, t_max: float | None = None, forget_bias: float = 1.0) -> RNN:
     """A one-layer ``RNN`` of one of ``NAMED_MODELS``.  ``t_max`` (the longest dependency,
     usually the sequence length) is needed by the chrono models; ``forget_bias`` is the
     plain LSTM's (it may be traced: a sweep over it shares one program)."""
-    if name in ("lstm_chrono", "gru_chrono"):
+    if name in CHRONO_MODELS:
         if t_max is None:
             raise ValueError(f"{name} needs t_max (the sequence length) for its chrono initialisation")
         cell_type = LSTMCell if name == "lstm_chrono" else GRUCell

@@ -161,6 +161,82 @@ def unroll_both_directions(cell: Cell, params_d, x, *, lengths=None, initial_car
     return (y_dtbh if time_major else jnp.swapaxes(y_dtbh, 1, 2)), final_d
 
 
+def unroll_layers(cell: Cell, params_l, x, *, lengths=None, initial_carry_l=None, time_major: bool = False,
+                  unroll: int = 1, remat: bool = False, input_scale_l=None):
+    """A stack of L unidirectional layers as one scan of ``T + L - 1`` steps: the layer wavefront.
+
+    At wave step ``s`` layer ``l`` processes time step ``t = s - l``; its input is layer
+    ``l - 1``'s hidden state from wave step ``s - 1`` (times ``input_scale_l[l - 1]``, the
+    dropout between layers).  The L layers' projections are one batched matmul per step,
+    ``[L, B, P] x [L, P, G*H]`` and ``[L, B, H] x [L, H, G*H]``, instead of L scans of T
+    tiny steps: the lever where each step is latency-bound (a GPU).  Equal, values and
+    gradients, to running ``unroll`` layer after layer (tests/test_layers.py).
+
+    A layer is idle (masked, its carry kept, as at padding) outside ``0 <= t < lengths[b]``.
+    The first layer's ``W_ih`` is zero-padded to ``P = max(I, H)`` columns so that all
+    layers share one shape.  The gradient is JAX's derivative of the scan (no fused VJP:
+    on a CPU the wavefront's forward pass alone is 2x slower than the per-layer scans,
+    benchmarks/README.md).
+
+    Args:
+      params_l: a list of L cell params (layer 0 takes ``I`` inputs, the others ``H``).
+      initial_carry_l: the carry for batch ``(L, B)``; zeros by default.
+      input_scale_l: optional ``[L - 1, ...x's layout with H features]``: multiplies the
+        input of layers ``1..L-1`` (inverted dropout masks).
+    Returns ``(outputs of the last layer, final_l)``, outputs as ``unroll``'s.
+    """
+    num_layers, hidden = len(params_l), cell.hidden_size
+    for layer, p in enumerate(params_l[1:], start=1):
+        if check_params(cell, p) != hidden:
+            raise ValueError(f"layer {layer} of a wavefront must take the hidden size {hidden} as input")
+    x_tbi, lengths_b, _, _ = _prepare(cell, params_l[0], x, lengths, None, time_major)
+    num_steps, batch_size, input_size = x_tbi.shape
+    carry0 = cell.initial_carry((num_layers, batch_size), x_tbi.dtype)
+    if initial_carry_l is None:
+        initial_carry_l = carry0
+    else:
+        validation.check_tree_shapes("initial_carry_l", initial_carry_l, jax.eval_shape(lambda: carry0),
+                                     hint=" ([L, B, H])")
+    width = max(input_size, hidden)
+    pad_to = lambda a, axis: jnp.pad(a, [(0, width - a.shape[axis]) if i == axis % a.ndim else (0, 0)
+                                         for i in range(a.ndim)])
+    params_l = [{**p, "w_ih": pad_to(p["w_ih"], 1)} for p in params_l]
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *params_l)
+    wave = num_steps + num_layers - 1
+    # layer l at wave step s is at time t = s - l: valid_slb[s, l, b] = 0 <= t < lengths[b]
+    t_sl = jnp.arange(wave)[:, None] - jnp.arange(num_layers)[None, :]
+    limit_b = jnp.full((batch_size,), num_steps) if lengths_b is None else lengths_b
+    valid_slb = (t_sl[..., None] >= 0) & (t_sl[..., None] < limit_b)
+    x_sbp = jnp.pad(pad_to(x_tbi, 2), ((0, num_layers - 1), (0, 0), (0, 0)))
+    if input_scale_l is None:
+        scale_slbh = jnp.ones((wave, num_layers - 1, 1, 1), x_tbi.dtype)
+    else:
+        scale = jnp.asarray(input_scale_l)
+        scale_ltbh = scale if time_major else jnp.swapaxes(scale, 1, 2)
+        if scale_ltbh.shape != (num_layers - 1, num_steps, batch_size, hidden):
+            raise ValueError(f"input_scale_l must be [L - 1 = {num_layers - 1}, ...] with the hidden size "
+                             f"{hidden} as features, got {tuple(scale.shape)}")
+        # layer l (1..L-1) reads its time t at wave step t + l
+        scale_slbh = jnp.stack([jnp.pad(scale_ltbh[l - 1], ((l, num_layers - 1 - l), (0, 0), (0, 0)))
+                                for l in range(1, num_layers)], axis=1)
+
+    def one_layer(p, carry, u_bp, valid_b):
+        return _cell_update(cell, carry, _projector(cell, p)(u_bp, cell.carry_hidden(carry)), valid_b)
+
+    def step(carry_l, inputs):
+        x_bp, valid_lb, scale_lbh = inputs
+        below_lbh = cell.carry_hidden(carry_l)[:-1] * scale_lbh  # layers 0..L-2 after wave step s - 1
+        u_lbp = jnp.concatenate([x_bp[None], pad_to(below_lbh, 2)])
+        carry_l, y_lbh = jax.vmap(one_layer)(stacked, carry_l, u_lbp, valid_lb)
+        return carry_l, y_lbh[-1]
+
+    if remat:
+        step = jax.checkpoint(step)
+    final_l, y_sbh = jax.lax.scan(step, initial_carry_l, (x_sbp, valid_slb, scale_slbh), unroll=unroll)
+    y_tbh = y_sbh[num_layers - 1:]
+    return (y_tbh if time_major else jnp.swapaxes(y_tbh, 0, 1)), final_l
+
+
 def _prepare(cell, params, x, lengths, initial_carry, time_major):
     """Checked inputs of a scan: ``(x [T, B, I] with padding zeroed, lengths [B] or None,
     valid-step mask [T, B] or None, initial carry)``."""

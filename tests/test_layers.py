@@ -58,6 +58,39 @@ def test_both_directions_in_one_scan_equal_one_scan_per_direction(cell, backward
         assert_close("one scan per layer: gradients", flat(got[1]), flat(want[1]), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("cell, input_size, batch_first", [(LSTMCell(H), I, True), (GRUCell(H), 9, False),
+                                                           (ElmanCell(H), I, True)], ids=["lstm", "gru-wide-input", "rnn"])
+def test_layer_wavefront_equals_layer_after_layer(cell, input_size, batch_first, assert_close):
+    """RNN(wavefront=True) (one scan of T + L - 1 steps) against the per-layer reference,
+    values and gradients: lengths, initial carry, dropout between layers, an input wider
+    or narrower than H, batch- and time-major."""
+    import dataclasses
+
+    layer = RNN(cell, num_layers=3, dropout=0.3, batch_first=batch_first, wavefront=True)
+    reference = dataclasses.replace(layer, wavefront=False)
+    params = layer.init(jax.random.key(0), input_size)
+    x = jax.random.normal(jax.random.key(1), (B, T, input_size) if batch_first else (T, B, input_size))
+    lengths = jnp.array([5, 2, 3])
+    carry0 = jax.tree.map(lambda a: jax.random.normal(jax.random.key(2), a.shape), layer.initial_carry(B))
+
+    def loss(layer):
+        def f(p, x, c0):
+            out, final = layer.apply(p, x, lengths, c0, dropout_key=jax.random.key(3))
+            return jnp.sum(jnp.sin(out)) + sum(jnp.sum(a ** 2) for a in jax.tree.leaves(final))
+        return f
+
+    flat = lambda tree: jnp.concatenate([jnp.ravel(a) for a in jax.tree.leaves(tree)])
+    got = jax.jit(jax.value_and_grad(loss(layer), argnums=(0, 1, 2)))(params, x, carry0)
+    want = jax.jit(jax.value_and_grad(loss(reference), argnums=(0, 1, 2)))(params, x, carry0)
+    assert_close("wavefront: loss", got[0], want[0], atol=1e-5, rtol=1e-6)
+    assert_close("wavefront: gradients", flat(got[1]), flat(want[1]), atol=1e-5, rtol=1e-5)
+    out, final = layer.apply(params, x, lengths)
+    want_out, want_final = reference.apply(params, x, lengths)
+    assert_close("wavefront: outputs", out, want_out, atol=1e-6, rtol=1e-6)
+    assert_close("wavefront: final carry", flat(final), flat(want_final), atol=1e-6, rtol=1e-6)
+    assert float(jnp.max(jnp.abs(out if batch_first else jnp.swapaxes(out, 0, 1))[1, 2:])) == 0.0  # padding
+
+
 def test_dropout_only_between_layers_and_only_with_a_key():
     layer = RNN(LSTMCell(H), num_layers=3, dropout=0.5)
     params = layer.init(jax.random.key(0), I)
