@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import textwrap
 import time
 
 import jax
@@ -36,9 +37,10 @@ import numpy as np
 
 from rnnlab import RNN
 from rnnlab import diagnostics, parallel, plots
-from rnnlab.cells import NAMED_CELLS, make_cell
+from rnnlab.cells import make_cell
 from rnnlab.data import synthetic
 from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
+from rnnlab.layers import CHRONO_MODELS, NAMED_MODELS, make_layer
 from rnnlab.models import SequenceRegressor, recurrent_params
 from rnnlab.sweep import Sweep, grid, init_params
 from rnnlab.train import NonFiniteError, OptimConfig, make_optimizer
@@ -49,7 +51,8 @@ class Config(BaseConfig):
     out: str = "runs/vanishing_gradients"
     steps: int = option(100, ge=1)  # Adam steps before the "trained" measurement
     lengths: tuple[int, ...] = option((50, 100, 200, 500), ge=2)
-    models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=tuple(NAMED_CELLS))
+    # rnn, lstm, gru, irnn, ... and the remedies lstm_chrono, gru_chrono (T_max = T), rnn_orthogonal, exprnn
+    models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=tuple(NAMED_MODELS))
     hidden: int = option(64, ge=1)
     seeds: int = option(3, ge=1)
     batch_size: int = option(10, ge=1)
@@ -81,21 +84,35 @@ def seed_keys(cfg):
 
 
 @functools.cache
-def initializer(name: str, hidden: int, rescaled: bool):
+def initializer(name: str, hidden: int, rescaled: bool, t_max: int | None = None):
     """A jitted ``(key, forget_bias, radius) -> params`` of one point; both values are traced,
-    so every sweep of a cell kind reuses one compile (``radius`` is used when ``rescaled``)."""
+    so every sweep of a cell kind reuses one compile (``radius`` is used when ``rescaled``).
+    ``t_max``: the chrono models' T_max (one compile per length for those)."""
 
     def init(key, forget_bias, radius):
-        cell = make_cell(name, hidden, forget_bias=forget_bias, spectral_radius=radius if rescaled else None)
-        return SequenceRegressor(RNN(cell)).init(key, jnp.zeros((1, 1, 2)))  # params do not depend on T
+        if rescaled:
+            layer = RNN(make_cell(name, hidden, forget_bias=forget_bias, spectral_radius=radius))
+        else:
+            layer = make_layer(name, hidden, t_max=t_max, forget_bias=forget_bias)
+        return SequenceRegressor(layer).init(key, jnp.zeros((1, 1, 2)))  # params do not depend on T
 
     return jax.jit(init)
 
 
 def init_fn(cfg, name: str, rescaled: bool = False):
-    """``(key, point) -> params`` for ``rnnlab.sweep.init_params``; a point may set ``forget_bias`` or ``radius``."""
-    init = initializer(name, cfg.hidden, rescaled)
-    return lambda key, p: init(key, p.get("forget_bias", cfg.forget_bias), p.get("radius", cfg.clip_radius))
+    """``(key, point) -> params`` for ``rnnlab.sweep.init_params``; a point may set ``forget_bias``
+    or ``radius``; the chrono models take T_max from the point's ``T``."""
+
+    def init(key, p):
+        fn = initializer(name, cfg.hidden, rescaled, int(p["T"]) if name in CHRONO_MODELS else None)
+        return fn(key, p.get("forget_bias", cfg.forget_bias), p.get("radius", cfg.clip_radius))
+
+    return init
+
+
+def apply_layer(cfg, name: str) -> RNN:
+    """The layer of ``name`` for applying params (its init options, T_max included, do not matter)."""
+    return make_layer(name, cfg.hidden, t_max=max(cfg.lengths + (cfg.sweep_length, 3)))
 
 
 def point_keys(cfg, sweep: Sweep):
@@ -142,7 +159,7 @@ class Measurer:
     def __call__(self, name: str, sweep: Sweep, params_s, batch_s, jacobian: bool = True):
         jacobian = jacobian and self.cfg.jacobian
         if (name, jacobian) not in self._fns:
-            model = SequenceRegressor(RNN(make_cell(name, self.cfg.hidden)))  # init options do not change apply
+            model = SequenceRegressor(apply_layer(self.cfg, name))
             self._fns[name, jacobian] = lambda p, x, y, lengths: diagnostics.regressor_gradient_profile(
                 model, p, x, y, lengths, jacobian=jacobian)
         with jax.enable_x64(self.cfg.float64):
@@ -151,12 +168,22 @@ class Measurer:
             return sweep.run(self._fns[name, jacobian], params_s, x, y, batch_s["lengths"])
 
 
-def gate_radii(params_s, cell) -> list[list[float]]:
-    """Each point's spectral radius of every gate block of ``w_hh``: ``[S][G]``."""
-    w_s = np.asarray(recurrent_params(params_s)["l0"]["fwd"]["w_hh"], np.float64)
-    H = cell.hidden_size
-    return [[float(np.max(np.abs(np.linalg.eigvals(w[g * H:(g + 1) * H])))) for g in range(cell.num_gates)]
-            for w in w_s]
+def gate_spectra(params_s, layer: RNN) -> tuple[list[list[float]], list[list[float]]]:
+    """Each point's spectral radius and largest singular value of every gate block of ``w_hh``
+    (expRNN's ``expm(A - A^T)``): two ``[S][G]`` lists."""
+    w_s = np.asarray(jax.vmap(layer.recurrent_matrices)(recurrent_params(params_s))["l0"]["fwd"]["w_hh"], np.float64)
+    H, G = layer.cell.hidden_size, layer.cell.num_gates
+    blocks = [[w[g * H:(g + 1) * H] for g in range(G)] for w in w_s]
+    radii = [[float(np.max(np.abs(np.linalg.eigvals(b)))) for b in row] for row in blocks]
+    return radii, [[float(np.linalg.norm(b, 2)) for b in row] for row in blocks]
+
+
+def pascanu_bound_ratio(jac_t, largest_singular_value: float) -> float:
+    """``max_k ||dh_T/dh_{T-k}||_2 / lambda_1^k``: at most 1 for a tanh or ReLU RNN (|f'| <= 1),
+    Pascanu, Mikolov & Bengio (2013): the Jacobian over k steps is a product of k factors
+    ``diag(f') W_hh``, so gradients vanish when ``lambda_1 < 1``."""
+    jac_k = diagnostics.by_distance(np.asarray(jac_t, np.float64))
+    return float(np.max(jac_k / largest_singular_value ** np.arange(len(jac_k))))
 
 
 def length_groups(cfg) -> list[tuple[int, ...]]:
@@ -196,8 +223,8 @@ def train_and_measure(cfg, run, measure, name: str, lengths: tuple[int, ...]) ->
     """
     max_T = max(lengths)
     sweep = Sweep(grid(T=lengths, seed=range(cfg.seeds)))
-    cell = make_cell(name, cfg.hidden, forget_bias=cfg.forget_bias)
-    model = SequenceRegressor(RNN(cell))
+    layer = apply_layer(cfg, name)
+    model = SequenceRegressor(layer)
     measure_batch = adding_rows(cfg, sweep, lambda T: 10**6, cfg.measure_size, max_T)(0)
     phases = {"init": init_params(sweep, init_fn(cfg, name), point_keys(cfg, sweep))}
     optimizer = make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps)
@@ -208,12 +235,13 @@ def train_and_measure(cfg, run, measure, name: str, lengths: tuple[int, ...]) ->
     out = {}
     for phase, params in phases.items():
         grad_st, jac_st = measure(name, sweep, params, measure_batch)
-        radii = gate_radii(params, cell)
+        radii, singular = gate_spectra(params, layer)
         for i, T in enumerate(sweep.column("T")):
-            entry = out.setdefault(int(T), {}).setdefault(phase, {"grad": [], "jac": [], "radii": [], "row": []})
+            entry = out.setdefault(int(T), {}).setdefault(phase, {"grad": [], "jac": [], "radii": [], "sv": [], "row": []})
             entry["grad"].append(grad_st[i][:T])
             entry["jac"].append(jac_st[i][:T])
             entry["radii"].append(radii[i])
+            entry["sv"].append(singular[i])
             entry["row"].append(i)
     return {"tag": tag, "sweep": sweep, "by_T": out}
 
@@ -286,15 +314,17 @@ def main(argv=None):
 
 
 def collect_results(cfg, run, trained, sweeps, clip_sweep) -> dict:
-    results = {"models": {m: NAMED_CELLS[m] for m in cfg.models}, "forget_bias": cfg.forget_bias,
-               "gradient_norms": {}, "jacobian_norms": {}, "ratios": {}, "spectral_radii": {}, "final_loss": {}}
+    results = {"models": {m: NAMED_MODELS[m] for m in cfg.models}, "forget_bias": cfg.forget_bias,
+               "gradient_norms": {}, "jacobian_norms": {}, "ratios": {}, "spectral_radii": {},
+               "largest_singular_values": {}, "pascanu_bound": {}, "final_loss": {}}
+    keys = ("gradient_norms", "jacobian_norms", "ratios", "spectral_radii", "largest_singular_values", "pascanu_bound")
     for name, parts in trained.items():
-        for key in ("gradient_norms", "jacobian_norms", "ratios", "spectral_radii", "final_loss"):
+        for key in keys + ("final_loss",):
             results[key][name] = {}
         for part in parts:
             last = run.records(part["tag"])[-1]["loss_per_point"]
             for T, phases in sorted(part["by_T"].items()):
-                for key in ("gradient_norms", "jacobian_norms", "ratios", "spectral_radii"):
+                for key in keys:
                     results[key][name][str(T)] = {}
                 for phase, m in phases.items():
                     summary, ratios = summaries(m["grad"])
@@ -303,6 +333,10 @@ def collect_results(cfg, run, trained, sweeps, clip_sweep) -> dict:
                         results["jacobian_norms"][name][str(T)][phase] = summaries(m["jac"])[0]
                     results["ratios"][name][str(T)][phase] = {"median": float(np.median(ratios)), "per_seed": ratios}
                     results["spectral_radii"][name][str(T)][phase] = np.median(m["radii"], axis=0).tolist()
+                    results["largest_singular_values"][name][str(T)][phase] = np.median(m["sv"], axis=0).tolist()
+                    if cfg.jacobian and len(m["sv"][0]) == 1:  # an Elman RNN: |f'| <= 1 for tanh and ReLU
+                        results["pascanu_bound"][name][str(T)][phase] = {"max_jacobian_over_bound": max(
+                            pascanu_bound_ratio(j, sv[0]) for j, sv in zip(m["jac"], m["sv"]))}
                 losses = [last[i] for i in phases["trained"]["row"]]
                 results["final_loss"][name][str(T)] = {"median": float(np.median(losses)), "per_seed": losses}
                 r = results["ratios"][name][str(T)]
@@ -336,23 +370,24 @@ def collect_results(cfg, run, trained, sweeps, clip_sweep) -> dict:
 
 
 def save_figures(cfg: Config, run: RunDir, results: dict, trained: dict, clip_sweep: Sweep):
-    init = f"init: tanh RNN PyTorch uniform; LSTM forget bias {cfg.forget_bias:g}; GRU PyTorch uniform"
+    inits = {"rnn": "tanh RNN PyTorch uniform", "lstm": f"LSTM forget bias {cfg.forget_bias:g}",
+             "gru": "GRU PyTorch uniform", "irnn": "IRNN: ReLU, W_hh = I", "lstm_chrono": "LSTM chrono T_max = T",
+             "gru_chrono": "GRU chrono T_max = T", "rnn_orthogonal": "tanh RNN orthogonal W_hh",
+             "exprnn": "expRNN: tanh, W_hh = expm(A - A^T)"}
+    init = textwrap.fill("init: " + "; ".join(inits.get(m, NAMED_MODELS[m]) for m in cfg.models),
+                         width=45 * len(cfg.lengths))
+    phases = {"init": "at initialisation", "trained": f"after {cfg.steps} Adam steps"}
     for key, ylabel in (("gradient_norms", r"$\|\partial L/\partial h_t\|$"),
                         ("jacobian_norms", r"$\|\partial h_T/\partial h_t\|_2$")):
         if not results[key][cfg.models[0]].get(str(cfg.lengths[0])):
             continue
-        fig, axes = plots.panels(len(cfg.lengths), sharey=False)
-        for ax, T in zip(axes, cfg.lengths):
-            series, styles = {}, {}
-            for name in cfg.models:
-                for phase, ls in (("init", "-"), ("trained", "--")):
-                    label = f"{name} {'init' if phase == 'init' else f'after {cfg.steps} steps'}"
-                    series[label] = results[key][name][str(T)][phase]
-                    styles[label] = {"ls": ls}
-            plots.norms_by_distance(series, title=f"T = {T}", ylabel=ylabel, ax=ax, styles=styles)
-        fig.suptitle(f"{ylabel} on the adding problem, H={cfg.hidden}, median and IQR of {cfg.seeds} seeds, "
-                     f"at init and after {cfg.steps} Adam steps (measured in {'float64' if cfg.float64 else 'float32'})"
-                     f"\n{init}", fontsize=10)
+        fig, axes = plots.panels(len(cfg.lengths), rows=len(phases), sharey=False)
+        for row, (phase, phase_label) in enumerate(phases.items()):
+            for ax, T in zip(axes[row * len(cfg.lengths):], cfg.lengths):
+                series = {name: results[key][name][str(T)][phase] for name in cfg.models}
+                plots.norms_by_distance(series, title=f"T = {T}, {phase_label}", ylabel=ylabel, ax=ax)
+        fig.suptitle(f"{ylabel} on the adding problem, H={cfg.hidden}, median and IQR of {cfg.seeds} seeds "
+                     f"(measured in {'float64' if cfg.float64 else 'float32'})\n{init}", fontsize=10)
         run.save_figure(fig, key)
 
     fig, axes = plots.panels(2, sharey=False, width=5.5)

@@ -70,11 +70,11 @@ def norms_by_distance(series: dict, *, title: str, ylabel: str = r"$\|\partial L
     return fig
 
 
-def panels(count: int, *, width: float = 4.2, height: float = 3.6, sharey: bool = True):
-    """A row of ``count`` axes."""
-    fig, axes = plt.subplots(1, count, figsize=(width * count, height), sharey=sharey, constrained_layout=True,
-                             squeeze=False)
-    return fig, list(axes[0])
+def panels(count: int, *, rows: int = 1, width: float = 4.2, height: float = 3.6, sharey: bool = True):
+    """``rows`` rows of ``count`` axes, as one list in reading order."""
+    fig, axes = plt.subplots(rows, count, figsize=(width * count, height * rows), sharey=sharey,
+                             constrained_layout=True, squeeze=False)
+    return fig, [ax for row in axes for ax in row]
 
 
 def training_traces(traces: dict, *, title: str, axes=None):
