@@ -174,16 +174,17 @@ def gate_spectra(params_s, layer: RNN) -> tuple[list[list[float]], list[list[flo
     w_s = np.asarray(jax.vmap(layer.recurrent_matrices)(recurrent_params(params_s))["l0"]["fwd"]["w_hh"], np.float64)
     H, G = layer.cell.hidden_size, layer.cell.num_gates
     blocks = [[w[g * H:(g + 1) * H] for g in range(G)] for w in w_s]
-    radii = [[float(np.max(np.abs(np.linalg.eigvals(b)))) for b in row] for row in blocks]
-    return radii, [[float(np.linalg.norm(b, 2)) for b in row] for row in blocks]
+    finite = lambda f: lambda b: f(b) if np.all(np.isfinite(b)) else float("nan")  # a diverged point
+    radius, largest = finite(lambda b: float(np.max(np.abs(np.linalg.eigvals(b))))), finite(lambda b: float(np.linalg.norm(b, 2)))
+    return [[radius(b) for b in row] for row in blocks], [[largest(b) for b in row] for row in blocks]
 
 
 def pascanu_bound_ratio(jac_t, largest_singular_value: float) -> float:
-    """``max_k ||dh_T/dh_{T-k}||_2 / lambda_1^k``: at most 1 for a tanh or ReLU RNN (|f'| <= 1),
+    """``max_{k >= 1} ||dh_T/dh_{T-k}||_2 / lambda_1^k``: at most 1 for a tanh or ReLU RNN (|f'| <= 1),
     Pascanu, Mikolov & Bengio (2013): the Jacobian over k steps is a product of k factors
-    ``diag(f') W_hh``, so gradients vanish when ``lambda_1 < 1``."""
+    ``diag(f') W_hh``, so gradients vanish when ``lambda_1 < 1``.  (k = 0 is the identity.)"""
     jac_k = diagnostics.by_distance(np.asarray(jac_t, np.float64))
-    return float(np.max(jac_k / largest_singular_value ** np.arange(len(jac_k))))
+    return float(np.max(jac_k[1:] / largest_singular_value ** np.arange(1, len(jac_k))))
 
 
 def length_groups(cfg) -> list[tuple[int, ...]]:
@@ -230,7 +231,8 @@ def train_and_measure(cfg, run, measure, name: str, lengths: tuple[int, ...]) ->
     optimizer = make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps)
     tag = f"{name}/T{'-'.join(map(str, lengths))}"
     state = train_sweep(run, tag, cfg, sweep, params=phases["init"], loss_fn=mse_loss(model), optimizer=optimizer,
-                        init_keys=point_keys(cfg, sweep), batch_fn=adding_rows(cfg, sweep, lambda T: T, cfg.batch_size, max_T))
+                        init_keys=point_keys(cfg, sweep), batch_fn=adding_rows(cfg, sweep, lambda T: T, cfg.batch_size, max_T),
+                        tolerate_diverged=True)  # a diverged seed (IRNN at long T) is reported, not fatal
     phases["trained"] = state.params
     out = {}
     for phase, params in phases.items():
@@ -316,7 +318,7 @@ def main(argv=None):
 def collect_results(cfg, run, trained, sweeps, clip_sweep) -> dict:
     results = {"models": {m: NAMED_MODELS[m] for m in cfg.models}, "forget_bias": cfg.forget_bias,
                "gradient_norms": {}, "jacobian_norms": {}, "ratios": {}, "spectral_radii": {},
-               "largest_singular_values": {}, "pascanu_bound": {}, "final_loss": {}}
+               "largest_singular_values": {}, "pascanu_bound": {}, "final_loss": {}, "diverged_seeds": {}}
     keys = ("gradient_norms", "jacobian_norms", "ratios", "spectral_radii", "largest_singular_values", "pascanu_bound")
     for name, parts in trained.items():
         for key in keys + ("final_loss",):
@@ -326,7 +328,13 @@ def collect_results(cfg, run, trained, sweeps, clip_sweep) -> dict:
             for T, phases in sorted(part["by_T"].items()):
                 for key in keys:
                     results[key][name][str(T)] = {}
+                # seeds whose training diverged (non-finite params) are left out of the summaries and named
+                diverged = [i for i, g in enumerate(phases["trained"]["grad"]) if not np.all(np.isfinite(g))]
+                results["diverged_seeds"].setdefault(name, {})[str(T)] = diverged
+                finite = [i for i in range(len(phases["trained"]["grad"])) if i not in diverged] or None
                 for phase, m in phases.items():
+                    if phase == "trained" and finite is not None:
+                        m = {k: [v[i] for i in finite] for k, v in m.items()}
                     summary, ratios = summaries(m["grad"])
                     results["gradient_norms"][name][str(T)][phase] = summary
                     if cfg.jacobian:
