@@ -101,7 +101,8 @@ def train_model(name: str, cfg: Config, run: RunDir):
         # every grid point of a seed sees the seed's data stream: paired comparisons
         batch_fn=synthetic.seeded_batches(synthetic.TASKS[cfg.variant], cfg.seed, sweep.column("seed"),
                                           cfg.batch_size, cfg.seq_len),
-        init_keys=seed_keys[sweep.column("seed")], tolerate_diverged=len(sweep) > cfg.seeds,
+        # a diverged seed (IRNN at long T) is reported (test_mse "diverged"); only all of them is an error
+        init_keys=seed_keys[sweep.column("seed")], tolerate_diverged=True,
     )
     return sweep, model, state.params
 

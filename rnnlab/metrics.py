@@ -6,10 +6,17 @@ import numpy as np
 
 
 def over_seeds(values) -> dict:
-    """One number per seed as JSON: ``{"median", "q25", "q75", "per_seed"}``."""
+    """One number per seed as JSON: ``{"median", "q25", "q75", "per_seed", "diverged"}``.
+
+    A seed whose value is not finite (its training diverged) is counted in ``diverged``
+    and left out of the median and quartiles (NaN if every seed diverged); ``per_seed``
+    keeps every value."""
     values = np.asarray(values, np.float64)
-    return {"median": float(np.median(values)), "q25": float(np.percentile(values, 25)),
-            "q75": float(np.percentile(values, 75)), "per_seed": values.tolist()}
+    finite = values[np.isfinite(values)]
+    stat = lambda f: float(f(finite)) if finite.size else float("nan")
+    return {"median": stat(np.median), "q25": stat(lambda v: np.percentile(v, 25)),
+            "q75": stat(lambda v: np.percentile(v, 75)), "per_seed": values.tolist(),
+            "diverged": int(values.size - finite.size)}
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:

@@ -148,3 +148,17 @@ def test_progress_lines_when_not_a_terminal_and_nothing_when_quiet(capsys):
     assert capsys.readouterr().out == ""
     with pytest.raises(ValueError, match="progress must be auto, bar, lines or none"):
         fit(step, state0, lambda i: batch, num_steps=4, progress="loud")
+
+
+def test_a_diverged_seed_is_counted_and_left_out_of_the_quartiles():
+    """over_seeds: NaN/inf seeds (diverged runs) are counted; median and quartiles are numpy's
+    over the finite seeds, and every seed stays in per_seed."""
+    from rnnlab.metrics import over_seeds
+
+    got = over_seeds([0.3, np.nan, 0.1, np.inf, 0.2])
+    finite = [0.3, 0.1, 0.2]
+    assert got["diverged"] == 2 and len(got["per_seed"]) == 5
+    assert (got["median"], got["q25"], got["q75"]) == pytest.approx(
+        (np.median(finite), np.percentile(finite, 25), np.percentile(finite, 75)))
+    assert over_seeds([1.0, 2.0])["diverged"] == 0
+    assert np.isnan(over_seeds([np.nan, np.nan])["median"])
