@@ -5,8 +5,8 @@ layer's two directions in one scan, ``[2, B, H] x [2, H, G*H]`` per step
 (``RNN(one_scan_per_layer=True)``, the default off CPU), against one scan per
 direction (``one_scan_per_layer=False``, the default on CPU) and ``torch.nn.LSTM/GRU`` with the same
 layers and thread count; for unidirectional stacks also the layer wavefront
-(``RNN(wavefront=True)``: one scan of T + L - 1 steps), forward+backward and
-forward only.  Interleaved repeats, medians.  Then compile time of a
+(``RNN(wavefront=True)``: one scan of T + L - 1 steps), forward+backward with
+its fused VJP and with JAX's derivative, and forward only.  Interleaved repeats, medians.  Then compile time of a
 bidirectional LSTM's (and a wavefront stack's) forward+backward against the
 number of layers and T.
 
@@ -49,6 +49,8 @@ def speed_rows(cells, repeats):
             if L > 1 and not bi:
                 forward, both = rnnlab_fns(cell, B, T, I, H, num_layers=L, wavefront=True)
                 fns.update(wavefront=both, wavefront_forward=forward,
+                           wavefront_autodiff=rnnlab_fns(cell, B, T, I, H, num_layers=L, wavefront=True,
+                                                         backward="autodiff")[1],
                            per_layer_forward=rnnlab_fns(cell, B, T, I, H, num_layers=L)[0])
             times = median_times(fns, repeats)
             row = {"cell": cell, "B": B, "T": T, "I": I, "H": H, "layers": L, "bidirectional": bi,

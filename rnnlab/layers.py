@@ -90,9 +90,9 @@ class RNN:
     # latency-bound, which is what one scan halves (not measured here: no GPU)
     one_scan_per_layer: bool | None = None
     # a unidirectional stack as one scan of T + L - 1 steps, layer l at time t - l
-    # (rnnlab.scan.unroll_layers), its gradient JAX's derivative of that scan.  Off by default:
-    # on a CPU it measured 2-4x slower than layer after layer; it is the lever for
-    # latency-bound GPU steps, not measured here (benchmarks/README.md)
+    # (rnnlab.scan.unroll_layers, with its own fused VJP).  Off by default: on a CPU it
+    # measured slower than layer after layer; it is the lever for latency-bound GPU
+    # steps, not measured here (benchmarks/README.md)
     wavefront: bool = False
     orthogonal_recurrence: bool = False  # expRNN: w_hh = expm(A - A^T), trained through A
 
@@ -217,7 +217,7 @@ class RNN:
             return unroll_layers(
                 self.cell, [params[f"l{layer}"]["fwd"] for layer in range(self.num_layers)], x, lengths=lengths,
                 initial_carry_l=initial_carry, time_major=time_major, unroll=self.unroll, remat=self.remat,
-                input_scale_l=None if scales is None else jnp.stack(scales),
+                input_scale_l=None if scales is None else jnp.stack(scales), backward=self.backward,
             )
         finals = []
         for layer in range(self.num_layers):

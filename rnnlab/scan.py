@@ -162,7 +162,7 @@ def unroll_both_directions(cell: Cell, params_d, x, *, lengths=None, initial_car
 
 
 def unroll_layers(cell: Cell, params_l, x, *, lengths=None, initial_carry_l=None, time_major: bool = False,
-                  unroll: int = 1, remat: bool = False, input_scale_l=None):
+                  unroll: int = 1, remat: bool = False, input_scale_l=None, backward: str = "fused"):
     """A stack of L unidirectional layers as one scan of ``T + L - 1`` steps: the layer wavefront.
 
     At wave step ``s`` layer ``l`` processes time step ``t = s - l``; its input is layer
@@ -174,9 +174,12 @@ def unroll_layers(cell: Cell, params_l, x, *, lengths=None, initial_carry_l=None
 
     A layer is idle (masked, its carry kept, as at padding) outside ``0 <= t < lengths[b]``.
     The first layer's ``W_ih`` is zero-padded to ``P = max(I, H)`` columns so that all
-    layers share one shape.  The gradient is JAX's derivative of the scan (no fused VJP:
-    on a CPU the wavefront's forward pass alone is 2x slower than the per-layer scans,
-    benchmarks/README.md).
+    layers share one shape.  ``backward="fused"`` (default) is a custom VJP like
+    ``unroll``'s: the reverse scan carries the L layers' state gradients and sends each
+    layer's input gradient to the layer below, one batched matmul each per step; the
+    weight gradients are one batched matmul over all steps afterwards.  ``"autodiff"``
+    (or ``remat``) is JAX's derivative of the scan.  On a CPU the wavefront is slower
+    than layer after layer (its forward pass alone about 2x, benchmarks/README.md).
 
     Args:
       params_l: a list of L cell params (layer 0 takes ``I`` inputs, the others ``H``).
@@ -185,6 +188,8 @@ def unroll_layers(cell: Cell, params_l, x, *, lengths=None, initial_carry_l=None
         input of layers ``1..L-1`` (inverted dropout masks).
     Returns ``(outputs of the last layer, final_l)``, outputs as ``unroll``'s.
     """
+    if backward not in BACKWARDS:
+        raise ValueError(f"backward must be 'fused' or 'autodiff', got {backward!r}")
     num_layers, hidden = len(params_l), cell.hidden_size
     for layer, p in enumerate(params_l[1:], start=1):
         if check_params(cell, p) != hidden:
@@ -220,19 +225,13 @@ def unroll_layers(cell: Cell, params_l, x, *, lengths=None, initial_carry_l=None
         scale_slbh = jnp.stack([jnp.pad(scale_ltbh[l - 1], ((l, num_layers - 1 - l), (0, 0), (0, 0)))
                                 for l in range(1, num_layers)], axis=1)
 
-    def one_layer(p, carry, u_bp, valid_b):
-        return _cell_update(cell, carry, _projector(cell, p)(u_bp, cell.carry_hidden(carry)), valid_b)
-
-    def step(carry_l, inputs):
-        x_bp, valid_lb, scale_lbh = inputs
-        below_lbh = cell.carry_hidden(carry_l)[:-1] * scale_lbh  # layers 0..L-2 after wave step s - 1
-        u_lbp = jnp.concatenate([x_bp[None], pad_to(below_lbh, 2)])
-        carry_l, y_lbh = jax.vmap(one_layer)(stacked, carry_l, u_lbp, valid_lb)
-        return carry_l, y_lbh[-1]
-
-    if remat:
-        step = jax.checkpoint(step)
-    final_l, y_sbh = jax.lax.scan(step, initial_carry_l, (x_sbp, valid_slb, scale_slbh), unroll=unroll)
+    inputs = (x_sbp, valid_slb, scale_slbh)
+    if backward == "fused" and not remat:
+        final_l, y_sbh = _fused_wavefront(cell, unroll, stacked, initial_carry_l, inputs)
+    else:
+        step = functools.partial(_wave_step, cell, stacked)
+        final_l, (y_sbh, _) = jax.lax.scan(jax.checkpoint(step) if remat else step, initial_carry_l, inputs,
+                                           unroll=unroll)
     y_tbh = y_sbh[num_layers - 1:]
     return (y_tbh if time_major else jnp.swapaxes(y_tbh, 0, 1)), final_l
 
@@ -373,3 +372,83 @@ def _fused_backward(cell, unroll, residuals, cotangents):
 
 
 _fused_recurrence.defvjp(_fused_forward, _fused_backward)
+
+
+# -- the layer wavefront: one step of every layer, and its fused derivative ---------
+
+def _wave_inputs(cell, carry_l, x_bp, scale_lbh):
+    """Each layer's input at this wave step, ``[L, B, P]``: the sequence for layer 0, the
+    hidden state of the layer below after the previous wave step (times its dropout scale)."""
+    below_lbh = cell.carry_hidden(carry_l)[:-1] * scale_lbh
+    width = x_bp.shape[-1]
+    below_lbp = jnp.pad(below_lbh, ((0, 0), (0, 0), (0, width - below_lbh.shape[-1])))
+    return jnp.concatenate([x_bp[None], below_lbp])
+
+
+def _wave_projections(cell, stacked, u_lbp, carry_l):
+    return jax.vmap(lambda p, u, h: _projector(cell, p)(u, h))(stacked, u_lbp, cell.carry_hidden(carry_l))
+
+
+def _wave_update(cell, carry_l, proj_l, valid_lb):
+    return jax.vmap(lambda c, p, v: _cell_update(cell, c, p, v))(carry_l, proj_l, valid_lb)
+
+
+def _wave_step(cell, stacked, carry_l, inputs):
+    """One wave step of all L layers: ``(new carry_l, (top layer's output, saved for the VJP))``."""
+    x_bp, valid_lb, scale_lbh = inputs
+    u_lbp = _wave_inputs(cell, carry_l, x_bp, scale_lbh)
+    proj_l = _wave_projections(cell, stacked, u_lbp, carry_l)
+    new_carry_l, y_lbh = _wave_update(cell, carry_l, proj_l, valid_lb)
+    return new_carry_l, (y_lbh[-1], (u_lbp, proj_l, carry_l))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _fused_wavefront(cell, unroll, stacked, carry0_l, inputs):
+    final_l, (y_sbh, _) = jax.lax.scan(functools.partial(_wave_step, cell, stacked), carry0_l, inputs, unroll=unroll)
+    return final_l, y_sbh
+
+
+def _fused_wavefront_forward(cell, unroll, stacked, carry0_l, inputs):
+    final_l, (y_sbh, saved) = jax.lax.scan(functools.partial(_wave_step, cell, stacked), carry0_l, inputs,
+                                           unroll=unroll)
+    return (final_l, y_sbh), (stacked, inputs, saved)
+
+
+def _fused_wavefront_backward(cell, unroll, residuals, cotangents):
+    """Reverse scan over the L layers' state gradients: per step the cells' elementwise VJP,
+    ``dh_{t-1} += dhp W_hh`` and, for the layer below, ``dh^{l-1} += (dxp^l W_ih^l) * scale``;
+    then ``dW_hh^l = sum dhp^T h_prev``, ``dW_ih^l = sum dxp^T u`` and ``dx = dxp^0 W_ih^0``."""
+    stacked, (x_sbp, valid_slb, scale_slbh), (u_slbp, proj_sl, carries_sl) = residuals
+    d_final_l, dy_sbh = cotangents
+    w_ih_lgp, w_hh_lgh = stacked["w_ih"], stacked["w_hh"]
+    hidden = w_hh_lgh.shape[-1]
+
+    def step(state, inputs):
+        d_carry_l, buf = state
+        s, carry_l, valid_lb, scale_lbh, dy_bh = inputs
+        proj_l = tuple(jax.lax.dynamic_index_in_dim(a, s, keepdims=False) for a in buf)
+        dy_lbh = jnp.zeros((len(valid_lb),) + dy_bh.shape, dy_bh.dtype).at[-1].set(dy_bh)
+        _, vjp = jax.vjp(lambda proj, carry: _wave_update(cell, carry, proj, valid_lb), proj_l, carry_l)
+        d_proj, d_prev = vjp((d_carry_l, dy_lbh))
+        d_h_lbh = cell.carry_hidden(d_prev) + jnp.einsum("lbg,lgh->lbh", d_proj[-1], w_hh_lgh)
+        # layer l's input was layer l-1's hidden state (scaled): its gradient goes down one layer
+        d_u_lbh = jnp.einsum("lbg,lgp->lbp", d_proj[0][1:], w_ih_lgp[1:])[..., :hidden] * scale_lbh
+        d_h_lbh = d_h_lbh.at[:-1].add(d_u_lbh)
+        buf = tuple(jax.lax.dynamic_update_index_in_dim(a, d, s, 0) for a, d in zip(buf, d_proj))
+        return (cell.replace_hidden(d_prev, d_h_lbh), buf), None
+
+    steps = jnp.arange(x_sbp.shape[0])
+    (d_carry0_l, d_proj_sl), _ = jax.lax.scan(
+        step, (d_final_l, proj_sl), (steps, carries_sl, valid_slb, scale_slbh, dy_sbh), reverse=True, unroll=unroll)
+    dxp_slbg, dhp_slbg = d_proj_sl[0], d_proj_sl[-1]
+    d_stacked = {"w_ih": jnp.einsum("slbg,slbp->lgp", dxp_slbg, u_slbp),
+                 "w_hh": jnp.einsum("slbg,slbh->lgh", dhp_slbg, cell.carry_hidden(carries_sl))}
+    if "b_ih" in stacked:
+        d_stacked["b_ih"] = jnp.sum(dxp_slbg, axis=(0, 2))
+        d_stacked["b_hh"] = d_stacked["b_ih"] if cell.sums_projections else jnp.sum(dhp_slbg, axis=(0, 2))
+    d_x_sbp = jnp.einsum("sbg,gp->sbp", dxp_slbg[:, 0], w_ih_lgp[0])
+    d_inputs = (d_x_sbp, None, jnp.zeros_like(scale_slbh))  # the dropout scales are not differentiated
+    return d_stacked, d_carry0_l, d_inputs
+
+
+_fused_wavefront.defvjp(_fused_wavefront_forward, _fused_wavefront_backward)

@@ -58,15 +58,16 @@ def test_both_directions_in_one_scan_equal_one_scan_per_direction(cell, backward
         assert_close("one scan per layer: gradients", flat(got[1]), flat(want[1]), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("cell, input_size, batch_first", [(LSTMCell(H), I, True), (GRUCell(H), 9, False),
-                                                           (ElmanCell(H), I, True)], ids=["lstm", "gru-wide-input", "rnn"])
-def test_layer_wavefront_equals_layer_after_layer(cell, input_size, batch_first, assert_close):
-    """RNN(wavefront=True) (one scan of T + L - 1 steps) against the per-layer reference,
-    values and gradients: lengths, initial carry, dropout between layers, an input wider
-    or narrower than H, batch- and time-major."""
+@pytest.mark.parametrize("cell, input_size, batch_first, backward", [
+    (LSTMCell(H), I, True, "fused"), (GRUCell(H), 9, False, "fused"), (ElmanCell(H), I, True, "autodiff")],
+    ids=["lstm", "gru-wide-input-time-major", "rnn-autodiff"])
+def test_layer_wavefront_equals_layer_after_layer(cell, input_size, batch_first, backward, assert_close):
+    """RNN(wavefront=True) (one scan of T + L - 1 steps, its fused VJP or JAX's derivative)
+    against the per-layer reference, values and gradients: lengths, initial carry, dropout
+    between layers, an input wider or narrower than H, batch- and time-major."""
     import dataclasses
 
-    layer = RNN(cell, num_layers=3, dropout=0.3, batch_first=batch_first, wavefront=True)
+    layer = RNN(cell, num_layers=3, dropout=0.3, batch_first=batch_first, wavefront=True, backward=backward)
     reference = dataclasses.replace(layer, wavefront=False)
     params = layer.init(jax.random.key(0), input_size)
     x = jax.random.normal(jax.random.key(1), (B, T, input_size) if batch_first else (T, B, input_size))
