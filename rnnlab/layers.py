@@ -92,7 +92,8 @@ class RNN:
     # a unidirectional stack as one scan of T + L - 1 steps, layer l at time t - l
     # (rnnlab.scan.unroll_layers, with its own fused VJP).  Off by default: on a CPU it
     # measured slower than layer after layer; it is the lever for latency-bound GPU
-    # steps, not measured here (benchmarks/README.md)
+    # steps, not measured here (benchmarks/README.md).  With a hidden_perturbation (the
+    # diagnostics) the per-layer path runs.
     wavefront: bool = False
     orthogonal_recurrence: bool = False  # expRNN: w_hh = expm(A - A^T), trained through A
 
