@@ -173,10 +173,14 @@ def gate_spectra(params_s, layer: RNN) -> tuple[list[list[float]], list[list[flo
     (expRNN's ``expm(A - A^T)``): two ``[S][G]`` lists."""
     w_s = np.asarray(jax.vmap(layer.recurrent_matrices)(recurrent_params(params_s))["l0"]["fwd"]["w_hh"], np.float64)
     H, G = layer.cell.hidden_size, layer.cell.num_gates
-    blocks = [[w[g * H:(g + 1) * H] for g in range(G)] for w in w_s]
-    finite = lambda f: lambda b: f(b) if np.all(np.isfinite(b)) else float("nan")  # a diverged point
-    radius, largest = finite(lambda b: float(np.max(np.abs(np.linalg.eigvals(b))))), finite(lambda b: float(np.linalg.norm(b, 2)))
-    return [[radius(b) for b in row] for row in blocks], [[largest(b) for b in row] for row in blocks]
+
+    def spectrum(w_hh):
+        if not np.all(np.isfinite(w_hh)):  # a diverged point
+            return float("nan"), float("nan")
+        return float(np.max(np.abs(np.linalg.eigvals(w_hh)))), float(np.linalg.norm(w_hh, 2))
+
+    spectra = [[spectrum(w[g * H:(g + 1) * H]) for g in range(G)] for w in w_s]
+    return [[r for r, _ in row] for row in spectra], [[sv for _, sv in row] for row in spectra]
 
 
 def pascanu_bound_ratio(jac_t, largest_singular_value: float) -> float:

@@ -229,9 +229,7 @@ def unroll_layers(cell: Cell, params_l, x, *, lengths=None, initial_carry_l=None
     if backward == "fused" and not remat:
         final_l, y_sbh = _fused_wavefront(cell, unroll, stacked, initial_carry_l, inputs)
     else:
-        step = functools.partial(_wave_step, cell, stacked)
-        final_l, (y_sbh, _) = jax.lax.scan(jax.checkpoint(step) if remat else step, initial_carry_l, inputs,
-                                           unroll=unroll)
+        final_l, y_sbh = _wave_scan(cell, unroll, stacked, initial_carry_l, inputs, remat=remat)
     y_tbh = y_sbh[num_layers - 1:]
     return (y_tbh if time_major else jnp.swapaxes(y_tbh, 0, 1)), final_l
 
@@ -393,24 +391,28 @@ def _wave_update(cell, carry_l, proj_l, valid_lb):
     return jax.vmap(lambda c, p, v: _cell_update(cell, c, p, v))(carry_l, proj_l, valid_lb)
 
 
-def _wave_step(cell, stacked, carry_l, inputs):
-    """One wave step of all L layers: ``(new carry_l, (top layer's output, saved for the VJP))``."""
-    x_bp, valid_lb, scale_lbh = inputs
-    u_lbp = _wave_inputs(cell, carry_l, x_bp, scale_lbh)
-    proj_l = _wave_projections(cell, stacked, u_lbp, carry_l)
-    new_carry_l, y_lbh = _wave_update(cell, carry_l, proj_l, valid_lb)
-    return new_carry_l, (y_lbh[-1], (u_lbp, proj_l, carry_l))
+def _wave_scan(cell, unroll, stacked, carry0_l, inputs, *, remat=False, save=False):
+    """All wave steps: ``(final carry_l, top layer's outputs [S, B, H])``, and with ``save``
+    each step's inputs, projections and previous carry for the fused VJP."""
+
+    def step(carry_l, inputs):
+        x_bp, valid_lb, scale_lbh = inputs
+        u_lbp = _wave_inputs(cell, carry_l, x_bp, scale_lbh)
+        proj_l = _wave_projections(cell, stacked, u_lbp, carry_l)
+        new_carry_l, y_lbh = _wave_update(cell, carry_l, proj_l, valid_lb)
+        return new_carry_l, ((y_lbh[-1], (u_lbp, proj_l, carry_l)) if save else y_lbh[-1])
+
+    return jax.lax.scan(jax.checkpoint(step) if remat else step, carry0_l, inputs, unroll=unroll)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _fused_wavefront(cell, unroll, stacked, carry0_l, inputs):
-    final_l, (y_sbh, _) = jax.lax.scan(functools.partial(_wave_step, cell, stacked), carry0_l, inputs, unroll=unroll)
-    return final_l, y_sbh
+    # Not differentiated (inference): the plain scan, saving nothing.
+    return _wave_scan(cell, unroll, stacked, carry0_l, inputs)
 
 
 def _fused_wavefront_forward(cell, unroll, stacked, carry0_l, inputs):
-    final_l, (y_sbh, saved) = jax.lax.scan(functools.partial(_wave_step, cell, stacked), carry0_l, inputs,
-                                           unroll=unroll)
+    final_l, (y_sbh, saved) = _wave_scan(cell, unroll, stacked, carry0_l, inputs, save=True)
     return (final_l, y_sbh), (stacked, inputs, saved)
 
 
