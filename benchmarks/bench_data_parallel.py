@@ -55,7 +55,8 @@ def worker(args) -> dict:
     step = sweep.program(make_train_step(loss_fn, opt))
     batch = lambda i: sweep.put_batch(
         lambda ex: jax.tree.map(lambda a: a[None], random_windows(ids, args.batch, args.seq_len, (0, i), ex)),
-        args.batch)
+        args.batch,
+    )
     with jax.set_mesh(sweep.mesh):
         hlo = jax.jit(jax.vmap(make_train_step(loss_fn, opt))).lower(state, batch(0)).compile().as_text()
     times = []
@@ -67,9 +68,13 @@ def worker(args) -> dict:
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
     seconds = float(np.median(times))
-    return {"devices": len(devices), "platform": devices[0].platform,
-            "seconds_per_step": seconds, "tokens_per_s": args.batch * args.seq_len / seconds,
-            "all_reduce_in_step": "all-reduce" in hlo}
+    return {
+        "devices": len(devices),
+        "platform": devices[0].platform,
+        "seconds_per_step": seconds,
+        "tokens_per_s": args.batch * args.seq_len / seconds,
+        "all_reduce_in_step": "all-reduce" in hlo,
+    }
 
 
 def main():
@@ -92,28 +97,46 @@ def main():
     import numpy as np
 
     runs: dict[int, list[dict]] = {n: [] for n in args.devices}
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-             if k in ("batch", "seq_len", "hidden", "steps", "warmup")]
+    flags = [
+        f"--{k.replace('_', '-')}={v}"
+        for k, v in vars(args).items()
+        if k in ("batch", "seq_len", "hidden", "steps", "warmup")
+    ]
     for _ in range(args.repeats):  # device counts interleaved: drift on a shared machine hits all alike
         for n in args.devices:
             env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(n))  # CPU; elsewhere the first n devices
-            out = subprocess.run([sys.executable, __file__, WORKER, f"--use={n}", *flags], env=env, capture_output=True,
-                                 text=True, check=True, timeout=900)
+            out = subprocess.run(
+                [sys.executable, __file__, WORKER, f"--use={n}", *flags],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=900,
+            )
             runs[n].append(json.loads(out.stdout.splitlines()[-1]))
     rows = []
-    for n, rs in runs.items():
-        rows.append({"devices": rs[0]["devices"], "platform": rs[0]["platform"],
-                     "tokens_per_s_median": float(np.median([r["tokens_per_s"] for r in rs])),
-                     "tokens_per_s_runs": [round(r["tokens_per_s"]) for r in rs],
-                     "all_reduce_in_step": rs[0]["all_reduce_in_step"]})
+    for rs in runs.values():
+        rows.append(
+            {
+                "devices": rs[0]["devices"],
+                "platform": rs[0]["platform"],
+                "tokens_per_s_median": float(np.median([r["tokens_per_s"] for r in rs])),
+                "tokens_per_s_runs": [round(r["tokens_per_s"]) for r in rs],
+                "all_reduce_in_step": rs[0]["all_reduce_in_step"],
+            }
+        )
     base = rows[0]["tokens_per_s_median"]
     for r in rows:
         r["ratio_to_first"] = r["tokens_per_s_median"] / base
-        print(f"{r['devices']} {r['platform']} device(s): {r['tokens_per_s_median']:9.0f} tokens/s "
-              f"({r['ratio_to_first']:.2f}x), all-reduce in step: {r['all_reduce_in_step']}")
-    result = {"config": {k: v for k, v in vars(args).items() if k not in ("out", "worker")},
-              "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
-              "rows": rows}
+        print(
+            f"{r['devices']} {r['platform']} device(s): {r['tokens_per_s_median']:9.0f} tokens/s "
+            f"({r['ratio_to_first']:.2f}x), all-reduce in step: {r['all_reduce_in_step']}"
+        )
+    result = {
+        "config": {k: v for k, v in vars(args).items() if k not in ("out", "worker")},
+        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+        "rows": rows,
+    }
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)

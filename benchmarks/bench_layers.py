@@ -107,14 +107,24 @@ def speed_table(cells, repeats):
             }
             for mode, index in (("fwd", 0), ("fwd+bwd", 1)):
                 times = median_times({name: f[index] for name, f in fns.items()}, repeats)
-                row = {"cell": cell_name, "B": B, "T": T, "I": I, "H": H, "mode": mode,
-                       **{f"{k}_ms": 1e3 * v for k, v in times.items()},
-                       "rnnlab/torch": times["rnnlab"] / times["torch"],
-                       "rnnlab/flax": times["rnnlab"] / times["flax_nnx"]}
+                row = {
+                    "cell": cell_name,
+                    "B": B,
+                    "T": T,
+                    "I": I,
+                    "H": H,
+                    "mode": mode,
+                    **{f"{k}_ms": 1e3 * v for k, v in times.items()},
+                    "rnnlab/torch": times["rnnlab"] / times["torch"],
+                    "rnnlab/flax": times["rnnlab"] / times["flax_nnx"],
+                }
                 rows.append(row)
-                print(f"{cell_name:4s} B={B:3d} T={T:4d} I={I:3d} H={H:3d} {mode:7s} "
-                      + "  ".join(f"{k} {1e3 * v:8.2f} ms" for k, v in times.items())
-                      + f"   rnnlab/torch {row['rnnlab/torch']:.2f}", flush=True)
+                print(
+                    f"{cell_name:4s} B={B:3d} T={T:4d} I={I:3d} H={H:3d} {mode:7s} "
+                    + "  ".join(f"{k} {1e3 * v:8.2f} ms" for k, v in times.items())
+                    + f"   rnnlab/torch {row['rnnlab/torch']:.2f}",
+                    flush=True,
+                )
     return rows
 
 
@@ -133,19 +143,26 @@ def compile_and_memory(lengths, B=16, I=32, H=128):
             memory = compiled.memory_analysis()
             temp = getattr(memory, "temp_size_in_bytes", None) if memory is not None else None
             out.append({"T": T, "remat": remat, "compile_s": seconds, "temp_bytes": temp})
-            print(f"T={T:6d} remat={remat!s:5s} compile {seconds:6.2f} s   temp memory "
-                  f"{temp / 2**20 if temp is not None else float('nan'):9.2f} MiB", flush=True)
+            print(
+                f"T={T:6d} remat={remat!s:5s} compile {seconds:6.2f} s   temp memory "
+                f"{temp / 2**20 if temp is not None else float('nan'):9.2f} MiB",
+                flush=True,
+            )
     return out
 
 
 def markdown_table(results: dict) -> str:
     """The speed rows as a markdown table (ms, medians; ratios within this run)."""
-    lines = ["| cell | (B, T, I, H) | mode | rnnlab | autodiff | torch | flax nnx | rnnlab/torch |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| cell | (B, T, I, H) | mode | rnnlab | autodiff | torch | flax nnx | rnnlab/torch |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in results["speed"]:
-        lines.append(f"| {r['cell']} | ({r['B']}, {r['T']}, {r['I']}, {r['H']}) | {r['mode']} | {r['rnnlab_ms']:.1f} | "
-                     f"{r['rnnlab_autodiff_ms']:.1f} | {r['torch_ms']:.1f} | {r['flax_nnx_ms']:.1f} | "
-                     f"**{r['rnnlab/torch']:.2f}** |")
+        lines.append(
+            f"| {r['cell']} | ({r['B']}, {r['T']}, {r['I']}, {r['H']}) | {r['mode']} | {r['rnnlab_ms']:.1f} | "
+            f"{r['rnnlab_autodiff_ms']:.1f} | {r['torch_ms']:.1f} | {r['flax_nnx_ms']:.1f} | "
+            f"**{r['rnnlab/torch']:.2f}** |"
+        )
     return "\n".join(lines)
 
 
@@ -166,14 +183,25 @@ def main(argv=None):
 
     threads = int(os.environ.get("RNNLAB_BENCH_THREADS", os.cpu_count() or 1))
     torch.set_num_threads(threads)
-    header = {"device": jax.devices()[0].device_kind, "platform": platform.platform(), "cpu_count": os.cpu_count(),
-              "torch_threads": threads, "jax": jax.__version__, "torch": torch.__version__}
+    header = {
+        "device": jax.devices()[0].device_kind,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads,
+        "jax": jax.__version__,
+        "torch": torch.__version__,
+    }
     print(header)
-    results = {"header": header, "speed": speed_table(args.cells, args.repeats),
-               "compile_and_memory": compile_and_memory(args.lengths)}
+    results = {
+        "header": header,
+        "speed": speed_table(args.cells, args.repeats),
+        "compile_and_memory": compile_and_memory(args.lengths),
+    }
     ratios = [r["rnnlab/torch"] for r in results["speed"] if r["mode"] == "fwd+bwd"]
-    results["summary"] = {"fwd+bwd rnnlab/torch median": float(np.median(ratios)),
-                          "fwd+bwd rnnlab/torch max": float(np.max(ratios))}
+    results["summary"] = {
+        "fwd+bwd rnnlab/torch median": float(np.median(ratios)),
+        "fwd+bwd rnnlab/torch max": float(np.max(ratios)),
+    }
     print(results["summary"])
     print(markdown_table(results))
     with open(args.out, "w") as f:

@@ -32,8 +32,14 @@ from rnnlab import RNN  # noqa: E402
 from rnnlab.cells import make_cell  # noqa: E402
 
 # (B, T, I, H, layers, bidirectional): the small-batch, long-sequence regime
-SHAPES = [(8, 1000, 2, 128, 1, True), (16, 300, 32, 128, 1, True), (8, 500, 32, 128, 2, True),
-          (16, 300, 32, 128, 2, True), (8, 500, 32, 128, 2, False), (16, 1000, 32, 128, 3, False)]
+SHAPES = [
+    (8, 1000, 2, 128, 1, True),
+    (16, 300, 32, 128, 1, True),
+    (8, 500, 32, 128, 2, True),
+    (16, 300, 32, 128, 2, True),
+    (8, 500, 32, 128, 2, False),
+    (16, 1000, 32, 128, 3, False),
+]
 
 
 def speed_rows(cells, repeats):
@@ -42,28 +48,44 @@ def speed_rows(cells, repeats):
         for B, T, I, H, L, bi in SHAPES:
             fns = {
                 "rnnlab": rnnlab_fns(cell, B, T, I, H, num_layers=L, bidirectional=bi, one_scan_per_layer=True)[1],
-                "per_direction": rnnlab_fns(cell, B, T, I, H, num_layers=L, bidirectional=bi,
-                                            one_scan_per_layer=False)[1],
+                "per_direction": rnnlab_fns(cell, B, T, I, H, num_layers=L, bidirectional=bi, one_scan_per_layer=False)[
+                    1
+                ],
                 "torch": torch_fns(cell, B, T, I, H, num_layers=L, bidirectional=bi)[1],
             }
             if L > 1 and not bi:
                 forward, both = rnnlab_fns(cell, B, T, I, H, num_layers=L, wavefront=True)
-                fns.update(wavefront=both, wavefront_forward=forward,
-                           wavefront_autodiff=rnnlab_fns(cell, B, T, I, H, num_layers=L, wavefront=True,
-                                                         backward="autodiff")[1],
-                           per_layer_forward=rnnlab_fns(cell, B, T, I, H, num_layers=L)[0])
+                fns.update(
+                    wavefront=both,
+                    wavefront_forward=forward,
+                    wavefront_autodiff=rnnlab_fns(cell, B, T, I, H, num_layers=L, wavefront=True, backward="autodiff")[
+                        1
+                    ],
+                    per_layer_forward=rnnlab_fns(cell, B, T, I, H, num_layers=L)[0],
+                )
             times = median_times(fns, repeats)
-            row = {"cell": cell, "B": B, "T": T, "I": I, "H": H, "layers": L, "bidirectional": bi,
-                   **{f"{k}_ms": 1e3 * v for k, v in times.items()},
-                   "rnnlab/torch": times["rnnlab"] / times["torch"],
-                   "rnnlab/per_direction": times["rnnlab"] / times["per_direction"]}
+            row = {
+                "cell": cell,
+                "B": B,
+                "T": T,
+                "I": I,
+                "H": H,
+                "layers": L,
+                "bidirectional": bi,
+                **{f"{k}_ms": 1e3 * v for k, v in times.items()},
+                "rnnlab/torch": times["rnnlab"] / times["torch"],
+                "rnnlab/per_direction": times["rnnlab"] / times["per_direction"],
+            }
             if "wavefront" in times:
                 row["wavefront/per_layer"] = times["wavefront"] / times["per_direction"]
                 row["wavefront/per_layer forward"] = times["wavefront_forward"] / times["per_layer_forward"]
             rows.append(row)
-            print(f"{cell} B={B} T={T} L={L} bi={bi!s:5s} " + "  ".join(f"{k} {1e3 * v:8.1f} ms" for k, v in times.items())
-                  + f"  rnnlab/torch {row['rnnlab/torch']:.2f}  vs per-direction {row['rnnlab/per_direction']:.2f}",
-                  flush=True)
+            print(
+                f"{cell} B={B} T={T} L={L} bi={bi!s:5s} "
+                + "  ".join(f"{k} {1e3 * v:8.1f} ms" for k, v in times.items())
+                + f"  rnnlab/torch {row['rnnlab/torch']:.2f}  vs per-direction {row['rnnlab/per_direction']:.2f}",
+                flush=True,
+            )
     return rows
 
 
@@ -79,8 +101,10 @@ def compile_rows(layer_counts, lengths=(100, 1000), B=16, I=32, H=128):
     rows = []
     for T in lengths:
         for L in layer_counts:
-            for kind, options in (("bidirectional", dict(bidirectional=True, one_scan_per_layer=True)),
-                                  ("wavefront", dict(wavefront=True))):
+            for kind, options in (
+                ("bidirectional", dict(bidirectional=True, one_scan_per_layer=True)),
+                ("wavefront", dict(wavefront=True)),
+            ):
                 seconds = compile_seconds(RNN(make_cell("lstm", H), num_layers=L, **options), B, T, I)
                 rows.append({"layers": L, "T": T, "kind": kind, "compile_s": seconds})
                 print(f"LSTM {kind}, {L} layer(s), T={T}: compile {seconds:.2f} s", flush=True)
@@ -98,13 +122,25 @@ def main():
 
     threads = int(os.environ.get("RNNLAB_BENCH_THREADS", os.cpu_count() or 1))
     torch.set_num_threads(threads)
-    results = {"header": {"device": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
-                          "torch_threads": threads, "jax": jax.__version__, "torch": torch.__version__},
-               "speed": speed_rows(args.cells, args.repeats), "compile": compile_rows(args.layers)}
+    results = {
+        "header": {
+            "device": jax.devices()[0].device_kind,
+            "cpu_count": os.cpu_count(),
+            "torch_threads": threads,
+            "jax": jax.__version__,
+            "torch": torch.__version__,
+        },
+        "speed": speed_rows(args.cells, args.repeats),
+        "compile": compile_rows(args.layers),
+    }
     ratios = [r["rnnlab/torch"] for r in results["speed"]]
-    results["summary"] = {"rnnlab/torch median": float(np.median(ratios)), "rnnlab/torch max": float(np.max(ratios)),
-                          "rnnlab/per_direction median (bidirectional rows)": float(np.median(
-                              [r["rnnlab/per_direction"] for r in results["speed"] if r["bidirectional"]]))}
+    results["summary"] = {
+        "rnnlab/torch median": float(np.median(ratios)),
+        "rnnlab/torch max": float(np.max(ratios)),
+        "rnnlab/per_direction median (bidirectional rows)": float(
+            np.median([r["rnnlab/per_direction"] for r in results["speed"] if r["bidirectional"]])
+        ),
+    }
     print(results["summary"])
     if args.out:
         with open(args.out, "w") as f:

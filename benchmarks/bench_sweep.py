@@ -67,14 +67,30 @@ def main():
         points = [{"learning_rate": float(lr)} for lr in np.geomspace(1e-4, 1e-2, S)]
         one_s, one_c = measure(lambda: run_sweep(points, args))
         sep_s, sep_c = measure(lambda: [run_sweep([p], args) for p in points])
-        rows.append({"S": S, "one_program_s": one_s, "one_program_compile": one_c,
-                     "separate_s": sep_s, "separate_compile": sep_c, "speedup": sep_s / one_s})
-        print(f"S={S:3d}  one program {one_s:7.2f} s ({one_c['programs']} programs, {one_c['seconds']:.1f} s compile)"
-              f"   separate {sep_s:7.2f} s ({sep_c['programs']} programs, {sep_c['seconds']:.1f} s compile)"
-              f"   x{sep_s / one_s:.1f}", flush=True)
+        rows.append(
+            {
+                "S": S,
+                "one_program_s": one_s,
+                "one_program_compile": one_c,
+                "separate_s": sep_s,
+                "separate_compile": sep_c,
+                "speedup": sep_s / one_s,
+            }
+        )
+        print(
+            f"S={S:3d}  one program {one_s:7.2f} s ({one_c['programs']} programs, {one_c['seconds']:.1f} s compile)"
+            f"   separate {sep_s:7.2f} s ({sep_c['programs']} programs, {sep_c['seconds']:.1f} s compile)"
+            f"   x{sep_s / one_s:.1f}",
+            flush=True,
+        )
     if args.out:
-        info = {"devices": jax.device_count(), "backend": jax.default_backend(), "jax": jax.__version__,
-                "machine": platform.processor() or platform.machine(), "args": vars(args)}
+        info = {
+            "devices": jax.device_count(),
+            "backend": jax.default_backend(),
+            "jax": jax.__version__,
+            "machine": platform.processor() or platform.machine(),
+            "args": vars(args),
+        }
         with open(args.out, "w") as f:
             json.dump({"info": info, "rows": rows}, f, indent=2)
 

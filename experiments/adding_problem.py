@@ -23,10 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab.layers import NAMED_MODELS, make_layer
-from rnnlab.data import synthetic
 from rnnlab import parallel
+from rnnlab.data import synthetic
 from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
+from rnnlab.layers import NAMED_MODELS, make_layer
 from rnnlab.metrics import over_seeds
 from rnnlab.models import SequenceRegressor
 from rnnlab.plots import learning_curves, panels
@@ -81,8 +81,11 @@ def mse(model, params, batch):
 def initializer(name: str, hidden: int, dummy_shape: tuple[int, ...]):
     """Jitted ``(key, forget_bias) -> params``: one compile for every point of a model."""
     T = dummy_shape[1]  # chrono's T_max: the sequence length
-    return jax.jit(lambda key, fb: SequenceRegressor(make_layer(name, hidden, t_max=T, forget_bias=fb)).init(
-        key, jnp.zeros(dummy_shape)))
+    return jax.jit(
+        lambda key, fb: SequenceRegressor(make_layer(name, hidden, t_max=T, forget_bias=fb)).init(
+            key, jnp.zeros(dummy_shape)
+        )
+    )
 
 
 def train_model(name: str, cfg: Config, run: RunDir):
@@ -94,15 +97,21 @@ def train_model(name: str, cfg: Config, run: RunDir):
     seed_keys = jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), 1), cfg.seeds)
     optimizer = make_optimizer(OptimConfig(name=cfg.optimizer, learning_rate=cfg.learning_rate[0]), cfg.steps)
     state = train_sweep(
-        run, name, cfg, sweep,
+        run,
+        name,
+        cfg,
+        sweep,
         init_fn=lambda key, p: init(key, p.get("forget_bias", 1.0)),
         loss_fn=lambda params, batch, key: (mse(model, params, batch), {}),
-        optimizer=optimizer, hyperparameters=("learning_rate", "clip_norm"),
+        optimizer=optimizer,
+        hyperparameters=("learning_rate", "clip_norm"),
         # every grid point of a seed sees the seed's data stream: paired comparisons
-        batch_fn=synthetic.seeded_batches(synthetic.TASKS[cfg.variant], cfg.seed, sweep.column("seed"),
-                                          cfg.batch_size, cfg.seq_len),
+        batch_fn=synthetic.seeded_batches(
+            synthetic.TASKS[cfg.variant], cfg.seed, sweep.column("seed"), cfg.batch_size, cfg.seq_len
+        ),
         # a diverged seed (IRNN at long T) is reported (test_mse "diverged"); only all of them is an error
-        init_keys=seed_keys[sweep.column("seed")], tolerate_diverged=True,
+        init_keys=seed_keys[sweep.column("seed")],
+        tolerate_diverged=True,
     )
     return sweep, model, state.params
 
@@ -115,10 +124,18 @@ def point_label(point: dict) -> str:
 def main(argv=None):
     cfg = parse_config(Config, argv, __doc__)
     run = RunDir(cfg)
-    test = synthetic.TASKS[cfg.variant]((cfg.seed, 10**9), cfg.test_size, cfg.seq_len)  # a stream no training batch uses
+    test = synthetic.TASKS[cfg.variant](
+        (cfg.seed, 10**9), cfg.test_size, cfg.seq_len
+    )  # a stream no training batch uses
     baseline = float(np.mean((1.0 - test["y"]) ** 2)) if cfg.variant == "adding" else float(np.var(test["y"]))
-    results = {"variant": cfg.variant, "seq_len": cfg.seq_len, "steps": cfg.steps, "seeds": cfg.seeds,
-               "baseline_test_mse": baseline, "models": {}}
+    results = {
+        "variant": cfg.variant,
+        "seq_len": cfg.seq_len,
+        "steps": cfg.steps,
+        "seeds": cfg.seeds,
+        "baseline_test_mse": baseline,
+        "models": {},
+    }
     trained = {}
     with parallel.CompileStats() as compile_stats:
         for name in cfg.models:
@@ -132,8 +149,10 @@ def main(argv=None):
                 per_seed = test_mse_s[rows]
                 points.append({**{k: v for k, v in values.items() if k != "seed"}, "test_mse": over_seeds(per_seed)})
                 if not cfg.quiet and run.writes:
-                    print(f"{name} ({point_label(values)}): test MSE per seed {np.round(per_seed, 4).tolist()} "
-                          f"(baseline {baseline:.3f})")
+                    print(
+                        f"{name} ({point_label(values)}): test MSE per seed {np.round(per_seed, 4).tolist()} "
+                        f"(baseline {baseline:.3f})"
+                    )
             results["models"][name] = {"points": points}
     results["devices"], results["processes"] = jax.device_count(), jax.process_count()
     results["compile"] = compile_stats.as_dict()
@@ -156,15 +175,23 @@ def save_figure(cfg: Config, run: RunDir, trained: dict, results: dict):
         curves = {}
         for name, sweep in trained.items():
             steps, loss_sn = run.curve(name)
-            for fb in (cfg.forget_bias if name == "lstm" else (None,)):
+            for fb in cfg.forget_bias if name == "lstm" else (None,):
                 rows = [i for i, p in enumerate(sweep.points) if shared(p) == label and p.get("forget_bias") == fb]
                 curve = name if fb is None or len(cfg.forget_bias) == 1 else f"{name} b_f {fb:g}"
                 curves[curve] = (steps, loss_sn[rows])
-        learning_curves(curves, baseline=results["baseline_test_mse"], ax=ax, title=label,
-                        baseline_label="predict 1" if cfg.variant == "adding" else "predict mean")
+        learning_curves(
+            curves,
+            baseline=results["baseline_test_mse"],
+            ax=ax,
+            title=label,
+            baseline_label="predict 1" if cfg.variant == "adding" else "predict mean",
+        )
     bias = f"LSTM forget bias {cfg.forget_bias[0]:g}; " if len(cfg.forget_bias) == 1 else ""
-    fig.suptitle(f"{cfg.variant} problem, T={cfg.seq_len}, H={cfg.hidden}, median and range of {cfg.seeds} seeds; "
-                 f"{cfg.optimizer}, batch {cfg.batch_size}; {bias}tanh RNN and GRU PyTorch init", fontsize=10)
+    fig.suptitle(
+        f"{cfg.variant} problem, T={cfg.seq_len}, H={cfg.hidden}, median and range of {cfg.seeds} seeds; "
+        f"{cfg.optimizer}, batch {cfg.batch_size}; {bias}tanh RNN and GRU PyTorch init",
+        fontsize=10,
+    )
     run.save_figure(fig, "learning_curves", dpi=120)
 
 

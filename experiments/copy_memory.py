@@ -88,8 +88,12 @@ def programs(name: str, hidden: int, T: int):
     model = LanguageModel(VOCAB, 16, make_layer(name, hidden, t_max=T + 2 * synthetic.COPY_LENGTH))
     init = jax.jit(lambda key: model.init(key, jnp.zeros((1, T + 2 * synthetic.COPY_LENGTH), jnp.int32)))
     test_loss = lambda p, b: cross_entropy(model.apply(p, b["tokens"])[0], b["targets"])  # also the training loss
-    profile = lambda p, b: jnp.median(hidden_gradient_norms(
-        lambda eps: recall_loss_with_perturbation(model, p, b, eps), b["tokens"].shape + (hidden,)), axis=0)
+    profile = lambda p, b: jnp.median(
+        hidden_gradient_norms(
+            lambda eps: recall_loss_with_perturbation(model, p, b, eps), b["tokens"].shape + (hidden,)
+        ),
+        axis=0,
+    )
     return model, init, test_loss, profile
 
 
@@ -103,11 +107,16 @@ def run_model(cfg: Config, run: RunDir, name: str, T: int) -> dict:
     params0 = init_params(sweep, lambda key, p: init(key), keys)
     grad_init = sweep.run(profile, params0, test_s)
     state = train_sweep(
-        run, f"{name}/T{T}", cfg, sweep, params=params0,
+        run,
+        f"{name}/T{T}",
+        cfg,
+        sweep,
+        params=params0,
         loss_fn=lambda params, batch, key: (test_loss(params, batch), {}),
         optimizer=make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps),
         batch_fn=synthetic.seeded_batches(synthetic.copy_memory, cfg.seed * 1000 + T, cfg.seeds, cfg.batch_size, T),
-        init_keys=keys, tolerate_diverged=True,
+        init_keys=keys,
+        tolerate_diverged=True,
     )
     losses = sweep.run(test_loss, state.params, test_s)
     return {"test_loss": losses, "grad_init": grad_init, "grad_trained": sweep.run(profile, state.params, test_s)}
@@ -116,9 +125,15 @@ def run_model(cfg: Config, run: RunDir, name: str, T: int) -> dict:
 def main(argv=None):
     cfg = parse_config(Config, argv, __doc__)
     run = RunDir(cfg)
-    results = {"lengths": list(cfg.lengths), "steps": cfg.steps, "seeds": cfg.seeds, "hidden": cfg.hidden,
-               "baseline": {str(T): synthetic.copy_memory_baseline(T) for T in cfg.lengths},
-               "final_loss": {}, "gradient_norms": {}}
+    results = {
+        "lengths": list(cfg.lengths),
+        "steps": cfg.steps,
+        "seeds": cfg.seeds,
+        "hidden": cfg.hidden,
+        "baseline": {str(T): synthetic.copy_memory_baseline(T) for T in cfg.lengths},
+        "final_loss": {},
+        "gradient_norms": {},
+    }
     with parallel.CompileStats() as compile_stats:
         for name in cfg.models:
             results["final_loss"][name], results["gradient_norms"][name] = {}, {}
@@ -126,10 +141,14 @@ def main(argv=None):
                 out = run_model(cfg, run, name, T)
                 results["final_loss"][name][str(T)] = over_seeds(out["test_loss"])
                 results["gradient_norms"][name][str(T)] = {
-                    phase: np.median(out[f"grad_{phase}"], axis=0).tolist() for phase in ("init", "trained")}
+                    phase: np.median(out[f"grad_{phase}"], axis=0).tolist() for phase in ("init", "trained")
+                }
                 if not cfg.quiet and run.writes:
-                    print(f"{name} T={T}: held-out loss per seed {np.round(out['test_loss'], 4).tolist()} "
-                          f"(baseline {results['baseline'][str(T)]:.4f})", flush=True)
+                    print(
+                        f"{name} T={T}: held-out loss per seed {np.round(out['test_loss'], 4).tolist()} "
+                        f"(baseline {results['baseline'][str(T)]:.4f})",
+                        flush=True,
+                    )
     results["devices"], results["processes"] = jax.device_count(), jax.process_count()
     results["compile"] = compile_stats.as_dict()
     if not run.writes:
@@ -142,11 +161,19 @@ def main(argv=None):
 def save_figures(cfg: Config, run: RunDir, results: dict) -> None:
     fig, axes = plots.panels(len(cfg.lengths), width=5.5)
     for ax, T in zip(axes, cfg.lengths):
-        plots.learning_curves({name: run.curve(f"{name}/T{T}") for name in cfg.models}, ax=ax,
-                              baseline=results["baseline"][str(T)], baseline_label="memoryless baseline",
-                              ylabel="cross-entropy, nats per step", title=f"T = {T}")
-    fig.suptitle(f"Copy memory, H={cfg.hidden}, Adam {cfg.learning_rate:g}, batch {cfg.batch_size}: median and "
-                 f"range of {cfg.seeds} seeds", fontsize=10)
+        plots.learning_curves(
+            {name: run.curve(f"{name}/T{T}") for name in cfg.models},
+            ax=ax,
+            baseline=results["baseline"][str(T)],
+            baseline_label="memoryless baseline",
+            ylabel="cross-entropy, nats per step",
+            title=f"T = {T}",
+        )
+    fig.suptitle(
+        f"Copy memory, H={cfg.hidden}, Adam {cfg.learning_rate:g}, batch {cfg.batch_size}: median and "
+        f"range of {cfg.seeds} seeds",
+        fontsize=10,
+    )
     run.save_figure(fig, "learning_curves")
 
     import matplotlib.pyplot as plt
@@ -161,9 +188,11 @@ def save_figures(cfg: Config, run: RunDir, results: dict) -> None:
         ax.set_title("at initialisation" if phase == "init" else f"after {cfg.steps} steps")
     axes[0].set_ylabel(r"$\|\partial L_{recall} / \partial h_t\|$ (median: sequences, then seeds)")
     axes[1].legend(fontsize=8)
-    fig.suptitle(f"Copy memory T={T}: gradient of the recall loss (last 10 steps) reaching each hidden state, "
-                 f"H={cfg.hidden}, {cfg.seeds} seeds",
-                 fontsize=10)
+    fig.suptitle(
+        f"Copy memory T={T}: gradient of the recall loss (last 10 steps) reaching each hidden state, "
+        f"H={cfg.hidden}, {cfg.seeds} seeds",
+        fontsize=10,
+    )
     run.save_figure(fig, "gradient_norms")
 
 

@@ -27,8 +27,8 @@ import numpy as np
 
 from rnnlab import RNN
 from rnnlab.cells import NAMED_CELLS, make_cell
-from rnnlab.decode import recursive_forecast
 from rnnlab.data import load_csv_series, mackey_glass, make_windows, sine_mixture, split_by_time, standardize
+from rnnlab.decode import recursive_forecast
 from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, train_seeds
 from rnnlab.models import SequenceRegressor
 from rnnlab.train import OptimConfig, make_optimizer
@@ -89,7 +89,7 @@ def main(argv=None):
     mean, std, past_s, future_s = standardize(past, future)
     x_train, y_train = make_windows(past_s, cfg.window)
     # validation windows end inside the future part; their inputs may reach back into the past
-    context = np.concatenate([past_s[-cfg.window:], future_s])
+    context = np.concatenate([past_s[-cfg.window :], future_s])
     x_val, y_val = make_windows(context, cfg.window)
 
     model = SequenceRegressor(RNN(make_cell(cfg.cell, cfg.hidden)))
@@ -100,10 +100,15 @@ def main(argv=None):
         return {"x": x_train[idx][None], "y": y_train[idx][None]}
 
     state = train_seeds(
-        run, cfg.cell, cfg, init_fn=lambda k: model.init(k, jnp.zeros((1, cfg.window, 1))),
+        run,
+        cfg.cell,
+        cfg,
+        init_fn=lambda k: model.init(k, jnp.zeros((1, cfg.window, 1))),
         loss_fn=lambda params, batch, key: (mse(params, batch["x"], batch["y"]), {}),
         optimizer=make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps),
-        batch_fn=batches, batch_size=cfg.batch_size, init_keys=jax.random.key(cfg.seed)[None],
+        batch_fn=batches,
+        batch_size=cfg.batch_size,
+        init_keys=jax.random.key(cfg.seed)[None],
     )
     params = jax.tree.map(lambda a: a[0], state.params)
     predict = jax.jit(lambda x: model.apply(params, x))
@@ -111,11 +116,14 @@ def main(argv=None):
     one_step = np.asarray(predict(x_val))[:, 0]
     naive = x_val[:, -1, 0]
     horizon = min(cfg.horizon, len(future_s))
-    multi = recursive_forecast(predict, past_s[-cfg.window:], horizon)
+    multi = recursive_forecast(predict, past_s[-cfg.window :], horizon)
     truth = future_s[:horizon]
     unscale = lambda a: np.asarray(a) * std + mean
     results = {
-        "series": name, "train_points": len(past), "val_points": len(future), "devices": jax.device_count(),
+        "series": name,
+        "train_points": len(past),
+        "val_points": len(future),
+        "devices": jax.device_count(),
         "processes": jax.process_count(),
         "one_step_mse": float(np.mean((one_step - y_val[:, 0]) ** 2) * std**2),
         "one_step_naive_mse": float(np.mean((naive - y_val[:, 0]) ** 2) * std**2),
@@ -131,18 +139,38 @@ def main(argv=None):
     shown = min(300, len(y_val))
     t_val = np.arange(len(past), len(past) + len(y_val))
     axes[0].plot(t_val[:shown], unscale(y_val[:shown, 0]), "k", lw=1.2, label="truth")
-    axes[0].plot(t_val[:shown], unscale(one_step[:shown]), "tab:blue", lw=1.2,
-                 label=f"{cfg.cell.upper()} one-step (MSE {results['one_step_mse']:.2e})")
-    axes[0].plot(t_val[:shown], unscale(naive[:shown]), "tab:gray", lw=1, ls=":",
-                 label=f"last value (MSE {results['one_step_naive_mse']:.2e})")
-    axes[0].set_title(f"{name}: one-step forecasts on the held-out future ({cfg.cell.upper()} {cfg.hidden}, "
-                      f"window {cfg.window}, {cfg.steps} Adam steps)")
+    axes[0].plot(
+        t_val[:shown],
+        unscale(one_step[:shown]),
+        "tab:blue",
+        lw=1.2,
+        label=f"{cfg.cell.upper()} one-step (MSE {results['one_step_mse']:.2e})",
+    )
+    axes[0].plot(
+        t_val[:shown],
+        unscale(naive[:shown]),
+        "tab:gray",
+        lw=1,
+        ls=":",
+        label=f"last value (MSE {results['one_step_naive_mse']:.2e})",
+    )
+    axes[0].set_title(
+        f"{name}: one-step forecasts on the held-out future ({cfg.cell.upper()} {cfg.hidden}, "
+        f"window {cfg.window}, {cfg.steps} Adam steps)"
+    )
     t_hist = np.arange(len(past) - cfg.window, len(past))
-    axes[1].plot(t_hist, unscale(past_s[-cfg.window:]), "k", lw=1, alpha=0.5, label="history (model input)")
+    axes[1].plot(t_hist, unscale(past_s[-cfg.window :]), "k", lw=1, alpha=0.5, label="history (model input)")
     axes[1].plot(t_val[:horizon], unscale(truth), "k", lw=1.2, label="truth")
-    axes[1].plot(t_val[:horizon], unscale(multi), "tab:red", lw=1.2,
-                 label=f"recursive {horizon}-step forecast (MSE {results['multi_step_mse']:.2e})")
-    axes[1].axhline(unscale(past_s[-1]), color="tab:gray", ls=":", label=f"last value (MSE {results['multi_step_naive_mse']:.2e})")
+    axes[1].plot(
+        t_val[:horizon],
+        unscale(multi),
+        "tab:red",
+        lw=1.2,
+        label=f"recursive {horizon}-step forecast (MSE {results['multi_step_mse']:.2e})",
+    )
+    axes[1].axhline(
+        unscale(past_s[-1]), color="tab:gray", ls=":", label=f"last value (MSE {results['multi_step_naive_mse']:.2e})"
+    )
     axes[1].set_title("multi-step: each prediction fed back as input")
     for ax in axes:
         label_time_axis(ax, times, cfg.time_column)

@@ -76,7 +76,8 @@ def load_data(cfg: Config) -> tuple[Labelled, Labelled]:
     """Training and test reviews; the test labels use the training file's class names."""
     if not cfg.train:
         generated = lambda stream, size: Labelled(
-            *negation_reviews((cfg.seed, stream), size, cfg.min_words, cfg.max_words), ("negative", "positive"))
+            *negation_reviews((cfg.seed, stream), size, cfg.min_words, cfg.max_words), ("negative", "positive")
+        )
         return generated(0, cfg.train_size), generated(1, cfg.test_size)
     train = load_labelled(cfg.train, "train", cfg.text_column, cfg.label_column)
     test_source, test_split = (cfg.test, "train") if cfg.test else (cfg.train, "test")
@@ -97,8 +98,9 @@ def main(argv=None):
     vocab = WordVocab.build(train_texts, min_freq=cfg.min_freq, lowercase=True)
     num_classes = len(class_names)
     if num_classes < 2:
-        raise InputError(f"{cfg.train or 'the training data'} has one class only ({class_names[0]!r}): "
-                         "nothing to classify")
+        raise InputError(
+            f"{cfg.train or 'the training data'} has one class only ({class_names[0]!r}): nothing to classify"
+        )
     train_ids, train_lengths = encode(vocab, train_texts, cfg.max_len)
     test_ids, test_lengths = encode(vocab, test_texts, cfg.max_len)
 
@@ -106,10 +108,16 @@ def main(argv=None):
         idx = np.random.default_rng((cfg.seed, step)).integers(0, len(train_ids), cfg.batch_size)[examples]
         return {"ids": train_ids[idx][None], "lengths": train_lengths[idx][None], "labels": train_labels[idx][None]}
 
-    results = {"vocab_size": vocab.size, "train_examples": len(train_ids), "test_examples": len(test_ids),
-               "class_names": list(class_names),  # class id -> label in the data
-               "pooling": cfg.pooling, "devices": jax.device_count(), "processes": jax.process_count(),
-               "models": {}}
+    results = {
+        "vocab_size": vocab.size,
+        "train_examples": len(train_ids),
+        "test_examples": len(test_ids),
+        "class_names": list(class_names),  # class id -> label in the data
+        "pooling": cfg.pooling,
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
+        "models": {},
+    }
     for direction in cfg.directions:
         layer = RNN(make_cell(cfg.cell, cfg.hidden), bidirectional=(direction == "bi"))
         model = SequenceClassifier(vocab.size, cfg.embed, layer, num_classes, cfg.pooling)
@@ -120,15 +128,22 @@ def main(argv=None):
             return loss, {"accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["labels"])}
 
         state = train_seeds(
-            run, f"{direction}-{cfg.cell}", cfg,
+            run,
+            f"{direction}-{cfg.cell}",
+            cfg,
             init_fn=lambda k, model=model: model.init(k, train_ids[:1], train_lengths[:1]),
-            loss_fn=loss_fn, optimizer=make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps),
-            batch_fn=batches, batch_size=cfg.batch_size, init_keys=jax.random.key(cfg.seed)[None], vocab=vocab,
+            loss_fn=loss_fn,
+            optimizer=make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps),
+            batch_fn=batches,
+            batch_size=cfg.batch_size,
+            init_keys=jax.random.key(cfg.seed)[None],
+            vocab=vocab,
         )
         params = jax.tree.map(lambda a: a[0], state.params)
         predict = jax.jit(lambda ids, lengths, model=model: jnp.argmax(model.apply(params, ids, lengths), -1))
-        predictions = np.concatenate([predict(test_ids[i:i + 256], test_lengths[i:i + 256])
-                                      for i in range(0, len(test_ids), 256)])
+        predictions = np.concatenate(
+            [predict(test_ids[i : i + 256], test_lengths[i : i + 256]) for i in range(0, len(test_ids), 256)]
+        )
         results["models"][direction] = {
             "accuracy": float(np.mean(predictions == test_labels)),
             "confusion_matrix": confusion_matrix(test_labels, predictions, num_classes).tolist(),
@@ -140,8 +155,9 @@ def main(argv=None):
     if not run.writes:  # the figure reads metrics.jsonl, which process 0 alone writes
         return results
 
-    fig, axes = plt.subplots(1, 1 + len(cfg.directions), figsize=(5 + 3.2 * len(cfg.directions), 3.8),
-                             constrained_layout=True)
+    fig, axes = plt.subplots(
+        1, 1 + len(cfg.directions), figsize=(5 + 3.2 * len(cfg.directions), 3.8), constrained_layout=True
+    )
     curves = {}
     for direction in cfg.directions:
         curves[f"{direction}-{cfg.cell}"] = run.curve(f"{direction}-{cfg.cell}")
@@ -156,8 +172,10 @@ def main(argv=None):
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
         ax.set_title(f"{direction}-{cfg.cell}: accuracy {results['models'][direction]['accuracy']:.3f}")
-    fig.suptitle(f"Sentiment, {cfg.cell.upper()} {cfg.hidden} units, {cfg.pooling} pooling, "
-                 f"{len(train_ids)} training reviews", fontsize=10)
+    fig.suptitle(
+        f"Sentiment, {cfg.cell.upper()} {cfg.hidden} units, {cfg.pooling} pooling, {len(train_ids)} training reviews",
+        fontsize=10,
+    )
     run.save_figure(fig, "sentiment")
     return results
 

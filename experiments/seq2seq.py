@@ -66,8 +66,10 @@ def split_pairs(pairs, val_fraction: float, seed: int, source) -> tuple[list, li
     at least one pair must be left to train on."""
     num_val = max(1, round(len(pairs) * val_fraction))
     if len(pairs) - num_val < 1:
-        raise InputError(f"{source} has {len(pairs)} pair(s): too few to hold out {num_val} for validation "
-                         f"(--val-fraction {val_fraction}) and train on the rest")
+        raise InputError(
+            f"{source} has {len(pairs)} pair(s): too few to hold out {num_val} for validation "
+            f"(--val-fraction {val_fraction}) and train on the rest"
+        )
     order = np.random.default_rng(seed).permutation(len(pairs))
     return [pairs[i] for i in order[num_val:]], [pairs[i] for i in order[:num_val]]
 
@@ -91,8 +93,11 @@ def main(argv=None):
     cfg = parse_config(Config, argv, __doc__)
     run = RunDir(cfg)
     t0 = time.perf_counter()
-    pairs = load_pairs(cfg.pairs, cfg.source_column, cfg.target_column) if cfg.pairs else \
-        addition_pairs(cfg.seed, cfg.num_pairs, cfg.digits)
+    pairs = (
+        load_pairs(cfg.pairs, cfg.source_column, cfg.target_column)
+        if cfg.pairs
+        else addition_pairs(cfg.seed, cfg.num_pairs, cfg.digits)
+    )
     train, val = split_pairs(pairs, cfg.val_fraction, cfg.seed, cfg.pairs or "the generated pairs")
     src_vocab = CharVocab.build("".join(s for s, _ in train), specials=(PAD,))
     tgt_vocab = CharVocab.build("".join(t for _, t in train), specials=(PAD, START, END))
@@ -113,27 +118,50 @@ def main(argv=None):
         return {k: v[idx][None] for k, v in data.items()}
 
     state = train_seeds(
-        run, f"{cfg.cell}", cfg, init_fn=lambda k: model.init(k, data["src"][:1], data["src_lengths"][:1], data["tgt_in"][:1]),
-        loss_fn=loss_fn, optimizer=make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps),
-        batch_fn=batches, batch_size=cfg.batch_size, init_keys=jax.random.key(cfg.seed)[None], vocab=tgt_vocab,
+        run,
+        f"{cfg.cell}",
+        cfg,
+        init_fn=lambda k: model.init(k, data["src"][:1], data["src_lengths"][:1], data["tgt_in"][:1]),
+        loss_fn=loss_fn,
+        optimizer=make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps),
+        batch_fn=batches,
+        batch_size=cfg.batch_size,
+        init_keys=jax.random.key(cfg.seed)[None],
+        vocab=tgt_vocab,
     )
     params = jax.tree.map(lambda a: a[0], state.params)
 
     end_id, max_len = tgt_vocab.id(END), val_data["tgt_out"].shape[1] + 2
-    greedy_ids = greedy_decode(model, params, val_data["src"], val_data["src_lengths"],
-                               start_id=tgt_vocab.id(START), max_len=max_len)
+    greedy_ids = greedy_decode(
+        model, params, val_data["src"], val_data["src_lengths"], start_id=tgt_vocab.id(START), max_len=max_len
+    )
     greedy = [tgt_vocab.decode(strip_end(row, end_id)) for row in greedy_ids]
     references = [t for _, t in val]
     n_beam = min(cfg.beam_examples, len(val))
-    beamed = [tgt_vocab.decode(beam_search(model, params, val_data["src"][i], int(val_data["src_lengths"][i]),
-                                           start_id=tgt_vocab.id(START), end_id=end_id, max_len=max_len,
-                                           beam=cfg.beam)[0]) for i in range(n_beam)]
+    beamed = [
+        tgt_vocab.decode(
+            beam_search(
+                model,
+                params,
+                val_data["src"][i],
+                int(val_data["src_lengths"][i]),
+                start_id=tgt_vocab.id(START),
+                end_id=end_id,
+                max_len=max_len,
+                beam=cfg.beam,
+            )[0]
+        )
+        for i in range(n_beam)
+    ]
     results = {
-        "train_pairs": len(train), "val_pairs": len(val), "devices": jax.device_count(),
+        "train_pairs": len(train),
+        "val_pairs": len(val),
+        "devices": jax.device_count(),
         "processes": jax.process_count(),
         "greedy_exact_match": exact_match(greedy, references),
         "greedy_cer": character_error_rate(greedy, references),
-        "beam": cfg.beam, "beam_examples": n_beam,
+        "beam": cfg.beam,
+        "beam_examples": n_beam,
         "beam_exact_match": exact_match(beamed, references[:n_beam]),
         "greedy_exact_match_same_examples": exact_match(greedy[:n_beam], references[:n_beam]),
         "beam_cer": character_error_rate(beamed, references[:n_beam]),
@@ -143,11 +171,13 @@ def main(argv=None):
     run.write_results(results)
     if not run.writes:  # the figure reads metrics.jsonl, which process 0 alone writes
         return results
-    fig = learning_curves({cfg.cell: run.curve(cfg.cell)},
-                          ylabel="teacher-forced cross-entropy per target token",
-                          title=f"seq2seq {'addition' if not cfg.pairs else cfg.pairs}: {cfg.layers}x{cfg.cell.upper()} "
-                                f"{cfg.hidden}, {len(train)} pairs; val exact match {results['greedy_exact_match']:.3f} "
-                                f"(greedy), {results['beam_exact_match']:.3f} (beam {cfg.beam})")
+    fig = learning_curves(
+        {cfg.cell: run.curve(cfg.cell)},
+        ylabel="teacher-forced cross-entropy per target token",
+        title=f"seq2seq {'addition' if not cfg.pairs else cfg.pairs}: {cfg.layers}x{cfg.cell.upper()} "
+        f"{cfg.hidden}, {len(train)} pairs; val exact match {results['greedy_exact_match']:.3f} "
+        f"(greedy), {results['beam_exact_match']:.3f} (beam {cfg.beam})",
+    )
     run.save_figure(fig, "learning_curve")
     if not cfg.quiet:
         print({k: v for k, v in results.items() if k != "examples"})

@@ -30,9 +30,17 @@ import optax
 from rnnlab import RNN
 from rnnlab.cells import NAMED_CELLS, make_cell
 from rnnlab.checkpoint import Checkpointer
-from rnnlab.data import CharVocab, WordVocab, default_corpus, load_text, random_windows, sequential_windows, vocab_from_dict
-from rnnlab.decode import sample_text
+from rnnlab.data import (
+    CharVocab,
+    WordVocab,
+    default_corpus,
+    load_text,
+    random_windows,
+    sequential_windows,
+    vocab_from_dict,
+)
 from rnnlab.data.files import check_utf8
+from rnnlab.decode import sample_text
 from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, train_seeds
 from rnnlab.models import LanguageModel
 from rnnlab.plots import learning_curves
@@ -107,12 +115,19 @@ def train(cfg: Config):
     model = build_model(cfg, vocab)
     optimizer = make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps)
     batches = lambda step, examples: jax.tree.map(  # leading axis: one seed
-        lambda a: a[None], random_windows(train_ids, cfg.batch_size, cfg.seq_len, (cfg.seed, step), examples))
+        lambda a: a[None], random_windows(train_ids, cfg.batch_size, cfg.seq_len, (cfg.seed, step), examples)
+    )
     dummy = jnp.zeros((1, cfg.seq_len), jnp.int32)
     state = train_seeds(
-        run, "lm", cfg, init_fn=lambda k: model.init(k, dummy),
+        run,
+        "lm",
+        cfg,
+        init_fn=lambda k: model.init(k, dummy),
         loss_fn=lambda params, batch, key: (token_loss(model, params, batch, key if cfg.dropout else None), {}),
-        optimizer=optimizer, batch_fn=batches, batch_size=cfg.batch_size, init_keys=jax.random.key(cfg.seed)[None],
+        optimizer=optimizer,
+        batch_fn=batches,
+        batch_size=cfg.batch_size,
+        init_keys=jax.random.key(cfg.seed)[None],
         vocab=vocab,
     )
     params = jax.tree.map(lambda a: a[0], state.params)
@@ -120,16 +135,25 @@ def train(cfg: Config):
     val = sequential_windows(val_ids, cfg.seq_len)
     eval_loss = jax.jit(lambda p, b: token_loss(model, p, b))
     chunks = range(0, len(val["inputs"]), 64)
-    val_nats = float(np.mean([eval_loss(params, {k: v[i:i + 64] for k, v in val.items()}) for i in chunks]))
+    val_nats = float(np.mean([eval_loss(params, {k: v[i : i + 64] for k, v in val.items()}) for i in chunks]))
     prime_ids = encode(cfg.prime)
-    sample = vocab.decode(sample_text(model, params, prime_ids, cfg.length, jax.random.key(cfg.seed),
-                                      temperature=cfg.temperature, top_k=cfg.top_k))
+    sample = vocab.decode(
+        sample_text(
+            model, params, prime_ids, cfg.length, jax.random.key(cfg.seed), temperature=cfg.temperature, top_k=cfg.top_k
+        )
+    )
     results = {
-        "level": cfg.level, "vocab_size": vocab.size, "train_tokens": len(train_ids), "val_tokens": len(val_ids),
+        "level": cfg.level,
+        "vocab_size": vocab.size,
+        "train_tokens": len(train_ids),
+        "val_tokens": len(val_ids),
         "val_loss_nats": val_nats,
         "unigram_entropy_nats": unigram_entropy(train_ids, vocab.size),
-        "sample_prime": cfg.prime, "sample": sample, "devices": jax.device_count(),
-        "processes": jax.process_count(), "runtime_s": time.perf_counter() - t0,
+        "sample_prime": cfg.prime,
+        "sample": sample,
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
+        "runtime_s": time.perf_counter() - t0,
     }
     if cfg.level == "char":
         results["val_bits_per_char"] = val_nats / math.log(2)
@@ -138,16 +162,21 @@ def train(cfg: Config):
     run.write_results(results)
     if not run.writes:  # the figure reads metrics.jsonl, which process 0 alone writes
         return results
-    fig = learning_curves({cfg.cell: run.curve("lm")},
-                          baseline=results["unigram_entropy_nats"], baseline_label="unigram entropy",
-                          ylabel="training cross-entropy, nats per token",
-                          title=f"{cfg.level}-level LM: {cfg.layers}x{cfg.cell.upper()} {cfg.hidden}, "
-                                f"seq {cfg.seq_len}, batch {cfg.batch_size}, Adam {cfg.learning_rate:g}, "
-                                f"{vocab.size} tokens\nvalidation {val_nats:.3f} nats/token")
+    fig = learning_curves(
+        {cfg.cell: run.curve("lm")},
+        baseline=results["unigram_entropy_nats"],
+        baseline_label="unigram entropy",
+        ylabel="training cross-entropy, nats per token",
+        title=f"{cfg.level}-level LM: {cfg.layers}x{cfg.cell.upper()} {cfg.hidden}, "
+        f"seq {cfg.seq_len}, batch {cfg.batch_size}, Adam {cfg.learning_rate:g}, "
+        f"{vocab.size} tokens\nvalidation {val_nats:.3f} nats/token",
+    )
     run.save_figure(fig, "learning_curve")
     if not cfg.quiet:
-        print(f"validation {val_nats:.3f} nats/token (unigram entropy {results['unigram_entropy_nats']:.3f}); "
-              f"{results['runtime_s']:.0f} s\n--- sample ---\n{cfg.prime}{sample}")
+        print(
+            f"validation {val_nats:.3f} nats/token (unigram entropy {results['unigram_entropy_nats']:.3f}); "
+            f"{results['runtime_s']:.0f} s\n--- sample ---\n{cfg.prime}{sample}"
+        )
     return results
 
 
@@ -163,7 +192,8 @@ def sample(cfg: Config):
     model = build_model(saved, vocab)
     optimizer = make_optimizer(OptimConfig("adam", saved.learning_rate, clip_norm=saved.clip_norm), saved.steps)
     target = jax.vmap(lambda k: init_state(optimizer, model.init(k, jnp.zeros((1, 1), jnp.int32)), k))(
-        jax.random.key(0)[None])
+        jax.random.key(0)[None]
+    )
     found = checkpointer.restore_latest(target)
     checkpointer.close()
     if found is None:
@@ -177,8 +207,9 @@ def sample(cfg: Config):
         raise ConfigError(f"--prime{'-file' if cfg.prime_file else ''} holds no {saved.level}s to start from")
     if cfg.top_k > vocab.size:
         raise ConfigError(f"--top-k must be <= the vocabulary size {vocab.size}, got {cfg.top_k}")
-    ids = sample_text(model, params, prime_ids, cfg.length, jax.random.key(cfg.seed),
-                      temperature=cfg.temperature, top_k=cfg.top_k)
+    ids = sample_text(
+        model, params, prime_ids, cfg.length, jax.random.key(cfg.seed), temperature=cfg.temperature, top_k=cfg.top_k
+    )
     text = vocab.decode(ids)
     print(prime + (" " if saved.level == "word" else "") + text)
     return text

@@ -35,8 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab import RNN
-from rnnlab import diagnostics, parallel, plots
+from rnnlab import RNN, diagnostics, parallel, plots
 from rnnlab.cells import make_cell
 from rnnlab.data import synthetic
 from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
@@ -134,8 +133,10 @@ def adding_rows(cfg, sweep: Sweep, stream, batch_size: int, max_T: int):
     lengths, seeds = sweep.column("T"), sweep.column("seed")
 
     def batch(step: int) -> dict:
-        rows = [padded_adding((cfg.seed * 10**7 + stream(int(T)), int(s), step), batch_size, int(T), max_T)
-                for T, s in zip(lengths, seeds)]
+        rows = [
+            padded_adding((cfg.seed * 10**7 + stream(int(T)), int(s), step), batch_size, int(T), max_T)
+            for T, s in zip(lengths, seeds)
+        ]
         return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
     return batch
@@ -161,7 +162,8 @@ class Measurer:
         if (name, jacobian) not in self._fns:
             model = SequenceRegressor(apply_layer(self.cfg, name))
             self._fns[name, jacobian] = lambda p, x, y, lengths: diagnostics.regressor_gradient_profile(
-                model, p, x, y, lengths, jacobian=jacobian)
+                model, p, x, y, lengths, jacobian=jacobian
+            )
         with jax.enable_x64(self.cfg.float64):
             dtype = np.float64 if self.cfg.float64 else np.float32
             params_s, x, y = jax.tree.map(lambda a: np.asarray(a, dtype), (params_s, batch_s["x"], batch_s["y"]))
@@ -179,7 +181,7 @@ def gate_spectra(params_s, layer: RNN) -> tuple[list[list[float]], list[list[flo
             return float("nan"), float("nan")
         return float(np.max(np.abs(np.linalg.eigvals(w_hh)))), float(np.linalg.norm(w_hh, 2))
 
-    spectra = [[spectrum(w[g * H:(g + 1) * H]) for g in range(G)] for w in w_s]
+    spectra = [[spectrum(w[g * H : (g + 1) * H]) for g in range(G)] for w in w_s]
     return [[r for r, _ in row] for row in spectra], [[sv for _, sv in row] for row in spectra]
 
 
@@ -203,7 +205,8 @@ def length_groups(cfg) -> list[tuple[int, ...]]:
     latency-bound, so padding costs little per step and saves the compiles.
     """
     ratio = {"always": float("inf"), "never": 1.0}.get(
-        cfg.pad_lengths, 1.5 if jax.default_backend() == "cpu" else float("inf"))
+        cfg.pad_lengths, 1.5 if jax.default_backend() == "cpu" else float("inf")
+    )
     groups: list[list[int]] = []
     for T in sorted(set(cfg.lengths)):
         if groups and (len(groups[-1]) + 1) * T <= ratio * (sum(groups[-1]) + T):
@@ -234,16 +237,27 @@ def train_and_measure(cfg, run, measure, name: str, lengths: tuple[int, ...]) ->
     phases = {"init": init_params(sweep, init_fn(cfg, name), point_keys(cfg, sweep))}
     optimizer = make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps)
     tag = f"{name}/T{'-'.join(map(str, lengths))}"
-    state = train_sweep(run, tag, cfg, sweep, params=phases["init"], loss_fn=mse_loss(model), optimizer=optimizer,
-                        init_keys=point_keys(cfg, sweep), batch_fn=adding_rows(cfg, sweep, lambda T: T, cfg.batch_size, max_T),
-                        tolerate_diverged=True)  # a diverged seed (IRNN at long T) is reported, not fatal
+    state = train_sweep(
+        run,
+        tag,
+        cfg,
+        sweep,
+        params=phases["init"],
+        loss_fn=mse_loss(model),
+        optimizer=optimizer,
+        init_keys=point_keys(cfg, sweep),
+        batch_fn=adding_rows(cfg, sweep, lambda T: T, cfg.batch_size, max_T),
+        tolerate_diverged=True,
+    )  # a diverged seed (IRNN at long T) is reported, not fatal
     phases["trained"] = state.params
     out = {}
     for phase, params in phases.items():
         grad_st, jac_st = measure(name, sweep, params, measure_batch)
         radii, singular = gate_spectra(params, layer)
         for i, T in enumerate(sweep.column("T")):
-            entry = out.setdefault(int(T), {}).setdefault(phase, {"grad": [], "jac": [], "radii": [], "sv": [], "row": []})
+            entry = out.setdefault(int(T), {}).setdefault(
+                phase, {"grad": [], "jac": [], "radii": [], "sv": [], "row": []}
+            )
             entry["grad"].append(grad_st[i][:T])
             entry["jac"].append(jac_st[i][:T])
             entry["radii"].append(radii[i])
@@ -281,8 +295,10 @@ def main(argv=None):
             for lengths in length_groups(cfg):
                 part = train_and_measure(cfg, run, measure, name, lengths)
                 trained.setdefault(name, []).append(part)
-                say(f"{name:5s} T={', '.join(map(str, lengths))}: measured at init and after {cfg.steps} steps "
-                    f"[{elapsed():.0f} s]")
+                say(
+                    f"{name:5s} T={', '.join(map(str, lengths))}: measured at init and after {cfg.steps} steps "
+                    f"[{elapsed():.0f} s]"
+                )
 
         # 3. initialisation sweeps (at init, T = sweep_length): one program each
         sweeps = {
@@ -290,7 +306,10 @@ def main(argv=None):
             "forget_bias": init_sweep(cfg, measure, "lstm", "forget_bias", cfg.forget_biases),
             "length": cfg.sweep_length,
         }
-        say("spectral radius sweep, ratio:", {r: f"{s['ratio_median']:.1e}" for r, s in sweeps["spectral_radius"].items()})
+        say(
+            "spectral radius sweep, ratio:",
+            {r: f"{s['ratio_median']:.1e}" for r, s in sweeps["spectral_radius"].items()},
+        )
         say("forget bias sweep, ratio:", {b: f"{s['ratio_median']:.1e}" for b, s in sweeps["forget_bias"].items()})
 
         # 4. gradient clipping in the exploding regime (SGD, as in Pascanu et al. 2013): both arms in one program
@@ -299,10 +318,21 @@ def main(argv=None):
         clip_sweep = Sweep(grid(clip_norm=[1.0, 0.0], seed=range(cfg.seeds), T=[T]))
         optimizer = make_optimizer(OptimConfig("sgd", cfg.clip_learning_rate, clip_norm=1.0), cfg.clip_steps)
         try:
-            train_sweep(run, "clipping", cfg, clip_sweep, init_fn=init_fn(cfg, "rnn", rescaled=True),
-                        loss_fn=mse_loss(model), optimizer=optimizer, init_keys=point_keys(cfg, clip_sweep),
-                        hyperparameters=("clip_norm",), num_steps=cfg.clip_steps, log_every=1, tolerate_diverged=True,
-                        batch_fn=adding_rows(cfg, clip_sweep, lambda T: 2 * 10**6 + T, cfg.batch_size, T))
+            train_sweep(
+                run,
+                "clipping",
+                cfg,
+                clip_sweep,
+                init_fn=init_fn(cfg, "rnn", rescaled=True),
+                loss_fn=mse_loss(model),
+                optimizer=optimizer,
+                init_keys=point_keys(cfg, clip_sweep),
+                hyperparameters=("clip_norm",),
+                num_steps=cfg.clip_steps,
+                log_every=1,
+                tolerate_diverged=True,
+                batch_fn=adding_rows(cfg, clip_sweep, lambda T: 2 * 10**6 + T, cfg.batch_size, T),
+            )
         except NonFiniteError:
             pass  # every point diverged: the log says where
     if not run.writes:
@@ -313,16 +343,27 @@ def main(argv=None):
     results["runtime_s"] = elapsed()
     run.write_results(results)
     save_figures(cfg, run, results, trained, clip_sweep)
-    say(f"wrote {run.path}/results.json and figures in {elapsed():.0f} s "
+    say(
+        f"wrote {run.path}/results.json and figures in {elapsed():.0f} s "
         f"({results['compile']['programs']} programs compiled in {results['compile']['seconds']:.1f} s, "
-        f"{results['devices']} device(s))")
+        f"{results['devices']} device(s))"
+    )
     return results
 
 
 def collect_results(cfg, run, trained, sweeps, clip_sweep) -> dict:
-    results = {"models": {m: NAMED_MODELS[m] for m in cfg.models}, "forget_bias": cfg.forget_bias,
-               "gradient_norms": {}, "jacobian_norms": {}, "ratios": {}, "spectral_radii": {},
-               "largest_singular_values": {}, "pascanu_bound": {}, "final_loss": {}, "diverged_seeds": {}}
+    results = {
+        "models": {m: NAMED_MODELS[m] for m in cfg.models},
+        "forget_bias": cfg.forget_bias,
+        "gradient_norms": {},
+        "jacobian_norms": {},
+        "ratios": {},
+        "spectral_radii": {},
+        "largest_singular_values": {},
+        "pascanu_bound": {},
+        "final_loss": {},
+        "diverged_seeds": {},
+    }
     keys = ("gradient_norms", "jacobian_norms", "ratios", "spectral_radii", "largest_singular_values", "pascanu_bound")
     for name, parts in trained.items():
         for key in keys + ("final_loss",):
@@ -347,13 +388,19 @@ def collect_results(cfg, run, trained, sweeps, clip_sweep) -> dict:
                     results["spectral_radii"][name][str(T)][phase] = np.median(m["radii"], axis=0).tolist()
                     results["largest_singular_values"][name][str(T)][phase] = np.median(m["sv"], axis=0).tolist()
                     if cfg.jacobian and len(m["sv"][0]) == 1:  # an Elman RNN: |f'| <= 1 for tanh and ReLU
-                        results["pascanu_bound"][name][str(T)][phase] = {"max_jacobian_over_bound": max(
-                            pascanu_bound_ratio(j, sv[0]) for j, sv in zip(m["jac"], m["sv"]))}
+                        results["pascanu_bound"][name][str(T)][phase] = {
+                            "max_jacobian_over_bound": max(
+                                pascanu_bound_ratio(j, sv[0]) for j, sv in zip(m["jac"], m["sv"])
+                            )
+                        }
                 losses = [last[i] for i in phases["trained"]["row"]]
                 results["final_loss"][name][str(T)] = {"median": float(np.median(losses)), "per_seed": losses}
                 r = results["ratios"][name][str(T)]
-                print(f"{name:5s} T={T:4d}  ||dL/dh_1|| / ||dL/dh_T||: init {r['init']['median']:.2e}, "
-                      f"after {cfg.steps} steps {r['trained']['median']:.2e}", flush=True) if not cfg.quiet else None
+                print(
+                    f"{name:5s} T={T:4d}  ||dL/dh_1|| / ||dL/dh_T||: init {r['init']['median']:.2e}, "
+                    f"after {cfg.steps} steps {r['trained']['median']:.2e}",
+                    flush=True,
+                ) if not cfg.quiet else None
     results["sweeps"] = sweeps
 
     records = run.records("clipping")
@@ -363,8 +410,13 @@ def collect_results(cfg, run, trained, sweeps, clip_sweep) -> dict:
     clipping = {}
     for label, clip in (("clip 1.0", 1.0), ("no clipping", 0.0)):
         rows = [i for i, p in enumerate(clip_sweep.points) if p["clip_norm"] == clip]
-        first_bad = [next((int(s) for s, l, g in zip(steps, loss_sn[i], grad_sn[i])
-                           if not (np.isfinite(l) and np.isfinite(g))), None) for i in rows]
+        first_bad = [
+            next(
+                (int(s) for s, l, g in zip(steps, loss_sn[i], grad_sn[i]) if not (np.isfinite(l) and np.isfinite(g))),
+                None,
+            )
+            for i in rows
+        ]
         diverged = [f"seed {clip_sweep.points[i]['seed']} at step {b}" for i, b in zip(rows, first_bad) if b]
         clipping[label] = {
             "diverged": ("non-finite loss or gradient: " + ", ".join(diverged)) if diverged else None,
@@ -374,41 +426,65 @@ def collect_results(cfg, run, trained, sweeps, clip_sweep) -> dict:
             "steps_completed": min((b - 1 for b in first_bad if b), default=int(steps[-1])),
         }
         if not cfg.quiet:
-            print(f"{label}: max pre-clip gradient norm {clipping[label]['max_grad_norm']:.3g}, final loss "
-                  f"{clipping[label]['final_loss_median']:.3g}" + (f" ({clipping[label]['diverged']})" if diverged else ""))
-    results["clipping"] = dict(clipping, radius=cfg.clip_radius, length=cfg.clip_length, optimizer="sgd",
-                               learning_rate=cfg.clip_learning_rate)
+            print(
+                f"{label}: max pre-clip gradient norm {clipping[label]['max_grad_norm']:.3g}, final loss "
+                f"{clipping[label]['final_loss_median']:.3g}"
+                + (f" ({clipping[label]['diverged']})" if diverged else "")
+            )
+    results["clipping"] = dict(
+        clipping, radius=cfg.clip_radius, length=cfg.clip_length, optimizer="sgd", learning_rate=cfg.clip_learning_rate
+    )
     return results
 
 
 def save_figures(cfg: Config, run: RunDir, results: dict, trained: dict, clip_sweep: Sweep):
-    inits = {"rnn": "tanh RNN PyTorch uniform", "lstm": f"LSTM forget bias {cfg.forget_bias:g}",
-             "gru": "GRU PyTorch uniform", "irnn": "IRNN: ReLU, W_hh = I", "lstm_chrono": "LSTM chrono T_max = T",
-             "gru_chrono": "GRU chrono T_max = T", "rnn_orthogonal": "tanh RNN orthogonal W_hh",
-             "exprnn": "expRNN: tanh, W_hh = expm(A - A^T)"}
-    init = textwrap.fill("init: " + "; ".join(inits.get(m, NAMED_MODELS[m]) for m in cfg.models),
-                         width=45 * len(cfg.lengths))
+    inits = {
+        "rnn": "tanh RNN PyTorch uniform",
+        "lstm": f"LSTM forget bias {cfg.forget_bias:g}",
+        "gru": "GRU PyTorch uniform",
+        "irnn": "IRNN: ReLU, W_hh = I",
+        "lstm_chrono": "LSTM chrono T_max = T",
+        "gru_chrono": "GRU chrono T_max = T",
+        "rnn_orthogonal": "tanh RNN orthogonal W_hh",
+        "exprnn": "expRNN: tanh, W_hh = expm(A - A^T)",
+    }
+    init = textwrap.fill(
+        "init: " + "; ".join(inits.get(m, NAMED_MODELS[m]) for m in cfg.models), width=45 * len(cfg.lengths)
+    )
     phases = {"init": "at initialisation", "trained": f"after {cfg.steps} Adam steps"}
-    for key, ylabel in (("gradient_norms", r"$\|\partial L/\partial h_t\|$"),
-                        ("jacobian_norms", r"$\|\partial h_T/\partial h_t\|_2$")):
+    for key, ylabel in (
+        ("gradient_norms", r"$\|\partial L/\partial h_t\|$"),
+        ("jacobian_norms", r"$\|\partial h_T/\partial h_t\|_2$"),
+    ):
         if not results[key][cfg.models[0]].get(str(cfg.lengths[0])):
             continue
         fig, axes = plots.panels(len(cfg.lengths), rows=len(phases), sharey=False)
         for row, (phase, phase_label) in enumerate(phases.items()):
-            for ax, T in zip(axes[row * len(cfg.lengths):], cfg.lengths):
+            for ax, T in zip(axes[row * len(cfg.lengths) :], cfg.lengths):
                 series = {name: results[key][name][str(T)][phase] for name in cfg.models}
                 plots.norms_by_distance(series, title=f"T = {T}, {phase_label}", ylabel=ylabel, ax=ax)
-        fig.suptitle(f"{ylabel} on the adding problem, H={cfg.hidden}, median and IQR of {cfg.seeds} seeds "
-                     f"(measured in {'float64' if cfg.float64 else 'float32'})\n{init}", fontsize=10)
+        fig.suptitle(
+            f"{ylabel} on the adding problem, H={cfg.hidden}, median and IQR of {cfg.seeds} seeds "
+            f"(measured in {'float64' if cfg.float64 else 'float32'})\n{init}",
+            fontsize=10,
+        )
         run.save_figure(fig, key)
 
     fig, axes = plots.panels(2, sharey=False, width=5.5)
     sw = results["sweeps"]
-    plots.norms_by_distance({f"radius {r}": s for r, s in sw["spectral_radius"].items()}, ax=axes[0],
-                            title=f"tanh RNN at init, W_hh rescaled to spectral radius ρ, T={sw['length']}")
-    plots.norms_by_distance({f"forget bias {b}": s for b, s in sw["forget_bias"].items()}, ax=axes[1],
-                            title=f"LSTM at init, forget-gate bias b_f, T={sw['length']}")
-    fig.suptitle(f"Initialisation decides the picture (H={cfg.hidden}, median and IQR of {cfg.seeds} seeds)", fontsize=10)
+    plots.norms_by_distance(
+        {f"radius {r}": s for r, s in sw["spectral_radius"].items()},
+        ax=axes[0],
+        title=f"tanh RNN at init, W_hh rescaled to spectral radius ρ, T={sw['length']}",
+    )
+    plots.norms_by_distance(
+        {f"forget bias {b}": s for b, s in sw["forget_bias"].items()},
+        ax=axes[1],
+        title=f"LSTM at init, forget-gate bias b_f, T={sw['length']}",
+    )
+    fig.suptitle(
+        f"Initialisation decides the picture (H={cfg.hidden}, median and IQR of {cfg.seeds} seeds)", fontsize=10
+    )
     run.save_figure(fig, "init_sweeps")
 
     steps, grad_sn = run.curve("clipping", "grad_norm")
@@ -420,9 +496,14 @@ def save_figures(cfg: Config, run: RunDir, results: dict, trained: dict, clip_sw
         label_shown = f"{label} (non-finite from step {min(first_bad)})" if first_bad else label
         traces[label_shown] = (steps, grad_sn[rows], loss_sn[rows])
     c = results["clipping"]
-    run.save_figure(plots.training_traces(
-        traces, title=f"Exploding regime: tanh RNN with spectral radius {c['radius']:g}, T={c['length']}, "
-                      f"SGD lr {c['learning_rate']:g}, {cfg.seeds} seeds (median, min-max)"), "clipping")
+    run.save_figure(
+        plots.training_traces(
+            traces,
+            title=f"Exploding regime: tanh RNN with spectral radius {c['radius']:g}, T={c['length']}, "
+            f"SGD lr {c['learning_rate']:g}, {cfg.seeds} seeds (median, min-max)",
+        ),
+        "clipping",
+    )
 
     fig, axes = plots.panels(len(cfg.lengths))
     for ax, T in zip(axes, cfg.lengths):
@@ -431,10 +512,14 @@ def save_figures(cfg: Config, run: RunDir, results: dict, trained: dict, clip_sw
             part = next(p for p in trained[name] if T in p["by_T"])
             steps, loss_sn = run.curve(part["tag"])
             curves[name] = (steps, loss_sn[part["by_T"][T]["trained"]["row"]])
-        plots.learning_curves(curves, baseline=synthetic.ADDING_BASELINE_MSE, baseline_label="predict 1",
-                              title=f"T = {T}", ax=ax)
-    fig.suptitle(f"Adding problem training loss, Adam lr {cfg.learning_rate:g}, clip {cfg.clip_norm:g}, "
-                 f"batch {cfg.batch_size}, H={cfg.hidden}, {cfg.seeds} seeds", fontsize=10)
+        plots.learning_curves(
+            curves, baseline=synthetic.ADDING_BASELINE_MSE, baseline_label="predict 1", title=f"T = {T}", ax=ax
+        )
+    fig.suptitle(
+        f"Adding problem training loss, Adam lr {cfg.learning_rate:g}, clip {cfg.clip_norm:g}, "
+        f"batch {cfg.batch_size}, H={cfg.hidden}, {cfg.seeds} seeds",
+        fontsize=10,
+    )
     run.save_figure(fig, "training_loss")
 
 

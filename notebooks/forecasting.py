@@ -25,8 +25,11 @@
 # %%
 CELL, HIDDEN, STEPS, WINDOW = "lstm", 16, 300, 30
 
-import jax, jax.numpy as jnp, numpy as np
+import jax
+import jax.numpy as jnp
 import matplotlib.pyplot as plt
+import numpy as np
+
 from rnnlab import RNN
 from rnnlab.cells import make_cell
 from rnnlab.data import mackey_glass, make_windows, split_by_time, standardize
@@ -55,8 +58,10 @@ fig, ax = plt.subplots(figsize=(10, 2.8), constrained_layout=True)
 ax.plot(np.arange(len(past)), past, "k", lw=1, label="past (training)")
 ax.plot(np.arange(len(past), len(series)), future, "tab:orange", lw=1, label="future (validation)")
 ax.axvspan(len(past) - WINDOW, len(past), color="tab:blue", alpha=0.2, label=f"one window of {WINDOW}")
-ax.set_xlabel("time step"); ax.set_ylabel("x(t)"); ax.set_title("Mackey-Glass, tau = 17"); ax.legend(fontsize=8);
-
+ax.set_xlabel("time step")
+ax.set_ylabel("x(t)")
+ax.set_title("Mackey-Glass, tau = 17")
+ax.legend(fontsize=8)
 # %% [markdown]
 # ## The model in a few lines
 #
@@ -65,27 +70,41 @@ ax.set_xlabel("time step"); ax.set_ylabel("x(t)"); ax.set_title("Mackey-Glass, t
 # %%
 model = SequenceRegressor(RNN(make_cell(CELL, HIDDEN)))
 
+
 def loss_fn(params, b, key):
     return jnp.mean((model.apply(params, b["x"]) - b["y"]) ** 2), {}
 
+
 # %% [markdown]
 # ## Training
+
 
 # %%
 def batches(step):
     idx = np.random.default_rng((0, step)).integers(0, len(x_train), 64)
     return {"x": x_train[idx], "y": y_train[idx]}
 
+
 opt = make_optimizer(OptimConfig("adam", 3e-3, clip_norm=1.0), STEPS)
 state = init_state(opt, model.init(jax.random.key(0), x_train[:1]), jax.random.key(0))
 log = []
-state = fit(jax.jit(make_train_step(loss_fn, opt)), state, batches, num_steps=STEPS, log_every=10, log=log.append,
-            progress="none")
+state = fit(
+    jax.jit(make_train_step(loss_fn, opt)),
+    state,
+    batches,
+    num_steps=STEPS,
+    log_every=10,
+    log=log.append,
+    progress="none",
+)
 naive_train = float(np.mean((x_train[:, -1, 0] - y_train[:, 0]) ** 2))
-learning_curves({CELL: ([r["step"] for r in log], np.array([[r["loss"] for r in log]]))}, baseline=naive_train,
-                baseline_label="next = last (training windows)", ylabel="MSE, standardised",
-                title=f"{CELL.upper()} {HIDDEN}, window {WINDOW}, {STEPS} Adam steps");
-
+learning_curves(
+    {CELL: ([r["step"] for r in log], np.array([[r["loss"] for r in log]]))},
+    baseline=naive_train,
+    baseline_label="next = last (training windows)",
+    ylabel="MSE, standardised",
+    title=f"{CELL.upper()} {HIDDEN}, window {WINDOW}, {STEPS} Adam steps",
+)
 # %% [markdown]
 # ## The result against its baseline
 #
@@ -97,8 +116,10 @@ pred = np.asarray(model.apply(state.params, x_val))[:, 0]
 mse, naive = np.mean((pred - y_val[:, 0]) ** 2), np.mean((x_val[:, -1, 0] - y_val[:, 0]) ** 2)
 print(f"one-step MSE (standardised): {CELL.upper()} {mse:.2e}, next = last {naive:.2e}")
 recursive = np.asarray(recursive_forecast(lambda x: model.apply(state.params, x), past_s[-WINDOW:], 40))
-print(f"40-step MSE: {CELL.upper()} {np.mean((recursive - future_s[:40]) ** 2):.2e}, "
-      f"next = last {np.mean((past_s[-1] - future_s[:40]) ** 2):.2e}")
+print(
+    f"40-step MSE: {CELL.upper()} {np.mean((recursive - future_s[:40]) ** 2):.2e}, "
+    f"next = last {np.mean((past_s[-1] - future_s[:40]) ** 2):.2e}"
+)
 
 fig, ax = plt.subplots(figsize=(10, 3.5), constrained_layout=True)
 t = np.arange(len(past), len(past) + 120)
@@ -106,7 +127,9 @@ ax.plot(t, future[:120], "k", label="truth")
 ax.plot(t, pred[:120] * std + mean, label=f"one-step {CELL.upper()} (MSE {mse:.1e})")
 ax.plot(t[:40], recursive * std + mean, label="recursive 40-step forecast")
 ax.axhline(past[-1], color="tab:gray", ls=":", label="last value")
-ax.set_xlabel("time step"); ax.set_ylabel("x(t)"); ax.legend(fontsize=8);
+ax.set_xlabel("time step")
+ax.set_ylabel("x(t)")
+ax.legend(fontsize=8)
 
 # %% [markdown]
 # ## One thing to try

@@ -27,10 +27,10 @@
 # %%
 import jax
 import jax.numpy as jnp
-import numpy as np
 import matplotlib.pyplot as plt
+import numpy as np
 
-from rnnlab import ElmanCell, LSTMCell, RNN, unroll
+from rnnlab import RNN, ElmanCell, LSTMCell, unroll
 from rnnlab.data import CharVocab, default_corpus
 
 text = default_corpus()[:2000]
@@ -52,18 +52,22 @@ def init_params(key, vocab_size, hidden):
         "b_o": jnp.zeros(vocab_size),
     }
 
+
 def init_state(batch_size, hidden):
     return jnp.zeros((batch_size, hidden))
+
 
 def rnn_step(params, H, X):
     H = jnp.tanh(X @ params["W_xh"] + H @ params["W_hh"] + params["b_h"])
     return H, H @ params["W_ho"] + params["b_o"]
 
+
 def rnn(params, X_tbv, H):
     return jax.lax.scan(lambda H, X: rnn_step(params, H, X), H, X_tbv)
 
+
 params = init_params(jax.random.key(0), V, H)
-X_tbv = jax.nn.one_hot(ids[:50], V)[:, None, :]          # time-major, batch of one
+X_tbv = jax.nn.one_hot(ids[:50], V)[:, None, :]  # time-major, batch of one
 H_T, O_tbv = rnn(params, X_tbv, init_state(1, H))
 print("outputs", O_tbv.shape, "final state", H_T.shape)
 
@@ -86,26 +90,37 @@ assert jnp.allclose(O_rnnlab, O_tbv, atol=1e-5)
 # then run its cell over a sentence and look at the gates, unit by unit.
 
 # %%
-from rnnlab.models import LanguageModel, recurrent_params
-from rnnlab.data import random_windows
-from rnnlab.train import OptimConfig, make_optimizer, init_state as init_train_state, make_train_step, fit
 import optax
 
+from rnnlab.data import random_windows
+from rnnlab.models import LanguageModel, recurrent_params
+from rnnlab.train import OptimConfig, fit, make_optimizer, make_train_step
+from rnnlab.train import init_state as init_train_state
+
 model = LanguageModel(V, 16, RNN(LSTMCell(32, forget_bias=1.0)))
+
+
 def loss_fn(p, batch, key):
     logits, _ = model.apply(p, batch["inputs"])
     return optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"]).mean(), {}
 
+
 opt = make_optimizer(OptimConfig("adam", 1e-2), 300)
 state = init_train_state(opt, model.init(jax.random.key(1), jnp.zeros((1, 8), jnp.int32)), jax.random.key(1))
-state = fit(jax.jit(make_train_step(loss_fn, opt)), state, lambda step: random_windows(ids, 32, 40, (0, step)),
-            num_steps=300, progress="none")
+state = fit(
+    jax.jit(make_train_step(loss_fn, opt)),
+    state,
+    lambda step: random_windows(ids, 32, 40, (0, step)),
+    num_steps=300,
+    progress="none",
+)
 
 # %%
 sentence = text.splitlines()[3][:60]
 lstm = model.layer.cell
 p = recurrent_params(state.params)["l0"]["fwd"]
-x = state.params["params"]["embed"]["embedding"][vocab.encode(sentence)][None]   # embedded characters [1, T, E]
+x = state.params["params"]["embed"]["embedding"][vocab.encode(sentence)][None]  # embedded characters [1, T, E]
+
 
 def gates_step(carry, xp):
     g = xp + lstm.recurrent_projection(p, carry.h)
@@ -113,12 +128,15 @@ def gates_step(carry, xp):
     new_carry, _ = lstm.step_projected(p, carry, xp)
     return new_carry, (jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(gg), jax.nn.sigmoid(o))
 
+
 _, gates = jax.lax.scan(gates_step, lstm.initial_carry((1,)), lstm.project_inputs(p, x[0])[:, None])
 fig, axes = plt.subplots(4, 1, figsize=(12, 7), sharex=True, constrained_layout=True)
 for ax, name, g in zip(axes, ["input gate i", "forget gate f", "candidate g", "output gate o"], gates):
-    im = ax.imshow(np.asarray(g[:, 0]).T, aspect="auto", cmap="viridis", vmin=-1 if name.startswith("cand") else 0, vmax=1)
+    im = ax.imshow(
+        np.asarray(g[:, 0]).T, aspect="auto", cmap="viridis", vmin=-1 if name.startswith("cand") else 0, vmax=1
+    )
     ax.set_ylabel(f"{name}\nunit")
     fig.colorbar(im, ax=ax)
 axes[-1].set_xticks(range(len(sentence)))
 axes[-1].set_xticklabels(list(sentence))
-axes[0].set_title(f"LSTM gates (32 units, after 300 Adam steps) on: {sentence!r}");
+axes[0].set_title(f"LSTM gates (32 units, after 300 Adam steps) on: {sentence!r}")

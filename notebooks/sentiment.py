@@ -26,8 +26,12 @@
 # %%
 CELL, HIDDEN, STEPS, MIN_WORDS, MAX_WORDS = "lstm", 32, 250, 16, 40
 
-import jax, jax.numpy as jnp, numpy as np, optax
+import jax
+import jax.numpy as jnp
 import matplotlib.pyplot as plt
+import numpy as np
+import optax
+
 from rnnlab import RNN
 from rnnlab.cells import make_cell
 from rnnlab.data import WordVocab, pad_sequences
@@ -59,7 +63,9 @@ print("first review as ids:", train_ids[0, :12], "... length", train_lengths[0])
 
 fig, ax = plt.subplots(figsize=(5, 2.5), constrained_layout=True)
 ax.hist(train_lengths, bins=20)
-ax.set_xlabel("review length, words"); ax.set_ylabel("reviews"); ax.set_title("training reviews");
+ax.set_xlabel("review length, words")
+ax.set_ylabel("reviews")
+ax.set_title("training reviews")
 
 # %% [markdown]
 # ## The model in a few lines
@@ -67,23 +73,35 @@ ax.set_xlabel("review length, words"); ax.set_ylabel("reviews"); ax.set_title("t
 # Embed the words, run the (bi)directional RNN over each review's valid words, concatenate the top
 # layer's final states (both directions), and map them to two logits.
 
+
 # %%
 def classifier(bidirectional):
     return SequenceClassifier(vocab.size, 32, RNN(make_cell(CELL, HIDDEN), bidirectional=bidirectional), 2)
+
 
 def train(model):
     def loss_fn(params, batch, key):
         logits = model.apply(params, batch["ids"], batch["lengths"])
         return optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean(), {}
+
     def batches(step):
         idx = np.random.default_rng((0, step)).integers(0, len(train_ids), 64)
         return {"ids": train_ids[idx], "lengths": train_lengths[idx], "labels": train_labels[idx]}
+
     opt = make_optimizer(OptimConfig("adam", 3e-3, clip_norm=1.0), STEPS)
     state = init_state(opt, model.init(jax.random.key(0), train_ids[:1], train_lengths[:1]), jax.random.key(0))
     log = []
-    state = fit(jax.jit(make_train_step(loss_fn, opt)), state, batches, num_steps=STEPS, log_every=10,
-                log=log.append, progress="none")
+    state = fit(
+        jax.jit(make_train_step(loss_fn, opt)),
+        state,
+        batches,
+        num_steps=STEPS,
+        log_every=10,
+        log=log.append,
+        progress="none",
+    )
     return state.params, log
+
 
 # %% [markdown]
 # ## Training both
@@ -94,10 +112,13 @@ for direction in ("bidirectional", "unidirectional"):
     model = classifier(direction == "bidirectional")
     params, log = train(model)
     runs[direction] = (model, params, log)
-learning_curves({d: ([r["step"] for r in log], np.array([[r["loss"] for r in log]])) for d, (_, _, log) in runs.items()},
-                baseline=float(np.log(2)), baseline_label="chance (log 2)", ylabel="cross-entropy",
-                title=f"{CELL.upper()} {HIDDEN}, {STEPS} Adam steps, batch 64");
-
+learning_curves(
+    {d: ([r["step"] for r in log], np.array([[r["loss"] for r in log]])) for d, (_, _, log) in runs.items()},
+    baseline=float(np.log(2)),
+    baseline_label="chance (log 2)",
+    ylabel="cross-entropy",
+    title=f"{CELL.upper()} {HIDDEN}, {STEPS} Adam steps, batch 64",
+)
 # %% [markdown]
 # ## The result against its baseline
 #
@@ -112,8 +133,10 @@ for ax, (direction, (model, params, _)) in zip(axes, runs.items()):
     ax.imshow(matrix, cmap="Blues")
     for (i, j), v in np.ndenumerate(matrix):
         ax.text(j, i, str(v), ha="center", va="center")
-    ax.set_xticks([0, 1], NAMES); ax.set_yticks([0, 1], NAMES)
-    ax.set_xlabel("predicted"); ax.set_ylabel("true")
+    ax.set_xticks([0, 1], NAMES)
+    ax.set_yticks([0, 1], NAMES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
     ax.set_title(f"{direction}: accuracy {np.mean(predictions == test_labels):.3f}")
     print(f"{direction:>15s}: accuracy {np.mean(predictions == test_labels):.3f} (majority class {majority:.3f})")
 

@@ -24,9 +24,13 @@
 # The knobs are in the first cell; the sizes are small so that the notebook runs in under a minute.
 
 # %%
-CELL, HIDDEN, STEPS, SEQ_LEN = "gru", 128, 300, 64   # raise STEPS to a few thousand for readable text
+CELL, HIDDEN, STEPS, SEQ_LEN = "gru", 128, 300, 64  # raise STEPS to a few thousand for readable text
 
-import jax, jax.numpy as jnp, numpy as np, optax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
 from rnnlab import RNN
 from rnnlab.cells import make_cell
 from rnnlab.data import CharVocab, default_corpus, random_windows, sequential_windows
@@ -47,7 +51,7 @@ text = default_corpus()
 cut = int(0.95 * len(text))
 vocab = CharVocab.build(text[:cut])
 train_ids = vocab.encode(text[:cut])
-val_ids = vocab.encode(text[cut:], skip_unknown=True)   # drop symbols training never saw
+val_ids = vocab.encode(text[cut:], skip_unknown=True)  # drop symbols training never saw
 print(f"{len(text):,} characters, {vocab.size} distinct; {len(train_ids):,} for training, {len(val_ids):,} held out")
 print(repr(text[1000:1200]))
 counts = np.bincount(train_ids, minlength=vocab.size)
@@ -62,9 +66,11 @@ print("targets:", repr(vocab.decode(window["targets"][0])))
 # %%
 model = LanguageModel(vocab.size, 32, RNN(make_cell(CELL, HIDDEN)))
 
+
 def loss_fn(params, batch, key=None):
-    logits, _ = model.apply(params, batch["inputs"])   # [B, T, V]
+    logits, _ = model.apply(params, batch["inputs"])  # [B, T, V]
     return optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"]).mean(), {}
+
 
 params = model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))
 print(f"{CELL.upper()} {HIDDEN}: {sum(a.size for a in jax.tree.leaves(params)):,} parameters")
@@ -80,21 +86,31 @@ print(f"{CELL.upper()} {HIDDEN}: {sum(a.size for a in jax.tree.leaves(params)):,
 opt = make_optimizer(OptimConfig("adam", 3e-3, clip_norm=1.0), STEPS)
 state = init_state(opt, params, jax.random.key(0))
 log = []
-state = fit(jax.jit(make_train_step(loss_fn, opt)), state, lambda s: random_windows(train_ids, 32, SEQ_LEN, (0, s)),
-            num_steps=STEPS, log_every=10, log=log.append, progress="none")
+state = fit(
+    jax.jit(make_train_step(loss_fn, opt)),
+    state,
+    lambda s: random_windows(train_ids, 32, SEQ_LEN, (0, s)),
+    num_steps=STEPS,
+    log_every=10,
+    log=log.append,
+    progress="none",
+)
 
 p = counts / counts.sum()
 unigram = float(-(p[p > 0] * np.log(p[p > 0])).sum())
-pairs = np.ones((vocab.size, vocab.size))                  # add-one smoothing
+pairs = np.ones((vocab.size, vocab.size))  # add-one smoothing
 np.add.at(pairs, (train_ids[:-1], train_ids[1:]), 1)
 bigram_p = pairs / pairs.sum(1, keepdims=True)
 bigram = float(-np.mean(np.log(bigram_p[val_ids[:-1], val_ids[1:]])))
-fig = learning_curves({CELL: ([r["step"] for r in log], np.array([[r["loss"] for r in log]]))}, baseline=unigram,
-                     baseline_label="unigram entropy", ylabel="cross-entropy, nats/char",
-                     title=f"{CELL.upper()} {HIDDEN}, {STEPS} Adam steps on Python's help topics")
+fig = learning_curves(
+    {CELL: ([r["step"] for r in log], np.array([[r["loss"] for r in log]]))},
+    baseline=unigram,
+    baseline_label="unigram entropy",
+    ylabel="cross-entropy, nats/char",
+    title=f"{CELL.upper()} {HIDDEN}, {STEPS} Adam steps on Python's help topics",
+)
 fig.axes[0].axhline(bigram, color="tab:green", ls="--", label="bigram table (validation)")
-fig.axes[0].legend();
-
+fig.axes[0].legend()
 # %% [markdown]
 # ## The result against its baselines
 #
@@ -103,8 +119,11 @@ fig.axes[0].legend();
 # %%
 val = sequential_windows(val_ids, SEQ_LEN)
 eval_loss = jax.jit(lambda p, b: loss_fn(p, b)[0])
-val_loss = float(np.mean([eval_loss(state.params, {k: v[i:i + 64] for k, v in val.items()})
-                          for i in range(0, len(val["inputs"]), 64)]))
+val_loss = float(
+    np.mean(
+        [eval_loss(state.params, {k: v[i : i + 64] for k, v in val.items()}) for i in range(0, len(val["inputs"]), 64)]
+    )
+)
 print(f"validation {val_loss:.3f} nats/char = {val_loss / np.log(2):.3f} bits/char")
 print(f"unigram entropy {unigram:.3f}, bigram table {bigram:.3f} nats/char")
 

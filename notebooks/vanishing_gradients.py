@@ -59,6 +59,7 @@ for name in ("rnn", "lstm", "gru"):
 # norm $\|\partial h_T/\partial h_t\|_2$. We vmap it over seeds. Measurements run in float64, because in
 # float32 the tanh RNN's gradient underflows to exactly zero within about a hundred steps.
 
+
 # %%
 def profile(name, T, **cell_options):
     model = SequenceRegressor(RNN(make_cell(name, HIDDEN, **cell_options)))
@@ -67,16 +68,24 @@ def profile(name, T, **cell_options):
     with jax.enable_x64(True):
         params = jax.vmap(lambda k: model.init(k, jnp.zeros((1, T, 2))))(keys)
         params, x, y = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), (params, batch["x"], batch["y"]))
-        grad_st, jac_st = jax.jit(jax.vmap(lambda p, x, y: diagnostics.regressor_gradient_profile(model, p, x, y)))(params, x, y)
-    return diagnostics.summarize(diagnostics.by_distance(grad_st)), diagnostics.summarize(diagnostics.by_distance(jac_st))
+        grad_st, jac_st = jax.jit(jax.vmap(lambda p, x, y: diagnostics.regressor_gradient_profile(model, p, x, y)))(
+            params, x, y
+        )
+    return diagnostics.summarize(diagnostics.by_distance(grad_st)), diagnostics.summarize(
+        diagnostics.by_distance(jac_st)
+    )
+
 
 results = {T: {name: profile(name, T) for name in ("rnn", "lstm", "gru")} for T in LENGTHS}
 
 # %%
 fig, axes = plots.panels(len(LENGTHS))
 for ax, T in zip(axes, LENGTHS):
-    plots.norms_by_distance({name: r[0] for name, r in results[T].items()}, ax=ax,
-                            title=f"at init, T={T}, H={HIDDEN}, {SEEDS} seeds (LSTM forget bias 1)")
+    plots.norms_by_distance(
+        {name: r[0] for name, r in results[T].items()},
+        ax=ax,
+        title=f"at init, T={T}, H={HIDDEN}, {SEEDS} seeds (LSTM forget bias 1)",
+    )
 
 # %% [markdown]
 # The tanh RNN's curve is a straight line on the log scale: a constant factor lost per step. The LSTM with
@@ -84,9 +93,11 @@ for ax, T in zip(axes, LENGTHS):
 
 # %%
 T = LENGTHS[-1]
-plots.norms_by_distance({name: r[1] for name, r in results[T].items()}, ylabel=r"$\|\partial h_T/\partial h_t\|_2$",
-                        title=f"Jacobian norms at init, T={T}, H={HIDDEN}, {SEEDS} seeds");
-
+plots.norms_by_distance(
+    {name: r[1] for name, r in results[T].items()},
+    ylabel=r"$\|\partial h_T/\partial h_t\|_2$",
+    title=f"Jacobian norms at init, T={T}, H={HIDDEN}, {SEEDS} seeds",
+)
 # %% [markdown]
 # ## Initialisation decides the picture
 #
@@ -98,26 +109,31 @@ plots.norms_by_distance({name: r[1] for name, r in results[T].items()}, ylabel=r
 # %%
 from rnnlab.sweep import Sweep, grid, init_params
 
+
 def init_sweep(name, option, values, T):
-    sweep = Sweep(grid(**{option: values}, seed=range(SEEDS)))      # values x seeds, one row each
-    init = jax.jit(lambda key, v: SequenceRegressor(RNN(make_cell(name, HIDDEN, **{option: v}))).init(
-        key, jnp.zeros((1, 1, 2))))                                  # one compile for every value
+    sweep = Sweep(grid(**{option: values}, seed=range(SEEDS)))  # values x seeds, one row each
+    init = jax.jit(
+        lambda key, v: SequenceRegressor(RNN(make_cell(name, HIDDEN, **{option: v}))).init(key, jnp.zeros((1, 1, 2)))
+    )  # one compile for every value
     keys = jax.random.split(jax.random.key(0), SEEDS)[sweep.column("seed")]
     params = init_params(sweep, lambda key, point: init(key, point[option]), keys)
     batch = seeded_batches(adding_problem, 0, sweep.column("seed"), EXAMPLES, T)(0)
-    model = SequenceRegressor(RNN(make_cell(name, HIDDEN)))        # init options do not change apply
+    model = SequenceRegressor(RNN(make_cell(name, HIDDEN)))  # init options do not change apply
     grad_of = lambda p, x, y: diagnostics.regressor_gradient_profile(model, p, x, y, jacobian=False)[0]
     with jax.enable_x64(True):
-        grad_st = sweep.run(grad_of, *jax.tree.map(lambda a: np.asarray(a, np.float64), (params, batch["x"], batch["y"])))
+        grad_st = sweep.run(
+            grad_of, *jax.tree.map(lambda a: np.asarray(a, np.float64), (params, batch["x"], batch["y"]))
+        )
     column = sweep.column(option)
     return {f"{option} {v}": diagnostics.summarize(diagnostics.by_distance(grad_st[column == v])) for v in values}
+
 
 T = LENGTHS[-1]
 radius_sweep = init_sweep("rnn", "spectral_radius", (0.5, 1.0, 1.5), T)
 bias_sweep = init_sweep("lstm", "forget_bias", (0.0, 1.0, 3.0), T)
 fig, axes = plots.panels(2, sharey=False, width=5.5)
 plots.norms_by_distance(radius_sweep, ax=axes[0], title=f"tanh RNN at init, T={T}, spectral radius of W_hh")
-plots.norms_by_distance(bias_sweep, ax=axes[1], title=f"LSTM at init, T={T}, forget-gate bias");
+plots.norms_by_distance(bias_sweep, ax=axes[1], title=f"LSTM at init, T={T}, forget-gate bias")
 for label, s in {**radius_sweep, **bias_sweep}.items():
     print(f"{label:20s} ||dL/dh_1|| / ||dL/dh_T|| = {s['median'][-1] / s['median'][0]:.2e}")
 
@@ -129,7 +145,8 @@ for label, s in {**radius_sweep, **bias_sweep}.items():
 # from that file with the same plotting function.
 
 # %%
-import json, pathlib
+import json
+import pathlib
 
 path = pathlib.Path("../runs/vanishing_gradients/results.json")
 if path.exists():
@@ -137,8 +154,14 @@ if path.exists():
     lengths = list(saved["gradient_norms"]["rnn"])
     fig, axes = plots.panels(len(lengths))
     for ax, T in zip(axes, lengths):
-        plots.norms_by_distance({f"{m} {phase}": saved["gradient_norms"][m][T][phase]
-                                 for m in saved["gradient_norms"] for phase in ("init", "trained")},
-                                ax=ax, title=f"T = {T}")
+        plots.norms_by_distance(
+            {
+                f"{m} {phase}": saved["gradient_norms"][m][T][phase]
+                for m in saved["gradient_norms"]
+                for phase in ("init", "trained")
+            },
+            ax=ax,
+            title=f"T = {T}",
+        )
 else:
     print("run `python experiments/vanishing_gradients.py` first to see its results here")

@@ -1,9 +1,9 @@
 """rnnlab: recurrent networks in JAX, written as pure functions.
 
-    from rnnlab import LSTMCell, RNN
-    layer = RNN(LSTMCell(64), num_layers=2, bidirectional=True)
-    params = layer.init(jax.random.key(0), input_size=8)
-    outputs, (h_n, c_n) = layer.apply(params, x_bti, lengths=lengths_b)
+from rnnlab import LSTMCell, RNN
+layer = RNN(LSTMCell(64), num_layers=2, bidirectional=True)
+params = layer.init(jax.random.key(0), input_size=8)
+outputs, (h_n, c_n) = layer.apply(params, x_bti, lengths=lengths_b)
 """
 
 from rnnlab.cells import ElmanCell, GRUCell, LSTMCell, LSTMState

@@ -293,7 +293,9 @@ def make_cell(name: str, hidden_size: int, *, forget_bias: float = 1.0, **overri
     if name == "rnn_relu":
         return ElmanCell(hidden_size, activation="relu", **overrides)
     if name == "irnn":
-        return ElmanCell(hidden_size, **{"activation": "relu", "recurrent_init": "identity", "bias_init": "zeros", **overrides})
+        return ElmanCell(
+            hidden_size, **{"activation": "relu", "recurrent_init": "identity", "bias_init": "zeros", **overrides}
+        )
     if name == "lstm":
         return LSTMCell(hidden_size, forget_bias=forget_bias, **overrides)
     if name == "gru":

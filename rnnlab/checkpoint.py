@@ -109,12 +109,15 @@ class Checkpointer:
             multiprocess = {}
             if jax.process_count() > 1:  # process 0 alone: no barriers with processes that never call Orbax
                 multiprocess["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
-                    primary_host=jax.process_index(), active_processes={jax.process_index()})
+                    primary_host=jax.process_index(), active_processes={jax.process_index()}
+                )
                 self.directory.mkdir(parents=True, exist_ok=True)  # Orbax won't create it then
             self._manager = ocp.CheckpointManager(
                 self.directory,
                 options=ocp.CheckpointManagerOptions(
-                    max_to_keep=keep, enable_async_checkpointing=False, cleanup_tmp_directories=True,
+                    max_to_keep=keep,
+                    enable_async_checkpointing=False,
+                    cleanup_tmp_directories=True,
                     create=not multiprocess,
                     **multiprocess,
                 ),
@@ -148,8 +151,10 @@ class Checkpointer:
         except OSError as e:
             kept = ", ".join(map(str, self.steps())) or "none"
             raise CheckpointWriteError(
-                e.errno, f"could not save the checkpoint of step {step} in {self.directory}: "
-                f"{e.strerror or e}; the checkpoints already there (steps: {kept}) are intact") from e
+                e.errno,
+                f"could not save the checkpoint of step {step} in {self.directory}: "
+                f"{e.strerror or e}; the checkpoints already there (steps: {kept}) are intact",
+            ) from e
 
     def restore(self, step: int, target):
         """``(state, meta)`` of one step, checked against its digest."""

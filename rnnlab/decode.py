@@ -131,6 +131,7 @@ def _beam_fns(model):
 def recursive_forecast(predict, history_w, horizon: int) -> np.ndarray:
     """Multi-step forecast: ``predict(x [1, W, 1]) -> [1, 1]`` is applied to the last
     ``W`` values and each prediction is fed back as the newest input: ``[horizon]``."""
+
     def step(window_w, _):
         y = predict(window_w[None, :, None])[0, 0]
         return jnp.concatenate([window_w[1:], y[None]]), y

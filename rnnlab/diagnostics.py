@@ -121,4 +121,3 @@ def decay_ratio(norms_t) -> float:
     """``||dL/dh_1|| / ||dL/dh_T||``: how much of the gradient at the last step reaches the first."""
     norms_t = np.asarray(norms_t, np.float64)
     return float(norms_t[0] / norms_t[-1]) if norms_t[-1] > 0 else float("nan")
-

@@ -37,14 +37,27 @@ import typing
 import jax
 import numpy as np
 
-from rnnlab import parallel, sweep as sweeps
+from rnnlab import parallel
+from rnnlab import sweep as sweeps
 from rnnlab.checkpoint import Checkpointer
 from rnnlab.train import NonFiniteError
 from rnnlab.validation import InputError
 
 # Fields that may change between a run and its resumption; any other difference is an error.
-RESUMABLE_FIELDS = {"out", "steps", "resume", "checkpoint_every", "keep_checkpoints", "quiet", "log_every",
-                    "coordinator_address", "num_processes", "process_id", "compile_cache", "debug"}
+RESUMABLE_FIELDS = {
+    "out",
+    "steps",
+    "resume",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "quiet",
+    "log_every",
+    "coordinator_address",
+    "num_processes",
+    "process_id",
+    "compile_cache",
+    "debug",
+}
 
 
 class ConfigError(InputError):
@@ -58,8 +71,12 @@ def option(default, *, ge=None, gt=None, le=None, lt=None, choices=None):
     return dataclasses.field(default=default, metadata={"rules": rules})
 
 
-_BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
-           "le": ("<=", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
+_BOUNDS = {
+    "ge": (">=", lambda v, b: v >= b),
+    "gt": (">", lambda v, b: v > b),
+    "le": ("<=", lambda v, b: v <= b),
+    "lt": ("<", lambda v, b: v < b),
+}
 
 
 def flag(name: str) -> str:
@@ -80,8 +97,9 @@ def check_fields(cfg) -> None:
             if isinstance(v, float) and not math.isfinite(v):
                 raise ConfigError(f"{flag(field.name)} must be a finite number, got {v}")
             if "choices" in rules and v not in rules["choices"]:
-                raise ConfigError(f"{flag(field.name)} must be one of {', '.join(map(str, rules['choices']))}, "
-                                  f"got {v!r}")
+                raise ConfigError(
+                    f"{flag(field.name)} must be one of {', '.join(map(str, rules['choices']))}, got {v!r}"
+                )
             for key, (word, ok) in _BOUNDS.items():
                 if key in rules and not ok(v, rules[key]):
                     raise ConfigError(f"{flag(field.name)} must be {word} {rules[key]}, got {v}")
@@ -128,8 +146,9 @@ def _field_type(field, cls):
 def parse_config(cls, argv=None, description: str | None = None):
     """Build ``cls`` from command-line flags (``--field-name value``; ``--flag/--no-flag`` for bools)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(description=description, usage="%(prog)s [-h] [options]",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=description, usage="%(prog)s [-h] [options]", formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     for field in dataclasses.fields(cls):
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         kind, typ = _field_type(field, cls)
@@ -140,8 +159,13 @@ def parse_config(cls, argv=None, description: str | None = None):
         if typ is bool:
             parser.add_argument(flag(field.name), action=argparse.BooleanOptionalAction, default=default)
         elif kind == "tuple":
-            parser.add_argument(flag(field.name), type=typ, nargs="+", default=default,
-                                help=f"default: {' '.join(map(str, default))}{valid}")
+            parser.add_argument(
+                flag(field.name),
+                type=typ,
+                nargs="+",
+                default=default,
+                help=f"default: {' '.join(map(str, default))}{valid}",
+            )
         else:
             parser.add_argument(flag(field.name), type=typ, default=default, help=f"default: {default}{valid}")
     args = parser.parse_args(argv)
@@ -204,8 +228,11 @@ class RunDir:
             return
         # config.json alone is a run that stopped before its first record (bad data, say): not worth keeping
         checkpoints = self.path / "checkpoints"
-        holds_run = (self.metrics_path.exists() or self.results_path.exists()
-                     or (checkpoints.is_dir() and any(checkpoints.iterdir())))
+        holds_run = (
+            self.metrics_path.exists()
+            or self.results_path.exists()
+            or (checkpoints.is_dir() and any(checkpoints.iterdir()))
+        )
         if holds_run and not cfg.resume:
             raise FileExistsError(
                 f"{self.path} already holds a run; pass --resume to continue it or choose another --out"
@@ -292,6 +319,7 @@ def write_json(path, obj) -> None:
 
 # -- checkpoints of a run -----------------------------------------------------
 
+
 def checkpoint_meta(cfg, data_position: int, vocab=None) -> dict:
     """What a checkpoint records besides the arrays."""
     return {
@@ -339,14 +367,31 @@ def _restore_checked(checkpointer, target_state, cfg, vocab):
             f"differs from this run's ({size(vocab_dict)} tokens)"
         )
     if meta["data_position"] != step:
-        raise ValueError(f"checkpoint {checkpointer.path(step)} records data position {meta['data_position']} "
-                         f"for step {step}")
+        raise ValueError(
+            f"checkpoint {checkpointer.path(step)} records data position {meta['data_position']} for step {step}"
+        )
     return state, step
 
 
-def train_sweep(run: RunDir, name: str, cfg, sweep: sweeps.Sweep, *, loss_fn, optimizer, batch_fn, init_keys,
-                init_fn=None, params=None, hyperparameters=(), num_steps=None, log_every=None, vocab=None,
-                tolerate_diverged: bool = False, batch_size: int | None = None):
+def train_sweep(
+    run: RunDir,
+    name: str,
+    cfg,
+    sweep: sweeps.Sweep,
+    *,
+    loss_fn,
+    optimizer,
+    batch_fn,
+    init_keys,
+    init_fn=None,
+    params=None,
+    hyperparameters=(),
+    num_steps=None,
+    log_every=None,
+    vocab=None,
+    tolerate_diverged: bool = False,
+    batch_size: int | None = None,
+):
     """Train one model at every point of ``sweep`` side by side (one compiled step, rows
     sharded over every device), with the run's checkpoints, resumption and metrics log
     (records tagged ``"model": name``, per-point values in ``<metric>_per_point``).
@@ -368,25 +413,58 @@ def train_sweep(run: RunDir, name: str, cfg, sweep: sweeps.Sweep, *, loss_fn, op
             state, start = resume(checkpointer, state, cfg, vocab)
             run.truncate_metrics(name, start)
         return sweeps.train(
-            sweep, state, loss_fn, optimizer, batch_fn,
-            num_steps=cfg.steps if num_steps is None else num_steps, checkpointer=checkpointer,
+            sweep,
+            state,
+            loss_fn,
+            optimizer,
+            batch_fn,
+            num_steps=cfg.steps if num_steps is None else num_steps,
+            checkpointer=checkpointer,
             log_every=cfg.log_every if log_every is None else log_every,
-            log=run.logger(name), meta_fn=lambda step: checkpoint_meta(cfg, step, vocab),
-            progress="none" if cfg.quiet or not run.writes else "auto", desc=name,
-            tolerate_diverged=tolerate_diverged, batch_size=batch_size,
+            log=run.logger(name),
+            meta_fn=lambda step: checkpoint_meta(cfg, step, vocab),
+            progress="none" if cfg.quiet or not run.writes else "auto",
+            desc=name,
+            tolerate_diverged=tolerate_diverged,
+            batch_size=batch_size,
         )
     finally:
         checkpointer.close()
 
 
-def train_seeds(run: RunDir, name: str, cfg, *, init_fn, loss_fn, optimizer, batch_fn, init_keys, batch_size: int,
-                num_steps=None, log_every=None, vocab=None):
+def train_seeds(
+    run: RunDir,
+    name: str,
+    cfg,
+    *,
+    init_fn,
+    loss_fn,
+    optimizer,
+    batch_fn,
+    init_keys,
+    batch_size: int,
+    num_steps=None,
+    log_every=None,
+    vocab=None,
+):
     """``train_sweep`` over seeds only, data parallel: each step's ``batch_size`` examples are
     split over every device of every process.  ``init_fn(key) -> params``, one key per seed in
     ``init_keys``; ``batch_fn(step, examples: slice) -> batch [S, len(examples), ...]``, called
     by each process for its own examples only."""
     seeds = sweeps.Sweep([{"seed": i} for i in range(len(init_keys))], data=jax.device_count())
     init = jax.jit(init_fn)  # one compile for every seed
-    return train_sweep(run, name, cfg, seeds, init_fn=lambda key, point: init(key), loss_fn=loss_fn,
-                       optimizer=optimizer, batch_fn=batch_fn, init_keys=init_keys, num_steps=num_steps,
-                       log_every=log_every, vocab=vocab, batch_size=batch_size)
+    return train_sweep(
+        run,
+        name,
+        cfg,
+        seeds,
+        init_fn=lambda key, point: init(key),
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        batch_fn=batch_fn,
+        init_keys=init_keys,
+        num_steps=num_steps,
+        log_every=log_every,
+        vocab=vocab,
+        batch_size=batch_size,
+    )

@@ -131,8 +131,9 @@ class RNN:
                 cell_params = self.cell.init(keys[layer * self.num_directions + d], size, dtype)
                 if self.orthogonal_recurrence:
                     generator_key = jax.random.fold_in(keys[layer * self.num_directions + d], 1)
-                    cell_params["a_hh"] = rotation_generators(generator_key, self.cell.num_gates,
-                                                              self.cell.hidden_size, dtype)
+                    cell_params["a_hh"] = rotation_generators(
+                        generator_key, self.cell.num_gates, self.cell.hidden_size, dtype
+                    )
                     del cell_params["w_hh"]
                 params[f"l{layer}"][name] = cell_params
         return params
@@ -145,8 +146,9 @@ class RNN:
             return specs
 
         return {
-            f"l{layer}": {name: cell_specs(self.layer_input_size(layer, input_size))
-                          for name in DIRECTIONS[: self.num_directions]}
+            f"l{layer}": {
+                name: cell_specs(self.layer_input_size(layer, input_size)) for name in DIRECTIONS[: self.num_directions]
+            }
             for layer in range(self.num_layers)
         }
 
@@ -190,7 +192,9 @@ class RNN:
         except (KeyError, TypeError, AttributeError):
             raise ValueError("params must come from RNN.init: {'l0': {'fwd': {...}}, ...}") from None
         validation.check_tree_shapes(
-            "params", params, self.param_specs(input_size),
+            "params",
+            params,
+            self.param_specs(input_size),
             hint=f" (this layer: {type(self.cell).__name__}({self.cell.hidden_size}), "
             f"num_layers={self.num_layers}, bidirectional={self.bidirectional})",
         )
@@ -216,9 +220,16 @@ class RNN:
         scales = self._dropout_scales(dropout_key, x.shape[:-1] + (self.output_size,), x.dtype)
         if self.wavefront and not self.bidirectional and self.num_layers > 1 and hidden_perturbation is None:
             return unroll_layers(
-                self.cell, [params[f"l{layer}"]["fwd"] for layer in range(self.num_layers)], x, lengths=lengths,
-                initial_carry_l=initial_carry, time_major=time_major, unroll=self.unroll, remat=self.remat,
-                input_scale_l=None if scales is None else jnp.stack(scales), backward=self.backward,
+                self.cell,
+                [params[f"l{layer}"]["fwd"] for layer in range(self.num_layers)],
+                x,
+                lengths=lengths,
+                initial_carry_l=initial_carry,
+                time_major=time_major,
+                unroll=self.unroll,
+                remat=self.remat,
+                input_scale_l=None if scales is None else jnp.stack(scales),
+                backward=self.backward,
             )
         finals = []
         for layer in range(self.num_layers):
@@ -226,11 +237,20 @@ class RNN:
                 x = x * scales[layer - 1]
             first = layer * self.num_directions  # this layer's index in h_n
             if self.bidirectional and self._one_scan():
-                pair = lambda tree: None if tree is None else jax.tree.map(lambda a: a[first:first + 2], tree)
+                pair = lambda tree: None if tree is None else jax.tree.map(lambda a: a[first : first + 2], tree)
                 y_d, final_d = unroll_both_directions(
-                    self.cell, jax.tree.map(lambda f, b: jnp.stack([f, b]), params[f"l{layer}"]["fwd"], params[f"l{layer}"]["bwd"]), x,
-                    lengths=lengths, initial_carry_d=pair(initial_carry), time_major=time_major, unroll=self.unroll,
-                    remat=self.remat, hidden_perturbation_d=pair(hidden_perturbation), backward=self.backward,
+                    self.cell,
+                    jax.tree.map(
+                        lambda f, b: jnp.stack([f, b]), params[f"l{layer}"]["fwd"], params[f"l{layer}"]["bwd"]
+                    ),
+                    x,
+                    lengths=lengths,
+                    initial_carry_d=pair(initial_carry),
+                    time_major=time_major,
+                    unroll=self.unroll,
+                    remat=self.remat,
+                    hidden_perturbation_d=pair(hidden_perturbation),
+                    backward=self.backward,
                 )
                 outputs = [y_d[0], y_d[1]]
                 finals += [jax.tree.map(lambda a: a[d], final_d) for d in range(2)]
@@ -240,9 +260,16 @@ class RNN:
                     carry0 = None if initial_carry is None else jax.tree.map(lambda a: a[first + d], initial_carry)
                     eps = None if hidden_perturbation is None else hidden_perturbation[first + d]
                     y, final = unroll(
-                        self.cell, params[f"l{layer}"][name], x,
-                        lengths=lengths, initial_carry=carry0, reverse=(name == "bwd"),
-                        time_major=time_major, unroll=self.unroll, remat=self.remat, hidden_perturbation=eps,
+                        self.cell,
+                        params[f"l{layer}"][name],
+                        x,
+                        lengths=lengths,
+                        initial_carry=carry0,
+                        reverse=(name == "bwd"),
+                        time_major=time_major,
+                        unroll=self.unroll,
+                        remat=self.remat,
+                        hidden_perturbation=eps,
                         backward=self.backward,
                     )
                     outputs.append(y)

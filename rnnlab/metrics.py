@@ -14,9 +14,13 @@ def over_seeds(values) -> dict:
     values = np.asarray(values, np.float64)
     finite = values[np.isfinite(values)]
     stat = lambda f: float(f(finite)) if finite.size else float("nan")
-    return {"median": stat(np.median), "q25": stat(lambda v: np.percentile(v, 25)),
-            "q75": stat(lambda v: np.percentile(v, 75)), "per_seed": values.tolist(),
-            "diverged": int(values.size - finite.size)}
+    return {
+        "median": stat(np.median),
+        "q25": stat(lambda v: np.percentile(v, 25)),
+        "q75": stat(lambda v: np.percentile(v, 75)),
+        "per_seed": values.tolist(),
+        "diverged": int(values.size - finite.size),
+    }
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:

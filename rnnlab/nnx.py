@@ -22,7 +22,6 @@ call says so.  The task models compose this layer with ``nnx.Embed`` and
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from rnnlab import layers
@@ -35,11 +34,27 @@ class RNN(nnx.Module):
     """A stack of ``num_layers`` recurrent layers of ``cell`` (optionally bidirectional), as
     ``rnnlab.RNN`` computes it; the parameters live here as ``nnx.Param``."""
 
-    def __init__(self, cell: Cell, input_size: int, *, num_layers: int = 1, bidirectional: bool = False,
-                 dropout: float = 0.0, batch_first: bool = True, backward: str = "fused",
-                 deterministic: bool = False, rngs: nnx.Rngs):
-        layer = layers.RNN(cell, num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
-                           batch_first=batch_first, backward=backward)
+    def __init__(
+        self,
+        cell: Cell,
+        input_size: int,
+        *,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        batch_first: bool = True,
+        backward: str = "fused",
+        deterministic: bool = False,
+        rngs: nnx.Rngs,
+    ):
+        layer = layers.RNN(
+            cell,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            batch_first=batch_first,
+            backward=backward,
+        )
         self._set(layer, layer.init(rngs.params(), input_size), rngs if dropout > 0 else None, deterministic)
 
     def _set(self, layer: layers.RNN, params, rngs, deterministic: bool) -> None:
@@ -49,8 +64,7 @@ class RNN(nnx.Module):
         self.deterministic = deterministic
 
     @classmethod
-    def from_pure(cls, layer: layers.RNN, params, *, rngs: nnx.Rngs | None = None,
-                  deterministic: bool = False) -> "RNN":
+    def from_pure(cls, layer: layers.RNN, params, *, rngs: nnx.Rngs | None = None, deterministic: bool = False) -> RNN:
         """Wrap a pure layer and its params (``layer.init``, a checkpoint, ``from_torch``...).
         ``rngs`` is needed only for dropout between layers."""
         try:
@@ -60,9 +74,17 @@ class RNN(nnx.Module):
         check_tree_shapes("params", params, layer.param_specs(input_size))
         if layer.dropout > 0 and rngs is None and not deterministic:
             raise ValueError(f"dropout={layer.dropout} between layers needs rngs=nnx.Rngs(dropout=...)")
-        module = cls(layer.cell, input_size, num_layers=layer.num_layers, bidirectional=layer.bidirectional,
-                     dropout=layer.dropout, batch_first=layer.batch_first, backward=layer.backward,
-                     deterministic=deterministic, rngs=rngs if rngs is not None else nnx.Rngs(0))
+        module = cls(
+            layer.cell,
+            input_size,
+            num_layers=layer.num_layers,
+            bidirectional=layer.bidirectional,
+            dropout=layer.dropout,
+            batch_first=layer.batch_first,
+            backward=layer.backward,
+            deterministic=deterministic,
+            rngs=rngs if rngs is not None else nnx.Rngs(0),
+        )
         module._set(layer, params, rngs if layer.dropout > 0 else None, deterministic)  # the given params
         return module
 
@@ -70,18 +92,21 @@ class RNN(nnx.Module):
         """``(layer, params)``: the pure ``rnnlab.RNN`` and a plain tree of arrays."""
         return self.layer, jax.tree.map(lambda p: p[...], self.params, is_leaf=lambda x: isinstance(x, nnx.Param))
 
-    def __call__(self, x, lengths=None, initial_carry=None, *, deterministic: bool | None = None,
-                 hidden_perturbation=None):
+    def __call__(
+        self, x, lengths=None, initial_carry=None, *, deterministic: bool | None = None, hidden_perturbation=None
+    ):
         deterministic = self.deterministic if deterministic is None else deterministic
         dropout_key = None
         if self.layer.dropout > 0 and self.layer.num_layers > 1 and not deterministic:
             dropout_key = self.rngs()
         _, params = self.to_pure()
-        return self.layer.apply(params, x, lengths, initial_carry, dropout_key=dropout_key,
-                                hidden_perturbation=hidden_perturbation)
+        return self.layer.apply(
+            params, x, lengths, initial_carry, dropout_key=dropout_key, hidden_perturbation=hidden_perturbation
+        )
 
 
 # -- the task models, composed -----------------------------------------------------
+
 
 class SequenceRegressor(nnx.Module):
     """RNN, then ``Linear`` on each sequence's last valid output: ``[B, out_features]``."""
@@ -125,8 +150,7 @@ class SequenceClassifier(nnx.Module):
 class Seq2Seq(nnx.Module):
     """Encoder-decoder: the encoder's final state starts the decoder (teacher forcing in ``__call__``)."""
 
-    def __init__(self, src_vocab: int, tgt_vocab: int, embed_dim: int, encoder: RNN, decoder: RNN, *,
-                 rngs: nnx.Rngs):
+    def __init__(self, src_vocab: int, tgt_vocab: int, embed_dim: int, encoder: RNN, decoder: RNN, *, rngs: nnx.Rngs):
         if encoder.layer.num_directions != 1:
             raise ValueError("the encoder must be unidirectional: its final state starts the decoder")
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab

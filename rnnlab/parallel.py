@@ -40,8 +40,12 @@ from rnnlab.validation import InputError
 SWEEP_AXIS, DATA_AXIS = "sweep", "data"
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, timeout_s: int = 60) -> bool:
+def initialize(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    timeout_s: int = 60,
+) -> bool:
     """Join a multi-process run (``jax.distributed.initialize``) when one is asked for.
 
     Arguments left ``None`` are read from ``JAX_COORDINATOR_ADDRESS``,
@@ -66,8 +70,11 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if jax.distributed.is_initialized():
         return True
     jax.distributed.initialize(
-        coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id,
-        cluster_detection_method="deactivate", initialization_timeout=timeout_s,
+        coordinator_address=coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+        cluster_detection_method="deactivate",
+        initialization_timeout=timeout_s,
     )
     return True
 
@@ -83,8 +90,12 @@ def sweep_mesh(devices=None, data: int = 1) -> jax.sharding.Mesh:
     devices = jax.devices() if devices is None else list(devices)
     if data < 1 or len(devices) % data:
         raise ValueError(f"the data axis ({data} devices) must divide the {len(devices)} devices")
-    return jax.make_mesh((len(devices) // data, data), (SWEEP_AXIS, DATA_AXIS),
-                         axis_types=(AxisType.Explicit, AxisType.Auto), devices=devices)
+    return jax.make_mesh(
+        (len(devices) // data, data),
+        (SWEEP_AXIS, DATA_AXIS),
+        axis_types=(AxisType.Explicit, AxisType.Auto),
+        devices=devices,
+    )
 
 
 def padded_size(size: int, mesh) -> int:
@@ -105,8 +116,10 @@ def put(host_tree, mesh):
     def one(a):
         a = np.asarray(a)
         if a.shape[0] % mesh.shape[SWEEP_AXIS]:
-            raise ValueError(f"leading axis {a.shape[0]} is not a multiple of the sweep axis "
-                             f"({mesh.shape[SWEEP_AXIS]} device groups)")
+            raise ValueError(
+                f"leading axis {a.shape[0]} is not a multiple of the sweep axis "
+                f"({mesh.shape[SWEEP_AXIS]} device groups)"
+            )
         return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
 
     return jax.tree.map(one, host_tree)
@@ -116,8 +129,10 @@ def check_batch_size(batch_size: int, mesh) -> None:
     """The batch is split evenly over the ``"data"`` axis or not at all."""
     data = mesh.shape[DATA_AXIS]
     if batch_size % data:
-        raise InputError(f"the batch size {batch_size} does not divide by the {data} devices it is split over; "
-                         f"use a multiple of {data} (--batch-size)")
+        raise InputError(
+            f"the batch size {batch_size} does not divide by the {data} devices it is split over; "
+            f"use a multiple of {data} (--batch-size)"
+        )
 
 
 def put_batch(make_rows, rows_shape: tuple[int, int], mesh):
@@ -140,8 +155,10 @@ def put_batch(make_rows, rows_shape: tuple[int, int], mesh):
             leaves = [np.asarray(a) for a in jax.tree.leaves(tree)]
             for a in leaves:
                 if a.shape[:2] != (num_rows, hi - lo):
-                    raise ValueError(f"batch rows for examples {lo}:{hi}: expected a leading shape "
-                                     f"{(num_rows, hi - lo)}, got {a.shape}")
+                    raise ValueError(
+                        f"batch rows for examples {lo}:{hi}: expected a leading shape "
+                        f"{(num_rows, hi - lo)}, got {a.shape}"
+                    )
             made[(lo, hi)] = jax.tree.structure(tree), leaves
         return made[(lo, hi)]
 
@@ -149,8 +166,10 @@ def put_batch(make_rows, rows_shape: tuple[int, int], mesh):
     treedef, example = rows_for(first_index[1])
     arrays = [
         jax.make_array_from_callback(
-            (num_rows, batch_size) + a.shape[2:], sharding,
-            lambda index, i=i: rows_for(index[1])[1][i][(index[0], slice(None)) + tuple(index[2:])])
+            (num_rows, batch_size) + a.shape[2:],
+            sharding,
+            lambda index, i=i: rows_for(index[1])[1][i][(index[0], slice(None)) + tuple(index[2:])],
+        )
         for i, a in enumerate(example)
     ]
     return jax.tree.unflatten(treedef, arrays)
@@ -178,6 +197,7 @@ def broadcast_from_primary(tree):
 
 
 # -- compilation: the persistent cache and what was compiled ------------------
+
 
 def default_cache_dir() -> pathlib.Path:
     base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
@@ -216,7 +236,7 @@ class CompileStats:
 
     _COMPILE = "/jax/core/compile/backend_compile_duration"
     _HIT = "/jax/compilation_cache/cache_hits"
-    _active: list["CompileStats"] = []  # JAX's listeners are process-wide and never removed: register once
+    _active: list[CompileStats] = []  # JAX's listeners are process-wide and never removed: register once
 
     def __init__(self):
         self.programs, self.seconds, self.cache_hits = 0, 0.0, 0
@@ -247,4 +267,3 @@ class CompileStats:
 
     def as_dict(self) -> dict:
         return {"programs": self.programs, "seconds": round(self.seconds, 3), "cache_hits": self.cache_hits}
-

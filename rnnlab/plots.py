@@ -6,8 +6,17 @@ from __future__ import annotations
 import matplotlib.pyplot as plt  # headless machines fall back to Agg by themselves
 import numpy as np
 
-COLORS = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green", "irnn": "tab:purple", "rnn_relu": "tab:orange",
-          "lstm_chrono": "tab:cyan", "gru_chrono": "tab:olive", "rnn_orthogonal": "tab:brown", "exprnn": "tab:pink"}
+COLORS = {
+    "rnn": "tab:red",
+    "lstm": "tab:blue",
+    "gru": "tab:green",
+    "irnn": "tab:purple",
+    "rnn_relu": "tab:orange",
+    "lstm_chrono": "tab:cyan",
+    "gru_chrono": "tab:olive",
+    "rnn_orthogonal": "tab:brown",
+    "exprnn": "tab:pink",
+}
 
 
 def _axes(ax):
@@ -23,12 +32,25 @@ def band(ax, x, y_sx, label, color=None, low=25, high=75):
         median = np.median(y_sx, axis=0)
         (line,) = ax.plot(x, median, label=label, color=color, lw=1.8)
         if y_sx.shape[0] > 1:
-            ax.fill_between(x, np.percentile(y_sx, low, axis=0), np.percentile(y_sx, high, axis=0),
-                            color=line.get_color(), alpha=0.2, lw=0)
+            ax.fill_between(
+                x,
+                np.percentile(y_sx, low, axis=0),
+                np.percentile(y_sx, high, axis=0),
+                color=line.get_color(),
+                alpha=0.2,
+                lw=0,
+            )
 
 
-def learning_curves(curves: dict, *, baseline: float | None = None, baseline_label: str = "baseline",
-                    title: str, ylabel: str = "training MSE", ax=None):
+def learning_curves(
+    curves: dict,
+    *,
+    baseline: float | None = None,
+    baseline_label: str = "baseline",
+    title: str,
+    ylabel: str = "training MSE",
+    ax=None,
+):
     """``curves[model] = (steps [N], losses [S, N])``: median over seeds with the min-max range, log y."""
     fig, ax = _axes(ax)
     for model, (steps, losses_sn) in curves.items():
@@ -44,8 +66,9 @@ def learning_curves(curves: dict, *, baseline: float | None = None, baseline_lab
     return fig
 
 
-def norms_by_distance(series: dict, *, title: str, ylabel: str = r"$\|\partial L / \partial h_t\|$",
-                      ax=None, styles: dict | None = None):
+def norms_by_distance(
+    series: dict, *, title: str, ylabel: str = r"$\|\partial L / \partial h_t\|$", ax=None, styles: dict | None = None
+):
     """``series[label] = {"distance", "median", "q25", "q75"}`` (``diagnostics.summarize``'s
     format, as results.json stores it): median with the interquartile band, log y.
 
@@ -72,8 +95,9 @@ def norms_by_distance(series: dict, *, title: str, ylabel: str = r"$\|\partial L
 
 def panels(count: int, *, rows: int = 1, width: float = 4.2, height: float = 3.6, sharey: bool = True):
     """``rows`` rows of ``count`` axes, as one list in reading order."""
-    fig, axes = plt.subplots(rows, count, figsize=(width * count, height * rows), sharey=sharey,
-                             constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(
+        rows, count, figsize=(width * count, height * rows), sharey=sharey, constrained_layout=True, squeeze=False
+    )
     return fig, [ax for row in axes for ax in row]
 
 

@@ -121,8 +121,19 @@ def unroll(
     return (y_tbh if time_major else jnp.swapaxes(y_tbh, 0, 1)), final_carry
 
 
-def unroll_both_directions(cell: Cell, params_d, x, *, lengths=None, initial_carry_d=None, time_major: bool = False,
-                           unroll: int = 1, remat: bool = False, hidden_perturbation_d=None, backward: str = "fused"):
+def unroll_both_directions(
+    cell: Cell,
+    params_d,
+    x,
+    *,
+    lengths=None,
+    initial_carry_d=None,
+    time_major: bool = False,
+    unroll: int = 1,
+    remat: bool = False,
+    hidden_perturbation_d=None,
+    backward: str = "fused",
+):
     """Both directions of a bidirectional layer in one scan: ``unroll(..., reverse=False)`` with
     ``params_d[0]`` and ``unroll(..., reverse=True)`` with ``params_d[1]``, computed together.
 
@@ -136,8 +147,10 @@ def unroll_both_directions(cell: Cell, params_d, x, *, lengths=None, initial_car
     x_tbi, lengths_b, mask_tb, carry0 = _prepare(cell, first, x, lengths, None, time_major)
     for name, leaf in jax.tree_util.tree_leaves_with_path(params_d):
         if jnp.shape(leaf)[:1] != (2,):
-            raise ValueError(f"params_d{jax.tree_util.keystr(name)} needs a leading axis of 2 directions, "
-                             f"got shape {tuple(jnp.shape(leaf))}")
+            raise ValueError(
+                f"params_d{jax.tree_util.keystr(name)} needs a leading axis of 2 directions, "
+                f"got shape {tuple(jnp.shape(leaf))}"
+            )
     if initial_carry_d is None:
         initial_carry_d = jax.tree.map(lambda a: jnp.stack([a, a]), carry0)
     else:
@@ -161,8 +174,19 @@ def unroll_both_directions(cell: Cell, params_d, x, *, lengths=None, initial_car
     return (y_dtbh if time_major else jnp.swapaxes(y_dtbh, 1, 2)), final_d
 
 
-def unroll_layers(cell: Cell, params_l, x, *, lengths=None, initial_carry_l=None, time_major: bool = False,
-                  unroll: int = 1, remat: bool = False, input_scale_l=None, backward: str = "fused"):
+def unroll_layers(
+    cell: Cell,
+    params_l,
+    x,
+    *,
+    lengths=None,
+    initial_carry_l=None,
+    time_major: bool = False,
+    unroll: int = 1,
+    remat: bool = False,
+    input_scale_l=None,
+    backward: str = "fused",
+):
     """A stack of L unidirectional layers as one scan of ``T + L - 1`` steps: the layer wavefront.
 
     At wave step ``s`` layer ``l`` processes time step ``t = s - l``; its input is layer
@@ -200,11 +224,13 @@ def unroll_layers(cell: Cell, params_l, x, *, lengths=None, initial_carry_l=None
     if initial_carry_l is None:
         initial_carry_l = carry0
     else:
-        validation.check_tree_shapes("initial_carry_l", initial_carry_l, jax.eval_shape(lambda: carry0),
-                                     hint=" ([L, B, H])")
+        validation.check_tree_shapes(
+            "initial_carry_l", initial_carry_l, jax.eval_shape(lambda: carry0), hint=" ([L, B, H])"
+        )
     width = max(input_size, hidden)
-    pad_to = lambda a, axis: jnp.pad(a, [(0, width - a.shape[axis]) if i == axis % a.ndim else (0, 0)
-                                         for i in range(a.ndim)])
+    pad_to = lambda a, axis: jnp.pad(
+        a, [(0, width - a.shape[axis]) if i == axis % a.ndim else (0, 0) for i in range(a.ndim)]
+    )
     params_l = [{**p, "w_ih": pad_to(p["w_ih"], 1)} for p in params_l]
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *params_l)
     wave = num_steps + num_layers - 1
@@ -219,18 +245,22 @@ def unroll_layers(cell: Cell, params_l, x, *, lengths=None, initial_carry_l=None
         scale = jnp.asarray(input_scale_l)
         scale_ltbh = scale if time_major else jnp.swapaxes(scale, 1, 2)
         if scale_ltbh.shape != (num_layers - 1, num_steps, batch_size, hidden):
-            raise ValueError(f"input_scale_l must be [L - 1 = {num_layers - 1}, ...] with the hidden size "
-                             f"{hidden} as features, got {tuple(scale.shape)}")
+            raise ValueError(
+                f"input_scale_l must be [L - 1 = {num_layers - 1}, ...] with the hidden size "
+                f"{hidden} as features, got {tuple(scale.shape)}"
+            )
         # layer l (1..L-1) reads its time t at wave step t + l
-        scale_slbh = jnp.stack([jnp.pad(scale_ltbh[l - 1], ((l, num_layers - 1 - l), (0, 0), (0, 0)))
-                                for l in range(1, num_layers)], axis=1)
+        scale_slbh = jnp.stack(
+            [jnp.pad(scale_ltbh[l - 1], ((l, num_layers - 1 - l), (0, 0), (0, 0))) for l in range(1, num_layers)],
+            axis=1,
+        )
 
     inputs = (x_sbp, valid_slb, scale_slbh)
     if backward == "fused" and not remat:
         final_l, y_sbh = _fused_wavefront(cell, unroll, stacked, initial_carry_l, inputs)
     else:
         final_l, y_sbh = _wave_scan(cell, unroll, stacked, initial_carry_l, inputs, remat=remat)
-    y_tbh = y_sbh[num_layers - 1:]
+    y_tbh = y_sbh[num_layers - 1 :]
     return (y_tbh if time_major else jnp.swapaxes(y_tbh, 0, 1)), final_l
 
 
@@ -272,6 +302,7 @@ def _recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh, unroll, remat, ba
 # dynamic slice of that array compiles to scalar, unvectorised code.  The
 # backward pass still computes every weight gradient as one matmul over all
 # steps (``_fused_backward``).
+
 
 def _projector(cell: Cell, params):
     """``(x_t, h_{t-1}) -> proj``, the projections the cell's step needs:
@@ -374,6 +405,7 @@ _fused_recurrence.defvjp(_fused_forward, _fused_backward)
 
 # -- the layer wavefront: one step of every layer, and its fused derivative ---------
 
+
 def _wave_inputs(cell, carry_l, x_bp, scale_lbh):
     """Each layer's input at this wave step, ``[L, B, P]``: the sequence for layer 0, the
     hidden state of the layer below after the previous wave step (times its dropout scale)."""
@@ -441,10 +473,13 @@ def _fused_wavefront_backward(cell, unroll, residuals, cotangents):
 
     steps = jnp.arange(x_sbp.shape[0])
     (d_carry0_l, d_proj_sl), _ = jax.lax.scan(
-        step, (d_final_l, proj_sl), (steps, carries_sl, valid_slb, scale_slbh, dy_sbh), reverse=True, unroll=unroll)
+        step, (d_final_l, proj_sl), (steps, carries_sl, valid_slb, scale_slbh, dy_sbh), reverse=True, unroll=unroll
+    )
     dxp_slbg, dhp_slbg = d_proj_sl[0], d_proj_sl[-1]
-    d_stacked = {"w_ih": jnp.einsum("slbg,slbp->lgp", dxp_slbg, u_slbp),
-                 "w_hh": jnp.einsum("slbg,slbh->lgh", dhp_slbg, cell.carry_hidden(carries_sl))}
+    d_stacked = {
+        "w_ih": jnp.einsum("slbg,slbp->lgp", dxp_slbg, u_slbp),
+        "w_hh": jnp.einsum("slbg,slbh->lgh", dhp_slbg, cell.carry_hidden(carries_sl)),
+    }
     if "b_ih" in stacked:
         d_stacked["b_ih"] = jnp.sum(dxp_slbg, axis=(0, 2))
         d_stacked["b_hh"] = d_stacked["b_ih"] if cell.sums_projections else jnp.sum(dhp_slbg, axis=(0, 2))

@@ -62,8 +62,9 @@ class Sweep:
                 raise ValueError(f"sweep point {i} has keys {sorted(p)}, point 0 has {sorted(names)}")
             for k, v in p.items():
                 if not isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, bool):
-                    raise ValueError(f"sweep point {i}: {k}={v!r} is not a number (shape or code changes "
-                                     "need a Sweep of their own)")
+                    raise ValueError(
+                        f"sweep point {i}: {k}={v!r} is not a number (shape or code changes need a Sweep of their own)"
+                    )
         self.points, self.names = points, names
         self.mesh = parallel.sweep_mesh(data=data) if mesh is None else mesh
         self.size = len(points)
@@ -106,8 +107,9 @@ class Sweep:
         """A batch ``[padded, batch_size, ...]``, examples split over the ``"data"`` axis;
         ``make_rows(examples) -> host rows [S, len(examples), ...]`` is called only for the
         examples this process's devices hold."""
-        return parallel.put_batch(lambda examples: self.pad(make_rows(examples)),
-                                  (self.padded_size, batch_size), self.mesh)
+        return parallel.put_batch(
+            lambda examples: self.pad(make_rows(examples)), (self.padded_size, batch_size), self.mesh
+        )
 
     def gather(self, tree):
         """Global rows -> host NumPy ``[S, ...]``, padding dropped (on every process)."""
@@ -133,8 +135,11 @@ class Sweep:
 
 
 def _key_data(sweep: Sweep, init_keys) -> np.ndarray:
-    data = np.asarray(jax.random.key_data(init_keys) if jax.dtypes.issubdtype(
-        getattr(init_keys, "dtype", None), jax.dtypes.prng_key) else init_keys)
+    data = np.asarray(
+        jax.random.key_data(init_keys)
+        if jax.dtypes.issubdtype(getattr(init_keys, "dtype", None), jax.dtypes.prng_key)
+        else init_keys
+    )
     if len(data) != sweep.size:
         raise ValueError(f"init_keys: expected one key per point ({sweep.size}), got {len(data)}")
     return data
@@ -153,8 +158,9 @@ def init_params(sweep: Sweep, init_fn: Callable, init_keys):
     return jax.tree.map(lambda *leaves: np.stack(leaves), *rows)
 
 
-def init_states(sweep: Sweep, optimizer: Optimizer, params, init_keys,
-                hyperparameters: Sequence[str] = ()) -> TrainState:
+def init_states(
+    sweep: Sweep, optimizer: Optimizer, params, init_keys, hyperparameters: Sequence[str] = ()
+) -> TrainState:
     """Host ``TrainState`` rows ``[S, ...]`` from params rows, with the optimizer
     hyperparameters named in ``hyperparameters`` (``learning_rate``, ``clip_norm``, ...)
     taken from the sweep's columns: one vmapped program."""
@@ -170,9 +176,18 @@ def init_states(sweep: Sweep, optimizer: Optimizer, params, init_keys,
     return jax.tree.map(np.asarray, jax.jit(jax.vmap(one))(params, keys, columns))
 
 
-def train(sweep: Sweep, state: TrainState, loss_fn: Callable, optimizer: Optimizer,
-          batch_fn: Callable[..., Any], *, num_steps: int, checkpointer=None, batch_size: int | None = None,
-          **fit_kwargs) -> TrainState:
+def train(
+    sweep: Sweep,
+    state: TrainState,
+    loss_fn: Callable,
+    optimizer: Optimizer,
+    batch_fn: Callable[..., Any],
+    *,
+    num_steps: int,
+    checkpointer=None,
+    batch_size: int | None = None,
+    **fit_kwargs,
+) -> TrainState:
     """Train every point side by side: one compiled step for the whole sweep.
 
     ``state``: host rows from ``init_states`` (or a checkpoint).  ``batch_fn(step)``: host
@@ -188,10 +203,13 @@ def train(sweep: Sweep, state: TrainState, loss_fn: Callable, optimizer: Optimiz
     else:  # put_batch refuses a batch size the data axis does not divide, before the first step
         put_batch = lambda i: sweep.put_batch(lambda examples: batch_fn(i, examples), batch_size)
     final = fit(
-        step, sweep.put(state), put_batch, num_steps=num_steps,
-        checkpointer=checkpointer, metrics_to_host=sweep.gather,
+        step,
+        sweep.put(state),
+        put_batch,
+        num_steps=num_steps,
+        checkpointer=checkpointer,
+        metrics_to_host=sweep.gather,
         save_state=lambda done, st, meta: checkpointer.save(done, sweep.gather(st), meta),
         **fit_kwargs,
     )
     return sweep.gather(final)
-

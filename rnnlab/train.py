@@ -17,7 +17,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -67,8 +68,12 @@ class Optimizer(NamedTuple):
 
 
 # a sweepable optimizer hyperparameter -> its name inside the Optax state
-STATE_NAMES = {"learning_rate": "learning_rate", "momentum": "momentum", "clip_norm": "max_norm",
-               "clip_value": "max_value"}
+STATE_NAMES = {
+    "learning_rate": "learning_rate",
+    "momentum": "momentum",
+    "clip_norm": "max_norm",
+    "clip_value": "max_value",
+}
 
 
 def make_schedule_shape(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
@@ -150,15 +155,19 @@ def set_hyperparameters(state: TrainState, **values) -> TrainState:
     try:
         opt_state = optax.tree_utils.tree_set(state.opt_state, **update_values) if update_values else state.opt_state
     except KeyError:
-        raise ValueError(f"this optimizer has no hyperparameter among {sorted(update_values)} "
-                         "(momentum needs the 'momentum' optimizer)") from None
+        raise ValueError(
+            f"this optimizer has no hyperparameter among {sorted(update_values)} "
+            "(momentum needs the 'momentum' optimizer)"
+        ) from None
     return state._replace(clip_state=clip_state, opt_state=opt_state)
 
 
 def hyperparameters(state: TrainState) -> dict[str, jax.Array]:
     """The learning rate's peak and the clipping bounds (inf = off) held in ``state``."""
-    return {"learning_rate": optax.tree_utils.tree_get(state.opt_state, "learning_rate"),
-            "clip_norm": optax.tree_utils.tree_get(state.clip_state, "max_norm")}
+    return {
+        "learning_rate": optax.tree_utils.tree_get(state.opt_state, "learning_rate"),
+        "clip_norm": optax.tree_utils.tree_get(state.clip_state, "max_norm"),
+    }
 
 
 def group_norms(tree) -> dict[str, jax.Array]:
@@ -198,6 +207,7 @@ def make_train_step(loss_fn: Callable, optimizer: Optimizer) -> Callable:
 
 
 # -- the loop -----------------------------------------------------------------
+
 
 class NonFiniteError(FloatingPointError):
     pass

@@ -33,7 +33,9 @@ def check_token_ids(ids, vocab_size: int, what: str = "token ids") -> np.ndarray
     bad = (ids < 0) | (ids >= vocab_size)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise _outside_vocabulary(what, vocab_size, int(ids[where]), f" at index {where if len(where) > 1 else where[0]}")
+        raise _outside_vocabulary(
+            what, vocab_size, int(ids[where]), f" at index {where if len(where) > 1 else where[0]}"
+        )
     return ids
 
 

@@ -77,10 +77,28 @@ def run_two_processes(script: str, args: list, outs: list) -> None:
     detection off inside rnnlab.parallel), bounded in time, both reaped whatever happens."""
     port = free_port()
     env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="1")
-    procs = [subprocess.Popen(
-        [sys.executable, os.path.join(EXPERIMENTS, script), *args, "--out", str(outs[i]),
-         "--coordinator-address", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                os.path.join(EXPERIMENTS, script),
+                *args,
+                "--out",
+                str(outs[i]),
+                "--coordinator-address",
+                f"localhost:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     try:
         logs = [p.communicate(timeout=300)[0] for p in procs]
     finally:

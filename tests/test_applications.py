@@ -89,6 +89,7 @@ def test_forecast_labels_the_time_axis_with_the_csv_column():
 
 # -- decoding against independent references ---------------------------------
 
+
 @pytest.fixture(scope="module")
 def lm():
     model = LanguageModel(7, 5, RNN(LSTMCell(8), num_layers=2))
@@ -132,12 +133,17 @@ def test_beam_of_one_is_greedy_and_wider_beams_score_no_worse():
 
 # -- data and metrics for the applications ------------------------------------
 
+
 def test_negation_reviews_labels_follow_the_rules():
     texts, labels = negation_reviews(0, 300)
     for text, label in zip(texts, labels):
         words = text.split()
-        clause = words[words.index("but") + 1:] if "but" in words else words
-        sentiment = [i for i, w in enumerate(clause) if w in POSITIVE or w in {"bad", "awful", "boring", "poor", "dull", "terrible"}][0]
+        clause = words[words.index("but") + 1 :] if "but" in words else words
+        sentiment = [
+            i
+            for i, w in enumerate(clause)
+            if w in POSITIVE or w in {"bad", "awful", "boring", "poor", "dull", "terrible"}
+        ][0]
         positive = clause[sentiment] in POSITIVE
         negated = sentiment > 0 and clause[sentiment - 1] == "not"
         assert label == int(positive != negated), text

@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import load_script
+
 from rnnlab import RNN
 from rnnlab.cells import make_cell
 from rnnlab.experiment import cli
@@ -26,8 +26,9 @@ from rnnlab.models import LanguageModel, Seq2Seq, SequenceClassifier
 ROOT = pathlib.Path(__file__).parents[1]
 
 PRICES = "Date,Close\n" + "".join(f"2024-01-{d:02d},{100 + d}\n" for d in range(1, 29))
-REVIEWS = "text,label\n" + "".join(f"{'a fine film' if i % 2 else 'a dull film'} {i},{'pos' if i % 2 else 'neg'}\n"
-                                   for i in range(40))
+REVIEWS = "text,label\n" + "".join(
+    f"{'a fine film' if i % 2 else 'a dull film'} {i},{'pos' if i % 2 else 'neg'}\n" for i in range(40)
+)
 NUMBERED = REVIEWS.replace(",pos\n", ",1\n").replace(",neg\n", ",0\n")
 PAIRS = "source,target\n" + "".join(f"{a}+{a},{2 * a}\n" for a in range(30))
 
@@ -48,34 +49,89 @@ CASES = [
     # -- files
     ("forecast", ["--csv", "missing.csv"], {}, "no such file: missing.csv"),
     ("forecast", ["--csv", "p.csv", "--column", "Open"], {"p.csv": PRICES}, "p.csv has no column 'Open'"),
-    ("forecast", ["--csv", "p.csv"], {"p.csv": PRICES.replace(",105\n", ",\n")}, "p.csv: row 5, column 'Close' is empty or NaN"),
-    ("forecast", ["--csv", "p.csv"], {"p.csv": PRICES.replace(",103\n", ",NaN\n")}, "row 3, column 'Close' is empty or NaN"),
-    ("forecast", ["--csv", "p.csv"], {"p.csv": PRICES.replace(",107\n", ",inf\n")}, "row 7, column 'Close' is inf, not a finite"),
-    ("forecast", ["--csv", "p.csv"], {"p.csv": PRICES.replace(",102\n", ",n/a?\n")}, "row 2, column 'Close' is not a number: 'n/a?'"),
+    (
+        "forecast",
+        ["--csv", "p.csv"],
+        {"p.csv": PRICES.replace(",105\n", ",\n")},
+        "p.csv: row 5, column 'Close' is empty or NaN",
+    ),
+    (
+        "forecast",
+        ["--csv", "p.csv"],
+        {"p.csv": PRICES.replace(",103\n", ",NaN\n")},
+        "row 3, column 'Close' is empty or NaN",
+    ),
+    (
+        "forecast",
+        ["--csv", "p.csv"],
+        {"p.csv": PRICES.replace(",107\n", ",inf\n")},
+        "row 7, column 'Close' is inf, not a finite",
+    ),
+    (
+        "forecast",
+        ["--csv", "p.csv"],
+        {"p.csv": PRICES.replace(",102\n", ",n/a?\n")},
+        "row 2, column 'Close' is not a number: 'n/a?'",
+    ),
     ("forecast", ["--csv", "p.csv"], {"p.csv": ""}, "p.csv is empty"),
     ("forecast", ["--csv", "p.csv", "--window", "50"], {"p.csv": PRICES}, "has no window of 50"),
     ("forecast", ["--csv", "p.csv", "--time-column", "Year"], {"p.csv": PRICES}, "p.csv has no column 'Year'"),
     ("forecast", ["--time-column", "Year"], {}, "--time-column names a column of --csv; give --csv too"),
     ("text_generation", ["--source", "empty.txt"], {"empty.txt": ""}, "empty.txt is empty"),
-    ("text_generation", ["--source", "old.txt"], {"old.txt": "caf\xe9 cr\xe8me\n".encode("latin-1")},
-     "old.txt is not UTF-8 text: byte 0xe9 at offset 3"),
+    (
+        "text_generation",
+        ["--source", "old.txt"],
+        {"old.txt": "caf\xe9 cr\xe8me\n".encode("latin-1")},
+        "old.txt is not UTF-8 text: byte 0xe9 at offset 3",
+    ),
     ("text_generation", ["--source", "notes.txt"], {}, "no such file or folder: notes.txt"),
     ("text_generation", ["--source", "."], {"a.csv": "x\n"}, "no .txt files under ."),
     ("text_generation", ["--mode", "sample", "--out", "never-trained"], {}, "no trained run in never-trained"),
-    ("sentiment", ["--train", "r.csv"], {"r.csv": REVIEWS.replace(",pos\n", ",\n", 1)}, "r.csv: row 2, column 'label' is empty"),
-    ("sentiment", ["--train", "r.csv"], {"r.csv": REVIEWS.replace("a fine film 3", "", 1)}, "r.csv: row 4, column 'text' is empty"),
-    ("sentiment", ["--train", "r.csv"], {"r.csv": NUMBERED.replace(",0\n", ",-1\n", 1)},
-     "r.csv: row 1, column 'label': labels must be class names or integers 0..C-1"),
-    ("sentiment", ["--train", "r.csv", "--test", "t.csv"], {"r.csv": REVIEWS, "t.csv": "text,label\ngreat,meh\n"},
-     "t.csv: row 1, column 'label': label 'meh' is not one of the classes ['neg', 'pos']"),
+    (
+        "sentiment",
+        ["--train", "r.csv"],
+        {"r.csv": REVIEWS.replace(",pos\n", ",\n", 1)},
+        "r.csv: row 2, column 'label' is empty",
+    ),
+    (
+        "sentiment",
+        ["--train", "r.csv"],
+        {"r.csv": REVIEWS.replace("a fine film 3", "", 1)},
+        "r.csv: row 4, column 'text' is empty",
+    ),
+    (
+        "sentiment",
+        ["--train", "r.csv"],
+        {"r.csv": NUMBERED.replace(",0\n", ",-1\n", 1)},
+        "r.csv: row 1, column 'label': labels must be class names or integers 0..C-1",
+    ),
+    (
+        "sentiment",
+        ["--train", "r.csv", "--test", "t.csv"],
+        {"r.csv": REVIEWS, "t.csv": "text,label\ngreat,meh\n"},
+        "t.csv: row 1, column 'label': label 'meh' is not one of the classes ['neg', 'pos']",
+    ),
     ("sentiment", ["--train", "r.csv", "--label-column", "stars"], {"r.csv": REVIEWS}, "r.csv has no column 'stars'"),
     ("sentiment", ["--train", "r.csv"], {"r.csv": "text,label\ngood,pos\nfine,pos\n"}, "has one class only ('pos')"),
     ("sentiment", ["--train", "r.json"], {"r.json": '{"text": "good", "label": 1'}, "r.json is not valid JSON"),
-    ("sentiment", ["--train", "r.jsonl"], {"r.jsonl": '{"text": "good", "label": 1}\n{"text": "bad" "label": 0}\n'},
-     "r.jsonl: line 2 is not valid JSON: Expecting ',' delimiter"),
-    ("seq2seq", ["--pairs", "p.csv"], {"p.csv": "source,target\n1+1,2\n"},
-     "p.csv has 1 pair(s): too few to hold out 1 for validation"),
-    ("seq2seq", ["--pairs", "p.csv"], {"p.csv": PAIRS.replace(",6\n", ",\n")}, "p.csv: row 4, column 'target' is empty"),
+    (
+        "sentiment",
+        ["--train", "r.jsonl"],
+        {"r.jsonl": '{"text": "good", "label": 1}\n{"text": "bad" "label": 0}\n'},
+        "r.jsonl: line 2 is not valid JSON: Expecting ',' delimiter",
+    ),
+    (
+        "seq2seq",
+        ["--pairs", "p.csv"],
+        {"p.csv": "source,target\n1+1,2\n"},
+        "p.csv has 1 pair(s): too few to hold out 1 for validation",
+    ),
+    (
+        "seq2seq",
+        ["--pairs", "p.csv"],
+        {"p.csv": PAIRS.replace(",6\n", ",\n")},
+        "p.csv: row 4, column 'target' is empty",
+    ),
     ("seq2seq", ["--pairs", "p.tsv"], {"p.tsv": PAIRS}, "p.tsv: expected a .csv, .json or .jsonl file"),
 ]
 
@@ -110,8 +166,25 @@ def test_a_failed_start_does_not_block_the_next(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         cli(forecast.main, ["--csv", "p.csv", "--out", "run", "--quiet"])
     (tmp_path / "p.csv").write_text(PRICES)
-    results = forecast.main(["--csv", "p.csv", "--out", "run", "--quiet", "--window", "5", "--horizon", "3",
-                             "--hidden", "4", "--steps", "3", "--checkpoint-every", "0"])
+    results = forecast.main(
+        [
+            "--csv",
+            "p.csv",
+            "--out",
+            "run",
+            "--quiet",
+            "--window",
+            "5",
+            "--horizon",
+            "3",
+            "--hidden",
+            "4",
+            "--steps",
+            "3",
+            "--checkpoint-every",
+            "0",
+        ]
+    )
     assert results["train_points"] > 0
     before = (tmp_path / "run" / "results.json").read_text()
     with pytest.raises(SystemExit):
@@ -134,13 +207,42 @@ def test_string_labels_become_sorted_class_ids_shown_in_results(tmp_path):
     """`pos`/`neg` labels train like 1/0 (ids in sorted name order, as datasets' ClassLabel)."""
     (tmp_path / "r.csv").write_text(REVIEWS)
     (tmp_path / "n.csv").write_text(NUMBERED)
-    common = ["--steps", "4", "--hidden", "4", "--embed", "4", "--directions", "uni", "--quiet",
-              "--checkpoint-every", "0"]
+    common = [
+        "--steps",
+        "4",
+        "--hidden",
+        "4",
+        "--embed",
+        "4",
+        "--directions",
+        "uni",
+        "--quiet",
+        "--checkpoint-every",
+        "0",
+    ]
     sentiment = load_script("sentiment")
-    named = sentiment.main(["--train", str(tmp_path / "r.csv"), "--test", str(tmp_path / "r.csv"),
-                            "--out", str(tmp_path / "named"), *common])
-    numbered = sentiment.main(["--train", str(tmp_path / "n.csv"), "--test", str(tmp_path / "n.csv"),
-                               "--out", str(tmp_path / "numbered"), *common])
+    named = sentiment.main(
+        [
+            "--train",
+            str(tmp_path / "r.csv"),
+            "--test",
+            str(tmp_path / "r.csv"),
+            "--out",
+            str(tmp_path / "named"),
+            *common,
+        ]
+    )
+    numbered = sentiment.main(
+        [
+            "--train",
+            str(tmp_path / "n.csv"),
+            "--test",
+            str(tmp_path / "n.csv"),
+            "--out",
+            str(tmp_path / "numbered"),
+            *common,
+        ]
+    )
     assert named["class_names"] == ["neg", "pos"] and numbered["class_names"] == ["0", "1"]
     assert json.loads((tmp_path / "named" / "results.json").read_text())["class_names"] == ["neg", "pos"]
     # same data, same ids: the same model and the same predictions
@@ -148,6 +250,7 @@ def test_string_labels_become_sorted_class_ids_shown_in_results(tmp_path):
 
 
 # -- token ids at the model boundary ---------------------------------------------
+
 
 def _models():
     layer = RNN(make_cell("gru", 4))
@@ -159,9 +262,16 @@ def _models():
     return {
         "LanguageModel": (lm, lm.init(jax.random.key(0), ids), lambda m, p, x: m.apply(p, x)[0]),
         "SequenceClassifier": (clf, clf.init(jax.random.key(0), ids, lengths), lambda m, p, x: m.apply(p, x, lengths)),
-        "Seq2Seq source": (s2s, s2s.init(jax.random.key(0), ids, lengths, ids), lambda m, p, x: m.apply(p, x, lengths, ids)),
-        "Seq2Seq target": (s2s, s2s.init(jax.random.key(0), ids, lengths, ids),
-                           lambda m, p, x: m.apply(p, jnp.clip(x, 0, 4), lengths, x)),
+        "Seq2Seq source": (
+            s2s,
+            s2s.init(jax.random.key(0), ids, lengths, ids),
+            lambda m, p, x: m.apply(p, x, lengths, ids),
+        ),
+        "Seq2Seq target": (
+            s2s,
+            s2s.init(jax.random.key(0), ids, lengths, ids),
+            lambda m, p, x: m.apply(p, jnp.clip(x, 0, 4), lengths, x),
+        ),
     }
 
 

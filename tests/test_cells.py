@@ -15,7 +15,10 @@ H, I = 6, 3
 def test_params_use_pytorch_layout(cell, gates):
     params = cell.init(jax.random.key(0), I)
     assert {k: v.shape for k, v in params.items()} == {
-        "w_ih": (gates * H, I), "w_hh": (gates * H, H), "b_ih": (gates * H,), "b_hh": (gates * H,),
+        "w_ih": (gates * H, I),
+        "w_hh": (gates * H, H),
+        "b_ih": (gates * H,),
+        "b_hh": (gates * H,),
     }
     assert set(cell.__class__(H, use_bias=False).init(jax.random.key(0), I)) == {"w_ih", "w_hh"}
 

@@ -21,14 +21,41 @@ from rnnlab.experiment import BaseConfig, RunDir, checkpoint_meta, parse_config,
 ROOT = pathlib.Path(__file__).parents[1]
 SCRIPT = ROOT / "experiments" / "adding_problem.py"
 # Small enough for seconds: a sweep (2 learning rates x 2 seeds), two models and several checkpoints.
-SMALL = ["--quick", "--seq-len", "8", "--hidden", "8", "--steps", "60", "--seeds", "2", "--learning-rate", "1e-2", "3e-3",
-         "--models", "rnn", "lstm", "--checkpoint-every", "10", "--log-every", "5", "--test-size", "64", "--quiet"]
+SMALL = [
+    "--quick",
+    "--seq-len",
+    "8",
+    "--hidden",
+    "8",
+    "--steps",
+    "60",
+    "--seeds",
+    "2",
+    "--learning-rate",
+    "1e-2",
+    "3e-3",
+    "--models",
+    "rnn",
+    "lstm",
+    "--checkpoint-every",
+    "10",
+    "--log-every",
+    "5",
+    "--test-size",
+    "64",
+    "--quiet",
+]
 TIMING = {"steps_per_sec", "elapsed_s"}
 
 
 def run_script(out, *extra, check=True):
-    return subprocess.run([sys.executable, str(SCRIPT), *SMALL, "--out", str(out), *extra],
-                          capture_output=True, text=True, check=check, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *SMALL, "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=600,
+    )
 
 
 def comparable_metrics(path):
@@ -60,14 +87,17 @@ def uninterrupted(tmp_path_factory):
 
 def test_same_seed_same_results(uninterrupted, tmp_path):
     run_script(tmp_path / "again")
-    assert comparable_metrics(tmp_path / "again" / "metrics.jsonl") == comparable_metrics(uninterrupted / "metrics.jsonl")
+    assert comparable_metrics(tmp_path / "again" / "metrics.jsonl") == comparable_metrics(
+        uninterrupted / "metrics.jsonl"
+    )
     assert comparable_results(tmp_path / "again") == comparable_results(uninterrupted)
 
 
 def kill_after_checkpoint(out, kill_after):
     """Run SMALL into ``out`` and SIGKILL it once checkpoint ``<model>/<step>`` is committed."""
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), *SMALL, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *SMALL, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     marker = out / "checkpoints" / kill_after / "commit_success.txt"
     deadline = time.time() + 300
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
@@ -125,8 +155,12 @@ runpy.run_path(script, run_name="__main__")
 
 def test_sigkill_while_a_checkpoint_is_written_resumes_from_the_last_complete_one(uninterrupted, tmp_path):
     out = tmp_path / "killed-mid-save"
-    killed = subprocess.run([sys.executable, "-c", KILL_DURING_SAVE, os.path.join("lstm", "30"), str(SCRIPT),
-                             *SMALL, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_DURING_SAVE, os.path.join("lstm", "30"), str(SCRIPT), *SMALL, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert killed.returncode == -signal.SIGKILL
     lstm = out / "checkpoints" / "lstm"
     assert sorted(p.name for p in lstm.iterdir()) == ["10", "20", "30.orbax-checkpoint-tmp"]  # half-written
@@ -154,14 +188,21 @@ def test_resume_with_incompatible_config_is_a_clear_error(uninterrupted, tmp_pat
 
 # -- the checkpointer directly -------------------------------------------------
 
+
 def state_at(step):
-    return {"params": {"w": jnp.full((3, 4), float(step))}, "step": jnp.int32(step),
-            "key": jax.random.key_data(jax.random.key(step))}
+    return {
+        "params": {"w": jnp.full((3, 4), float(step))},
+        "step": jnp.int32(step),
+        "key": jax.random.key_data(jax.random.key(step)),
+    }
 
 
 def test_round_trip_is_exact(tmp_path):
     ckpt = Checkpointer(tmp_path, keep=2)
-    state = {"params": {"w": jax.random.normal(jax.random.key(0), (5, 7))}, "key": jax.random.key_data(jax.random.key(1))}
+    state = {
+        "params": {"w": jax.random.normal(jax.random.key(0), (5, 7))},
+        "key": jax.random.key_data(jax.random.key(1)),
+    }
     ckpt.save(3, state, {"data_position": 3})
     step, restored, meta = ckpt.restore_latest(jax.tree.map(jnp.zeros_like, state))
     assert step == 3 and meta["data_position"] == 3 and tree_digest(restored) == tree_digest(state)
@@ -181,8 +222,9 @@ def test_keeps_the_last_k(tmp_path):
 ORBAX_FAILED_READ = pytest.mark.filterwarnings("ignore:Exception ignored in.*:pytest.PytestUnraisableExceptionWarning")
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncate", "delete",
-                                    pytest.param("garbage, no file list", marks=ORBAX_FAILED_READ)])
+@pytest.mark.parametrize(
+    "damage", ["garbage", "truncate", "delete", pytest.param("garbage, no file list", marks=ORBAX_FAILED_READ)]
+)
 def test_corrupted_latest_falls_back_to_previous_with_warning(tmp_path, damage):
     ckpt = Checkpointer(tmp_path, keep=3)
     for s in (1, 2):
@@ -200,8 +242,11 @@ def test_corrupted_latest_falls_back_to_previous_with_warning(tmp_path, damage):
             p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 3])
         else:
             p.unlink()
-    with pytest.warns(UserWarning, match=r"checkpoint at step 2 .* is unreadable .*moved it to 2.unreadable and "
-                                         r"trying the previous one"):
+    with pytest.warns(
+        UserWarning,
+        match=r"checkpoint at step 2 .* is unreadable .*moved it to 2.unreadable and "
+        r"trying the previous one",
+    ):
         step, state, _ = Checkpointer(tmp_path).restore_latest(state_at(0))
     assert step == 1 and float(state["params"]["w"][0, 0]) == 1.0
     assert (tmp_path / "2.unreadable").is_dir() and Checkpointer(tmp_path).steps() == [1]
@@ -222,8 +267,11 @@ def test_disk_full_during_a_save_is_a_clear_error_and_earlier_checkpoints_surviv
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(ocp.handlers.JsonCheckpointHandler, "_save_fn", disk_full)
-    with pytest.raises(CheckpointWriteError, match=rf"could not save the checkpoint of step 3 in {tmp_path}: No space "
-                                                   r"left on device; the checkpoints already there \(steps: 1, 2\)"):
+    with pytest.raises(
+        CheckpointWriteError,
+        match=rf"could not save the checkpoint of step 3 in {tmp_path}: No space "
+        r"left on device; the checkpoints already there \(steps: 1, 2\)",
+    ):
         ckpt.save(3, state_at(3), {"data_position": 3})
     monkeypatch.undo()
     # keep=2 must not have dropped step 1 for a step 3 that never landed

@@ -21,7 +21,7 @@ def test_the_memoryless_strategy_scores_the_baseline():
     assert np.all(batch["tokens"][:, 10 + T - 1] == synthetic.COPY_DELIMITER)
     logits = np.full((4, T + 20, copy.VOCAB), -1e9, np.float32)
     logits[:, : T + 10, synthetic.COPY_BLANK] = 0.0
-    logits[:, T + 10:, 1:1 + synthetic.COPY_SYMBOLS] = 0.0
+    logits[:, T + 10 :, 1 : 1 + synthetic.COPY_SYMBOLS] = 0.0
     loss = float(copy.cross_entropy(jnp.asarray(logits), jnp.asarray(batch["targets"])))
     assert math.isclose(loss, synthetic.copy_memory_baseline(T), rel_tol=1e-6)  # float32 loss
     assert math.isclose(loss, 10 * math.log(8) / (T + 20), rel_tol=1e-6)
@@ -29,8 +29,27 @@ def test_the_memoryless_strategy_scores_the_baseline():
 
 def test_script_writes_losses_per_model_and_length_and_the_gradient_profiles(tmp_path):
     copy = load_script("copy_memory")
-    results = copy.main(["--quick", "--quiet", "--compile-cache", "off", "--lengths", "5", "--steps", "20",
-                         "--hidden", "8", "--models", "rnn", "gru_chrono", "irnn", "exprnn", "--out", str(tmp_path)])
+    results = copy.main(
+        [
+            "--quick",
+            "--quiet",
+            "--compile-cache",
+            "off",
+            "--lengths",
+            "5",
+            "--steps",
+            "20",
+            "--hidden",
+            "8",
+            "--models",
+            "rnn",
+            "gru_chrono",
+            "irnn",
+            "exprnn",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(results))
     assert results["baseline"] == {"5": synthetic.copy_memory_baseline(5)}
     for model in ("rnn", "gru_chrono", "irnn", "exprnn"):

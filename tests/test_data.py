@@ -29,8 +29,8 @@ from rnnlab.data import (
     vocab_from_dict,
 )
 
-
 # -- synthetic tasks ----------------------------------------------------------
+
 
 def test_adding_problem_predicting_one_scores_one_sixth():
     batch = adding_problem(0, 20_000, 50)
@@ -81,6 +81,7 @@ def test_generators_are_deterministic_given_the_seed():
 
 
 # -- time series --------------------------------------------------------------
+
 
 def test_mackey_glass_is_the_delay_equation():
     series = mackey_glass(1000)

@@ -14,8 +14,26 @@ from conftest import EXPERIMENTS, load_script, run_two_processes
 from rnnlab.data import default_corpus
 
 # A small character model: 8 windows of 20 characters per step, checkpoints at 10, 20, 30.
-TINY = ["--quick", "--quiet", "--compile-cache", "off", "--hidden", "16", "--embed", "8", "--seq-len", "20",
-        "--batch-size", "8", "--checkpoint-every", "10", "--log-every", "5", "--length", "20"]
+TINY = [
+    "--quick",
+    "--quiet",
+    "--compile-cache",
+    "off",
+    "--hidden",
+    "16",
+    "--embed",
+    "8",
+    "--seq-len",
+    "20",
+    "--batch-size",
+    "8",
+    "--checkpoint-every",
+    "10",
+    "--log-every",
+    "5",
+    "--length",
+    "20",
+]
 # Measured: 4 devices vs 1 over 30 steps differ by <= 3e-7 relative (the batch mean is summed in
 # another order); 1e-5 leaves room for other CPUs and BLAS builds.
 RTOL = 1e-5
@@ -31,8 +49,23 @@ def corpus(tmp_path_factory):
 def on_devices(devices: int, out, *args, corpus, check=True):
     """text_generation.py in a subprocess with ``devices`` fake CPU devices."""
     env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, os.path.join(EXPERIMENTS, "text_generation.py"), *TINY, "--source", corpus,
-                           "--out", str(out), *args], env=env, timeout=300, capture_output=True, text=True, check=check)
+    return subprocess.run(
+        [
+            sys.executable,
+            os.path.join(EXPERIMENTS, "text_generation.py"),
+            *TINY,
+            "--source",
+            corpus,
+            "--out",
+            str(out),
+            *args,
+        ],
+        env=env,
+        timeout=300,
+        capture_output=True,
+        text=True,
+        check=check,
+    )
 
 
 def losses(out):

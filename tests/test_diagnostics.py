@@ -6,8 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rnnlab import RNN, ElmanCell, LSTMCell, unroll
-from rnnlab import diagnostics
+from rnnlab import RNN, ElmanCell, LSTMCell, diagnostics, unroll
 
 T, B, I, H = 12, 3, 2, 5
 
@@ -45,7 +44,9 @@ def test_elman_gradient_and_jacobian_norms_match_numpy_bptt(assert_close):
         return 0.5 * jnp.sum((h_T - target) ** 2)
 
     norms_bt = diagnostics.hidden_gradient_norms(loss, (B, T, H))
-    jac_t = diagnostics.hidden_jacobian_norms(lambda eps: unroll(cell, params, x[:1], hidden_perturbation=eps[None])[1][0], (T, H))
+    jac_t = diagnostics.hidden_jacobian_norms(
+        lambda eps: unroll(cell, params, x[:1], hidden_perturbation=eps[None])[1][0], (T, H)
+    )
     ref_norms, ref_jac = elman_reference(params, x, target)
     assert_close("dL/dh_t vs numpy BPTT", norms_bt, ref_norms, atol=1e-6, rtol=1e-4)
     assert_close("dh_T/dh_t vs numpy product", jac_t, ref_jac, atol=1e-6, rtol=1e-4)
@@ -63,7 +64,7 @@ def test_lstm_hidden_gradients_match_finite_differences(bidirectional):
 
         def loss(eps_kbth):
             out, final = layer.apply(params, x, lengths, hidden_perturbation=eps_kbth)
-            return jnp.sum(jnp.sin(out)) + jnp.sum(final.h ** 2)
+            return jnp.sum(jnp.sin(out)) + jnp.sum(final.h**2)
 
         grad = jax.grad(loss)(jnp.zeros((K, B, T, H)))
         rng = np.random.default_rng(0)
@@ -104,8 +105,14 @@ def test_spectral_norm_equals_numpy_svd():
     rng = np.random.default_rng(0)
     q1, _ = np.linalg.qr(rng.normal(size=(6, 6)))
     q2, _ = np.linalg.qr(rng.normal(size=(6, 6)))
-    cases = [rng.normal(size=(8, 8)), q1 @ np.diag([3.0, 3.0, 2.99, 1, 0.5, 0]) @ q2, np.outer(np.arange(5.0), np.ones(5)),
-             1e-200 * rng.normal(size=(4, 4)), np.eye(3), np.zeros((3, 3))]
+    cases = [
+        rng.normal(size=(8, 8)),
+        q1 @ np.diag([3.0, 3.0, 2.99, 1, 0.5, 0]) @ q2,
+        np.outer(np.arange(5.0), np.ones(5)),
+        1e-200 * rng.normal(size=(4, 4)),
+        np.eye(3),
+        np.zeros((3, 3)),
+    ]
     with jax.enable_x64(True):
         for m in cases:
             got = float(diagnostics.spectral_norm(jnp.asarray(m, jnp.float64)))

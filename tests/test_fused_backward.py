@@ -7,16 +7,24 @@ import pytest
 from rnnlab import RNN, ElmanCell, GRUCell, LSTMCell
 
 B, T, I, H = 3, 7, 4, 5
-CELLS = {"rnn": ElmanCell(H), "relu": ElmanCell(H, activation="relu"), "lstm": LSTMCell(H, forget_bias=1.0),
-         "gru": GRUCell(H), "nobias": LSTMCell(H, use_bias=False), "gru_nobias": GRUCell(H, use_bias=False)}
+CELLS = {
+    "rnn": ElmanCell(H),
+    "relu": ElmanCell(H, activation="relu"),
+    "lstm": LSTMCell(H, forget_bias=1.0),
+    "gru": GRUCell(H),
+    "nobias": LSTMCell(H, use_bias=False),
+    "gru_nobias": GRUCell(H, use_bias=False),
+}
 
 
 @pytest.mark.parametrize("lengths", [None, [7, 1, 4]], ids=["full", "lengths"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("name", CELLS)
 def test_fused_equals_autodiff(name, bidirectional, lengths, assert_close):
-    layers = {kind: RNN(CELLS[name], num_layers=2, bidirectional=bidirectional, backward=kind)
-              for kind in ("fused", "autodiff")}
+    layers = {
+        kind: RNN(CELLS[name], num_layers=2, bidirectional=bidirectional, backward=kind)
+        for kind in ("fused", "autodiff")
+    }
     params = layers["fused"].init(jax.random.key(0), I)
     x = jax.random.normal(jax.random.key(1), (B, T, I))
     carry0 = jax.tree.map(lambda a: jax.random.normal(jax.random.key(2), a.shape), layers["fused"].initial_carry(B))
@@ -49,8 +57,13 @@ def test_forward_mode_needs_autodiff_and_agrees(name, assert_close):
     """jax.jacfwd cannot see through a custom VJP; the autodiff path gives it, equal to jacrev of the default."""
     params = RNN(CELLS[name]).init(jax.random.key(0), I)
     x = jax.random.normal(jax.random.key(1), (B, T, I))
-    apply = lambda kind: (lambda x: RNN(CELLS[name], backward=kind).apply(params, x)[0][:, -1].sum())
+    apply = lambda kind: lambda x: RNN(CELLS[name], backward=kind).apply(params, x)[0][:, -1].sum()
     with pytest.raises(TypeError, match="forward-mode"):
         jax.jacfwd(apply("fused"))(x)
-    assert_close("jacfwd(autodiff) vs jacrev(fused)", jax.jacfwd(apply("autodiff"))(x), jax.jacrev(apply("fused"))(x),
-                 atol=1e-6, rtol=1e-5)
+    assert_close(
+        "jacfwd(autodiff) vs jacrev(fused)",
+        jax.jacfwd(apply("autodiff"))(x),
+        jax.jacrev(apply("fused"))(x),
+        atol=1e-6,
+        rtol=1e-5,
+    )

@@ -71,11 +71,16 @@ def test_where_flax_keeps_its_one_bias():
         p = from_flax(module, module.init(jax.random.key(0), X))[1]["l0"]["fwd"]
         side[f"nn.{name}"] = (bool(jnp.any(p["b_ih"] != 0)), bool(jnp.any(p["b_hh"] != 0)))
         if name == "GRUCell":  # a hidden bias for the candidate only: b_hn, inside the reset product
-            assert not jnp.any(p["b_hh"][: 2 * H]) and jnp.all(p["b_hh"][2 * H:] != 0)
+            assert not jnp.any(p["b_hh"][: 2 * H]) and jnp.all(p["b_hh"][2 * H :] != 0)
     assert side == {  # (input side, hidden side)
-        "nnx.SimpleCell": (True, False), "nnx.SimpleCell relu": (True, False), "nnx.LSTMCell": (False, True),
-        "nnx.OptimizedLSTMCell": (False, True), "nnx.GRUCell": (True, False),
-        "nn.SimpleCell": (True, False), "nn.LSTMCell": (False, True), "nn.OptimizedLSTMCell": (False, True),
+        "nnx.SimpleCell": (True, False),
+        "nnx.SimpleCell relu": (True, False),
+        "nnx.LSTMCell": (False, True),
+        "nnx.OptimizedLSTMCell": (False, True),
+        "nnx.GRUCell": (True, False),
+        "nn.SimpleCell": (True, False),
+        "nn.LSTMCell": (False, True),
+        "nn.OptimizedLSTMCell": (False, True),
         "nn.GRUCell": (True, True),
     }
 
@@ -88,7 +93,9 @@ def test_nnx_gru_has_no_hidden_bias_inside_the_reset_product():
     H = 7
     np.testing.assert_allclose(layer.apply(params, X)[0], module(X), atol=1e-6)
     p = params["l0"]["fwd"]
-    moved = {"l0": {"fwd": dict(p, b_ih=p["b_ih"].at[2 * H:].set(0.0), b_hh=p["b_hh"].at[2 * H:].set(p["b_ih"][2 * H:]))}}
+    moved = {
+        "l0": {"fwd": dict(p, b_ih=p["b_ih"].at[2 * H :].set(0.0), b_hh=p["b_hh"].at[2 * H :].set(p["b_ih"][2 * H :]))}
+    }
     assert float(jnp.max(jnp.abs(layer.apply(moved, X)[0] - module(X)))) > 1e-2
 
 
@@ -107,14 +114,21 @@ def test_linen_gru_is_pytorchs_gru():
     np.testing.assert_allclose(module.apply(variables, X), want, atol=1e-5)
 
 
-@pytest.mark.parametrize("module, variables, message", [
-    (lambda: nnx.SimpleCell(5, 7, residual=True, rngs=nnx.Rngs(0)), None, r"residual=True\) adds h_\(t-1\)"),
-    (lambda: nnx.LSTMCell(5, 7, gate_fn=jax.nn.hard_sigmoid, rngs=nnx.Rngs(0)), None, "gate_fn=hard_sigmoid"),
-    (lambda: nnx.GRUCell(5, 7, activation_fn=jax.nn.relu, rngs=nnx.Rngs(0)), None, "activation_fn=relu: rnnlab computes tanh only"),
-    (lambda: nnx.RNN(nnx.GRUCell(5, 7, rngs=nnx.Rngs(0)), reverse=True), None, r"reverse=True\): import the cell"),
-    (lambda: nn.RNN(nn.GRUCell(7)), None, "a Linen nn.RNN holds no weights: pass its variables"),
-    (lambda: nnx.Linear(5, 7, rngs=nnx.Rngs(0)), None, "expected an nnx SimpleCell, LSTMCell"),
-])
+@pytest.mark.parametrize(
+    "module, variables, message",
+    [
+        (lambda: nnx.SimpleCell(5, 7, residual=True, rngs=nnx.Rngs(0)), None, r"residual=True\) adds h_\(t-1\)"),
+        (lambda: nnx.LSTMCell(5, 7, gate_fn=jax.nn.hard_sigmoid, rngs=nnx.Rngs(0)), None, "gate_fn=hard_sigmoid"),
+        (
+            lambda: nnx.GRUCell(5, 7, activation_fn=jax.nn.relu, rngs=nnx.Rngs(0)),
+            None,
+            "activation_fn=relu: rnnlab computes tanh only",
+        ),
+        (lambda: nnx.RNN(nnx.GRUCell(5, 7, rngs=nnx.Rngs(0)), reverse=True), None, r"reverse=True\): import the cell"),
+        (lambda: nn.RNN(nn.GRUCell(7)), None, "a Linen nn.RNN holds no weights: pass its variables"),
+        (lambda: nnx.Linear(5, 7, rngs=nnx.Rngs(0)), None, "expected an nnx SimpleCell, LSTMCell"),
+    ],
+)
 def test_what_rnnlab_cannot_compute_is_refused(module, variables, message):
     with pytest.raises((ValueError, TypeError), match=message):
         from_flax(module(), variables)

@@ -27,8 +27,11 @@ def test_bidirectional_is_forward_and_valid_prefix_reversed_backward():
     np.testing.assert_allclose(h_n, np.stack([h_f, np.stack(bwd_final)]), atol=1e-6)
 
 
-@pytest.mark.parametrize("cell, backward", [(LSTMCell(H), "fused"), (GRUCell(H), "fused"), (ElmanCell(H), "autodiff")],
-                         ids=["lstm", "gru", "rnn-autodiff"])
+@pytest.mark.parametrize(
+    "cell, backward",
+    [(LSTMCell(H), "fused"), (GRUCell(H), "fused"), (ElmanCell(H), "autodiff")],
+    ids=["lstm", "gru", "rnn-autodiff"],
+)
 def test_both_directions_in_one_scan_equal_one_scan_per_direction(cell, backward, assert_close):
     """The default path (unroll_both_directions: one vmapped scan per layer) against the
     per-direction reference, values and gradients: lengths, initial carry, dropout between
@@ -46,7 +49,8 @@ def test_both_directions_in_one_scan_equal_one_scan_per_direction(cell, backward
     def loss(layer):
         def f(p, x, c0, eps):
             out, final = layer.apply(p, x, lengths, c0, dropout_key=jax.random.key(3), hidden_perturbation=eps)
-            return jnp.sum(jnp.sin(out)) + sum(jnp.sum(a ** 2) for a in jax.tree.leaves(final))
+            return jnp.sum(jnp.sin(out)) + sum(jnp.sum(a**2) for a in jax.tree.leaves(final))
+
         return f
 
     flat = lambda tree: jnp.concatenate([jnp.ravel(a) for a in jax.tree.leaves(tree)])
@@ -58,9 +62,11 @@ def test_both_directions_in_one_scan_equal_one_scan_per_direction(cell, backward
         assert_close("one scan per layer: gradients", flat(got[1]), flat(want[1]), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("cell, input_size, batch_first, backward", [
-    (LSTMCell(H), I, True, "fused"), (GRUCell(H), 9, False, "fused"), (ElmanCell(H), I, True, "autodiff")],
-    ids=["lstm", "gru-wide-input-time-major", "rnn-autodiff"])
+@pytest.mark.parametrize(
+    "cell, input_size, batch_first, backward",
+    [(LSTMCell(H), I, True, "fused"), (GRUCell(H), 9, False, "fused"), (ElmanCell(H), I, True, "autodiff")],
+    ids=["lstm", "gru-wide-input-time-major", "rnn-autodiff"],
+)
 def test_layer_wavefront_equals_layer_after_layer(cell, input_size, batch_first, backward, assert_close):
     """RNN(wavefront=True) (one scan of T + L - 1 steps, its fused VJP or JAX's derivative)
     against the per-layer reference, values and gradients: lengths, initial carry, dropout
@@ -77,7 +83,8 @@ def test_layer_wavefront_equals_layer_after_layer(cell, input_size, batch_first,
     def loss(layer):
         def f(p, x, c0):
             out, final = layer.apply(p, x, lengths, c0, dropout_key=jax.random.key(3))
-            return jnp.sum(jnp.sin(out)) + sum(jnp.sum(a ** 2) for a in jax.tree.leaves(final))
+            return jnp.sum(jnp.sin(out)) + sum(jnp.sum(a**2) for a in jax.tree.leaves(final))
+
         return f
 
     flat = lambda tree: jnp.concatenate([jnp.ravel(a) for a in jax.tree.leaves(tree)])
@@ -149,6 +156,7 @@ def test_from_torch_rejects_other_modules():
 
 # -- bad input: clear errors, before tracing ----------------------------------
 
+
 @pytest.fixture(scope="module")
 def lstm_layer():
     layer = RNN(LSTMCell(H), num_layers=2)
@@ -159,19 +167,36 @@ def lstm_layer():
     "kwargs,error,message",
     [
         (dict(x=np.zeros((T, I), np.float32)), ValueError, r"inputs must have rank 3 \[B, T, I\], got shape \(5, 4\)"),
-        (dict(x=np.zeros((B, T, I + 1), np.float32)), ValueError, "feature size 5 but the parameters expect input_size=4"),
+        (
+            dict(x=np.zeros((B, T, I + 1), np.float32)),
+            ValueError,
+            "feature size 5 but the parameters expect input_size=4",
+        ),
         (dict(x=np.zeros((B, T, I), np.int32)), TypeError, "inputs must be floating point, got dtype int32"),
         (dict(lengths=np.array([1, 2])), ValueError, r"lengths must have shape \(B,\) = \(3,\), got \(2,\)"),
         (dict(lengths=np.array([[1, 2, 3]])), ValueError, r"lengths must have shape \(B,\)"),
         (dict(lengths=np.array([1.0, 2.0, 3.0])), TypeError, "lengths must be integers, got dtype float64"),
         (dict(lengths=np.array([5, 0, 3])), ValueError, r"lengths must lie in 1..T = 1..5; lengths\[1\] = 0"),
         (dict(lengths=np.array([5, 6, 3])), ValueError, r"lengths\[1\] = 6"),
-        (dict(initial_carry=LSTMState(jnp.zeros((2, B, H)), jnp.zeros((2, B, H + 1)))), ValueError,
-         r"initial_carry.c has shape \(2, 3, 7\), expected \(2, 3, 6\)"),
+        (
+            dict(initial_carry=LSTMState(jnp.zeros((2, B, H)), jnp.zeros((2, B, H + 1)))),
+            ValueError,
+            r"initial_carry.c has shape \(2, 3, 7\), expected \(2, 3, 6\)",
+        ),
         (dict(initial_carry=jnp.zeros((2, B, H))), ValueError, "initial_carry has structure"),
     ],
-    ids=["rank", "features", "int-input", "lengths-shape", "lengths-rank", "lengths-float",
-         "lengths-zero", "lengths-too-long", "carry-shape", "carry-structure"],
+    ids=[
+        "rank",
+        "features",
+        "int-input",
+        "lengths-shape",
+        "lengths-rank",
+        "lengths-float",
+        "lengths-zero",
+        "lengths-too-long",
+        "carry-shape",
+        "carry-structure",
+    ],
 )
 def test_bad_input_raises_clear_error(lstm_layer, kwargs, error, message):
     layer, params = lstm_layer

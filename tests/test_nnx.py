@@ -36,7 +36,9 @@ def test_outputs_and_gradients_equal_the_pure_layers(model, assert_close):
     want_grads = jax.grad(lambda p, x: loss(layer.apply(p, x, LENGTHS)), argnums=(0, 1))(params, X)
     flat = lambda tree: jnp.concatenate([jnp.ravel(a) for a in jax.tree.leaves(tree)])
     assert jax.tree.structure(nnx.to_pure_dict(grads[0]["params"])) == jax.tree.structure(want_grads[0])
-    assert_close("nnx grad params", flat(nnx.to_pure_dict(grads[0]["params"])), flat(want_grads[0]), atol=1e-6, rtol=1e-6)
+    assert_close(
+        "nnx grad params", flat(nnx.to_pure_dict(grads[0]["params"])), flat(want_grads[0]), atol=1e-6, rtol=1e-6
+    )
     assert_close("nnx grad input", grads[1], want_grads[1], atol=1e-6, rtol=1e-6)
 
 
@@ -107,6 +109,7 @@ def test_task_models_compose_the_layer():
         lm(jnp.array([[1, 11]]))
     clf = SequenceClassifier(11, 5, RNN(LSTMCell(8), input_size=5, bidirectional=True, rngs=rngs), 3, rngs=rngs)
     assert clf(tokens, jnp.array([3, 2])).shape == (2, 3)
-    s2s = Seq2Seq(11, 7, 5, RNN(GRUCell(8), input_size=5, rngs=rngs), RNN(GRUCell(8), input_size=5, rngs=rngs),
-                  rngs=rngs)
+    s2s = Seq2Seq(
+        11, 7, 5, RNN(GRUCell(8), input_size=5, rngs=rngs), RNN(GRUCell(8), input_size=5, rngs=rngs), rngs=rngs
+    )
     assert s2s(tokens, jnp.array([3, 2]), jnp.array([[0, 1], [2, 6]])).shape == (2, 2, 7)

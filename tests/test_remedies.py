@@ -17,33 +17,36 @@ H = 3000
 def test_chrono_lstm_forget_biases_are_log_uniform_and_input_biases_their_negatives():
     plain = LSTMCell(H).init(jax.random.key(0), 3)
     chrono = LSTMCell(H, chrono_t_max=100.0).init(jax.random.key(0), 3)
-    b_f, b_i = chrono["b_ih"][H:2 * H], chrono["b_ih"][:H]
+    b_f, b_i = chrono["b_ih"][H : 2 * H], chrono["b_ih"][:H]
     np.testing.assert_array_equal(b_i, -b_f)
-    assert not jnp.any(chrono["b_hh"][:2 * H])
+    assert not jnp.any(chrono["b_hh"][: 2 * H])
     u = np.exp(np.asarray(b_f, np.float64))  # should be U(1, 99)
     assert 1.0 <= u.min() and u.max() <= 99.0
     assert abs(u.mean() - 50.0) < 3 * 98 / np.sqrt(12 * H)  # 3 standard errors of a U(1, 99) mean
     assert abs(np.mean(u < 25.5) - 0.25) < 0.03
     # nothing else moves: the same weights and the other gates' biases as the plain init
     np.testing.assert_array_equal(chrono["w_hh"], plain["w_hh"])
-    np.testing.assert_array_equal(chrono["b_ih"][2 * H:], plain["b_ih"][2 * H:])
+    np.testing.assert_array_equal(chrono["b_ih"][2 * H :], plain["b_ih"][2 * H :])
 
 
 def test_chrono_gru_sets_the_update_gate_only():
     plain = GRUCell(H).init(jax.random.key(1), 3)
     chrono = GRUCell(H, chrono_t_max=50.0).init(jax.random.key(1), 3)
-    u = np.exp(np.asarray(chrono["b_ih"][H:2 * H], np.float64))
+    u = np.exp(np.asarray(chrono["b_ih"][H : 2 * H], np.float64))
     assert 1.0 <= u.min() and u.max() <= 49.0 and abs(u.mean() - 25.0) < 3 * 48 / np.sqrt(12 * H)
-    assert not jnp.any(chrono["b_hh"][H:2 * H])
+    assert not jnp.any(chrono["b_hh"][H : 2 * H])
     for part in (slice(0, H), slice(2 * H, 3 * H)):
         np.testing.assert_array_equal(chrono["b_ih"][part], plain["b_ih"][part])
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"chrono_t_max": 2.0}, "chrono_t_max must be > 2"),
-    ({"chrono_t_max": 10.0, "forget_bias": 1.0}, "forget_bias and chrono_t_max both"),
-    ({"chrono_t_max": 10.0, "use_bias": False}, "chrono_t_max needs use_bias=True"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"chrono_t_max": 2.0}, "chrono_t_max must be > 2"),
+        ({"chrono_t_max": 10.0, "forget_bias": 1.0}, "forget_bias and chrono_t_max both"),
+        ({"chrono_t_max": 10.0, "use_bias": False}, "chrono_t_max needs use_bias=True"),
+    ],
+)
 def test_chrono_options_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LSTMCell(4, **kwargs)
@@ -61,8 +64,12 @@ def test_skew_exponential_is_expm(scale, assert_close):
 
 def orthogonality_error(layer, params):
     h = layer.cell.hidden_size
-    blocks = [w.reshape(-1, h, h) for w in jax.tree.leaves(
-        {k: {d: p["w_hh"] for d, p in v.items()} for k, v in layer.recurrent_matrices(params).items()})]
+    blocks = [
+        w.reshape(-1, h, h)
+        for w in jax.tree.leaves(
+            {k: {d: p["w_hh"] for d, p in v.items()} for k, v in layer.recurrent_matrices(params).items()}
+        )
+    ]
     return max(float(jnp.max(jnp.abs(b @ jnp.swapaxes(b, -1, -2) - jnp.eye(h)))) for b in blocks)
 
 
@@ -72,8 +79,10 @@ def test_orthogonal_recurrence_stays_orthogonal_while_training():
     x = jax.random.normal(jax.random.key(0), (8, 12, 3))
     y = jax.random.normal(jax.random.key(1), (8, 1))
     results = {}
-    for name, layer in {"expm": RNN(ElmanCell(16), orthogonal_recurrence=True),
-                        "plain": RNN(ElmanCell(16, recurrent_init="orthogonal"))}.items():
+    for name, layer in {
+        "expm": RNN(ElmanCell(16), orthogonal_recurrence=True),
+        "plain": RNN(ElmanCell(16, recurrent_init="orthogonal")),
+    }.items():
         model = SequenceRegressor(layer)
         params = model.init(jax.random.key(2), x)
         opt = optax.adam(0.05)
@@ -91,8 +100,9 @@ def test_orthogonal_recurrence_gradient_matches_finite_differences(cell, assert_
     with jax.enable_x64(True):
         layer = RNN(cell, orthogonal_recurrence=True)
         params = jax.tree.map(lambda a: a.astype(jnp.float64), layer.init(jax.random.key(0), 2, jnp.float64))
-        params["l0"]["fwd"]["a_hh"] += 0.3 * jax.random.normal(jax.random.key(1), params["l0"]["fwd"]["a_hh"].shape,
-                                                                jnp.float64)
+        params["l0"]["fwd"]["a_hh"] += 0.3 * jax.random.normal(
+            jax.random.key(1), params["l0"]["fwd"]["a_hh"].shape, jnp.float64
+        )
         x = jax.random.normal(jax.random.key(2), (3, 7, 2), jnp.float64)
         weights = jax.random.normal(jax.random.key(3), (3, 7, cell.hidden_size), jnp.float64)
 
@@ -107,8 +117,9 @@ def test_orthogonal_recurrence_gradient_matches_finite_differences(cell, assert_
         for index in np.ndindex(a.shape):
             step = jnp.zeros(a.shape, jnp.float64).at[index].set(eps)
             fd[index] = (float(loss(a + step)) - float(loss(a - step))) / (2 * eps)
-        assert_close(f"expm generator gradient vs finite differences ({type(cell).__name__})", grad, fd,
-                     atol=1e-7, rtol=1e-6)
+        assert_close(
+            f"expm generator gradient vs finite differences ({type(cell).__name__})", grad, fd, atol=1e-7, rtol=1e-6
+        )
 
 
 def test_the_remedies_train_on_the_adding_problem_by_name(tmp_path):
@@ -120,8 +131,27 @@ def test_the_remedies_train_on_the_adding_problem_by_name(tmp_path):
 
     names = ["lstm_chrono", "gru_chrono", "rnn_orthogonal", "exprnn"]
     results = load_script("adding_problem").main(
-        ["--quick", "--quiet", "--compile-cache", "off", "--seq-len", "8", "--hidden", "8", "--steps", "10",
-         "--test-size", "32", "--checkpoint-every", "0", "--models", *names, "--out", str(tmp_path)])
+        [
+            "--quick",
+            "--quiet",
+            "--compile-cache",
+            "off",
+            "--seq-len",
+            "8",
+            "--hidden",
+            "8",
+            "--steps",
+            "10",
+            "--test-size",
+            "32",
+            "--checkpoint-every",
+            "0",
+            "--models",
+            *names,
+            "--out",
+            str(tmp_path),
+        ]
+    )
     for name in names:
         (point,) = results["models"][name]["points"]
         assert len(point["test_mse"]["per_seed"]) == 2 and np.all(np.isfinite(point["test_mse"]["per_seed"]))

@@ -119,6 +119,7 @@ def test_program_size_does_not_grow_with_T(num_steps):
 
 # -- masking: values at padded positions never matter -------------------------
 
+
 @pytest.fixture(scope="module")
 def masked_fns():
     layer = RNN(LSTMCell(3), num_layers=2, bidirectional=True)
@@ -159,6 +160,7 @@ def test_padding_values_change_nothing(masked_fns, lengths, seed, scale):
 
 
 # -- finite differences in float64 --------------------------------------------
+
 
 @pytest.mark.parametrize("backward", ["fused", "autodiff"])
 @pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "lengths"])

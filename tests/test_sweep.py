@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from conftest import load_script, run_two_processes
 
-from rnnlab import RNN, diagnostics, sweep as sweeps
+from rnnlab import RNN, diagnostics
+from rnnlab import sweep as sweeps
 from rnnlab.cells import make_cell
 from rnnlab.data import synthetic
 from rnnlab.models import SequenceRegressor
@@ -21,9 +22,36 @@ from rnnlab.train import OptimConfig, init_state, make_optimizer, make_train_ste
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # a small main job: 2 lengths x 3 seeds = 6 points per model (padded to 8 on 4 devices)
-TINY = ["--quick", "--quiet", "--compile-cache", "off", "--models", "rnn", "lstm", "--lengths", "10", "20",
-        "--hidden", "16", "--steps", "10", "--measure-size", "4", "--sweep-length", "20", "--radii", "0.5", "1.5",
-        "--forget-biases", "0", "3", "--clip-length", "20", "--clip-steps", "10"]
+TINY = [
+    "--quick",
+    "--quiet",
+    "--compile-cache",
+    "off",
+    "--models",
+    "rnn",
+    "lstm",
+    "--lengths",
+    "10",
+    "20",
+    "--hidden",
+    "16",
+    "--steps",
+    "10",
+    "--measure-size",
+    "4",
+    "--sweep-length",
+    "20",
+    "--radii",
+    "0.5",
+    "1.5",
+    "--forget-biases",
+    "0",
+    "3",
+    "--clip-length",
+    "20",
+    "--clip-steps",
+    "10",
+]
 
 
 def test_grid_order_and_bad_points():
@@ -46,8 +74,9 @@ def test_one_program_equals_one_run_per_point():
     points = sweeps.grid(learning_rate=[0.05, 0.2], clip_norm=[0.1, 0.0], forget_bias=[0.0, 2.0], seed=[0, 1])
     sweep = sweeps.Sweep(points)
     model = SequenceRegressor(RNN(make_cell("lstm", H)))
-    init = jax.jit(lambda key, fb: SequenceRegressor(RNN(make_cell("lstm", H, forget_bias=fb))).init(
-        key, jnp.zeros((1, T, 2))))
+    init = jax.jit(
+        lambda key, fb: SequenceRegressor(RNN(make_cell("lstm", H, forget_bias=fb))).init(key, jnp.zeros((1, T, 2)))
+    )
     keys = jax.random.split(jax.random.key(0), 2)[sweep.column("seed")]
     params = sweeps.init_params(sweep, lambda key, p: init(key, p["forget_bias"]), keys)
     # momentum SGD: Adam's division by sqrt(v) would turn float rounding in near-zero gradients
@@ -99,8 +128,11 @@ def assert_same_numbers(results, reference):
                 got = np.array(results["gradient_norms"][model][T][phase]["median"])
                 want = np.array(reference["gradient_norms"][model][T][phase]["median"])
                 np.testing.assert_allclose(got, want, rtol=1e-4, err_msg=f"{model} T={T} {phase}")
-                np.testing.assert_allclose(results["ratios"][model][T][phase]["per_seed"],
-                                           reference["ratios"][model][T][phase]["per_seed"], rtol=1e-4)
+                np.testing.assert_allclose(
+                    results["ratios"][model][T][phase]["per_seed"],
+                    reference["ratios"][model][T][phase]["per_seed"],
+                    rtol=1e-4,
+                )
     for sweep in ("spectral_radius", "forget_bias"):
         for value, s in reference["sweeps"][sweep].items():
             np.testing.assert_allclose(results["sweeps"][sweep][value]["median"], s["median"], rtol=1e-4)
@@ -108,8 +140,13 @@ def assert_same_numbers(results, reference):
 
 def test_four_devices_give_one_devices_numbers(one_device_run, tmp_path):
     env = dict(os.environ, JAX_NUM_CPU_DEVICES="4", JAX_PLATFORMS="cpu")
-    subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "vanishing_gradients.py"), *TINY,
-                    "--out", str(tmp_path)], check=True, env=env, timeout=300, capture_output=True)
+    subprocess.run(
+        [sys.executable, os.path.join(ROOT, "experiments", "vanishing_gradients.py"), *TINY, "--out", str(tmp_path)],
+        check=True,
+        env=env,
+        timeout=300,
+        capture_output=True,
+    )
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["devices"] == 4 and one_device_run["devices"] == 1
     assert_same_numbers(results, one_device_run)
@@ -130,18 +167,47 @@ def test_sweep_checkpointed_by_two_processes_resumes_in_one(tmp_path):
     """A 2 learning rates x 2 seeds adding sweep: 20 steps as 2 processes (process 0 alone writes
     the checkpoints), resumed to 30 as 2 processes (process 0 reads, both get the arrays), then
     to 40 as 1 process == 40 uninterrupted steps in 1 process."""
-    small = ["--quick", "--quiet", "--compile-cache", "off", "--seq-len", "8", "--hidden", "8", "--seeds", "2",
-             "--learning-rate", "1e-2", "3e-3", "--models", "rnn", "lstm", "--checkpoint-every", "10",
-             "--test-size", "64"]
+    small = [
+        "--quick",
+        "--quiet",
+        "--compile-cache",
+        "off",
+        "--seq-len",
+        "8",
+        "--hidden",
+        "8",
+        "--seeds",
+        "2",
+        "--learning-rate",
+        "1e-2",
+        "3e-3",
+        "--models",
+        "rnn",
+        "lstm",
+        "--checkpoint-every",
+        "10",
+        "--test-size",
+        "64",
+    ]
     script = os.path.join(ROOT, "experiments", "adding_problem.py")
     run_two_processes("adding_problem.py", small + ["--steps", "20"], [tmp_path / "run", tmp_path / "other"])
     assert (tmp_path / "run" / "checkpoints" / "lstm" / "20").exists() and not (tmp_path / "other").exists()
-    run_two_processes("adding_problem.py", small + ["--steps", "30", "--resume"], [tmp_path / "run", tmp_path / "other"])
+    run_two_processes(
+        "adding_problem.py", small + ["--steps", "30", "--resume"], [tmp_path / "run", tmp_path / "other"]
+    )
     assert (tmp_path / "run" / "checkpoints" / "lstm" / "30").exists() and not (tmp_path / "other").exists()
-    subprocess.run([sys.executable, script, *small, "--steps", "40", "--resume", "--out", str(tmp_path / "run")],
-                   check=True, timeout=300, capture_output=True)
-    subprocess.run([sys.executable, script, *small, "--steps", "40", "--out", str(tmp_path / "ref")],
-                   check=True, timeout=300, capture_output=True)
+    subprocess.run(
+        [sys.executable, script, *small, "--steps", "40", "--resume", "--out", str(tmp_path / "run")],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    subprocess.run(
+        [sys.executable, script, *small, "--steps", "40", "--out", str(tmp_path / "ref")],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
     got, want = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("run", "ref"))
     for model in ("rnn", "lstm"):
         for p, q in zip(got["models"][model]["points"], want["models"][model]["points"]):
@@ -161,8 +227,14 @@ def test_compilation_cache_is_hit_by_a_second_process(tmp_path):
             grad(layer.init(jax.random.key(0), 3), jnp.ones((2, 5, 3)))
         print(json.dumps(stats.as_dict()))
     """)
-    runs = [json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                                      timeout=120).stdout.splitlines()[-1]) for _ in range(2)]
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120
+            ).stdout.splitlines()[-1]
+        )
+        for _ in range(2)
+    ]
     assert runs[0]["programs"] > 0 and runs[0]["cache_hits"] == 0
     assert runs[1]["cache_hits"] == runs[1]["programs"] == runs[0]["programs"]
     assert runs[1]["seconds"] < runs[0]["seconds"]

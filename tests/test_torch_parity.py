@@ -30,8 +30,12 @@ TOL = dict(atol=2e-5, rtol=2e-4)
 
 def make_module(kind, hidden, layers, bidirectional, bias, batch_first):
     kwargs = dict(
-        input_size=I, hidden_size=hidden, num_layers=layers,
-        bidirectional=bidirectional, bias=bias, batch_first=batch_first,
+        input_size=I,
+        hidden_size=hidden,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        bias=bias,
+        batch_first=batch_first,
     )
     if kind.startswith("rnn"):
         return torch.nn.RNN(nonlinearity=kind[4:], **kwargs)
@@ -54,9 +58,15 @@ def grid():
     ):
         hidden, bias, batch_first = (1, 4)[n % 2], (True, False)[(n // 2) % 2], (True, False)[(n // 4) % 2]
         yield pytest.param(
-            kind, hidden, layers, bidirectional, bias, batch_first, lengths,
+            kind,
+            hidden,
+            layers,
+            bidirectional,
+            bias,
+            batch_first,
+            lengths,
             id=f"{kind}-H{hidden}-L{layers}-{'bi' if bidirectional else 'uni'}-"
-               f"{'bias' if bias else 'nobias'}-{'bf' if batch_first else 'tm'}-{lengths}",
+            f"{'bias' if bias else 'nobias'}-{'bf' if batch_first else 'tm'}-{lengths}",
         )
 
 

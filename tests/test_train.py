@@ -52,16 +52,22 @@ def test_sgd_step_equals_hand_update_and_logs_unclipped_norm():
 def test_adam_and_schedules_follow_optax():
     params, batch = problem()
     for cfg, ref_schedule in (
-        (OptimConfig(name="adam", learning_rate=0.01, clip_norm=0, schedule="cosine"), optax.cosine_decay_schedule(0.01, 5)),
+        (
+            OptimConfig(name="adam", learning_rate=0.01, clip_norm=0, schedule="cosine"),
+            optax.cosine_decay_schedule(0.01, 5),
+        ),
         (OptimConfig(name="rmsprop", learning_rate=0.01, clip_norm=0), 0.01),
-        (OptimConfig(name="momentum", learning_rate=0.01, clip_norm=0, schedule="warmup_cosine", warmup_steps=2),
-         optax.warmup_cosine_decay_schedule(0.0, 0.01, 2, 5)),
+        (
+            OptimConfig(name="momentum", learning_rate=0.01, clip_norm=0, schedule="warmup_cosine", warmup_steps=2),
+            optax.warmup_cosine_decay_schedule(0.0, 0.01, 2, 5),
+        ),
     ):
         opt = make_optimizer(cfg, 5)
         step = jax.jit(make_train_step(quadratic_loss, opt))
         state = init_state(opt, params, jax.random.key(0))
-        ref_tx = {"adam": optax.adam, "rmsprop": optax.rmsprop,
-                  "momentum": lambda s: optax.sgd(s, momentum=0.9)}[cfg.name](ref_schedule)
+        ref_tx = {"adam": optax.adam, "rmsprop": optax.rmsprop, "momentum": lambda s: optax.sgd(s, momentum=0.9)}[
+            cfg.name
+        ](ref_schedule)
         ref_params, ref_opt = params, ref_tx.init(params)
         for _ in range(4):
             state, m = step(state, batch)
@@ -77,13 +83,16 @@ def test_traced_hyperparameters_equal_separate_optimizers():
     params, batch = problem(scale=3.0)
     lrs, clips, moms = [0.01, 0.05, 0.02], [1.0, 0.0, 5.0], [0.9, 0.5, 0.0]
     base = make_optimizer(OptimConfig(name="momentum", learning_rate=1.0, clip_norm=1.0, schedule="cosine"), 6)
-    states = jax.vmap(lambda lr, c, m: init_state(base, params, jax.random.key(0), learning_rate=lr, clip_norm=c,
-                                                  momentum=m))(jnp.array(lrs), jnp.array(clips), jnp.array(moms))
+    states = jax.vmap(
+        lambda lr, c, m: init_state(base, params, jax.random.key(0), learning_rate=lr, clip_norm=c, momentum=m)
+    )(jnp.array(lrs), jnp.array(clips), jnp.array(moms))
     step = jax.jit(jax.vmap(make_train_step(quadratic_loss, base), in_axes=(0, None)))
     for _ in range(4):
         states, metrics = step(states, batch)
     for i, (lr, c, m) in enumerate(zip(lrs, clips, moms)):
-        opt = make_optimizer(OptimConfig(name="momentum", learning_rate=lr, clip_norm=c, momentum=m, schedule="cosine"), 6)
+        opt = make_optimizer(
+            OptimConfig(name="momentum", learning_rate=lr, clip_norm=c, momentum=m, schedule="cosine"), 6
+        )
         state, one_step = init_state(opt, params, jax.random.key(0)), jax.jit(make_train_step(quadratic_loss, opt))
         for _ in range(4):
             state, ref = one_step(state, batch)
@@ -111,7 +120,9 @@ def test_bad_optimizer_names_are_clear():
 
 
 def test_group_norms_group_by_parent():
-    norms = group_norms({"rnn": {"l0": {"fwd": {"w": jnp.array([3.0]), "b": jnp.array([4.0])}}}, "head": {"k": jnp.ones(4)}})
+    norms = group_norms(
+        {"rnn": {"l0": {"fwd": {"w": jnp.array([3.0]), "b": jnp.array([4.0])}}}, "head": {"k": jnp.ones(4)}}
+    )
     assert float(norms["rnn/l0/fwd"]) == pytest.approx(5.0) and float(norms["head"]) == pytest.approx(2.0)
 
 
@@ -159,6 +170,7 @@ def test_a_diverged_seed_is_counted_and_left_out_of_the_quartiles():
     finite = [0.3, 0.1, 0.2]
     assert got["diverged"] == 2 and len(got["per_seed"]) == 5
     assert (got["median"], got["q25"], got["q75"]) == pytest.approx(
-        (np.median(finite), np.percentile(finite, 25), np.percentile(finite, 75)))
+        (np.median(finite), np.percentile(finite, 25), np.percentile(finite, 75))
+    )
     assert over_seeds([1.0, 2.0])["diverged"] == 0
     assert np.isnan(over_seeds([np.nan, np.nan])["median"])

@@ -18,8 +18,15 @@ def quick_run(tmp_path_factory):
 
 def test_writes_results_and_figures(quick_run):
     out, results, _ = quick_run
-    for name in ("config.json", "metrics.jsonl", "gradient_norms.png", "jacobian_norms.png",
-                 "init_sweeps.png", "clipping.png", "training_loss.png"):
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "gradient_norms.png",
+        "jacobian_norms.png",
+        "init_sweeps.png",
+        "clipping.png",
+        "training_loss.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     for model in ("rnn", "lstm", "gru"):
         for T in ("20", "50"):

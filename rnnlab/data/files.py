@@ -26,7 +26,13 @@ TABLE_KINDS = {".csv": "csv", ".json": "json", ".jsonl": "json"}
 def looks_local(source) -> bool:
     """A path, not a Hub dataset name: starts like a path or ends in a file extension."""
     return str(source).startswith((".", "/", "~")) or pathlib.Path(str(source)).suffix.lower() in (
-        ".txt", ".csv", ".tsv", ".json", ".jsonl", ".parquet")
+        ".txt",
+        ".csv",
+        ".tsv",
+        ".json",
+        ".jsonl",
+        ".parquet",
+    )
 
 
 def check_utf8(path: pathlib.Path, chunk_bytes: int = 1 << 20) -> int:
@@ -38,8 +44,10 @@ def check_utf8(path: pathlib.Path, chunk_bytes: int = 1 << 20) -> int:
                 try:
                     decoder.decode(chunk)
                 except UnicodeDecodeError as e:
-                    raise InputError(f"{path} is not UTF-8 text: byte 0x{chunk[e.start]:02x} at offset "
-                                     f"{offset + e.start} ({e.reason}); save it as UTF-8") from None
+                    raise InputError(
+                        f"{path} is not UTF-8 text: byte 0x{chunk[e.start]:02x} at offset "
+                        f"{offset + e.start} ({e.reason}); save it as UTF-8"
+                    ) from None
                 offset += len(chunk)
             decoder.decode(b"", final=True)
     except UnicodeDecodeError:
@@ -85,7 +93,9 @@ def check_json(path: pathlib.Path) -> None:
     except json.JSONDecodeError as whole:
         lines = [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
         if len(lines) == 1:
-            raise InputError(f"{path} is not valid JSON: {whole.msg} (line {whole.lineno}, column {whole.colno})") from None
+            raise InputError(
+                f"{path} is not valid JSON: {whole.msg} (line {whole.lineno}, column {whole.colno})"
+            ) from None
     for i, line in lines:
         try:
             json.loads(line)
@@ -144,18 +154,23 @@ def class_labels(values: list, name: str, source, class_names=None) -> tuple[np.
         index = {n: i for i, n in enumerate(names)}
         for row, value in enumerate(values, 1):
             if value not in index:
-                raise InputError(f"{source}: row {row}, column {name!r}: label {value!r} is not one of the "
-                                 f"classes {list(names)}")
+                raise InputError(
+                    f"{source}: row {row}, column {name!r}: label {value!r} is not one of the classes {list(names)}"
+                )
         return np.array([index[v] for v in values], np.int32), names
     ids = np.zeros(len(values), np.int32)
     for row, value in enumerate(values, 1):
         if isinstance(value, (bool, str)) or not float(value).is_integer() or value < 0:
-            raise InputError(f"{source}: row {row}, column {name!r}: labels must be class names or integers "
-                             f"0..C-1 (not a mix), got {value!r}")
+            raise InputError(
+                f"{source}: row {row}, column {name!r}: labels must be class names or integers "
+                f"0..C-1 (not a mix), got {value!r}"
+            )
         ids[row - 1] = int(value)
     names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(int(ids.max()) + 1))
     if ids.max() >= len(names):
         row = int(np.argmax(ids >= len(names))) + 1
-        raise InputError(f"{source}: row {row}, column {name!r}: label {int(ids[row - 1])} is not one of the "
-                         f"{len(names)} classes {list(names)}")
+        raise InputError(
+            f"{source}: row {row}, column {name!r}: label {int(ids[row - 1])} is not one of the "
+            f"{len(names)} classes {list(names)}"
+        )
     return ids, names

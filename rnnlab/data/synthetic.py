@@ -114,8 +114,32 @@ def seeded_batches(task, seed: int, runs, batch_size: int, num_steps: int):
 
 POSITIVE = ("good", "great", "fine", "excellent", "enjoyable", "wonderful")
 NEGATIVE = ("bad", "awful", "boring", "poor", "dull", "terrible")
-FILLER = ("the", "movie", "film", "plot", "acting", "was", "a", "really", "quite", "story", "and", "i", "thought",
-          "it", "cast", "ending", "music", "overall", "this", "one", "of", "in", "scenes", "some")
+FILLER = (
+    "the",
+    "movie",
+    "film",
+    "plot",
+    "acting",
+    "was",
+    "a",
+    "really",
+    "quite",
+    "story",
+    "and",
+    "i",
+    "thought",
+    "it",
+    "cast",
+    "ending",
+    "music",
+    "overall",
+    "this",
+    "one",
+    "of",
+    "in",
+    "scenes",
+    "some",
+)
 
 
 def negation_reviews(seed, count: int, min_len: int = 16, max_len: int = 40) -> tuple[list[str], np.ndarray]:

@@ -36,7 +36,7 @@ class CharVocab:
     specials: tuple[str, ...] = ()
 
     @classmethod
-    def build(cls, text: str, specials: tuple[str, ...] = ()) -> "CharVocab":
+    def build(cls, text: str, specials: tuple[str, ...] = ()) -> CharVocab:
         if not text:
             raise InputError("cannot build a vocabulary from empty text")
         return cls(tuple(specials) + tuple(sorted(set(text))), tuple(specials))
@@ -133,6 +133,7 @@ def vocab_from_dict(d: dict):
 
 # -- loading ------------------------------------------------------------------
 
+
 def default_corpus() -> str:
     """English prose present on every Python installation: the standard library's
     help topics (``pydoc_data.topics``, about 460k characters), for offline demos."""
@@ -156,9 +157,7 @@ def load_text(source: str | pathlib.Path, split: str = "train", column: str = "t
             raise InputError(f"no .txt files under {path}")
         check_text_files(files, path)
         # The text loader strips line breaks unless told not to; a character model needs them.
-        table = datasets.load_dataset(
-            "text", data_files=[str(f) for f in files], split=split, keep_linebreaks=True
-        )
+        table = datasets.load_dataset("text", data_files=[str(f) for f in files], split=split, keep_linebreaks=True)
         return "".join(table["text"])
     if looks_local(source):
         raise FileNotFoundError(f"no such file or folder: {source}")
@@ -167,6 +166,7 @@ def load_text(source: str | pathlib.Path, split: str = "train", column: str = "t
 
 
 # -- batching -----------------------------------------------------------------
+
 
 def pad_sequences(sequences, pad_id: int = 0, max_len: int | None = None):
     """Right-pad id sequences: ``(ids [B, T] int32, lengths [B] int32)``.
@@ -216,8 +216,9 @@ class Labelled(NamedTuple):
     class_names: tuple[str, ...]
 
 
-def load_labelled(source: str, split: str = "train", text_column: str = "text", label_column: str = "label",
-                  class_names=None) -> Labelled:
+def load_labelled(
+    source: str, split: str = "train", text_column: str = "text", label_column: str = "label", class_names=None
+) -> Labelled:
     """Texts and labels from a local CSV/JSON/JSONL file or a Hugging Face dataset name
     (e.g. ``imdb``; ``sst2`` with ``text_column="sentence"``), through ``datasets``.
 

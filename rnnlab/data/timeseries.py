@@ -1,8 +1,8 @@
 """Time series for forecasting: generators, CSV columns, windows, a split by time.
 
-    series = mackey_glass(3000)                    # or sine_mixture(...), load_csv_column(path, "Close")
-    train, val = split_by_time(series, 0.2)        # the validation part is the future
-    x_nw1, y_n = make_windows(train, window=50)    # (inputs, next value) pairs
+series = mackey_glass(3000)                    # or sine_mixture(...), load_csv_column(path, "Close")
+train, val = split_by_time(series, 0.2)        # the validation part is the future
+x_nw1, y_n = make_windows(train, window=50)    # (inputs, next value) pairs
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from rnnlab.data.files import column_values, load_table, numeric_cells, text_cel
 from rnnlab.validation import InputError
 
 
-def sine_mixture(
-    num_steps: int, seed: int = 0, periods=(20.0, 53.0, 127.0), noise: float = 0.05
-) -> np.ndarray:
+def sine_mixture(num_steps: int, seed: int = 0, periods=(20.0, 53.0, 127.0), noise: float = 0.05) -> np.ndarray:
     """``sum_k a_k sin(2 pi t / P_k + phi_k) + noise * N(0, 1)``, random amplitudes and phases: ``[T]``."""
     rng = np.random.default_rng(seed)
     t = np.arange(num_steps, dtype=np.float64)

@@ -27,9 +27,9 @@ What rnnlab cannot compute exactly is refused with an error, never approximated:
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import flax.linen as nn
 from flax import nnx
 
 from rnnlab.cells import ElmanCell, GRUCell, LSTMCell
@@ -46,11 +46,14 @@ def _check_functions(cell, kind: str, simple: bool) -> str:
     activation = _ACTIVATIONS.get(cell.activation_fn)
     if activation is None or (activation == "relu" and not simple):
         allowed = "tanh or relu" if simple else "tanh"
-        raise ValueError(f"{kind} with activation_fn={getattr(cell.activation_fn, '__name__', cell.activation_fn)}: "
-                         f"rnnlab computes {allowed} only")
+        raise ValueError(
+            f"{kind} with activation_fn={getattr(cell.activation_fn, '__name__', cell.activation_fn)}: "
+            f"rnnlab computes {allowed} only"
+        )
     if getattr(cell, "residual", False):
-        raise ValueError(f"{kind}(residual=True) adds h_(t-1) before the activation; rnnlab's ElmanCell "
-                         "cannot represent it")
+        raise ValueError(
+            f"{kind}(residual=True) adds h_(t-1) before the activation; rnnlab's ElmanCell cannot represent it"
+        )
     return activation
 
 
@@ -68,31 +71,45 @@ def _nnx_cell(cell):
     """``(rnnlab cell, params)`` from an NNX cell module."""
     kind = f"nnx.{type(cell).__name__}"
     if not isinstance(cell, (nnx.SimpleCell, nnx.LSTMCell, nnx.OptimizedLSTMCell, nnx.GRUCell)):
-        raise TypeError(f"expected an nnx SimpleCell, LSTMCell, OptimizedLSTMCell or GRUCell, got {type(cell).__name__}")
+        raise TypeError(
+            f"expected an nnx SimpleCell, LSTMCell, OptimizedLSTMCell or GRUCell, got {type(cell).__name__}"
+        )
     value = lambda v: jnp.asarray(v[...])
     H = cell.hidden_features
     zeros = lambda n: jnp.zeros((n * H,), jnp.float32)
     if isinstance(cell, nnx.SimpleCell):
         activation = _check_functions(cell, kind, simple=True)
         return ElmanCell(H, activation=activation), {
-            "w_ih": _t(value(cell.dense_i.kernel)), "w_hh": _t(value(cell.dense_h.kernel)),
-            "b_ih": value(cell.dense_i.bias), "b_hh": zeros(1)}
+            "w_ih": _t(value(cell.dense_i.kernel)),
+            "w_hh": _t(value(cell.dense_h.kernel)),
+            "b_ih": value(cell.dense_i.bias),
+            "b_hh": zeros(1),
+        }
     if isinstance(cell, nnx.OptimizedLSTMCell):
         _check_functions(cell, kind, simple=False)
         return LSTMCell(H), {
-            "w_ih": _t(value(cell.dense_i.kernel)), "w_hh": _t(value(cell.dense_h.kernel)),
-            "b_ih": zeros(4), "b_hh": value(cell.dense_h.bias)}
+            "w_ih": _t(value(cell.dense_i.kernel)),
+            "w_hh": _t(value(cell.dense_h.kernel)),
+            "b_ih": zeros(4),
+            "b_hh": value(cell.dense_h.bias),
+        }
     if isinstance(cell, nnx.LSTMCell):
         _check_functions(cell, kind, simple=False)
         inputs, hidden = [cell.ii, cell.if_, cell.ig, cell.io], [cell.hi, cell.hf, cell.hg, cell.ho]
         return LSTMCell(H), {
-            "w_ih": _gates(value(d.kernel) for d in inputs), "w_hh": _gates(value(d.kernel) for d in hidden),
-            "b_ih": zeros(4), "b_hh": jnp.concatenate([value(d.bias) for d in hidden])}
+            "w_ih": _gates(value(d.kernel) for d in inputs),
+            "w_hh": _gates(value(d.kernel) for d in hidden),
+            "b_ih": zeros(4),
+            "b_hh": jnp.concatenate([value(d.bias) for d in hidden]),
+        }
     if isinstance(cell, nnx.GRUCell):
         _check_functions(cell, kind, simple=False)
         return GRUCell(H), {  # no b_hn in NNX's candidate: PyTorch's formula with b_hh = 0
-            "w_ih": _t(value(cell.dense_i.kernel)), "w_hh": _t(value(cell.dense_h.kernel)),
-            "b_ih": value(cell.dense_i.bias), "b_hh": zeros(3)}
+            "w_ih": _t(value(cell.dense_i.kernel)),
+            "w_hh": _t(value(cell.dense_h.kernel)),
+            "b_ih": value(cell.dense_i.bias),
+            "b_hh": zeros(3),
+        }
 
 
 def _linen_cell(cell, params):
@@ -103,7 +120,11 @@ def _linen_cell(cell, params):
         activation = _check_functions(cell, kind, simple=True)
         H = params["h"]["kernel"].shape[0]
         return ElmanCell(H, activation=activation), {
-            "w_ih": _t(p("i")), "w_hh": _t(p("h")), "b_ih": p("i", "bias"), "b_hh": jnp.zeros((H,), jnp.float32)}
+            "w_ih": _t(p("i")),
+            "w_hh": _t(p("h")),
+            "b_ih": p("i", "bias"),
+            "b_hh": jnp.zeros((H,), jnp.float32),
+        }
     if isinstance(cell, (nn.LSTMCell, nn.OptimizedLSTMCell)):  # the same params, ii..io and hi..ho
         _check_functions(cell, kind, simple=False)
         H = params["hi"]["kernel"].shape[0]
@@ -111,7 +132,8 @@ def _linen_cell(cell, params):
             "w_ih": _gates(p(n) for n in ("ii", "if", "ig", "io")),
             "w_hh": _gates(p(n) for n in ("hi", "hf", "hg", "ho")),
             "b_ih": jnp.zeros((4 * H,), jnp.float32),
-            "b_hh": jnp.concatenate([p(n, "bias") for n in ("hi", "hf", "hg", "ho")])}
+            "b_hh": jnp.concatenate([p(n, "bias") for n in ("hi", "hf", "hg", "ho")]),
+        }
     if isinstance(cell, nn.GRUCell):
         _check_functions(cell, kind, simple=False)
         H = params["hn"]["kernel"].shape[0]
@@ -119,7 +141,8 @@ def _linen_cell(cell, params):
             "w_ih": _gates(p(n) for n in ("ir", "iz", "in")),
             "w_hh": _gates(p(n) for n in ("hr", "hz", "hn")),
             "b_ih": jnp.concatenate([p(n, "bias") for n in ("ir", "iz", "in")]),
-            "b_hh": jnp.concatenate([jnp.zeros((2 * H,), jnp.float32), p("hn", "bias")])}
+            "b_hh": jnp.concatenate([jnp.zeros((2 * H,), jnp.float32), p("hn", "bias")]),
+        }
     raise TypeError(f"expected a Linen SimpleCell, LSTMCell, OptimizedLSTMCell or GRUCell, got {type(cell).__name__}")
 
 
@@ -130,8 +153,10 @@ def from_flax(module, variables=None, dtype=jnp.float32):
     batch_first = True
     if isinstance(module, (nnx.RNN, nn.RNN)):
         if module.reverse:
-            raise ValueError(f"{type(module).__name__}(reverse=True): import the cell and use it as the backward "
-                             "direction of rnnlab.RNN(bidirectional=True) instead")
+            raise ValueError(
+                f"{type(module).__name__}(reverse=True): import the cell and use it as the backward "
+                "direction of rnnlab.RNN(bidirectional=True) instead"
+            )
         batch_first = not module.time_major
         cell = module.cell
         if isinstance(module, nn.RNN):

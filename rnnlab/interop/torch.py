@@ -67,8 +67,7 @@ def from_torch(module, dtype=jnp.float32):
     for k in range(layer.num_layers):
         params[f"l{k}"] = {
             direction: {
-                name: jnp.asarray(state[torch_name(k, direction, name)], dtype)
-                for name in layer.cell.param_specs(1)
+                name: jnp.asarray(state[torch_name(k, direction, name)], dtype) for name in layer.cell.param_specs(1)
             }
             for direction in DIRECTIONS[: layer.num_directions]
         }

@@ -60,7 +60,7 @@ class SequenceRegressor(nn.Module):
 def final_hidden_concat(layer: RNN, final) -> jax.Array:
     """The top layer's final hidden state, both directions concatenated: ``[B, D*H]``."""
     h_n = layer.cell.carry_hidden(final)  # [D*L, B, H]
-    top = h_n[-layer.num_directions:]
+    top = h_n[-layer.num_directions :]
     return jnp.concatenate(list(top), axis=-1)
 
 
@@ -86,9 +86,7 @@ class LanguageModel(nn.Module):
     def __call__(self, tokens_bt, initial_carry=None, *, deterministic: bool = True):
         check_embedding_ids(tokens_bt, self.vocab_size, "LanguageModel tokens")
         x = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(tokens_bt)
-        outputs, final = Recurrent(self.layer, name="recurrent")(
-            x, None, initial_carry, deterministic=deterministic
-        )
+        outputs, final = Recurrent(self.layer, name="recurrent")(x, None, initial_carry, deterministic=deterministic)
         return nn.Dense(self.vocab_size, name="head")(outputs), final
 
 
