@@ -34,10 +34,10 @@ def worker(args) -> dict:
 
     from rnnlab import RNN, parallel
     from rnnlab import sweep as sweeps
-    from rnnlab.cells import make_cell
     from rnnlab.data import random_windows
-    from rnnlab.models import LanguageModel
+    from rnnlab.linen import LanguageModel
     from rnnlab.train import OptimConfig, init_state, make_optimizer, make_train_step
+    from rnnlab.zoo import make_cell
 
     vocab = 96
     ids = np.random.default_rng(0).integers(0, vocab, 200_000).astype(np.int32)

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnlab import RNN
-from rnnlab.cells import make_cell
+from rnnlab.zoo import make_cell
 
 SHAPES = [(8, 1000, 2, 128), (32, 200, 64, 256), (64, 100, 128, 512), (128, 50, 32, 128)]  # (B, T, I, H)
 

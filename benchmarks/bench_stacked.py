@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from bench_layers import median_times, rnnlab_fns, torch_fns  # noqa: E402
 
 from rnnlab import RNN  # noqa: E402
-from rnnlab.cells import make_cell  # noqa: E402
+from rnnlab.zoo import make_cell  # noqa: E402
 
 # (B, T, I, H, layers, bidirectional): the small-batch, long-sequence regime
 SHAPES = [

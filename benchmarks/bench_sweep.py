@@ -23,10 +23,10 @@ import numpy as np
 
 from rnnlab import RNN, parallel
 from rnnlab import sweep as sweeps
-from rnnlab.cells import make_cell
 from rnnlab.data import synthetic
-from rnnlab.models import SequenceRegressor
+from rnnlab.linen import SequenceRegressor
 from rnnlab.train import OptimConfig, make_optimizer
+from rnnlab.zoo import make_cell
 
 
 def run_sweep(points, args) -> None:

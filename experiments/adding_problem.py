@@ -26,12 +26,12 @@ import numpy as np
 from rnnlab import parallel
 from rnnlab.data import synthetic
 from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
-from rnnlab.layers import NAMED_MODELS, make_layer
+from rnnlab.linen import SequenceRegressor
 from rnnlab.metrics import over_seeds
-from rnnlab.models import SequenceRegressor
-from rnnlab.plots import learning_curves, panels
+from rnnlab.plots import COLORS, learning_curves, panels
 from rnnlab.sweep import Sweep, grid
 from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
+from rnnlab.zoo import MODELS, label, make_layer
 
 
 @dataclasses.dataclass
@@ -42,7 +42,7 @@ class Config(BaseConfig):
     # "adding" or "adding_hs97" (Hochreiter & Schmidhuber 1997)
     variant: str = option("adding", choices=("adding", "adding_hs97"))
     # rnn, lstm, gru, irnn, ... and the remedies lstm_chrono, gru_chrono, rnn_orthogonal, exprnn
-    models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=tuple(NAMED_MODELS))
+    models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=tuple(MODELS))
     hidden: int = option(64, ge=1)
     batch_size: int = option(50, ge=1)
     seeds: int = option(3, ge=1)
@@ -171,25 +171,29 @@ def save_figure(cfg: Config, run: RunDir, trained: dict, results: dict):
     shared = lambda p: point_label({k: v for k, v in p.items() if k != "forget_bias"})
     labels = list(dict.fromkeys(shared(p) for sweep in trained.values() for p in sweep.points))
     fig, axes = panels(len(labels), width=5.0)
-    for ax, label in zip(axes, labels):
-        curves = {}
+    for ax, panel in zip(axes, labels):
+        curves, colors = {}, {}
         for name, sweep in trained.items():
             steps, loss_sn = run.curve(name)
             for fb in cfg.forget_bias if name == "lstm" else (None,):
-                rows = [i for i, p in enumerate(sweep.points) if shared(p) == label and p.get("forget_bias") == fb]
-                curve = name if fb is None or len(cfg.forget_bias) == 1 else f"{name} b_f {fb:g}"
-                curves[curve] = (steps, loss_sn[rows])
+                rows = [i for i, p in enumerate(sweep.points) if shared(p) == panel and p.get("forget_bias") == fb]
+                curve = label(name, forget_bias=cfg.forget_bias[0] if fb is None else fb, t_max="T")
+                colors[curve] = COLORS.get(name) if fb is None or len(cfg.forget_bias) == 1 else None
+                curves[curve] = (
+                    steps,
+                    loss_sn[rows],
+                )
         learning_curves(
             curves,
             baseline=results["baseline_test_mse"],
             ax=ax,
-            title=label,
+            title=panel,
+            colors=colors,
             baseline_label="predict 1" if cfg.variant == "adding" else "predict mean",
         )
-    bias = f"LSTM forget bias {cfg.forget_bias[0]:g}; " if len(cfg.forget_bias) == 1 else ""
     fig.suptitle(
         f"{cfg.variant} problem, T={cfg.seq_len}, H={cfg.hidden}, median and range of {cfg.seeds} seeds; "
-        f"{cfg.optimizer}, batch {cfg.batch_size}; {bias}tanh RNN and GRU PyTorch init",
+        f"{cfg.optimizer}, batch {cfg.batch_size}",
         fontsize=10,
     )
     run.save_figure(fig, "learning_curves", dpi=120)

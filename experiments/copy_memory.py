@@ -36,21 +36,20 @@ from rnnlab import parallel, plots
 from rnnlab.data import synthetic
 from rnnlab.diagnostics import hidden_gradient_norms
 from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
-from rnnlab.layers import make_layer
+from rnnlab.linen import LanguageModel
 from rnnlab.metrics import over_seeds
-from rnnlab.models import LanguageModel, recurrent_params
 from rnnlab.sweep import Sweep, grid, init_params
 from rnnlab.train import OptimConfig, make_optimizer
+from rnnlab.zoo import MODELS, label, make_layer
 
 VOCAB = synthetic.COPY_SYMBOLS + 2  # blank, 8 symbols, delimiter
-MODELS = ("rnn", "lstm", "gru", "lstm_chrono", "gru_chrono", "irnn", "rnn_orthogonal", "exprnn")  # of NAMED_MODELS
 
 
 @dataclasses.dataclass
 class Config(BaseConfig):
     out: str = "runs/copy_memory"
     lengths: tuple[int, ...] = option((100,), ge=1)
-    models: tuple[str, ...] = option(("rnn", "lstm", "gru", "lstm_chrono", "exprnn"), choices=MODELS)
+    models: tuple[str, ...] = option(("rnn", "lstm", "gru", "lstm_chrono", "exprnn"), choices=tuple(MODELS))
     hidden: int = option(64, ge=2)
     seeds: int = option(3, ge=1)
     batch_size: int = option(32, ge=1)
@@ -74,11 +73,9 @@ def cross_entropy(logits_btv, targets_bt):
 def recall_loss_with_perturbation(model: LanguageModel, params, batch, eps_bth):
     """The loss of the last 10 steps (recalling the symbols) with ``eps`` added to the hidden
     states: its gradient at 0 is how much of the recall error reaches each h_t."""
-    x = params["params"]["embed"]["embedding"][batch["tokens"]]
-    outputs, _ = model.layer.apply(recurrent_params(params), x, hidden_perturbation=eps_bth[None])
-    head = params["params"]["head"]
+    logits_btv, _ = model.apply(params, batch["tokens"], hidden_perturbation=eps_bth[None])
     recall = slice(-synthetic.COPY_LENGTH, None)
-    return cross_entropy(outputs[:, recall] @ head["kernel"] + head["bias"], batch["targets"][:, recall])
+    return cross_entropy(logits_btv[:, recall], batch["targets"][:, recall])
 
 
 @functools.cache
@@ -159,10 +156,13 @@ def main(argv=None):
 
 
 def save_figures(cfg: Config, run: RunDir, results: dict) -> None:
+    labels = {name: label(name, t_max="T + 20") for name in cfg.models}
+    colors = {labels[name]: plots.COLORS.get(name) for name in cfg.models}
     fig, axes = plots.panels(len(cfg.lengths), width=5.5)
     for ax, T in zip(axes, cfg.lengths):
         plots.learning_curves(
-            {name: run.curve(f"{name}/T{T}") for name in cfg.models},
+            {labels[name]: run.curve(f"{name}/T{T}") for name in cfg.models},
+            colors=colors,
             ax=ax,
             baseline=results["baseline"][str(T)],
             baseline_label="memoryless baseline",
@@ -182,7 +182,7 @@ def save_figures(cfg: Config, run: RunDir, results: dict) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True, constrained_layout=True)
     for ax, phase in zip(axes, ("init", "trained")):
         for name in cfg.models:
-            ax.plot(results["gradient_norms"][name][str(T)][phase], label=name, color=plots.COLORS.get(name))
+            ax.plot(results["gradient_norms"][name][str(T)][phase], label=labels[name], color=colors[labels[name]])
         ax.set_yscale("log")  # a curve that stops fell to 0: below float32's smallest number
         ax.set_xlabel("time step t (symbols at 0-9, outputs at the last 10)")
         ax.set_title("at initialisation" if phase == "init" else f"after {cfg.steps} steps")

@@ -26,12 +26,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from rnnlab import RNN
-from rnnlab.cells import NAMED_CELLS, make_cell
 from rnnlab.data import load_csv_series, mackey_glass, make_windows, sine_mixture, split_by_time, standardize
 from rnnlab.decode import recursive_forecast
 from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, train_seeds
-from rnnlab.models import SequenceRegressor
+from rnnlab.linen import SequenceRegressor
 from rnnlab.train import OptimConfig, make_optimizer
+from rnnlab.zoo import CELLS, make_cell
 
 
 @dataclasses.dataclass
@@ -45,7 +45,7 @@ class Config(BaseConfig):
     val_fraction: float = option(0.2, gt=0.0, lt=1.0)
     window: int = option(50, ge=1)
     horizon: int = option(50, ge=1)
-    cell: str = option("lstm", choices=tuple(NAMED_CELLS))
+    cell: str = option("lstm", choices=CELLS)
     hidden: int = option(32, ge=1)
     batch_size: int = option(64, ge=1)
     steps: int = option(1500, ge=1)

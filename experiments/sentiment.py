@@ -26,16 +26,16 @@ import numpy as np
 import optax
 
 from rnnlab import RNN
-from rnnlab.cells import NAMED_CELLS, make_cell
 from rnnlab.data import WordVocab, pad_sequences
 from rnnlab.data.synthetic import negation_reviews
 from rnnlab.data.text import Labelled, load_labelled
 from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, train_seeds
+from rnnlab.linen import SequenceClassifier
 from rnnlab.metrics import confusion_matrix
-from rnnlab.models import SequenceClassifier
 from rnnlab.plots import learning_curves
 from rnnlab.train import OptimConfig, make_optimizer
 from rnnlab.validation import InputError
+from rnnlab.zoo import CELLS, make_cell
 
 
 @dataclasses.dataclass
@@ -51,7 +51,7 @@ class Config(BaseConfig):
     max_words: int = option(80, ge=8)
     max_len: int = option(200, ge=1)
     min_freq: int = option(1, ge=1)
-    cell: str = option("lstm", choices=tuple(NAMED_CELLS))
+    cell: str = option("lstm", choices=CELLS)
     hidden: int = option(32, ge=1)
     embed: int = option(32, ge=1)
     pooling: str = option("final", choices=("final", "mean"))

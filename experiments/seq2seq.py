@@ -20,17 +20,17 @@ import numpy as np
 import optax
 
 from rnnlab import RNN
-from rnnlab.cells import NAMED_CELLS, make_cell
 from rnnlab.data import CharVocab, pad_sequences
 from rnnlab.data.synthetic import addition_pairs
 from rnnlab.data.text import load_pairs
 from rnnlab.decode import beam_search, greedy_decode
 from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_seeds
+from rnnlab.linen import Seq2Seq
 from rnnlab.metrics import character_error_rate, exact_match
-from rnnlab.models import Seq2Seq
 from rnnlab.plots import learning_curves
 from rnnlab.train import OptimConfig, make_optimizer
 from rnnlab.validation import InputError
+from rnnlab.zoo import CELLS, make_cell
 
 PAD, START, END = "<pad>", "<s>", "</s>"
 
@@ -44,7 +44,7 @@ class Config(BaseConfig):
     digits: int = option(2, ge=1, le=9)
     num_pairs: int = option(8000, ge=2)  # generated addition
     val_fraction: float = option(0.1, gt=0.0, lt=1.0)  # held out for evaluation, at least one pair
-    cell: str = option("lstm", choices=tuple(NAMED_CELLS))
+    cell: str = option("lstm", choices=CELLS)
     hidden: int = option(128, ge=1)
     layers: int = option(1, ge=1)
     embed: int = option(32, ge=1)

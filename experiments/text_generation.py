@@ -28,7 +28,6 @@ import numpy as np
 import optax
 
 from rnnlab import RNN
-from rnnlab.cells import NAMED_CELLS, make_cell
 from rnnlab.checkpoint import Checkpointer
 from rnnlab.data import (
     CharVocab,
@@ -42,10 +41,11 @@ from rnnlab.data import (
 from rnnlab.data.files import check_utf8
 from rnnlab.decode import sample_text
 from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, train_seeds
-from rnnlab.models import LanguageModel
+from rnnlab.linen import LanguageModel
 from rnnlab.plots import learning_curves
 from rnnlab.train import OptimConfig, init_state, make_optimizer
 from rnnlab.validation import InputError
+from rnnlab.zoo import CELLS, make_cell
 
 
 @dataclasses.dataclass
@@ -55,7 +55,7 @@ class Config(BaseConfig):
     source: str = ""  # empty: the offline default corpus (Python's pydoc topics)
     level: str = option("char", choices=("char", "word"))
     min_freq: int = option(2, ge=1)  # word level: rarer words become <unk>
-    cell: str = option("gru", choices=tuple(NAMED_CELLS))
+    cell: str = option("gru", choices=CELLS)
     hidden: int = option(256, ge=1)
     layers: int = option(1, ge=1)
     dropout: float = option(0.0, ge=0.0, lt=1.0)

@@ -28,21 +28,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import textwrap
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab import RNN, diagnostics, parallel, plots
-from rnnlab.cells import make_cell
+from rnnlab import diagnostics, parallel, plots, zoo
 from rnnlab.data import synthetic
 from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
-from rnnlab.layers import CHRONO_MODELS, NAMED_MODELS, make_layer
-from rnnlab.models import SequenceRegressor, recurrent_params
-from rnnlab.sweep import Sweep, grid, init_params
+from rnnlab.linen import SequenceRegressor, recurrent_params
+from rnnlab.metrics import first_nonfinite_step, over_seeds
+from rnnlab.readout import last_valid
+from rnnlab.sweep import Sweep, grid, init_params, length_groups
 from rnnlab.train import NonFiniteError, OptimConfig, make_optimizer
+
+PHASES = ("init", "trained")
+RESULT_KEYS = ("gradient_norms", "jacobian_norms", "ratios", "spectral_radii", "largest_singular_values")
 
 
 @dataclasses.dataclass
@@ -50,8 +52,7 @@ class Config(BaseConfig):
     out: str = "runs/vanishing_gradients"
     steps: int = option(100, ge=1)  # Adam steps before the "trained" measurement
     lengths: tuple[int, ...] = option((50, 100, 200, 500), ge=2)
-    # rnn, lstm, gru, irnn, ... and the remedies lstm_chrono, gru_chrono (T_max = T), rnn_orthogonal, exprnn
-    models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=tuple(NAMED_MODELS))
+    models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=tuple(zoo.MODELS))  # chrono: T_max = T
     hidden: int = option(64, ge=1)
     seeds: int = option(3, ge=1)
     batch_size: int = option(10, ge=1)
@@ -61,7 +62,7 @@ class Config(BaseConfig):
     forget_bias: float = 1.0
     jacobian: bool = True
     float64: bool = True  # measure in float64: float32 underflows (< 1e-38) within ~100 steps for the RNN
-    # which lengths of a model share a program (shorter ones padded, with ``lengths``); see length_groups
+    # which lengths of a model share a program (shorter ones padded): rnnlab.sweep.length_groups
     pad_lengths: str = option("auto", choices=("auto", "always", "never"))
     sweep_length: int = option(100, ge=2)
     radii: tuple[float, ...] = option((0.5, 0.75, 1.0, 1.25, 1.5), gt=0.0)
@@ -78,68 +79,37 @@ class Config(BaseConfig):
         self.radii, self.clip_length, self.clip_steps = (0.5, 1.0, 1.5), 50, 60
 
 
-def seed_keys(cfg):
-    return jax.random.split(jax.random.key(cfg.seed), cfg.seeds)
-
-
 @functools.cache
 def initializer(name: str, hidden: int, rescaled: bool, t_max: int | None = None):
-    """A jitted ``(key, forget_bias, radius) -> params`` of one point; both values are traced,
-    so every sweep of a cell kind reuses one compile (``radius`` is used when ``rescaled``).
-    ``t_max``: the chrono models' T_max (one compile per length for those)."""
-
-    def init(key, forget_bias, radius):
-        if rescaled:
-            layer = RNN(make_cell(name, hidden, forget_bias=forget_bias, spectral_radius=radius))
-        else:
-            layer = make_layer(name, hidden, t_max=t_max, forget_bias=forget_bias)
-        return SequenceRegressor(layer).init(key, jnp.zeros((1, 1, 2)))  # params do not depend on T
-
-    return jax.jit(init)
+    """A jitted ``(key, forget_bias, radius) -> params``: both traced, so a sweep of a cell kind is one
+    compile (``radius`` used when ``rescaled``); ``t_max``: chrono's T_max, one compile per length."""
+    options = lambda radius: {"spectral_radius": radius} if rescaled else {}
+    layer = lambda fb, radius: zoo.make_layer(name, hidden, t_max=t_max, forget_bias=fb, cell_options=options(radius))
+    return jax.jit(lambda key, fb, radius: SequenceRegressor(layer(fb, radius)).init(key, jnp.zeros((1, 1, 2))))
 
 
 def init_fn(cfg, name: str, rescaled: bool = False):
-    """``(key, point) -> params`` for ``rnnlab.sweep.init_params``; a point may set ``forget_bias``
-    or ``radius``; the chrono models take T_max from the point's ``T``."""
-
-    def init(key, p):
-        fn = initializer(name, cfg.hidden, rescaled, int(p["T"]) if name in CHRONO_MODELS else None)
-        return fn(key, p.get("forget_bias", cfg.forget_bias), p.get("radius", cfg.clip_radius))
-
-    return init
+    """``(key, point) -> params`` for ``init_params``; a point may set ``forget_bias``, ``radius``, ``T``."""
+    t_max = lambda p: int(p["T"]) if zoo.MODELS[name].needs_t_max else None
+    fb_radius = lambda p: (p.get("forget_bias", cfg.forget_bias), p.get("radius", cfg.clip_radius))
+    return lambda key, p: initializer(name, cfg.hidden, rescaled, t_max(p))(key, *fb_radius(p))
 
 
-def apply_layer(cfg, name: str) -> RNN:
+def apply_layer(cfg, name: str):
     """The layer of ``name`` for applying params (its init options, T_max included, do not matter)."""
-    return make_layer(name, cfg.hidden, t_max=max(cfg.lengths + (cfg.sweep_length, 3)))
+    return zoo.make_layer(name, cfg.hidden, t_max=max(cfg.lengths + (cfg.sweep_length, 3)))
 
 
 def point_keys(cfg, sweep: Sweep):
     """Each point's init key: its seed's, so every length and sweep value starts from the same draw."""
-    return seed_keys(cfg)[sweep.column("seed")]
-
-
-def padded_adding(seed, batch_size: int, T: int, max_T: int) -> dict:
-    """An adding-problem batch of length ``T`` padded to ``max_T``, with its ``lengths``."""
-    b = synthetic.adding_problem(seed, batch_size, T)
-    x = np.zeros((batch_size, max_T, 2), np.float32)
-    x[:, :T] = b["x"]
-    return {"x": x, "y": b["y"], "lengths": np.full(batch_size, T, np.int32)}
+    return jax.random.split(jax.random.key(cfg.seed), cfg.seeds)[sweep.column("seed")]
 
 
 def adding_rows(cfg, sweep: Sweep, stream, batch_size: int, max_T: int):
-    """``batch(step) -> rows [S, B, ...]``: the data of point (T, seed) is a pure function of
+    """``batch(step) -> rows [S, B, ...]``: point (T, seed)'s data is a pure function of
     ``(cfg.seed, stream(T), seed, step)``, so every grid value of a seed sees the same data."""
-    lengths, seeds = sweep.column("T"), sweep.column("seed")
-
-    def batch(step: int) -> dict:
-        rows = [
-            padded_adding((cfg.seed * 10**7 + stream(int(T)), int(s), step), batch_size, int(T), max_T)
-            for T, s in zip(lengths, seeds)
-        ]
-        return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-
-    return batch
+    seed_of, lengths, seeds = (lambda T: cfg.seed * 10**7 + stream(T)), sweep.column("T"), sweep.column("seed")
+    return synthetic.padded_rows(synthetic.adding_problem, seed_of, lengths, seeds, batch_size, max_T)
 
 
 def mse_loss(model):
@@ -150,135 +120,108 @@ def mse_loss(model):
     return loss
 
 
-class Measurer:
-    """The gradient profile of every point of a sweep in one program per (model, sweep shape),
-    in float64 unless ``--no-float64``; the Jacobian norms only where ``jacobian`` (and ``--jacobian``)."""
+def measure(cfg, name: str, sweep: Sweep, params_s, batch_s, jacobian: bool = True):
+    """The gradient profile of every point in one program (float64 unless ``--no-float64``):
+    the pure layer's ``diagnostics.gradient_profile`` with the regressor's squared error."""
+    layer, jacobian = apply_layer(cfg, name), jacobian and cfg.jacobian
 
-    def __init__(self, cfg: Config):
-        self.cfg, self._fns = cfg, {}
+    def profile(params, x, y, lengths):
+        head = params["params"]["head"]
+        loss = lambda out: jnp.sum(((last_valid(out, lengths) @ head["kernel"] + head["bias"])[:, 0] - y) ** 2)
+        return diagnostics.gradient_profile(layer, recurrent_params(params), loss, x, lengths, jacobian=jacobian)
 
-    def __call__(self, name: str, sweep: Sweep, params_s, batch_s, jacobian: bool = True):
-        jacobian = jacobian and self.cfg.jacobian
-        if (name, jacobian) not in self._fns:
-            model = SequenceRegressor(apply_layer(self.cfg, name))
-            self._fns[name, jacobian] = lambda p, x, y, lengths: diagnostics.regressor_gradient_profile(
-                model, p, x, y, lengths, jacobian=jacobian
-            )
-        with jax.enable_x64(self.cfg.float64):
-            dtype = np.float64 if self.cfg.float64 else np.float32
-            params_s, x, y = jax.tree.map(lambda a: np.asarray(a, dtype), (params_s, batch_s["x"], batch_s["y"]))
-            return sweep.run(self._fns[name, jacobian], params_s, x, y, batch_s["lengths"])
+    with jax.enable_x64(cfg.float64):
+        dtype = np.float64 if cfg.float64 else np.float32
+        params_s, x, y = jax.tree.map(lambda a: np.asarray(a, dtype), (params_s, batch_s["x"], batch_s["y"]))
+        return sweep.run(profile, params_s, x, y, batch_s["lengths"])
 
 
-def gate_spectra(params_s, layer: RNN) -> tuple[list[list[float]], list[list[float]]]:
-    """Each point's spectral radius and largest singular value of every gate block of ``w_hh``
-    (expRNN's ``expm(A - A^T)``): two ``[S][G]`` lists."""
-    w_s = np.asarray(jax.vmap(layer.recurrent_matrices)(recurrent_params(params_s))["l0"]["fwd"]["w_hh"], np.float64)
-    H, G = layer.cell.hidden_size, layer.cell.num_gates
-
-    def spectrum(w_hh):
-        if not np.all(np.isfinite(w_hh)):  # a diverged point
-            return float("nan"), float("nan")
-        return float(np.max(np.abs(np.linalg.eigvals(w_hh)))), float(np.linalg.norm(w_hh, 2))
-
-    spectra = [[spectrum(w[g * H : (g + 1) * H]) for g in range(G)] for w in w_s]
-    return [[r for r, _ in row] for row in spectra], [[sv for _, sv in row] for row in spectra]
-
-
-def pascanu_bound_ratio(jac_t, largest_singular_value: float) -> float:
-    """``max_{k >= 1} ||dh_T/dh_{T-k}||_2 / lambda_1^k``: at most 1 for a tanh or ReLU RNN (|f'| <= 1),
-    Pascanu, Mikolov & Bengio (2013): the Jacobian over k steps is a product of k factors
-    ``diag(f') W_hh``, so gradients vanish when ``lambda_1 < 1``.  (k = 0 is the identity.)"""
-    jac_k = diagnostics.by_distance(np.asarray(jac_t, np.float64))
-    return float(np.max(jac_k[1:] / largest_singular_value ** np.arange(1, len(jac_k))))
-
-
-def length_groups(cfg) -> list[tuple[int, ...]]:
-    """The lengths that share a program, shorter ones padded to the group's longest.
-
-    Sorted lengths join a group while the padded work, ``len(group) * max(group)``, stays
-    within ``ratio`` times the unpadded ``sum(group)``: "always" pads everything into one
-    program, "never" gives each length its own, and "auto" uses 1.5 on CPU and pads
-    everything elsewhere.  On this project's 2-core CPU (T = 50..500, 3 seeds, cold cache)
-    one program per length ran in 62 s and one padded program in 79 s (32 s and 66 s warm):
-    there the compute grows with the padded rows.  On a GPU each scan step is
-    latency-bound, so padding costs little per step and saves the compiles.
-    """
-    ratio = {"always": float("inf"), "never": 1.0}.get(
-        cfg.pad_lengths, 1.5 if jax.default_backend() == "cpu" else float("inf")
-    )
-    groups: list[list[int]] = []
-    for T in sorted(set(cfg.lengths)):
-        if groups and (len(groups[-1]) + 1) * T <= ratio * (sum(groups[-1]) + T):
-            groups[-1].append(T)
-        else:
-            groups.append([T])
-    return [tuple(g) for g in groups]
-
-
-def summaries(curves_st):
-    """Curves in time order -> by-distance summary dict and per-seed decay ratios."""
-    summary = diagnostics.summarize(diagnostics.by_distance(np.stack(curves_st)))
-    ratios = [diagnostics.decay_ratio(c) for c in curves_st]
-    return summary, ratios
-
-
-def train_and_measure(cfg, run, measure, name: str, lengths: tuple[int, ...]) -> dict:
+def train_and_measure(cfg, run, name: str, lengths: tuple[int, ...]) -> dict[int, dict]:
     """Every (T, seed) of one model in one sweep: init, measure, train ``cfg.steps``, measure.
 
-    Returns ``{"tag": its metrics name, "sweep": ..., "by_T": {T: {"init"/"trained":
-    {"grad", "jac", "radii", "row"}}}}``: each point's curves over its own T steps and its row.
-    """
-    max_T = max(lengths)
+    Returns ``{T: {"curve": (steps, losses [S_T, N]), phase: {"grad", "jac" [S_T, T], "radii", "sv" [S_T, G]}}}``."""
+    max_T, tag, layer = max(lengths), f"{name}/T{'-'.join(map(str, lengths))}", apply_layer(cfg, name)
     sweep = Sweep(grid(T=lengths, seed=range(cfg.seeds)))
-    layer = apply_layer(cfg, name)
-    model = SequenceRegressor(layer)
-    measure_batch = adding_rows(cfg, sweep, lambda T: 10**6, cfg.measure_size, max_T)(0)
-    phases = {"init": init_params(sweep, init_fn(cfg, name), point_keys(cfg, sweep))}
+    keys, measure_batch = point_keys(cfg, sweep), adding_rows(cfg, sweep, lambda T: 10**6, cfg.measure_size, max_T)(0)
+    params = {"init": init_params(sweep, init_fn(cfg, name), keys)}
     optimizer = make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps)
-    tag = f"{name}/T{'-'.join(map(str, lengths))}"
-    state = train_sweep(
-        run,
-        tag,
-        cfg,
-        sweep,
-        params=phases["init"],
-        loss_fn=mse_loss(model),
-        optimizer=optimizer,
-        init_keys=point_keys(cfg, sweep),
-        batch_fn=adding_rows(cfg, sweep, lambda T: T, cfg.batch_size, max_T),
-        tolerate_diverged=True,
-    )  # a diverged seed (IRNN at long T) is reported, not fatal
-    phases["trained"] = state.params
-    out = {}
-    for phase, params in phases.items():
-        grad_st, jac_st = measure(name, sweep, params, measure_batch)
-        radii, singular = gate_spectra(params, layer)
-        for i, T in enumerate(sweep.column("T")):
-            entry = out.setdefault(int(T), {}).setdefault(
-                phase, {"grad": [], "jac": [], "radii": [], "sv": [], "row": []}
-            )
-            entry["grad"].append(grad_st[i][:T])
-            entry["jac"].append(jac_st[i][:T])
-            entry["radii"].append(radii[i])
-            entry["sv"].append(singular[i])
-            entry["row"].append(i)
-    return {"tag": tag, "sweep": sweep, "by_T": out}
+    loss_fn, batch_fn = mse_loss(SequenceRegressor(layer)), adding_rows(cfg, sweep, lambda T: T, cfg.batch_size, max_T)
+    # a diverged seed (IRNN at long T) is reported, not fatal
+    kwargs = dict(loss_fn=loss_fn, optimizer=optimizer, init_keys=keys, batch_fn=batch_fn, tolerate_diverged=True)
+    params["trained"] = train_sweep(run, tag, cfg, sweep, params=params["init"], **kwargs).params
+    steps, loss_sn = run.curve(tag) if run.writes else ([0], np.full((len(sweep.points), 1), np.nan))  # process 0 logs
+    rows = {T: np.flatnonzero(sweep.column("T") == T) for T in lengths}
+    out = {T: {"curve": (steps, loss_sn[rows[T]])} for T in lengths}
+    for phase in PHASES:
+        grad_st, jac_st = map(np.asarray, measure(cfg, name, sweep, params[phase], measure_batch))
+        radii, sv = diagnostics.gate_spectra(layer, recurrent_params(params[phase]))
+        for T, r in rows.items():
+            out[T][phase] = {"grad": grad_st[r, :T], "jac": jac_st[r, :T], "radii": radii[r], "sv": sv[r]}
+    return out
 
 
-def init_sweep(cfg, measure, name: str, column: str, values) -> dict:
+def model_results(cfg, measured: dict) -> dict:
+    """The results of one (model, T): each key of results.json, phase by phase."""
+    final_loss = over_seeds(measured["curve"][1][:, -1])
+    out = {"final_loss": final_loss, "diverged_seeds": final_loss["diverged_seeds"]}
+    out |= {key: {} for key in (*RESULT_KEYS, "pascanu_bound")}
+    for phase in PHASES:
+        m = measured[phase]
+        out["gradient_norms"][phase] = diagnostics.summarize(m["grad"])
+        out["ratios"][phase] = over_seeds([diagnostics.decay_ratio(g) for g in m["grad"]])
+        out["spectral_radii"][phase] = over_seeds(m["radii"])["median"]
+        out["largest_singular_values"][phase] = over_seeds(m["sv"])["median"]
+        if cfg.jacobian:
+            out["jacobian_norms"][phase] = diagnostics.summarize(m["jac"])
+            if m["sv"].shape[1] == 1:  # an Elman RNN: |f'| <= 1 for tanh and ReLU; diverged seeds left out
+                bound = [diagnostics.pascanu_bound_ratio(j, sv[0]) for j, sv in zip(m["jac"], m["sv"])]
+                out["pascanu_bound"][phase] = {"max_jacobian_over_bound": float(np.nanmax(bound))}
+    return out
+
+
+def init_sweep(cfg, name: str, column: str, values) -> dict:
     """Gradient profiles at init over ``values`` x seeds of one init option: one program."""
     T = cfg.sweep_length
     sweep = Sweep(grid(**{column: values}, seed=range(cfg.seeds), T=[T]))
     params = init_params(sweep, init_fn(cfg, name, rescaled=column == "radius"), point_keys(cfg, sweep))
     batch = adding_rows(cfg, sweep, lambda T: 10**6, cfg.measure_size, T)(0)
-    grad_st, _ = measure(name, sweep, params, batch, jacobian=False)  # the sweeps plot gradient norms only
-    out = {}
-    for v in values:
-        rows = [i for i, p in enumerate(sweep.points) if p[column] == v]
-        summary, ratios = summaries([grad_st[i] for i in rows])
-        out[str(v)] = dict(summary, ratio_median=float(np.median(ratios)))
-    return out
+    grad_st = np.asarray(measure(cfg, name, sweep, params, batch, jacobian=False)[0])  # gradient norms only
+    ratio = lambda g_st: over_seeds([diagnostics.decay_ratio(g) for g in g_st])["median"]
+    rows = {v: grad_st[sweep.column(column) == v] for v in values}
+    return {str(v): dict(diagnostics.summarize(g_st), ratio_median=ratio(g_st)) for v, g_st in rows.items()}
+
+
+def clipping_demo(cfg, run) -> tuple[Sweep, dict]:
+    """Gradient clipping in the exploding regime (SGD, as in Pascanu et al. 2013): both arms,
+    clip norm 1 and none, in one program; where each seed's loss or norm first went non-finite."""
+    T = cfg.clip_length
+    model = SequenceRegressor(zoo.make_layer("rnn", cfg.hidden, cell_options={"spectral_radius": cfg.clip_radius}))
+    sweep = Sweep(grid(clip_norm=[1.0, 0.0], seed=range(cfg.seeds), T=[T]))
+    optimizer = make_optimizer(OptimConfig("sgd", cfg.clip_learning_rate, clip_norm=1.0), cfg.clip_steps)
+    batch_fn = adding_rows(cfg, sweep, lambda T: 2 * 10**6 + T, cfg.batch_size, T)
+    kwargs = dict(init_fn=init_fn(cfg, "rnn", rescaled=True), loss_fn=mse_loss(model), optimizer=optimizer)
+    kwargs |= dict(init_keys=point_keys(cfg, sweep), hyperparameters=("clip_norm",), num_steps=cfg.clip_steps)
+    try:
+        train_sweep(run, "clipping", cfg, sweep, log_every=1, tolerate_diverged=True, batch_fn=batch_fn, **kwargs)
+    except NonFiniteError:
+        pass  # every point diverged: the log says where
+    if not run.writes:
+        return sweep, {}
+    steps, loss_sn = run.curve("clipping")
+    grad_sn = run.curve("clipping", "grad_norm")[1]
+    out = {"radius": cfg.clip_radius, "length": T, "optimizer": "sgd", "learning_rate": cfg.clip_learning_rate}
+    for label, clip in (("clip 1.0", 1.0), ("no clipping", 0.0)):
+        rows = np.flatnonzero(sweep.column("clip_norm") == clip)
+        first_bad = first_nonfinite_step(steps, loss_sn[rows], grad_sn[rows])
+        diverged = ", ".join(f"seed {sweep.points[i]['seed']} at step {b}" for i, b in zip(rows, first_bad) if b)
+        out[label] = {
+            "diverged": f"non-finite loss or gradient: {diverged}" if diverged else None,
+            "diverged_at_step": first_bad,
+            "max_grad_norm": float(np.nanmax(grad_sn[rows])),  # inf once a norm overflows
+            "final_loss_median": float(np.median(loss_sn[rows, -1])),
+            "steps_completed": min((b - 1 for b in first_bad if b), default=int(steps[-1])),
+        }
+    return sweep, out
 
 
 def main(argv=None):
@@ -286,240 +229,84 @@ def main(argv=None):
     run = RunDir(cfg)
     say = (lambda *a: None) if cfg.quiet or not run.writes else (lambda *a: print(*a, flush=True))
     t_start = time.perf_counter()
-    elapsed = lambda: time.perf_counter() - t_start
+    results = {"models": {m: zoo.MODELS[m].description for m in cfg.models}, "forget_bias": cfg.forget_bias}
+    results |= {key: {} for key in (*RESULT_KEYS, "pascanu_bound", "final_loss", "diverged_seeds")}
+    curves = {}  # training loss, by model and T
     with parallel.CompileStats() as compile_stats:
-        measure = Measurer(cfg)
-        # 1-2. gradient norm through time, at init and after training: one sweep per model
-        trained = {}
-        for name in cfg.models:
-            for lengths in length_groups(cfg):
-                part = train_and_measure(cfg, run, measure, name, lengths)
-                trained.setdefault(name, []).append(part)
-                say(
-                    f"{name:5s} T={', '.join(map(str, lengths))}: measured at init and after {cfg.steps} steps "
-                    f"[{elapsed():.0f} s]"
-                )
-
-        # 3. initialisation sweeps (at init, T = sweep_length): one program each
-        sweeps = {
-            "spectral_radius": init_sweep(cfg, measure, "rnn", "radius", cfg.radii),
-            "forget_bias": init_sweep(cfg, measure, "lstm", "forget_bias", cfg.forget_biases),
+        for name in cfg.models:  # 1-2. gradient norm through time, at init and after training
+            for lengths in length_groups(cfg.lengths, cfg.pad_lengths):
+                for T, measured in train_and_measure(cfg, run, name, lengths).items():
+                    curves.setdefault(name, {})[str(T)] = measured["curve"]
+                    for key, value in model_results(cfg, measured).items():
+                        results[key].setdefault(name, {})[str(T)] = value
+                    r = {phase: results["ratios"][name][str(T)][phase]["median"] for phase in PHASES}
+                    say(
+                        f"{name:5s} T={T:4d}  ||dL/dh_1|| / ||dL/dh_T||: init {r['init']:.2e}, trained {r['trained']:.2e}"
+                    )
+        results["sweeps"] = {  # 3. initialisation sweeps (at init, T = sweep_length): one program each
+            "spectral_radius": init_sweep(cfg, "rnn", "radius", cfg.radii),
+            "forget_bias": init_sweep(cfg, "lstm", "forget_bias", cfg.forget_biases),
             "length": cfg.sweep_length,
         }
-        say(
-            "spectral radius sweep, ratio:",
-            {r: f"{s['ratio_median']:.1e}" for r, s in sweeps["spectral_radius"].items()},
-        )
-        say("forget bias sweep, ratio:", {b: f"{s['ratio_median']:.1e}" for b, s in sweeps["forget_bias"].items()})
-
-        # 4. gradient clipping in the exploding regime (SGD, as in Pascanu et al. 2013): both arms in one program
-        T = cfg.clip_length
-        model = SequenceRegressor(RNN(make_cell("rnn", cfg.hidden, spectral_radius=cfg.clip_radius)))
-        clip_sweep = Sweep(grid(clip_norm=[1.0, 0.0], seed=range(cfg.seeds), T=[T]))
-        optimizer = make_optimizer(OptimConfig("sgd", cfg.clip_learning_rate, clip_norm=1.0), cfg.clip_steps)
-        try:
-            train_sweep(
-                run,
-                "clipping",
-                cfg,
-                clip_sweep,
-                init_fn=init_fn(cfg, "rnn", rescaled=True),
-                loss_fn=mse_loss(model),
-                optimizer=optimizer,
-                init_keys=point_keys(cfg, clip_sweep),
-                hyperparameters=("clip_norm",),
-                num_steps=cfg.clip_steps,
-                log_every=1,
-                tolerate_diverged=True,
-                batch_fn=adding_rows(cfg, clip_sweep, lambda T: 2 * 10**6 + T, cfg.batch_size, T),
-            )
-        except NonFiniteError:
-            pass  # every point diverged: the log says where
+        for kind in ("spectral_radius", "forget_bias"):
+            say(f"{kind} sweep, ratio:", {v: f"{s['ratio_median']:.1e}" for v, s in results["sweeps"][kind].items()})
+        clip_sweep, results["clipping"] = clipping_demo(cfg, run)  # 4. clipping in the exploding regime
     if not run.writes:
         return None  # process 0 writes the results
-    results = collect_results(cfg, run, trained, sweeps, clip_sweep)
-    results["devices"], results["processes"] = jax.device_count(), jax.process_count()
-    results["compile"] = compile_stats.as_dict()
-    results["runtime_s"] = elapsed()
-    run.write_results(results)
-    save_figures(cfg, run, results, trained, clip_sweep)
-    say(
-        f"wrote {run.path}/results.json and figures in {elapsed():.0f} s "
-        f"({results['compile']['programs']} programs compiled in {results['compile']['seconds']:.1f} s, "
-        f"{results['devices']} device(s))"
-    )
-    return results
-
-
-def collect_results(cfg, run, trained, sweeps, clip_sweep) -> dict:
-    results = {
-        "models": {m: NAMED_MODELS[m] for m in cfg.models},
-        "forget_bias": cfg.forget_bias,
-        "gradient_norms": {},
-        "jacobian_norms": {},
-        "ratios": {},
-        "spectral_radii": {},
-        "largest_singular_values": {},
-        "pascanu_bound": {},
-        "final_loss": {},
-        "diverged_seeds": {},
-    }
-    keys = ("gradient_norms", "jacobian_norms", "ratios", "spectral_radii", "largest_singular_values", "pascanu_bound")
-    for name, parts in trained.items():
-        for key in keys + ("final_loss",):
-            results[key][name] = {}
-        for part in parts:
-            last = run.records(part["tag"])[-1]["loss_per_point"]
-            for T, phases in sorted(part["by_T"].items()):
-                for key in keys:
-                    results[key][name][str(T)] = {}
-                # seeds whose training diverged (non-finite params) are left out of the summaries and named
-                diverged = [i for i, g in enumerate(phases["trained"]["grad"]) if not np.all(np.isfinite(g))]
-                results["diverged_seeds"].setdefault(name, {})[str(T)] = diverged
-                finite = [i for i in range(len(phases["trained"]["grad"])) if i not in diverged] or None
-                for phase, m in phases.items():
-                    if phase == "trained" and finite is not None:
-                        m = {k: [v[i] for i in finite] for k, v in m.items()}
-                    summary, ratios = summaries(m["grad"])
-                    results["gradient_norms"][name][str(T)][phase] = summary
-                    if cfg.jacobian:
-                        results["jacobian_norms"][name][str(T)][phase] = summaries(m["jac"])[0]
-                    results["ratios"][name][str(T)][phase] = {"median": float(np.median(ratios)), "per_seed": ratios}
-                    results["spectral_radii"][name][str(T)][phase] = np.median(m["radii"], axis=0).tolist()
-                    results["largest_singular_values"][name][str(T)][phase] = np.median(m["sv"], axis=0).tolist()
-                    if cfg.jacobian and len(m["sv"][0]) == 1:  # an Elman RNN: |f'| <= 1 for tanh and ReLU
-                        results["pascanu_bound"][name][str(T)][phase] = {
-                            "max_jacobian_over_bound": max(
-                                pascanu_bound_ratio(j, sv[0]) for j, sv in zip(m["jac"], m["sv"])
-                            )
-                        }
-                losses = [last[i] for i in phases["trained"]["row"]]
-                results["final_loss"][name][str(T)] = {"median": float(np.median(losses)), "per_seed": losses}
-                r = results["ratios"][name][str(T)]
-                print(
-                    f"{name:5s} T={T:4d}  ||dL/dh_1|| / ||dL/dh_T||: init {r['init']['median']:.2e}, "
-                    f"after {cfg.steps} steps {r['trained']['median']:.2e}",
-                    flush=True,
-                ) if not cfg.quiet else None
-    results["sweeps"] = sweeps
-
-    records = run.records("clipping")
-    loss_sn = np.array([r["loss_per_point"] for r in records], np.float64).T
-    grad_sn = np.array([r["grad_norm_per_point"] for r in records], np.float64).T
-    steps = np.array([r["step"] for r in records])
-    clipping = {}
-    for label, clip in (("clip 1.0", 1.0), ("no clipping", 0.0)):
-        rows = [i for i, p in enumerate(clip_sweep.points) if p["clip_norm"] == clip]
-        first_bad = [
-            next(
-                (int(s) for s, l, g in zip(steps, loss_sn[i], grad_sn[i]) if not (np.isfinite(l) and np.isfinite(g))),
-                None,
-            )
-            for i in rows
-        ]
-        diverged = [f"seed {clip_sweep.points[i]['seed']} at step {b}" for i, b in zip(rows, first_bad) if b]
-        clipping[label] = {
-            "diverged": ("non-finite loss or gradient: " + ", ".join(diverged)) if diverged else None,
-            "diverged_at_step": first_bad,
-            "max_grad_norm": float(np.nanmax(grad_sn[rows])),  # inf once a norm overflows
-            "final_loss_median": float(np.median(loss_sn[rows, -1])),
-            "steps_completed": min((b - 1 for b in first_bad if b), default=int(steps[-1])),
-        }
-        if not cfg.quiet:
-            print(
-                f"{label}: max pre-clip gradient norm {clipping[label]['max_grad_norm']:.3g}, final loss "
-                f"{clipping[label]['final_loss_median']:.3g}"
-                + (f" ({clipping[label]['diverged']})" if diverged else "")
-            )
-    results["clipping"] = dict(
-        clipping, radius=cfg.clip_radius, length=cfg.clip_length, optimizer="sgd", learning_rate=cfg.clip_learning_rate
-    )
-    return results
-
-
-def save_figures(cfg: Config, run: RunDir, results: dict, trained: dict, clip_sweep: Sweep):
-    inits = {
-        "rnn": "tanh RNN PyTorch uniform",
-        "lstm": f"LSTM forget bias {cfg.forget_bias:g}",
-        "gru": "GRU PyTorch uniform",
-        "irnn": "IRNN: ReLU, W_hh = I",
-        "lstm_chrono": "LSTM chrono T_max = T",
-        "gru_chrono": "GRU chrono T_max = T",
-        "rnn_orthogonal": "tanh RNN orthogonal W_hh",
-        "exprnn": "expRNN: tanh, W_hh = expm(A - A^T)",
-    }
-    init = textwrap.fill(
-        "init: " + "; ".join(inits.get(m, NAMED_MODELS[m]) for m in cfg.models), width=45 * len(cfg.lengths)
-    )
-    phases = {"init": "at initialisation", "trained": f"after {cfg.steps} Adam steps"}
-    for key, ylabel in (
-        ("gradient_norms", r"$\|\partial L/\partial h_t\|$"),
-        ("jacobian_norms", r"$\|\partial h_T/\partial h_t\|_2$"),
-    ):
-        if not results[key][cfg.models[0]].get(str(cfg.lengths[0])):
-            continue
-        fig, axes = plots.panels(len(cfg.lengths), rows=len(phases), sharey=False)
-        for row, (phase, phase_label) in enumerate(phases.items()):
-            for ax, T in zip(axes[row * len(cfg.lengths) :], cfg.lengths):
-                series = {name: results[key][name][str(T)][phase] for name in cfg.models}
-                plots.norms_by_distance(series, title=f"T = {T}, {phase_label}", ylabel=ylabel, ax=ax)
-        fig.suptitle(
-            f"{ylabel} on the adding problem, H={cfg.hidden}, median and IQR of {cfg.seeds} seeds "
-            f"(measured in {'float64' if cfg.float64 else 'float32'})\n{init}",
-            fontsize=10,
+    for label, c in ((label, results["clipping"][label]) for label in ("clip 1.0", "no clipping")):
+        say(
+            f"{label}: max pre-clip gradient norm {c['max_grad_norm']:.3g}, final loss {c['final_loss_median']:.3g}",
+            c["diverged"] or "",
         )
-        run.save_figure(fig, key)
+    results["devices"], results["processes"] = jax.device_count(), jax.process_count()
+    results["compile"], results["runtime_s"] = compile_stats.as_dict(), time.perf_counter() - t_start
+    run.write_results(results)
+    save_figures(cfg, run, results, curves, clip_sweep)
+    compiled = f"{results['compile']['programs']} programs compiled in {results['compile']['seconds']:.1f} s"
+    say(f"wrote {run.path}/results.json and figures in {results['runtime_s']:.0f} s ({compiled})")
+    return results
 
-    fig, axes = plots.panels(2, sharey=False, width=5.5)
-    sw = results["sweeps"]
-    plots.norms_by_distance(
-        {f"radius {r}": s for r, s in sw["spectral_radius"].items()},
-        ax=axes[0],
-        title=f"tanh RNN at init, W_hh rescaled to spectral radius ρ, T={sw['length']}",
-    )
-    plots.norms_by_distance(
-        {f"forget bias {b}": s for b, s in sw["forget_bias"].items()},
-        ax=axes[1],
-        title=f"LSTM at init, forget-gate bias b_f, T={sw['length']}",
-    )
-    fig.suptitle(
-        f"Initialisation decides the picture (H={cfg.hidden}, median and IQR of {cfg.seeds} seeds)", fontsize=10
-    )
-    run.save_figure(fig, "init_sweeps")
 
-    steps, grad_sn = run.curve("clipping", "grad_norm")
-    loss_sn = run.curve("clipping")[1]
-    traces = {}
+def save_figures(cfg: Config, run: RunDir, results: dict, curves: dict, clip_sweep: Sweep):
+    labels = {name: zoo.label(name, forget_bias=cfg.forget_bias) for name in cfg.models}
+    colors = {labels[name]: plots.COLORS.get(name) for name in cfg.models}
+    styles = {label: {"color": color} for label, color in colors.items()}
+    phases = {"init": "at initialisation", "trained": f"after {cfg.steps} Adam steps"}
+    dtype = "float64" if cfg.float64 else "float32"  # the legends name each model; its init is in results.json
+    ylabels = {
+        "gradient_norms": r"$\|\partial L/\partial h_t\|$",
+        "jacobian_norms": r"$\|\partial h_T/\partial h_t\|_2$",
+    }
+    for key, ylabel in ylabels.items():
+        if results[key][cfg.models[0]].get(str(cfg.lengths[0])):
+            series = lambda T, phase: {labels[n]: results[key][n][str(T)][phase] for n in cfg.models}
+            panels = {f"T = {T}, {how}": series(T, phase) for phase, how in phases.items() for T in cfg.lengths}
+            title = f"{ylabel} on the adding problem, H={cfg.hidden}, median and IQR of {cfg.seeds} seeds (in {dtype})"
+            fig = plots.norms_grid(panels, columns=len(cfg.lengths), ylabel=ylabel, styles=styles, suptitle=title)
+            run.save_figure(fig, key)
+
+    sweep = lambda kind, name: {f"{name} {v}": s for v, s in results["sweeps"][kind].items()}
+    T = results["sweeps"]["length"]
+    panels = {f"tanh RNN at init, W_hh rescaled to spectral radius ρ, T={T}": sweep("spectral_radius", "radius"),
+              f"LSTM at init, forget-gate bias b_f, T={T}": sweep("forget_bias", "forget bias")}  # fmt: skip
+    title = f"Initialisation decides the picture (H={cfg.hidden}, median and IQR of {cfg.seeds} seeds)"
+    run.save_figure(plots.norms_grid(panels, columns=2, width=5.5, suptitle=title), "init_sweeps")
+
+    c, traces = results["clipping"], {}
+    (steps, loss_sn), grad_sn = run.curve("clipping"), run.curve("clipping", "grad_norm")[1]
     for label, clip in (("clip 1.0", 1.0), ("no clipping", 0.0)):
-        rows = [i for i, p in enumerate(clip_sweep.points) if p["clip_norm"] == clip]
-        first_bad = [b for b in results["clipping"][label]["diverged_at_step"] if b]
-        label_shown = f"{label} (non-finite from step {min(first_bad)})" if first_bad else label
-        traces[label_shown] = (steps, grad_sn[rows], loss_sn[rows])
-    c = results["clipping"]
-    run.save_figure(
-        plots.training_traces(
-            traces,
-            title=f"Exploding regime: tanh RNN with spectral radius {c['radius']:g}, T={c['length']}, "
-            f"SGD lr {c['learning_rate']:g}, {cfg.seeds} seeds (median, min-max)",
-        ),
-        "clipping",
-    )
+        rows, bad = clip_sweep.column("clip_norm") == clip, [b for b in c[label]["diverged_at_step"] if b]
+        traces[f"{label} (non-finite from step {min(bad)})" if bad else label] = (steps, grad_sn[rows], loss_sn[rows])
+    title = f"Exploding regime: tanh RNN with spectral radius {c['radius']:g}, T={c['length']}, SGD lr {c['learning_rate']:g}, {cfg.seeds} seeds (median, min-max)"
+    run.save_figure(plots.training_traces(traces, title=title), "clipping")
 
     fig, axes = plots.panels(len(cfg.lengths))
     for ax, T in zip(axes, cfg.lengths):
-        curves = {}
-        for name in cfg.models:
-            part = next(p for p in trained[name] if T in p["by_T"])
-            steps, loss_sn = run.curve(part["tag"])
-            curves[name] = (steps, loss_sn[part["by_T"][T]["trained"]["row"]])
-        plots.learning_curves(
-            curves, baseline=synthetic.ADDING_BASELINE_MSE, baseline_label="predict 1", title=f"T = {T}", ax=ax
-        )
-    fig.suptitle(
-        f"Adding problem training loss, Adam lr {cfg.learning_rate:g}, clip {cfg.clip_norm:g}, "
-        f"batch {cfg.batch_size}, H={cfg.hidden}, {cfg.seeds} seeds",
-        fontsize=10,
-    )
+        by_model = {labels[n]: curves[n][str(T)] for n in cfg.models}
+        baseline = dict(baseline=synthetic.ADDING_BASELINE_MSE, baseline_label="predict 1")
+        plots.learning_curves(by_model, title=f"T = {T}", ax=ax, colors=colors, **baseline)
+    setup = f"Adam lr {cfg.learning_rate:g}, clip {cfg.clip_norm:g}, batch {cfg.batch_size}, H={cfg.hidden}"
+    fig.suptitle(f"Adding problem training loss, {setup}, {cfg.seeds} seeds", fontsize=10)
     run.save_figure(fig, "training_loss")
 
 

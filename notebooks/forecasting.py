@@ -31,12 +31,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from rnnlab import RNN
-from rnnlab.cells import make_cell
 from rnnlab.data import mackey_glass, make_windows, split_by_time, standardize
 from rnnlab.decode import recursive_forecast
-from rnnlab.models import SequenceRegressor
+from rnnlab.linen import SequenceRegressor
 from rnnlab.plots import learning_curves
 from rnnlab.train import OptimConfig, fit, init_state, make_optimizer, make_train_step
+from rnnlab.zoo import make_cell
 
 # %% [markdown]
 # ## The data as it looks

@@ -93,7 +93,7 @@ assert jnp.allclose(O_rnnlab, O_tbv, atol=1e-5)
 import optax
 
 from rnnlab.data import random_windows
-from rnnlab.models import LanguageModel, recurrent_params
+from rnnlab.linen import LanguageModel, recurrent_params
 from rnnlab.train import OptimConfig, fit, make_optimizer, make_train_step
 from rnnlab.train import init_state as init_train_state
 

@@ -33,13 +33,13 @@ import numpy as np
 import optax
 
 from rnnlab import RNN
-from rnnlab.cells import make_cell
 from rnnlab.data import WordVocab, pad_sequences
 from rnnlab.data.synthetic import negation_reviews
+from rnnlab.linen import SequenceClassifier
 from rnnlab.metrics import confusion_matrix
-from rnnlab.models import SequenceClassifier
 from rnnlab.plots import learning_curves
 from rnnlab.train import OptimConfig, fit, init_state, make_optimizer, make_train_step
+from rnnlab.zoo import make_cell
 
 # %% [markdown]
 # ## The data as it looks

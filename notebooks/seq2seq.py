@@ -31,14 +31,14 @@ import numpy as np
 import optax
 
 from rnnlab import RNN
-from rnnlab.cells import make_cell
 from rnnlab.data import CharVocab, pad_sequences
 from rnnlab.data.synthetic import addition_pairs
 from rnnlab.decode import beam_search, greedy_decode
+from rnnlab.linen import Seq2Seq
 from rnnlab.metrics import character_error_rate, exact_match
-from rnnlab.models import Seq2Seq
 from rnnlab.plots import learning_curves
 from rnnlab.train import OptimConfig, fit, init_state, make_optimizer, make_train_step
+from rnnlab.zoo import make_cell
 
 # %% [markdown]
 # ## The data as it looks

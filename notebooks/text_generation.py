@@ -32,12 +32,12 @@ import numpy as np
 import optax
 
 from rnnlab import RNN
-from rnnlab.cells import make_cell
 from rnnlab.data import CharVocab, default_corpus, random_windows, sequential_windows
 from rnnlab.decode import sample_text
-from rnnlab.models import LanguageModel
+from rnnlab.linen import LanguageModel
 from rnnlab.plots import learning_curves
 from rnnlab.train import OptimConfig, fit, init_state, make_optimizer, make_train_step
+from rnnlab.zoo import make_cell
 
 # %% [markdown]
 # ## The data as it looks

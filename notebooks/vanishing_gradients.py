@@ -43,12 +43,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnlab import RNN, diagnostics, plots
-from rnnlab.cells import NAMED_CELLS, make_cell
 from rnnlab.data import adding_problem, seeded_batches
-from rnnlab.models import SequenceRegressor
+from rnnlab.linen import SequenceRegressor
+from rnnlab.zoo import MODELS, make_cell
 
 for name in ("rnn", "lstm", "gru"):
-    print(f"{name:5s} {NAMED_CELLS[name]}")
+    print(f"{name:5s} {MODELS[name].description}")
 
 
 # %% [markdown]

@@ -273,31 +273,3 @@ def _check_chrono(cell) -> None:
         raise ValueError("chrono_t_max needs use_bias=True")
     if t_max is not None and is_concrete(t_max) and not t_max > 2:
         raise ValueError(f"chrono_t_max must be > 2 (the longest dependency, in steps), got {t_max!r}")
-
-
-# -- the named models the experiments compare ----------------------------------
-
-NAMED_CELLS = {
-    "rnn": "tanh Elman RNN, PyTorch uniform(±1/√H) init",
-    "rnn_relu": "ReLU Elman RNN, PyTorch uniform(±1/√H) init",
-    "irnn": "IRNN: ReLU Elman RNN, identity recurrent init, zero biases (Le et al. 2015)",
-    "lstm": "LSTM, PyTorch init, forget-gate bias set by forget_bias",
-    "gru": "GRU, PyTorch uniform(±1/√H) init",
-}
-
-
-def make_cell(name: str, hidden_size: int, *, forget_bias: float = 1.0, **overrides) -> Cell:
-    """One of ``NAMED_CELLS`` by name; ``overrides`` go to the cell (e.g. ``spectral_radius=1.5``)."""
-    if name == "rnn":
-        return ElmanCell(hidden_size, **overrides)
-    if name == "rnn_relu":
-        return ElmanCell(hidden_size, activation="relu", **overrides)
-    if name == "irnn":
-        return ElmanCell(
-            hidden_size, **{"activation": "relu", "recurrent_init": "identity", "bias_init": "zeros", **overrides}
-        )
-    if name == "lstm":
-        return LSTMCell(hidden_size, forget_bias=forget_bias, **overrides)
-    if name == "gru":
-        return GRUCell(hidden_size, **overrides)
-    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(NAMED_CELLS)}")

@@ -10,10 +10,14 @@ Bengio, Simard & Frasconi 1994; Pascanu, Mikolov & Bengio 2013).  For the
 Elman cell ``dh_k/dh_{k-1} = diag(1 - h_k^2) W_hh``, so a largest singular
 value of ``W_hh`` below 1 is sufficient for vanishing (tanh' <= 1).
 
-Both functions take ``fn(eps)``, where ``eps [B, T, H]`` is a perturbation
-added to every hidden state inside the scan (``hidden_perturbation=``), and
+Pascanu, Mikolov & Bengio's bound follows: ``||dh_T/dh_{T-k}||_2 <= lambda_1(W_hh)^k``
+for a tanh or ReLU RNN (``|f'| <= 1``); ``pascanu_bound_ratio`` checks it.
+
+The norms take ``fn(eps)``, where ``eps [B, T, H]`` is a perturbation added to
+every hidden state inside the scan (``hidden_perturbation=``), and
 differentiate at ``eps = 0``: every t from one backward pass (or one per
-hidden unit for the Jacobian), no Python loop over time.
+hidden unit for the Jacobian), no Python loop over time.  Everything here
+takes the pure layer (``rnnlab.RNN`` or a wrapper of it) and its params.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab.models import recurrent_params
+from rnnlab.metrics import over_seeds
 
 
 def hidden_gradient_norms(loss_of_eps, eps_shape_bth, dtype=None) -> jax.Array:
@@ -72,33 +76,54 @@ def spectral_norm(m_ij, squarings: int = 12) -> jax.Array:
     return scale * jnp.sqrt(jnp.maximum(top, 0))
 
 
-def regressor_gradient_profile(model, params, x_bti, y_b, lengths_b=None, *, jacobian: bool = True):
-    """For a ``SequenceRegressor`` with a one-layer forward RNN and squared error at the last step:
+def gradient_profile(layer, params, loss_of_outputs, x_bti, lengths_b=None, *, jacobian: bool = True):
+    """``(grad_t, jac_t)`` of a one-layer forward ``layer``: ``||dL/dh_t||`` averaged over the
+    batch ``[T]``, and ``||dh_T/dh_t||_2`` for the first sequence ``[T]`` (zeros if not ``jacobian``).
 
-    ``(grad_t, jac_t)``: ``||dL/dh_t||`` averaged over the batch ``[T]``, and
-    ``||dh_T/dh_t||_2`` for the first sequence ``[T]`` (zeros if not ``jacobian``).
-    With ``lengths_b`` (all equal: a sweep pads shorter sequences to share one
-    program) "last step" is step ``lengths - 1`` and the curves are zero past it.
-    Pure and jittable; ``jax.vmap`` it over seeds or sweep points.
+    ``loss_of_outputs(outputs_bth) -> scalar`` should sum per-example losses, so that each
+    example gets its own gradient.  With ``lengths_b`` (all equal: a sweep pads shorter
+    sequences to share one program) "last step" is step ``lengths - 1`` and the curves are
+    zero past it.  Pure and jittable; ``jax.vmap`` it over seeds or sweep points.
     """
     B, T, _ = x_bti.shape
-    layer = model.layer
     H = layer.cell.hidden_size
 
-    def last_step_loss(eps_bth):  # summed over examples, so each example gets its own gradient
-        pred_b = model.apply(params, x_bti, lengths_b, hidden_perturbation=eps_bth[None])[:, 0]
-        return jnp.sum((pred_b - y_b) ** 2)
+    def loss(eps_bth):
+        return loss_of_outputs(layer.apply(params, x_bti, lengths_b, hidden_perturbation=eps_bth[None])[0])
 
-    grad_t = jnp.mean(hidden_gradient_norms(last_step_loss, (B, T, H), x_bti.dtype), axis=0)
+    grad_t = jnp.mean(hidden_gradient_norms(loss, (B, T, H), x_bti.dtype), axis=0)
     if not jacobian:
         return grad_t, jnp.zeros_like(grad_t)
 
     def final_hidden(eps_th):
         first = None if lengths_b is None else lengths_b[:1]
-        _, final = layer.apply(recurrent_params(params), x_bti[:1], first, hidden_perturbation=eps_th[None, None])
+        _, final = layer.apply(params, x_bti[:1], first, hidden_perturbation=eps_th[None, None])
         return layer.cell.carry_hidden(final)[0, 0]
 
     return grad_t, hidden_jacobian_norms(final_hidden, (T, H), x_bti.dtype)
+
+
+def gate_spectra(layer, params_s) -> tuple[np.ndarray, np.ndarray]:
+    """Spectral radius and largest singular value of every gate block of layer 0's ``w_hh``
+    (as the cells use it: ``layer.materialize``), for each of ``S`` stacked params:
+    two ``[S, G]`` arrays, NaN for a point whose params are not finite (diverged)."""
+    w_s = np.asarray(jax.vmap(layer.materialize)(params_s)["l0"]["fwd"]["w_hh"], np.float64)
+    H, G = layer.cell.hidden_size, layer.cell.num_gates
+    radii, singular = np.full((len(w_s), G), np.nan), np.full((len(w_s), G), np.nan)
+    for s, w in enumerate(w_s):
+        if np.all(np.isfinite(w)):
+            for g in range(G):
+                block = w[g * H : (g + 1) * H]
+                radii[s, g], singular[s, g] = np.max(np.abs(np.linalg.eigvals(block))), np.linalg.norm(block, 2)
+    return radii, singular
+
+
+def pascanu_bound_ratio(jac_t, largest_singular_value: float) -> float:
+    """``max_{k >= 1} ||dh_T/dh_{T-k}||_2 / lambda_1^k``: at most 1 for a tanh or ReLU RNN:
+    the Jacobian over k steps is a product of k factors ``diag(f') W_hh`` with ``|f'| <= 1``
+    (Pascanu, Mikolov & Bengio 2013).  (k = 0 is the identity.)"""
+    jac_k = by_distance(np.asarray(jac_t, np.float64))
+    return float(np.max(jac_k[1:] / largest_singular_value ** np.arange(1, len(jac_k))))
 
 
 def by_distance(values_xt) -> np.ndarray:
@@ -107,14 +132,10 @@ def by_distance(values_xt) -> np.ndarray:
 
 
 def summarize(curves_st) -> dict:
-    """Median and interquartile range over the first axis (seeds), as JSON lists by distance."""
-    curves = np.asarray(curves_st, np.float64)
-    return {
-        "distance": list(range(curves.shape[-1])),
-        "median": np.median(curves, axis=0).tolist(),
-        "q25": np.percentile(curves, 25, axis=0).tolist(),
-        "q75": np.percentile(curves, 75, axis=0).tolist(),
-    }
+    """Curves over seeds ``[S, T]`` in time order -> ``{"distance", "median", "q25", "q75",
+    "diverged", "diverged_seeds"}`` by distance from the end (``rnnlab.metrics.over_seeds``)."""
+    curves_sd = by_distance(np.asarray(curves_st, np.float64))
+    return {"distance": list(range(curves_sd.shape[-1])), **over_seeds(curves_sd, per_seed=False)}
 
 
 def decay_ratio(norms_t) -> float:

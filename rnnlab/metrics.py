@@ -1,26 +1,38 @@
-"""Evaluation metrics on the host (NumPy): accuracy, confusion, exact match, edit distance."""
+"""Evaluation metrics on the host (NumPy): summaries over seeds, confusion, exact match, edit distance."""
 
 from __future__ import annotations
 
 import numpy as np
 
 
-def over_seeds(values) -> dict:
-    """One number per seed as JSON: ``{"median", "q25", "q75", "per_seed", "diverged"}``.
+def over_seeds(values, *, per_seed: bool = True) -> dict:
+    """Values over seeds (``[S]``, or ``[S, ...]`` for curves) as JSON: the one summary of seeds.
 
-    A seed whose value is not finite (its training diverged) is counted in ``diverged``
-    and left out of the median and quartiles (NaN if every seed diverged); ``per_seed``
-    keeps every value."""
+    ``{"median", "q25", "q75", "diverged", "diverged_seeds", "per_seed"}``: a seed with any
+    non-finite value (its training diverged) is named in ``diverged_seeds``, counted in
+    ``diverged`` and left out of the median and quartiles (NaN if every seed diverged);
+    ``per_seed`` keeps every value (left out with ``per_seed=False``)."""
     values = np.asarray(values, np.float64)
-    finite = values[np.isfinite(values)]
-    stat = lambda f: float(f(finite)) if finite.size else float("nan")
-    return {
+    finite_s = np.all(np.isfinite(values.reshape(len(values), -1)), axis=1)
+    kept = values[finite_s]
+    stat = lambda f: (f(kept, axis=0) if len(kept) else np.full(values.shape[1:], np.nan)).tolist()
+    out = {
         "median": stat(np.median),
-        "q25": stat(lambda v: np.percentile(v, 25)),
-        "q75": stat(lambda v: np.percentile(v, 75)),
-        "per_seed": values.tolist(),
-        "diverged": int(values.size - finite.size),
+        "q25": stat(lambda v, axis: np.percentile(v, 25, axis=axis)),
+        "q75": stat(lambda v, axis: np.percentile(v, 75, axis=axis)),
+        "diverged": int(np.sum(~finite_s)),
+        "diverged_seeds": np.flatnonzero(~finite_s).tolist(),
     }
+    if per_seed:
+        out["per_seed"] = values.tolist()
+    return out
+
+
+def first_nonfinite_step(steps_n, *values_sn) -> list:
+    """For each row (a seed): the first logged step where any of ``values_sn [S, N]`` is not
+    finite, or None."""
+    ok_sn = np.all([np.isfinite(np.asarray(v, np.float64)) for v in values_sn], axis=0)
+    return [None if ok.all() else int(np.asarray(steps_n)[np.argmin(ok)]) for ok in ok_sn]
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:

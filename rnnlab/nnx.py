@@ -16,7 +16,8 @@ is ``[G*H, H]``).  Dropout between layers draws its key from ``rngs`` (the
 ``"dropout"`` stream) unless the module is ``deterministic`` (``m.eval()``) or the
 call says so.  The task models compose this layer with ``nnx.Embed`` and
 ``nnx.Linear`` in a few lines each (``SequenceRegressor``, ``LanguageModel``,
-``SequenceClassifier``, ``Seq2Seq`` below), as the Linen shells do.
+``SequenceClassifier``, ``Seq2Seq`` below), as the Linen shells in ``rnnlab.linen``
+do: with the same options and params, the same outputs (tests/test_nnx.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from flax import nnx
 
 from rnnlab import layers
 from rnnlab.cells import Cell
-from rnnlab.models import final_hidden_concat, last_valid
+from rnnlab.readout import last_valid, pool
 from rnnlab.validation import check_embedding_ids, check_tree_shapes
 
 
@@ -114,8 +115,8 @@ class SequenceRegressor(nnx.Module):
     def __init__(self, rnn: RNN, out_features: int = 1, *, rngs: nnx.Rngs):
         self.rnn, self.head = rnn, nnx.Linear(rnn.layer.output_size, out_features, rngs=rngs)
 
-    def __call__(self, x, lengths=None):
-        outputs, _ = self.rnn(x, lengths)
+    def __call__(self, x, lengths=None, *, hidden_perturbation=None):
+        outputs, _ = self.rnn(x, lengths, hidden_perturbation=hidden_perturbation)
         return self.head(last_valid(outputs, lengths))
 
 
@@ -127,24 +128,38 @@ class LanguageModel(nnx.Module):
         self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs)
         self.rnn, self.head = rnn, nnx.Linear(rnn.layer.output_size, vocab_size, rngs=rngs)
 
-    def __call__(self, tokens_bt, initial_carry=None):
+    def __call__(self, tokens_bt, initial_carry=None, *, hidden_perturbation=None):
         check_embedding_ids(tokens_bt, self.vocab_size, "LanguageModel tokens")
-        outputs, final = self.rnn(self.embed(tokens_bt), None, initial_carry)
+        outputs, final = self.rnn(self.embed(tokens_bt), None, initial_carry, hidden_perturbation=hidden_perturbation)
         return self.head(outputs), final
 
 
 class SequenceClassifier(nnx.Module):
-    """``Embed -> (bidirectional) RNN with lengths -> final states of the top layer -> Linear(classes)``."""
+    """``Embed -> (bidirectional) RNN with lengths -> pooling -> Dropout -> Linear(classes)``.
 
-    def __init__(self, vocab_size: int, embed_dim: int, rnn: RNN, num_classes: int, *, rngs: nnx.Rngs):
-        self.vocab_size = vocab_size
+    ``pooling``: ``"final"`` (the top layer's final states, both directions) or
+    ``"mean"`` (masked mean of the outputs over valid steps)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int,
+        rnn: RNN,
+        num_classes: int,
+        *,
+        pooling: str = "final",
+        dropout: float = 0.0,
+        rngs: nnx.Rngs,
+    ):
+        self.vocab_size, self.pooling = vocab_size, pooling
         self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs)
         self.rnn, self.head = rnn, nnx.Linear(rnn.layer.output_size, num_classes, rngs=rngs)
+        self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
     def __call__(self, tokens_bt, lengths_b):
         check_embedding_ids(tokens_bt, self.vocab_size, "SequenceClassifier tokens")
-        _, final = self.rnn(self.embed(tokens_bt), lengths_b)
-        return self.head(final_hidden_concat(self.rnn.layer, final))
+        outputs, final = self.rnn(self.embed(tokens_bt), lengths_b)
+        return self.head(self.dropout(pool(self.rnn.layer, outputs, final, lengths_b, self.pooling)))
 
 
 class Seq2Seq(nnx.Module):

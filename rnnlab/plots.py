@@ -50,11 +50,15 @@ def learning_curves(
     title: str,
     ylabel: str = "training MSE",
     ax=None,
+    colors: dict | None = None,
 ):
-    """``curves[model] = (steps [N], losses [S, N])``: median over seeds with the min-max range, log y."""
+    """``curves[model] = (steps [N], losses [S, N])``: median over seeds with the min-max range, log y.
+    ``colors[model]`` overrides ``COLORS`` (keyed by the zoo's model names)."""
     fig, ax = _axes(ax)
+    colors = colors or {}
     for model, (steps, losses_sn) in curves.items():
-        band(ax, steps, losses_sn, f"{model} (median of {np.shape(losses_sn)[0]} seeds)", COLORS.get(model), 0, 100)
+        color = colors.get(model, COLORS.get(model))
+        band(ax, steps, losses_sn, f"{model} (median of {np.shape(losses_sn)[0]} seeds)", color, 0, 100)
     if baseline is not None:
         ax.axhline(baseline, color="k", ls="--", lw=1, label=f"{baseline_label} = {baseline:.3g}")
     ax.set_yscale("log")
@@ -90,6 +94,23 @@ def norms_by_distance(
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
+    return fig
+
+
+def norms_grid(
+    panels_: dict,
+    *,
+    columns: int,
+    suptitle: str,
+    ylabel: str = r"$\|\partial L / \partial h_t\|$",
+    styles: dict | None = None,
+    width: float = 4.2,
+):
+    """``panels_[title] = series`` (``norms_by_distance``'s), in reading order, ``columns`` per row."""
+    fig, axes = panels(columns, rows=-(-len(panels_) // columns), sharey=False, width=width)
+    for ax, (title, series) in zip(axes, panels_.items()):
+        norms_by_distance(series, title=title, ylabel=ylabel, ax=ax, styles=styles)
+    fig.suptitle(suptitle, fontsize=10)
     return fig
 
 

@@ -213,3 +213,24 @@ def train(
         **fit_kwargs,
     )
     return sweep.gather(final)
+
+
+def length_groups(lengths, pad: str = "auto") -> list[tuple[int, ...]]:
+    """The sequence lengths that share a program, shorter ones padded to the group's longest.
+
+    Sorted lengths join a group while the padded work, ``len(group) * max(group)``, stays
+    within ``ratio`` times the unpadded ``sum(group)``: ``"always"`` pads everything into one
+    program, ``"never"`` gives each length its own, and ``"auto"`` uses 1.5 on CPU (where the
+    compute grows with the padded rows) and pads everything elsewhere (where each scan step is
+    latency-bound, so padding costs little and saves compiles; benchmarks/README.md).
+    """
+    if pad not in ("auto", "always", "never"):
+        raise ValueError(f"pad must be 'auto', 'always' or 'never', got {pad!r}")
+    ratio = {"always": float("inf"), "never": 1.0}.get(pad, 1.5 if jax.default_backend() == "cpu" else float("inf"))
+    groups: list[list[int]] = []
+    for T in sorted(set(lengths)):
+        if groups and (len(groups[-1]) + 1) * T <= ratio * (sum(groups[-1]) + T):
+            groups[-1].append(T)
+        else:
+            groups.append([T])
+    return [tuple(g) for g in groups]

@@ -14,8 +14,8 @@ from rnnlab.data import CharVocab
 from rnnlab.data.synthetic import POSITIVE, addition_pairs, negation_reviews
 from rnnlab.data.text import load_labelled, load_pairs
 from rnnlab.decode import beam_search, greedy_decode, sample_text
+from rnnlab.linen import LanguageModel, Seq2Seq
 from rnnlab.metrics import character_error_rate, confusion_matrix, edit_distance
-from rnnlab.models import LanguageModel, Seq2Seq
 
 
 def run_quick(name, tmp_path, *extra):

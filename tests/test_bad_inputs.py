@@ -19,9 +19,9 @@ import pytest
 from conftest import load_script
 
 from rnnlab import RNN
-from rnnlab.cells import make_cell
 from rnnlab.experiment import cli
-from rnnlab.models import LanguageModel, Seq2Seq, SequenceClassifier
+from rnnlab.linen import LanguageModel, Seq2Seq, SequenceClassifier
+from rnnlab.zoo import make_cell
 
 ROOT = pathlib.Path(__file__).parents[1]
 

@@ -9,7 +9,8 @@ import optax
 import pytest
 
 from rnnlab import RNN, ElmanCell, GRUCell, LSTMCell
-from rnnlab.models import SequenceRegressor
+from rnnlab.linen import SequenceRegressor
+from rnnlab.parametrizations import Orthogonal
 
 H = 3000
 
@@ -54,7 +55,7 @@ def test_chrono_options_are_checked(kwargs, message):
 
 @pytest.mark.parametrize("scale", [0.01, 1.0, 30.0])
 def test_skew_exponential_is_expm(scale, assert_close):
-    from rnnlab.layers import skew_exponential
+    from rnnlab.parametrizations import skew_exponential
 
     with jax.enable_x64(True):
         a = scale * jax.random.normal(jax.random.key(0), (9, 9), jnp.float64)
@@ -67,20 +68,20 @@ def orthogonality_error(layer, params):
     blocks = [
         w.reshape(-1, h, h)
         for w in jax.tree.leaves(
-            {k: {d: p["w_hh"] for d, p in v.items()} for k, v in layer.recurrent_matrices(params).items()}
+            {k: {d: p["w_hh"] for d, p in v.items()} for k, v in layer.materialize(params).items()}
         )
     ]
     return max(float(jnp.max(jnp.abs(b @ jnp.swapaxes(b, -1, -2) - jnp.eye(h)))) for b in blocks)
 
 
-def test_orthogonal_recurrence_stays_orthogonal_while_training():
+def test_orthogonal_parametrisation_stays_orthogonal_while_training():
     """Adam steps move the generator A; W = expm(A - A^T) stays orthogonal, unlike an
     orthogonally initialised W trained directly."""
     x = jax.random.normal(jax.random.key(0), (8, 12, 3))
     y = jax.random.normal(jax.random.key(1), (8, 1))
     results = {}
     for name, layer in {
-        "expm": RNN(ElmanCell(16), orthogonal_recurrence=True),
+        "expm": Orthogonal(RNN(ElmanCell(16))),
         "plain": RNN(ElmanCell(16, recurrent_init="orthogonal")),
     }.items():
         model = SequenceRegressor(layer)
@@ -96,9 +97,9 @@ def test_orthogonal_recurrence_stays_orthogonal_while_training():
 
 
 @pytest.mark.parametrize("cell", [ElmanCell(4), LSTMCell(3)], ids=["rnn", "lstm"])
-def test_orthogonal_recurrence_gradient_matches_finite_differences(cell, assert_close):
+def test_orthogonal_parametrisation_gradient_matches_finite_differences(cell, assert_close):
     with jax.enable_x64(True):
-        layer = RNN(cell, orthogonal_recurrence=True)
+        layer = Orthogonal(RNN(cell))
         params = jax.tree.map(lambda a: a.astype(jnp.float64), layer.init(jax.random.key(0), 2, jnp.float64))
         params["l0"]["fwd"]["a_hh"] += 0.3 * jax.random.normal(
             jax.random.key(1), params["l0"]["fwd"]["a_hh"].shape, jnp.float64
@@ -124,10 +125,10 @@ def test_orthogonal_recurrence_gradient_matches_finite_differences(cell, assert_
 
 def test_the_remedies_train_on_the_adding_problem_by_name(tmp_path):
     """`adding_problem.py --models lstm_chrono gru_chrono rnn_orthogonal exprnn`: each a named
-    model of rnnlab.layers.make_layer, trained and evaluated like the plain cells."""
+    model of rnnlab.zoo.make_layer, trained and evaluated like the plain cells."""
     from conftest import load_script
 
-    from rnnlab.layers import make_layer
+    from rnnlab.zoo import make_layer
 
     names = ["lstm_chrono", "gru_chrono", "rnn_orthogonal", "exprnn"]
     results = load_script("adding_problem").main(
@@ -156,6 +157,6 @@ def test_the_remedies_train_on_the_adding_problem_by_name(tmp_path):
         (point,) = results["models"][name]["points"]
         assert len(point["test_mse"]["per_seed"]) == 2 and np.all(np.isfinite(point["test_mse"]["per_seed"]))
     assert make_layer("lstm_chrono", 4, t_max=8).cell.chrono_t_max == 8.0
-    assert make_layer("exprnn", 4).orthogonal_recurrence
+    assert isinstance(make_layer("exprnn", 4), Orthogonal)
     with pytest.raises(ValueError, match="lstm_chrono needs t_max"):
         make_layer("lstm_chrono", 4)

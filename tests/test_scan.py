@@ -1,5 +1,5 @@
-"""The scanned unroll against independent references: a per-example Python loop
-over the cell, reversal, layouts, masking, finite differences."""
+"""The scan's length semantics: masking, lengths equal to T, program size, finite
+differences.  The agreement of the execution paths is tests/test_paths.py."""
 
 import jax
 import jax.numpy as jnp
@@ -29,69 +29,6 @@ def setup(cell, seed=0, dtype=jnp.float32):
     x = jax.random.normal(k_x, (B, T, I), dtype)
     carry0 = jax.tree.map(lambda z: jax.random.normal(k_c, z.shape, dtype), cell.initial_carry((B,), dtype))
     return params, x, carry0
-
-
-def python_loop(cell, params, x_bti, lengths_b, carry0, reverse=False):
-    """Reference: each example separately, its valid steps only, with cell.step."""
-    outputs, finals = np.zeros(x_bti.shape[:2] + (cell.hidden_size,)), []
-    for b in range(x_bti.shape[0]):
-        carry = jax.tree.map(lambda a: a[b], carry0)
-        steps = range(lengths_b[b])
-        for t in reversed(steps) if reverse else steps:
-            carry, y = cell.step(params, carry, x_bti[b, t])
-            outputs[b, t] = y
-        finals.append(carry)
-    return outputs, jax.tree.map(lambda *a: np.stack(a), *finals)
-
-
-@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-@pytest.mark.parametrize("name", CELLS)
-def test_scan_equals_python_loop(name, reverse, assert_close):
-    cell = CELLS[name]
-    params, x, carry0 = setup(cell)
-    out, final = unroll(cell, params, x, lengths=LENGTHS, initial_carry=carry0, reverse=reverse)
-    ref_out, ref_final = python_loop(cell, params, x, LENGTHS, carry0, reverse)
-    assert_close("scan vs loop: outputs", out, ref_out, **TOL)
-    for got, want in zip(jax.tree.leaves(final), jax.tree.leaves(ref_final)):
-        assert_close("scan vs loop: final carry", got, want, **TOL)
-    # padding is exactly zero, not merely small
-    mask_bt = np.arange(T)[None, :] < LENGTHS[:, None]
-    assert np.all(np.asarray(out)[~mask_bt] == 0.0)
-
-
-@pytest.mark.parametrize("name", CELLS)
-def test_reverse_equals_forward_on_reversed_input(name):
-    cell = CELLS[name]
-    params, x, _ = setup(cell)
-    out_rev, final_rev = unroll(cell, params, x, reverse=True)
-    out_fwd, final_fwd = unroll(cell, params, jnp.flip(x, axis=1))
-    np.testing.assert_allclose(out_rev, jnp.flip(out_fwd, axis=1), **TOL)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), final_rev, final_fwd)
-
-
-@pytest.mark.parametrize("name", CELLS)
-def test_time_major_equals_batch_major(name):
-    cell = CELLS[name]
-    params, x, _ = setup(cell)
-    out_b, final_b = unroll(cell, params, x, lengths=LENGTHS)
-    out_t, final_t = unroll(cell, params, jnp.swapaxes(x, 0, 1), lengths=LENGTHS, time_major=True)
-    np.testing.assert_allclose(out_b, jnp.swapaxes(out_t, 0, 1), **TOL)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), final_b, final_t)
-
-
-@pytest.mark.parametrize("name", ["lstm", "gru"])
-def test_unroll_and_remat_do_not_change_values_or_gradients(name):
-    cell = CELLS[name]
-    params, x, _ = setup(cell)
-
-    def loss(params, **kw):
-        out, final = unroll(cell, params, x, lengths=LENGTHS, **kw)
-        return jnp.sum(out**2) + jnp.sum(cell.carry_hidden(final))
-
-    ref = jax.grad(loss)(params)
-    for kw in ({"unroll": 4}, {"remat": True}, {"unroll": 3, "remat": True}):
-        got = jax.grad(loss)(params, **kw)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), got, ref)
 
 
 def test_lengths_equal_to_T_match_no_lengths():

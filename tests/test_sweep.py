@@ -15,10 +15,10 @@ from conftest import load_script, run_two_processes
 
 from rnnlab import RNN, diagnostics
 from rnnlab import sweep as sweeps
-from rnnlab.cells import make_cell
 from rnnlab.data import synthetic
-from rnnlab.models import SequenceRegressor
+from rnnlab.linen import SequenceRegressor
 from rnnlab.train import OptimConfig, init_state, make_optimizer, make_train_step
+from rnnlab.zoo import make_cell
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # a small main job: 2 lengths x 3 seeds = 6 points per model (padded to 8 on 4 devices)

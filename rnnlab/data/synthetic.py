@@ -110,6 +110,23 @@ def seeded_batches(task, seed: int, runs, batch_size: int, num_steps: int):
     return batch
 
 
+def padded_rows(task, seed_of, lengths, seeds, batch_size: int, max_steps: int):
+    """``batch(step) -> {k: [S, B, ...], "lengths": [S, B]}``: row s holds ``task``'s data of
+    length ``lengths[s]``, a pure function of ``(seed_of(lengths[s]), seeds[s], step)``, zero-padded
+    along time to ``max_steps``, so that sweep points of different lengths share one program."""
+
+    def row(T: int, seed: int, step: int) -> dict:
+        data = task((seed_of(T), seed, step), batch_size, T)
+        pad = lambda a: np.pad(a, [(0, 0), (0, max_steps - T)] + [(0, 0)] * (a.ndim - 2)) if a.ndim > 1 else a
+        return {**{k: pad(v) for k, v in data.items()}, "lengths": np.full(batch_size, T, np.int32)}
+
+    def batch(step: int) -> dict:
+        rows = [row(int(T), int(s), step) for T, s in zip(lengths, seeds)]
+        return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+    return batch
+
+
 # -- review-like text whose label needs context on both sides ------------------
 
 POSITIVE = ("good", "great", "fine", "excellent", "enjoyable", "wonderful")

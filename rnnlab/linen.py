@@ -1,17 +1,19 @@
-"""Flax Linen shells around the pure core.
+"""Flax Linen shells around the pure core (``rnnlab.nnx`` is the same in NNX, side by side).
 
-``Recurrent`` is the one adapter between Linen and ``rnnlab.layers.RNN``: it
-registers the layer's params with ``self.param`` and calls the pure ``apply``
-(no lifted ``nn.scan``, no second implementation of a cell).
+``Recurrent`` is the one adapter between Linen and ``rnnlab.layers.RNN`` (or a
+wrapper of it from ``rnnlab.parametrizations``): it registers the layer's params
+with ``self.param`` and calls the pure ``apply`` (no lifted ``nn.scan``, no
+second implementation of a cell).  Every task model takes ``hidden_perturbation``
+(``[D*L, ...outputs of one direction]``, see ``RNN.apply``), so the gradient
+diagnostics run on the model as it is.
 """
 
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
-import jax.numpy as jnp
 
 from rnnlab.layers import RNN
+from rnnlab.readout import last_valid, pool
 from rnnlab.validation import check_embedding_ids
 
 
@@ -36,13 +38,6 @@ def recurrent_params(variables):
     return variables["params"]["recurrent"]["rnn"]
 
 
-def last_valid(outputs_bth, lengths_b=None):
-    """Each sequence's output at its last valid step: ``[B, H]``."""
-    if lengths_b is None:
-        return outputs_bth[:, -1]
-    return jnp.take_along_axis(outputs_bth, (lengths_b - 1)[:, None, None], axis=1)[:, 0]
-
-
 class SequenceRegressor(nn.Module):
     """RNN over a sequence, then ``Dense(out_features)`` on the last valid step's output: ``[B, out]``."""
 
@@ -57,20 +52,6 @@ class SequenceRegressor(nn.Module):
         return nn.Dense(self.out_features, name="head")(last_valid(outputs, lengths))
 
 
-def final_hidden_concat(layer: RNN, final) -> jax.Array:
-    """The top layer's final hidden state, both directions concatenated: ``[B, D*H]``."""
-    h_n = layer.cell.carry_hidden(final)  # [D*L, B, H]
-    top = h_n[-layer.num_directions :]
-    return jnp.concatenate(list(top), axis=-1)
-
-
-def masked_mean(outputs_bth, lengths_b=None):
-    """Mean over each sequence's valid steps: ``[B, H]`` (padded outputs are zero already)."""
-    if lengths_b is None:
-        return jnp.mean(outputs_bth, axis=1)
-    return jnp.sum(outputs_bth, axis=1) / lengths_b[:, None].astype(outputs_bth.dtype)
-
-
 class LanguageModel(nn.Module):
     """The seeds' text generator: ``Embed -> RNN stack -> Dense(vocab)``.
 
@@ -83,10 +64,12 @@ class LanguageModel(nn.Module):
     layer: RNN
 
     @nn.compact
-    def __call__(self, tokens_bt, initial_carry=None, *, deterministic: bool = True):
+    def __call__(self, tokens_bt, initial_carry=None, *, deterministic: bool = True, hidden_perturbation=None):
         check_embedding_ids(tokens_bt, self.vocab_size, "LanguageModel tokens")
         x = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(tokens_bt)
-        outputs, final = Recurrent(self.layer, name="recurrent")(x, None, initial_carry, deterministic=deterministic)
+        outputs, final = Recurrent(self.layer, name="recurrent")(
+            x, None, initial_carry, deterministic=deterministic, hidden_perturbation=hidden_perturbation
+        )
         return nn.Dense(self.vocab_size, name="head")(outputs), final
 
 
@@ -106,12 +89,10 @@ class SequenceClassifier(nn.Module):
 
     @nn.compact
     def __call__(self, tokens_bt, lengths_b, *, deterministic: bool = True):
-        if self.pooling not in ("final", "mean"):
-            raise ValueError(f"pooling must be 'final' or 'mean', got {self.pooling!r}")
         check_embedding_ids(tokens_bt, self.vocab_size, "SequenceClassifier tokens")
         x = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(tokens_bt)
         outputs, final = Recurrent(self.layer, name="recurrent")(x, lengths_b, deterministic=deterministic)
-        pooled = final_hidden_concat(self.layer, final) if self.pooling == "final" else masked_mean(outputs, lengths_b)
+        pooled = pool(self.layer, outputs, final, lengths_b, self.pooling)
         pooled = nn.Dropout(self.dropout, deterministic=deterministic)(pooled)
         return nn.Dense(self.num_classes, name="head")(pooled)
 

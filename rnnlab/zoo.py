@@ -1,0 +1,127 @@
+"""The named models the experiments compare: one table.
+
+    layer = make_layer("lstm_chrono", 64, t_max=200)    # an RNN (or a wrapper of one)
+    MODELS["lstm_chrono"].label                           # its name in figures and legends
+
+Each entry says how to build the model's cell, whether a parametrisation wraps
+the layer, the options it needs (chrono's ``T_max``) and how figures and
+``results.json`` call it.  Every script's ``--models`` (or ``--cell``) choices
+and every legend come from here, so a new model is one entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from rnnlab.cells import Cell, ElmanCell, GRUCell, LSTMCell
+from rnnlab.layers import RNN
+from rnnlab.parametrizations import Orthogonal
+
+
+@dataclasses.dataclass(frozen=True)
+class NamedModel:
+    """``cell(hidden_size, forget_bias=, t_max=, **cell_options) -> Cell``; ``wrap`` (optional)
+    reparametrises the layer; ``label`` (may use ``{forget_bias:g}``, ``{t_max}``) names it in figures."""
+
+    label: str
+    description: str
+    cell: Callable[..., Cell]
+    wrap: Callable[[RNN], object] | None = None
+    needs_t_max: bool = False  # chrono: T_max, the longest dependency (usually the sequence length)
+    plain: bool = False  # a cell with its standard init: the applications' --cell choices
+
+
+MODELS: dict[str, NamedModel] = {
+    "rnn": NamedModel(
+        "tanh RNN, PyTorch init",
+        "tanh Elman RNN, PyTorch uniform(±1/√H) init",
+        lambda H, **o: ElmanCell(H, **o),
+        plain=True,
+    ),
+    "rnn_relu": NamedModel(
+        "ReLU RNN, PyTorch init",
+        "ReLU Elman RNN, PyTorch uniform(±1/√H) init",
+        lambda H, **o: ElmanCell(H, **{"activation": "relu", **o}),
+        plain=True,
+    ),
+    "irnn": NamedModel(
+        "IRNN: ReLU, W_hh = I",
+        "IRNN: ReLU Elman RNN, identity recurrent init, zero biases (Le et al. 2015)",
+        lambda H, **o: ElmanCell(H, **{"activation": "relu", "recurrent_init": "identity", "bias_init": "zeros", **o}),
+        plain=True,
+    ),
+    "lstm": NamedModel(
+        "LSTM, forget bias {forget_bias:g}",
+        "LSTM, PyTorch init, forget-gate bias set by forget_bias",
+        lambda H, forget_bias=1.0, **o: LSTMCell(H, forget_bias=forget_bias, **o),
+        plain=True,
+    ),
+    "gru": NamedModel(
+        "GRU, PyTorch init",
+        "GRU, PyTorch uniform(±1/√H) init",
+        lambda H, **o: GRUCell(H, **o),
+        plain=True,
+    ),
+    "lstm_chrono": NamedModel(
+        "LSTM, chrono init, T_max = {t_max}",
+        "LSTM, chrono initialisation with T_max = the sequence length (Tallec & Ollivier 2018)",
+        lambda H, t_max, **o: LSTMCell(H, chrono_t_max=float(t_max), **o),
+        needs_t_max=True,
+    ),
+    "gru_chrono": NamedModel(
+        "GRU, chrono init, T_max = {t_max}",
+        "GRU, chrono initialisation of the update gate, T_max = the sequence length",
+        lambda H, t_max, **o: GRUCell(H, chrono_t_max=float(t_max), **o),
+        needs_t_max=True,
+    ),
+    "rnn_orthogonal": NamedModel(
+        "tanh RNN, orthogonal init",
+        "tanh Elman RNN, orthogonal recurrent init",
+        lambda H, **o: ElmanCell(H, **{"recurrent_init": "orthogonal", **o}),
+    ),
+    "exprnn": NamedModel(
+        "expRNN (tanh), W_hh = expm(A - A^T)",
+        "tanh Elman RNN, W_hh = expm(A - A^T) kept orthogonal (Lezcano-Casado & Martinez-Rubio 2019)",
+        lambda H, **o: ElmanCell(H, **o),
+        wrap=Orthogonal,
+    ),
+}
+CELLS = tuple(name for name, model in MODELS.items() if model.plain)  # the applications' --cell choices
+
+
+def _model(name: str) -> NamedModel:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def make_cell(name: str, hidden_size: int, *, forget_bias: float = 1.0, t_max=None, **cell_options) -> Cell:
+    """The cell of model ``name``; ``cell_options`` go to the cell (e.g. ``spectral_radius=1.5``).
+
+    ``forget_bias`` is the plain LSTM's (it may be traced: a sweep over it shares one
+    program); ``t_max`` is needed by the chrono models."""
+    model = _model(name)
+    if model.needs_t_max:
+        if t_max is None:
+            raise ValueError(f"{name} needs t_max (the sequence length) for its chrono initialisation")
+        cell_options["t_max"] = t_max
+    if name == "lstm":
+        cell_options["forget_bias"] = forget_bias
+    return model.cell(hidden_size, **cell_options)
+
+
+def make_layer(
+    name: str, hidden_size: int, *, forget_bias: float = 1.0, t_max=None, cell_options=None, **layer_options
+):
+    """The layer of model ``name``: ``RNN(make_cell(...), **layer_options)``, wrapped by its
+    parametrisation if it has one (e.g. ``num_layers=2, bidirectional=True``)."""
+    cell = make_cell(name, hidden_size, forget_bias=forget_bias, t_max=t_max, **(cell_options or {}))
+    layer = RNN(cell, **layer_options)
+    wrap = MODELS[name].wrap
+    return layer if wrap is None else wrap(layer)
+
+
+def label(name: str, *, forget_bias: float = 1.0, t_max="T") -> str:
+    """How figures and legends call model ``name`` (``t_max``: how the script sets chrono's T_max)."""
+    return _model(name).label.format(forget_bias=forget_bias, t_max=t_max)
