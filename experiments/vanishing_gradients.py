@@ -37,9 +37,8 @@ import numpy as np
 from rnnlab import diagnostics, parallel, plots, zoo
 from rnnlab.data import synthetic
 from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
-from rnnlab.linen import SequenceRegressor, recurrent_params
+from rnnlab.linen import SequenceRegressor, recurrent_params, regressor_gradient_profile
 from rnnlab.metrics import first_nonfinite_step, over_seeds
-from rnnlab.readout import last_valid
 from rnnlab.sweep import Sweep, grid, init_params, length_groups
 from rnnlab.train import NonFiniteError, OptimConfig, make_optimizer
 
@@ -121,15 +120,9 @@ def mse_loss(model):
 
 
 def measure(cfg, name: str, sweep: Sweep, params_s, batch_s, jacobian: bool = True):
-    """The gradient profile of every point in one program (float64 unless ``--no-float64``):
-    the pure layer's ``diagnostics.gradient_profile`` with the regressor's squared error."""
-    layer, jacobian = apply_layer(cfg, name), jacobian and cfg.jacobian
-
-    def profile(params, x, y, lengths):
-        head = params["params"]["head"]
-        loss = lambda out: jnp.sum(((last_valid(out, lengths) @ head["kernel"] + head["bias"])[:, 0] - y) ** 2)
-        return diagnostics.gradient_profile(layer, recurrent_params(params), loss, x, lengths, jacobian=jacobian)
-
+    """The gradient profile of every point in one program (float64 unless ``--no-float64``)."""
+    model, jacobian = SequenceRegressor(apply_layer(cfg, name)), jacobian and cfg.jacobian
+    profile = lambda p, x, y, lengths: regressor_gradient_profile(model, p, x, y, lengths, jacobian=jacobian)
     with jax.enable_x64(cfg.float64):
         dtype = np.float64 if cfg.float64 else np.float32
         params_s, x, y = jax.tree.map(lambda a: np.asarray(a, dtype), (params_s, batch_s["x"], batch_s["y"]))

@@ -44,7 +44,7 @@ import numpy as np
 
 from rnnlab import RNN, diagnostics, plots
 from rnnlab.data import adding_problem, seeded_batches
-from rnnlab.linen import SequenceRegressor
+from rnnlab.linen import SequenceRegressor, regressor_gradient_profile
 from rnnlab.zoo import MODELS, make_cell
 
 for name in ("rnn", "lstm", "gru"):
@@ -54,7 +54,7 @@ for name in ("rnn", "lstm", "gru"):
 # %% [markdown]
 # ## One model, one backward pass
 #
-# `diagnostics.regressor_gradient_profile` runs a sequence regressor on a batch, takes the squared error at the
+# `regressor_gradient_profile` runs a sequence regressor on a batch, takes the squared error at the
 # last step, and returns $\|\partial L/\partial h_t\|$ for every $t$ (averaged over the batch) and the Jacobian
 # norm $\|\partial h_T/\partial h_t\|_2$. We vmap it over seeds. Measurements run in float64, because in
 # float32 the tanh RNN's gradient underflows to exactly zero within about a hundred steps.
@@ -68,12 +68,8 @@ def profile(name, T, **cell_options):
     with jax.enable_x64(True):
         params = jax.vmap(lambda k: model.init(k, jnp.zeros((1, T, 2))))(keys)
         params, x, y = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), (params, batch["x"], batch["y"]))
-        grad_st, jac_st = jax.jit(jax.vmap(lambda p, x, y: diagnostics.regressor_gradient_profile(model, p, x, y)))(
-            params, x, y
-        )
-    return diagnostics.summarize(diagnostics.by_distance(grad_st)), diagnostics.summarize(
-        diagnostics.by_distance(jac_st)
-    )
+        grad_st, jac_st = jax.jit(jax.vmap(lambda p, x, y: regressor_gradient_profile(model, p, x, y)))(params, x, y)
+    return diagnostics.summarize(grad_st), diagnostics.summarize(jac_st)
 
 
 results = {T: {name: profile(name, T) for name in ("rnn", "lstm", "gru")} for T in LENGTHS}
@@ -119,13 +115,13 @@ def init_sweep(name, option, values, T):
     params = init_params(sweep, lambda key, point: init(key, point[option]), keys)
     batch = seeded_batches(adding_problem, 0, sweep.column("seed"), EXAMPLES, T)(0)
     model = SequenceRegressor(RNN(make_cell(name, HIDDEN)))  # init options do not change apply
-    grad_of = lambda p, x, y: diagnostics.regressor_gradient_profile(model, p, x, y, jacobian=False)[0]
+    grad_of = lambda p, x, y: regressor_gradient_profile(model, p, x, y, jacobian=False)[0]
     with jax.enable_x64(True):
         grad_st = sweep.run(
             grad_of, *jax.tree.map(lambda a: np.asarray(a, np.float64), (params, batch["x"], batch["y"]))
         )
     column = sweep.column(option)
-    return {f"{option} {v}": diagnostics.summarize(diagnostics.by_distance(grad_st[column == v])) for v in values}
+    return {f"{option} {v}": diagnostics.summarize(grad_st[column == v]) for v in values}
 
 
 T = LENGTHS[-1]

@@ -35,7 +35,9 @@ def recurrence(cell, unroll, params, x_tbi, carry0, mask_tb, eps_tbh):
 
 
 def _forward(cell, unroll, params, x_tbi, carry0, mask_tb, eps_tbh):
-    final, (y_tbh, proj_t, carries_t) = steps.scan(cell, params, x_tbi, carry0, mask_tb, eps_tbh, unroll=unroll, save=True)
+    final, (y_tbh, proj_t, carries_t) = steps.scan(
+        cell, params, x_tbi, carry0, mask_tb, eps_tbh, unroll=unroll, save=True
+    )
     return (final, y_tbh), (params, x_tbi, proj_t, carries_t, mask_tb, eps_tbh)
 
 
@@ -49,7 +51,9 @@ def _backward(cell, unroll, residuals, cotangents):
         d_carry, buf_t = state
         t, carry_prev, valid_b, eps_bh, dy_bh = inputs
         proj = tuple(jax.lax.dynamic_index_in_dim(a, t, keepdims=False) for a in buf_t)
-        _, vjp = jax.vjp(lambda proj, carry, eps: steps.update(cell, carry, proj, valid_b, eps), proj, carry_prev, eps_bh)
+        _, vjp = jax.vjp(
+            lambda proj, carry, eps: steps.update(cell, carry, proj, valid_b, eps), proj, carry_prev, eps_bh
+        )
         d_proj, d_prev, d_eps_bh = vjp((d_carry, dy_bh))
         # hp = h_prev W_hh^T + b: the recurrent path back into h_prev
         d_prev = cell.replace_hidden(d_prev, cell.carry_hidden(d_prev) + d_proj[-1] @ w_hh)

@@ -68,7 +68,9 @@ class RNN:
         keys = jax.random.split(key, self.num_layers * self.num_directions)
         return {
             f"l{layer}": {
-                name: self.cell.init(keys[layer * self.num_directions + d], self.layer_input_size(layer, input_size), dtype)
+                name: self.cell.init(
+                    keys[layer * self.num_directions + d], self.layer_input_size(layer, input_size), dtype
+                )
                 for d, name in enumerate(DIRECTIONS[: self.num_directions])
             }
             for layer in range(self.num_layers)

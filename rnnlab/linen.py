@@ -11,7 +11,9 @@ diagnostics run on the model as it is.
 from __future__ import annotations
 
 import flax.linen as nn
+import jax.numpy as jnp
 
+from rnnlab import diagnostics
 from rnnlab.layers import RNN
 from rnnlab.readout import last_valid, pool
 from rnnlab.validation import check_embedding_ids
@@ -50,6 +52,17 @@ class SequenceRegressor(nn.Module):
             x, lengths, deterministic=deterministic, hidden_perturbation=hidden_perturbation
         )
         return nn.Dense(self.out_features, name="head")(last_valid(outputs, lengths))
+
+
+def regressor_gradient_profile(model: SequenceRegressor, variables, x_bti, y_b, lengths_b=None, *, jacobian=True):
+    """``diagnostics.gradient_profile`` of a ``SequenceRegressor``'s (one-layer, forward) layer, the
+    loss being the squared error of its prediction at each sequence's last valid step, summed over
+    the batch: ``(||dL/dh_t|| [T], ||dh_T/dh_t||_2 [T])``.  Jittable; vmap it over seeds."""
+    head = nn.Dense(model.out_features)
+    predict = lambda out_bth: head.apply({"params": variables["params"]["head"]}, last_valid(out_bth, lengths_b))
+    loss = lambda out_bth: jnp.sum((predict(out_bth)[:, 0] - y_b) ** 2)
+    params = recurrent_params(variables)
+    return diagnostics.gradient_profile(model.layer, params, loss, x_bti, lengths_b, jacobian=jacobian)
 
 
 class LanguageModel(nn.Module):

@@ -91,11 +91,12 @@ def test_zero_perturbation_changes_nothing():
         layer.apply(params, x, hidden_perturbation=jnp.zeros((1, B, T + 1, H)))
 
 
-def test_summaries_by_distance():
-    curves_st = np.array([[1.0, 10.0, 100.0], [2.0, 20.0, 200.0], [3.0, 30.0, 300.0]])
-    s = diagnostics.summarize(diagnostics.by_distance(curves_st))
+def test_summaries_by_distance_leave_a_diverged_seed_out():
+    curves_st = np.array([[1.0, 10.0, 100.0], [2.0, 20.0, 200.0], [3.0, 30.0, 300.0], [np.nan, 1.0, 1.0]])
+    s = diagnostics.summarize(curves_st)  # time order in, distance from the last step out
     assert s["distance"] == [0, 1, 2] and s["median"] == [200.0, 20.0, 2.0]
     assert s["q25"][0] == 150.0 and s["q75"][0] == 250.0
+    assert s["diverged"] == 1 and s["diverged_seeds"] == [3]
     assert diagnostics.decay_ratio(curves_st[0]) == pytest.approx(0.01)
 
 

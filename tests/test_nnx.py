@@ -113,3 +113,61 @@ def test_task_models_compose_the_layer():
         11, 7, 5, RNN(GRUCell(8), input_size=5, rngs=rngs), RNN(GRUCell(8), input_size=5, rngs=rngs), rngs=rngs
     )
     assert s2s(tokens, jnp.array([3, 2]), jnp.array([[0, 1], [2, 6]])).shape == (2, 2, 7)
+
+
+def nnx_from_linen(model, variables):
+    """Copy Linen variables into an NNX task model (same names: embed, head, the layer's tree)."""
+    p = variables["params"]
+    for name, module in vars(model).items():
+        if isinstance(module, nnx.Embed):
+            module.embedding[...] = p[name]["embedding"]
+        elif isinstance(module, nnx.Linear):
+            module.kernel[...], module.bias[...] = p["head"]["kernel"], p["head"]["bias"]
+    for rnn, scope in ((getattr(model, a, None), b) for a, b in [("rnn", "recurrent"), ("encoder", "encoder_rnn"),
+                                                                  ("decoder", "decoder_rnn")]):  # fmt: skip
+        if rnn is not None:
+            rnn.params = nnx.data(jax.tree.map(nnx.Param, p[scope]["rnn"]))
+    return model
+
+
+@pytest.mark.parametrize("pooling", ["final", "mean"])
+def test_task_models_equal_the_linen_ones_with_the_same_params(pooling, assert_close):
+    """Linen (rnnlab.linen) and NNX (rnnlab.nnx) task models, same options and params: same outputs,
+    lengths, pooling and the hidden perturbation included."""
+    from rnnlab import RNN as PureRNN
+    from rnnlab import linen
+
+    rngs, V, E = nnx.Rngs(0), 11, 5
+    tokens, lengths = jnp.array([[1, 2, 3, 4], [4, 5, 10, 0]]), jnp.array([4, 2])
+    nnx_rnn = lambda **kw: RNN(LSTMCell(8), input_size=E, rngs=rngs, **kw)
+    pure = lambda **kw: PureRNN(LSTMCell(8), **kw)
+    cases = {
+        "classifier": (
+            linen.SequenceClassifier(V, E, pure(bidirectional=True), 3, pooling=pooling),
+            SequenceClassifier(V, E, nnx_rnn(bidirectional=True), 3, pooling=pooling, rngs=rngs),
+            (tokens, lengths),
+        ),
+        "language model": (linen.LanguageModel(V, E, pure()), LanguageModel(V, E, nnx_rnn(), rngs=rngs), (tokens,)),
+        "regressor": (
+            linen.SequenceRegressor(pure(), 2),
+            SequenceRegressor(RNN(LSTMCell(8), input_size=3, rngs=rngs), 2, rngs=rngs),
+            (X[:2, :4], lengths),
+        ),  # fmt: skip
+        "seq2seq": (
+            linen.Seq2Seq(V, 7, E, pure(), pure()),
+            Seq2Seq(V, 7, E, nnx_rnn(), nnx_rnn(), rngs=rngs),
+            (tokens, lengths, jnp.array([[0, 1], [2, 6]])),
+        ),
+    }
+    for name, (linen_model, nnx_model, args) in cases.items():
+        variables = linen_model.init(jax.random.key(1), *args)
+        got, want = nnx_from_linen(nnx_model, variables)(*args), linen_model.apply(variables, *args)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            assert_close(f"nnx vs linen: {name}", a, b, atol=1e-6, rtol=1e-6)
+    eps = 0.1 * jax.random.normal(jax.random.key(2), (1, 2, 4, 8))
+    linen_lm, nnx_lm, _ = cases["language model"]
+    variables = linen_lm.init(jax.random.key(1), tokens)
+    got = nnx_from_linen(nnx_lm, variables)(tokens, hidden_perturbation=eps)[0]
+    want = linen_lm.apply(variables, tokens, hidden_perturbation=eps)[0]
+    assert_close("nnx vs linen: language model, perturbed", got, want, atol=1e-6, rtol=1e-6)
+    assert not np.allclose(want, linen_lm.apply(variables, tokens)[0])  # the perturbation reaches the logits

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from conftest import load_script, run_two_processes
 
-from rnnlab import RNN, diagnostics
+from rnnlab import RNN
 from rnnlab import sweep as sweeps
 from rnnlab.data import synthetic
-from rnnlab.linen import SequenceRegressor
+from rnnlab.linen import SequenceRegressor, regressor_gradient_profile
 from rnnlab.train import OptimConfig, init_state, make_optimizer, make_train_step
 from rnnlab.zoo import make_cell
 
@@ -107,8 +107,8 @@ def test_padded_lengths_measure_what_unpadded_sequences_do(assert_close):
     params = model.init(jax.random.key(3), jnp.zeros((1, T, 2)))
     b = synthetic.adding_problem(5, 4, T)
     x_pad = np.concatenate([b["x"], np.ones((4, pad - T, 2), np.float32)], axis=1)  # garbage padding
-    grad, jac = diagnostics.regressor_gradient_profile(model, params, b["x"], b["y"])
-    grad_p, jac_p = diagnostics.regressor_gradient_profile(model, params, x_pad, b["y"], jnp.full(4, T))
+    grad, jac = regressor_gradient_profile(model, params, b["x"], b["y"])
+    grad_p, jac_p = regressor_gradient_profile(model, params, x_pad, b["y"], jnp.full(4, T))
     assert_close("padded gradient profile", grad_p[:T], grad, atol=1e-7, rtol=1e-5)
     assert_close("padded jacobian profile", jac_p[:T], jac, atol=1e-7, rtol=1e-5)
     assert np.all(np.asarray(grad_p[T:]) == 0) and np.all(np.asarray(jac_p[T:]) == 0)

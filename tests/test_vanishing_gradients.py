@@ -32,7 +32,7 @@ def test_writes_results_and_figures(quick_run):
         for T in ("20", "50"):
             for phase in ("init", "trained"):
                 curve = results["gradient_norms"][model][T][phase]
-                assert set(curve) == {"distance", "median", "q25", "q75"}
+                assert set(curve) == {"distance", "median", "q25", "q75", "diverged", "diverged_seeds"}
                 assert curve["distance"] == list(range(int(T)))
                 assert np.all(np.array(curve["q25"]) <= np.array(curve["q75"]))
     assert results["final_loss"]["lstm"]["50"]["median"] > 0
