@@ -19,6 +19,7 @@ Not part of the test suite.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -35,13 +36,15 @@ from rnnlab.zoo import make_cell
 SHAPES = [(8, 1000, 2, 128), (32, 200, 64, 256), (64, 100, 128, 512), (128, 50, 32, 128)]  # (B, T, I, H)
 
 
-def rnnlab_fns(cell_name, B, T, I, H, **layer_options):
-    """rnnlab's default path (``layer_options`` select others, e.g. ``backward="autodiff"``)."""
+def rnnlab_fns(cell_name, B, T, I, H, apply=None, **layer_options):
+    """rnnlab's default path (``layer_options`` select others, e.g. ``backward="autodiff"``;
+    ``apply(layer, params, x)``, e.g. ``rnnlab.experimental.apply_wavefront``, runs another)."""
     layer = RNN(make_cell(cell_name, H), **layer_options)
+    run = functools.partial(apply or RNN.apply, layer)
     params = layer.init(jax.random.key(0), I)
     x = jax.random.normal(jax.random.key(1), (B, T, I))
-    fwd = jax.jit(lambda p, x: layer.apply(p, x)[0])
-    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(layer.apply(p, x)[0]), argnums=(0, 1)))
+    fwd = jax.jit(lambda p, x: run(p, x)[0])
+    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(run(p, x)[0]), argnums=(0, 1)))
     return (lambda: jax.block_until_ready(fwd(params, x))), (lambda: jax.block_until_ready(grad(params, x)))
 
 
@@ -133,7 +136,7 @@ def compile_and_memory(lengths, B=16, I=32, H=128):
     out = []
     for T in lengths:
         for remat in (False, True):
-            layer = RNN(make_cell("lstm", H), remat=remat)
+            layer = RNN(make_cell("lstm", H), backward="remat" if remat else "fused")
             params = layer.init(jax.random.key(0), I)
             x = jnp.zeros((B, T, I))
             grad = jax.jit(jax.grad(lambda p, x: jnp.sum(layer.apply(p, x)[0])))

@@ -2,10 +2,10 @@
 
 Forward+backward (loss = sum of outputs) of rnnlab with a bidirectional
 layer's two directions in one scan, ``[2, B, H] x [2, H, G*H]`` per step
-(``RNN(one_scan_per_layer=True)``, the default off CPU), against one scan per
-direction (``one_scan_per_layer=False``, the default on CPU) and ``torch.nn.LSTM/GRU`` with the same
+(``rnnlab.experimental.apply_one_scan``), against one scan per direction
+(``RNN.apply``, the default everywhere) and ``torch.nn.LSTM/GRU`` with the same
 layers and thread count; for unidirectional stacks also the layer wavefront
-(``RNN(wavefront=True)``: one scan of T + L - 1 steps), forward+backward with
+(``rnnlab.experimental.apply_wavefront``: one scan of T + L - 1 steps), forward+backward with
 its fused VJP and with JAX's derivative, and forward only.  Interleaved repeats, medians.  Then compile time of a
 bidirectional LSTM's (and a wavefront stack's) forward+backward against the
 number of layers and T.
@@ -28,7 +28,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_layers import median_times, rnnlab_fns, torch_fns  # noqa: E402
 
-from rnnlab import RNN  # noqa: E402
+from rnnlab import RNN
+from rnnlab.experimental import apply_one_scan, apply_wavefront  # noqa: E402
 from rnnlab.zoo import make_cell  # noqa: E402
 
 # (B, T, I, H, layers, bidirectional): the small-batch, long-sequence regime
@@ -46,19 +47,18 @@ def speed_rows(cells, repeats):
     rows = []
     for cell in cells:
         for B, T, I, H, L, bi in SHAPES:
+            one_scan = apply_one_scan if bi else None  # one direction: there is nothing to pair
             fns = {
-                "rnnlab": rnnlab_fns(cell, B, T, I, H, num_layers=L, bidirectional=bi, one_scan_per_layer=True)[1],
-                "per_direction": rnnlab_fns(cell, B, T, I, H, num_layers=L, bidirectional=bi, one_scan_per_layer=False)[
-                    1
-                ],
+                "rnnlab": rnnlab_fns(cell, B, T, I, H, one_scan, num_layers=L, bidirectional=bi)[1],
+                "per_direction": rnnlab_fns(cell, B, T, I, H, num_layers=L, bidirectional=bi)[1],
                 "torch": torch_fns(cell, B, T, I, H, num_layers=L, bidirectional=bi)[1],
             }
             if L > 1 and not bi:
-                forward, both = rnnlab_fns(cell, B, T, I, H, num_layers=L, wavefront=True)
+                forward, both = rnnlab_fns(cell, B, T, I, H, apply_wavefront, num_layers=L)
                 fns.update(
                     wavefront=both,
                     wavefront_forward=forward,
-                    wavefront_autodiff=rnnlab_fns(cell, B, T, I, H, num_layers=L, wavefront=True, backward="autodiff")[
+                    wavefront_autodiff=rnnlab_fns(cell, B, T, I, H, apply_wavefront, num_layers=L, backward="autodiff")[
                         1
                     ],
                     per_layer_forward=rnnlab_fns(cell, B, T, I, H, num_layers=L)[0],
@@ -89,9 +89,9 @@ def speed_rows(cells, repeats):
     return rows
 
 
-def compile_seconds(layer, B, T, I):
+def compile_seconds(layer, apply, B, T, I):
     params = layer.init(jax.random.key(0), I)
-    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(layer.apply(p, x)[0])))
+    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(apply(layer, p, x)[0])))
     t0 = time.perf_counter()
     grad.lower(params, jnp.zeros((B, T, I))).compile()
     return time.perf_counter() - t0
@@ -101,11 +101,11 @@ def compile_rows(layer_counts, lengths=(100, 1000), B=16, I=32, H=128):
     rows = []
     for T in lengths:
         for L in layer_counts:
-            for kind, options in (
-                ("bidirectional", dict(bidirectional=True, one_scan_per_layer=True)),
-                ("wavefront", dict(wavefront=True)),
+            for kind, apply, options in (
+                ("bidirectional", apply_one_scan, dict(bidirectional=True)),
+                ("wavefront", apply_wavefront, {}),
             ):
-                seconds = compile_seconds(RNN(make_cell("lstm", H), num_layers=L, **options), B, T, I)
+                seconds = compile_seconds(RNN(make_cell("lstm", H), num_layers=L, **options), apply, B, T, I)
                 rows.append({"layers": L, "T": T, "kind": kind, "compile_s": seconds})
                 print(f"LSTM {kind}, {L} layer(s), T={T}: compile {seconds:.2f} s", flush=True)
     return rows
