@@ -1,22 +1,17 @@
 """Vanishing and exploding gradients: a tanh RNN against an LSTM and a GRU on long sequences.
 
-On the adding problem at several lengths T, for each model, we measure how
-much of the gradient of the last step's loss L reaches each hidden state,
+On the adding problem at several lengths T, for each model and several seeds,
+at initialisation and after --steps Adam steps (Arjovsky, Shah & Bengio 2016):
 
-    ||dL/dh_t||  for every t, against the distance T-1-t  (one backward pass),
+    ||dL/dh_t|| for every t against the distance T-1-t (one backward pass), the Jacobian
+    norm ||dh_T/dh_t||_2, and the largest Lyapunov exponents lambda_i of the tangent
+    dynamics, whose exp(lambda_1) is the factor per step the gradient should decay by.
 
-and the Jacobian norm ||dh_T/dh_t||_2, over several seeds: median and
-interquartile band.  Following Arjovsky, Shah & Bengio (2016) we do it at
-initialisation and again after --steps Adam steps.  Then the two
-initialisation sweeps that decide the picture -- the RNN's recurrent spectral
-radius (vanishing below 1, Pascanu et al. 2013) and the LSTM's forget-gate
-bias -- and gradient clipping in the exploding regime.
-
-Every part is a sweep (``rnnlab.sweep``): for each model, the seeds x lengths
-train as few compiled programs (lengths of similar size share one, the shorter
-sequences padded, with ``lengths``: see ``--pad-lengths``), each initialisation sweep
-is one program per cell kind, and the clipping demo's two arms are one program;
-the points are spread over every device (and every process of a multi-process run).
+Then the initialisation sweeps that decide the picture -- the RNN's recurrent spectral
+radius (vanishing below 1, Pascanu et al. 2013) and the LSTM's forget-gate bias -- and
+gradient clipping in the exploding regime.  Every part is a sweep (``rnnlab.sweep``):
+few compiled programs (lengths of similar size share one: ``--pad-lengths``), the points
+spread over every device (and every process of a multi-process run).
 
     python experiments/vanishing_gradients.py            # the default, about a minute on 2 CPU cores
     python experiments/vanishing_gradients.py --quick    # about 20 seconds
@@ -43,7 +38,7 @@ from rnnlab.sweep import Sweep, grid, init_params, length_groups
 from rnnlab.train import NonFiniteError, OptimConfig, make_optimizer
 
 PHASES = ("init", "trained")
-RESULT_KEYS = ("gradient_norms", "jacobian_norms", "ratios", "spectral_radii", "largest_singular_values")
+RESULT_KEYS = ("gradient_norms", "jacobian_norms", "ratios", "spectral_radii", "largest_singular_values", "lyapunov")
 
 
 @dataclasses.dataclass
@@ -120,9 +115,15 @@ def mse_loss(model):
 
 
 def measure(cfg, name: str, sweep: Sweep, params_s, batch_s, jacobian: bool = True):
-    """The gradient profile of every point in one program (float64 unless ``--no-float64``)."""
-    model, jacobian = SequenceRegressor(apply_layer(cfg, name)), jacobian and cfg.jacobian
-    profile = lambda p, x, y, lengths: regressor_gradient_profile(model, p, x, y, lengths, jacobian=jacobian)
+    """Every point's gradient profile and leading Lyapunov exponents (mean over the batch's
+    sequences) in one program, in float64 unless ``--no-float64``."""
+    layer, jacobian = apply_layer(cfg, name), jacobian and cfg.jacobian
+    cell_params = lambda p: layer.materialize(recurrent_params(p))["l0"]["fwd"]
+    exponents = jax.vmap(diagnostics.lyapunov_exponents, in_axes=(None, None, 0, 0))
+    profile = lambda p, x, y, lengths: (
+        *regressor_gradient_profile(SequenceRegressor(layer), p, x, y, lengths, jacobian=jacobian),
+        jnp.mean(exponents(layer.cell, cell_params(p), x, lengths), axis=0),
+    )
     with jax.enable_x64(cfg.float64):
         dtype = np.float64 if cfg.float64 else np.float32
         params_s, x, y = jax.tree.map(lambda a: np.asarray(a, dtype), (params_s, batch_s["x"], batch_s["y"]))
@@ -132,7 +133,8 @@ def measure(cfg, name: str, sweep: Sweep, params_s, batch_s, jacobian: bool = Tr
 def train_and_measure(cfg, run, name: str, lengths: tuple[int, ...]) -> dict[int, dict]:
     """Every (T, seed) of one model in one sweep: init, measure, train ``cfg.steps``, measure.
 
-    Returns ``{T: {"curve": (steps, losses [S_T, N]), phase: {"grad", "jac" [S_T, T], "radii", "sv" [S_T, G]}}}``."""
+    Returns ``{T: {"curve": (steps, losses [S_T, N]), phase: {"grad", "jac" [S_T, T], "radii", "sv" [S_T, G],
+    "lyap" [S_T, K]}}}``."""
     max_T, tag, layer = max(lengths), f"{name}/T{'-'.join(map(str, lengths))}", apply_layer(cfg, name)
     sweep = Sweep(grid(T=lengths, seed=range(cfg.seeds)))
     keys, measure_batch = point_keys(cfg, sweep), adding_rows(cfg, sweep, lambda T: 10**6, cfg.measure_size, max_T)(0)
@@ -146,10 +148,16 @@ def train_and_measure(cfg, run, name: str, lengths: tuple[int, ...]) -> dict[int
     rows = {T: np.flatnonzero(sweep.column("T") == T) for T in lengths}
     out = {T: {"curve": (steps, loss_sn[rows[T]])} for T in lengths}
     for phase in PHASES:
-        grad_st, jac_st = map(np.asarray, measure(cfg, name, sweep, params[phase], measure_batch))
+        grad_st, jac_st, lyap_sk = map(np.asarray, measure(cfg, name, sweep, params[phase], measure_batch))
         radii, sv = diagnostics.gate_spectra(layer, recurrent_params(params[phase]))
         for T, r in rows.items():
-            out[T][phase] = {"grad": grad_st[r, :T], "jac": jac_st[r, :T], "radii": radii[r], "sv": sv[r]}
+            out[T][phase] = {
+                "grad": grad_st[r, :T],
+                "jac": jac_st[r, :T],
+                "radii": radii[r],
+                "sv": sv[r],
+                "lyap": lyap_sk[r],
+            }
     return out
 
 
@@ -164,6 +172,9 @@ def model_results(cfg, measured: dict) -> dict:
         out["ratios"][phase] = over_seeds([diagnostics.decay_ratio(g) for g in m["grad"]])
         out["spectral_radii"][phase] = over_seeds(m["radii"])["median"]
         out["largest_singular_values"][phase] = over_seeds(m["sv"])["median"]
+        decay = [diagnostics.decay_rate(g) for g in m["grad"]]  # ln ||dL/dh_t|| per step back; lambda_1 predicts it
+        lyap = {"exponents": over_seeds(m["lyap"])["median"], "gradient_decay": over_seeds(decay)["median"]}
+        out["lyapunov"][phase] = {"exponent": lyap["exponents"][0], **lyap}
         if cfg.jacobian:
             out["jacobian_norms"][phase] = diagnostics.summarize(m["jac"])
             if m["sv"].shape[1] == 1:  # an Elman RNN: |f'| <= 1 for tanh and ReLU; diverged seeds left out
@@ -265,12 +276,8 @@ def save_figures(cfg: Config, run: RunDir, results: dict, curves: dict, clip_swe
     colors = {labels[name]: plots.COLORS.get(name) for name in cfg.models}
     styles = {label: {"color": color} for label, color in colors.items()}
     phases = {"init": "at initialisation", "trained": f"after {cfg.steps} Adam steps"}
-    dtype = "float64" if cfg.float64 else "float32"  # the legends name each model; its init is in results.json
-    ylabels = {
-        "gradient_norms": r"$\|\partial L/\partial h_t\|$",
-        "jacobian_norms": r"$\|\partial h_T/\partial h_t\|_2$",
-    }
-    for key, ylabel in ylabels.items():
+    dtype = "float64" if cfg.float64 else "float32"  # the legends name each model and its init
+    for key, ylabel in {"gradient_norms": plots.GRADIENT_NORM, "jacobian_norms": plots.JACOBIAN_NORM}.items():
         if results[key][cfg.models[0]].get(str(cfg.lengths[0])):
             series = lambda T, phase: {labels[n]: results[key][n][str(T)][phase] for n in cfg.models}
             panels = {f"T = {T}, {how}": series(T, phase) for phase, how in phases.items() for T in cfg.lengths}
@@ -284,6 +291,11 @@ def save_figures(cfg: Config, run: RunDir, results: dict, curves: dict, clip_swe
               f"LSTM at init, forget-gate bias b_f, T={T}": sweep("forget_bias", "forget bias")}  # fmt: skip
     title = f"Initialisation decides the picture (H={cfg.hidden}, median and IQR of {cfg.seeds} seeds)"
     run.save_figure(plots.norms_grid(panels, columns=2, width=5.5, suptitle=title), "init_sweeps")
+
+    pairs = lambda by_T: [(v[p]["exponent"], v[p]["gradient_decay"]) for v in by_T.values() for p in PHASES]
+    points = {labels[n]: pairs(results["lyapunov"][n]) for n in cfg.models}
+    title = f"λ_1 against the gradient's decay, adding problem, H={cfg.hidden}, T = {', '.join(map(str, cfg.lengths))}, at init and trained, median of {cfg.seeds} seeds"
+    run.save_figure(plots.exponent_vs_decay(points, title=title, colors=colors), "lyapunov")
 
     c, traces = results["clipping"], {}
     (steps, loss_sn), grad_sn = run.curve("clipping"), run.curve("clipping", "grad_norm")[1]

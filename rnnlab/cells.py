@@ -30,7 +30,7 @@ from rnnlab.validation import is_concrete
 
 Params = dict[str, jax.Array]
 
-ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "linear": lambda z: z}
 
 
 class LSTMState(NamedTuple):
@@ -138,7 +138,8 @@ class ElmanCell(_Cell):
 
         h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),   y_t = h_t
 
-    with ``act`` = ``"tanh"`` or ``"relu"``.
+    with ``act`` = ``"tanh"``, ``"relu"`` or ``"linear"`` (the identity: a linear RNN, whose
+    Lyapunov exponents are the logs of ``|eig(W_hh)|``).
     """
 
     activation: str = "tanh"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from rnnlab.metrics import over_seeds
 
@@ -124,6 +125,64 @@ def pascanu_bound_ratio(jac_t, largest_singular_value: float) -> float:
     (Pascanu, Mikolov & Bengio 2013).  (k = 0 is the identity.)"""
     jac_k = by_distance(np.asarray(jac_t, np.float64))
     return float(np.max(jac_k[1:] / largest_singular_value ** np.arange(1, len(jac_k))))
+
+
+def lyapunov_exponents(cell, params, x_ti, length=None, *, count: int = 4) -> jax.Array:
+    """The ``count`` leading Lyapunov exponents, per step, of the tangent dynamics of one sequence.
+
+    Along the model's own trajectory ``c_t = step(c_{t-1}, x_t)`` (from zeros), the tangent
+    map is ``J_t = dc_t/dc_{t-1}`` (the whole carry: ``(h, c)`` for an LSTM).  The QR method
+    (Benettin et al. 1980) pushes an orthonormal frame through the maps and re-orthonormalises
+    it each step, ``J_t Q_{t-1} = Q_t R_t``; then ``lambda_i = (1/T) sum_t ln |R_t[i, i]|``,
+    sorted.  ``||dh_T/dh_t||`` grows like ``exp(lambda_1 (T - t))``, so ``exp(lambda_1)`` is
+    the factor per step by which a gradient vanishes (``lambda_1 < 0``) or explodes.  For a
+    linear RNN, ``lambda_i = ln |eig_i(W_hh)|``.  ``length``: the valid steps (default T).
+    QR by Gram-Schmidt in matmuls (no LAPACK, as ``spectral_norm``); jittable, vmappable.
+    """
+    num_steps = x_ti.shape[0]
+    length = num_steps if length is None else length
+    flat0, unravel = ravel_pytree(cell.initial_carry((), x_ti.dtype))
+    # a random orthonormal start (fixed key): a coordinate frame can sit far from the slow directions
+    frame_dk = _gram_schmidt(jax.random.normal(jax.random.key(0), (flat0.size, count), x_ti.dtype))[0]
+
+    def step(state, inputs):
+        flat, q_dk, log_r_k = state
+        t, x_i = inputs
+        advance = lambda v: ravel_pytree(cell.step(params, unravel(v), x_i)[0])[0]
+        new_flat, tangent = jax.linearize(advance, flat)
+        q_new_dk, r_k = _gram_schmidt(jax.vmap(tangent, in_axes=1, out_axes=1)(q_dk))
+        valid = t < length  # past the sequence's length: nothing moves
+        keep = lambda new, old: jnp.where(valid, new, old)
+        return (keep(new_flat, flat), keep(q_new_dk, q_dk), log_r_k + jnp.where(valid, jnp.log(r_k), 0.0)), None
+
+    (_, _, log_r_k), _ = jax.lax.scan(
+        step, (flat0, frame_dk, jnp.zeros(count, x_ti.dtype)), (jnp.arange(num_steps), x_ti)
+    )
+    return jnp.sort(log_r_k / length)[::-1]
+
+
+def _gram_schmidt(z_dk):
+    """``Z = Q R`` for a few columns: ``(Q [D, K] orthonormal, |diag R| [K])`` (modified Gram-Schmidt)."""
+    tiny = jnp.finfo(z_dk.dtype).tiny
+    columns, norms = [], []
+    for k in range(z_dk.shape[1]):
+        v = z_dk[:, k]
+        for q in columns:
+            v = v - (q @ v) * q
+        norm = jnp.sqrt(v @ v)
+        columns.append(v / jnp.maximum(norm, tiny))
+        norms.append(jnp.maximum(norm, tiny))
+    return jnp.stack(columns, axis=1), jnp.stack(norms)
+
+
+def decay_rate(norms_t) -> float:
+    """The least-squares slope of ``ln ||dL/dh_t||`` against the distance ``T - 1 - t``, per step
+    (over the distances where the norm is positive): the rate ``lambda_1`` predicts."""
+    norms_d = by_distance(np.asarray(norms_t, np.float64))
+    d = np.flatnonzero(norms_d > 0)
+    if len(d) < 2 or not np.all(np.isfinite(norms_d)):
+        return float("nan")
+    return float(np.polyfit(d, np.log(norms_d[d]), 1)[0])
 
 
 def by_distance(values_xt) -> np.ndarray:

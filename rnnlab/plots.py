@@ -19,6 +19,10 @@ COLORS = {
 }
 
 
+GRADIENT_NORM = r"$\|\partial L/\partial h_t\|$"
+JACOBIAN_NORM = r"$\|\partial h_T/\partial h_t\|_2$"
+
+
 def _axes(ax):
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
@@ -111,6 +115,25 @@ def norms_grid(
     for ax, (title, series) in zip(axes, panels_.items()):
         norms_by_distance(series, title=title, ylabel=ylabel, ax=ax, styles=styles)
     fig.suptitle(suptitle, fontsize=10)
+    return fig
+
+
+def exponent_vs_decay(points: dict, *, title: str, colors: dict | None = None):
+    """``points[label] = [(lambda_1, decay), ...]``: the largest Lyapunov exponent against the
+    fitted decay rate of ``ln ||dL/dh_t||`` per step, with the line where they agree."""
+    fig, ax = plt.subplots(figsize=(6.5, 5), constrained_layout=True)
+    for label, xy in points.items():
+        xy = np.asarray(xy, np.float64).reshape(-1, 2)
+        ax.scatter(xy[:, 0], xy[:, 1], label=label, color=(colors or {}).get(label))
+    finite = np.concatenate([np.asarray(v, np.float64).ravel() for v in points.values()])
+    finite = finite[np.isfinite(finite)]
+    lo, hi = (finite.min(), finite.max()) if finite.size else (-1.0, 0.0)
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="decay = exponent")
+    ax.set_xlabel(r"largest Lyapunov exponent $\lambda_1$ (per step)")
+    ax.set_ylabel(r"slope of $\ln\|\partial L/\partial h_t\|$ per step back")
+    ax.set_title(title, fontsize=9, wrap=True)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
     return fig
 
 

@@ -120,3 +120,27 @@ def test_spectral_norm_equals_numpy_svd():
             assert got == pytest.approx(np.linalg.norm(m, 2), rel=1e-12, abs=0), m
         close = q1 @ np.diag([3.0, 3.0 * (1 - 1e-4), 1, 1, 0.5, 0]) @ q2
         assert float(diagnostics.spectral_norm(jnp.asarray(close))) == pytest.approx(3.0, rel=2e-5)
+
+
+def test_lyapunov_exponents_of_a_linear_rnn_are_the_logs_of_its_eigenvalue_moduli(assert_close):
+    """For h_t = W h_(t-1) + U x_t the tangent map is W at every step: lambda_i = ln |eig_i(W)|
+    (a normal W with a known spectrum, signs mixed); the QR method converges as 1/T."""
+    with jax.enable_x64(True):
+        H = 6
+        cell = ElmanCell(H, activation="linear")
+        params = cell.init(jax.random.key(0), 2, jnp.float64)
+        q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(H, H)))
+        eig = np.array([0.95, -0.8, 0.6, 0.5, -0.3, 0.1])
+        params["w_hh"] = jnp.asarray(q @ np.diag(eig) @ q.T)
+        x = jax.random.normal(jax.random.key(1), (4000, 2), jnp.float64)
+        got = diagnostics.lyapunov_exponents(cell, params, x, count=4)
+        assert_close("Lyapunov exponents vs ln|eig(W_hh)|", got, np.log(np.abs(eig[:4])), atol=2e-3, rtol=0)
+        # only the valid prefix counts: length 2000 of 4000 steps gives the same exponents to 1/T
+        half = diagnostics.lyapunov_exponents(cell, params, x, 2000, count=4)
+        assert_close("Lyapunov exponents over a length", half, np.log(np.abs(eig[:4])), atol=4e-3, rtol=0)
+
+
+def test_decay_rate_is_the_slope_per_step_back():
+    norms_t = 3.0 * np.exp(-0.25 * np.arange(40)[::-1])  # ||dL/dh_t|| = 3 e^{-0.25 (T-1-t)}
+    assert diagnostics.decay_rate(norms_t) == pytest.approx(-0.25)
+    assert np.isnan(diagnostics.decay_rate(np.full(5, np.nan)))
