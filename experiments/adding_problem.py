@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -191,11 +192,8 @@ def save_figure(cfg: Config, run: RunDir, trained: dict, results: dict):
             colors=colors,
             baseline_label="predict 1" if cfg.variant == "adding" else "predict mean",
         )
-    fig.suptitle(
-        f"{cfg.variant} problem, T={cfg.seq_len}, H={cfg.hidden}, median and range of {cfg.seeds} seeds; "
-        f"{cfg.optimizer}, batch {cfg.batch_size}",
-        fontsize=10,
-    )
+    title = f"{cfg.variant} problem, T={cfg.seq_len}, H={cfg.hidden}, {cfg.optimizer}, batch {cfg.batch_size}, {cfg.steps} steps"
+    fig.suptitle(textwrap.fill(f"{title}; median and range of {cfg.seeds} seeds", 60 * len(labels)), fontsize=10)
     run.save_figure(fig, "learning_curves", dpi=120)
 
 
