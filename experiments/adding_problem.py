@@ -180,10 +180,7 @@ def save_figure(cfg: Config, run: RunDir, trained: dict, results: dict):
                 rows = [i for i, p in enumerate(sweep.points) if shared(p) == panel and p.get("forget_bias") == fb]
                 curve = label(name, forget_bias=cfg.forget_bias[0] if fb is None else fb, t_max="T")
                 colors[curve] = COLORS.get(name) if fb is None or len(cfg.forget_bias) == 1 else None
-                curves[curve] = (
-                    steps,
-                    loss_sn[rows],
-                )
+                curves[curve] = (steps, loss_sn[rows])
         learning_curves(
             curves,
             baseline=results["baseline_test_mse"],

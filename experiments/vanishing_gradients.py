@@ -56,8 +56,7 @@ class Config(BaseConfig):
     forget_bias: float = 1.0
     jacobian: bool = True
     float64: bool = True  # measure in float64: float32 underflows (< 1e-38) within ~100 steps for the RNN
-    # which lengths of a model share a program (shorter ones padded): rnnlab.sweep.length_groups
-    pad_lengths: str = option("auto", choices=("auto", "always", "never"))
+    pad_lengths: str = option("auto", choices=("auto", "always", "never"))  # rnnlab.sweep.length_groups
     sweep_length: int = option(100, ge=2)
     radii: tuple[float, ...] = option((0.5, 0.75, 1.0, 1.25, 1.5), gt=0.0)
     forget_biases: tuple[float, ...] = (0.0, 1.0, 3.0)
@@ -114,16 +113,21 @@ def mse_loss(model):
     return loss
 
 
+@functools.cache
+def profile_fn(layer, jacobian: bool):
+    """``-> (grad_t, jac_t, lambda_k)`` of a point; one function per (layer, jacobian): phases share a compile."""
+    model = SequenceRegressor(layer)
+
+    def profile(p, x, y, lengths):
+        grad_t, jac_t = regressor_gradient_profile(model, p, x, y, lengths, jacobian=jacobian)
+        return grad_t, jac_t, diagnostics.layer_lyapunov_exponents(layer, recurrent_params(p), x, lengths)
+
+    return profile
+
+
 def measure(cfg, name: str, sweep: Sweep, params_s, batch_s, jacobian: bool = True):
-    """Every point's gradient profile and leading Lyapunov exponents (mean over the batch's
-    sequences) in one program, in float64 unless ``--no-float64``."""
-    layer, jacobian = apply_layer(cfg, name), jacobian and cfg.jacobian
-    cell_params = lambda p: layer.materialize(recurrent_params(p))["l0"]["fwd"]
-    exponents = jax.vmap(diagnostics.lyapunov_exponents, in_axes=(None, None, 0, 0))
-    profile = lambda p, x, y, lengths: (
-        *regressor_gradient_profile(SequenceRegressor(layer), p, x, y, lengths, jacobian=jacobian),
-        jnp.mean(exponents(layer.cell, cell_params(p), x, lengths), axis=0),
-    )
+    """Every point's ``profile_fn`` in one program, in float64 unless ``--no-float64``."""
+    profile = profile_fn(apply_layer(cfg, name), jacobian and cfg.jacobian)
     with jax.enable_x64(cfg.float64):
         dtype = np.float64 if cfg.float64 else np.float32
         params_s, x, y = jax.tree.map(lambda a: np.asarray(a, dtype), (params_s, batch_s["x"], batch_s["y"]))
@@ -195,9 +199,10 @@ def init_sweep(cfg, name: str, column: str, values) -> dict:
     return {str(v): dict(diagnostics.summarize(g_st), ratio_median=ratio(g_st)) for v, g_st in rows.items()}
 
 
-def clipping_demo(cfg, run) -> tuple[Sweep, dict]:
-    """Gradient clipping in the exploding regime (SGD, as in Pascanu et al. 2013): both arms,
-    clip norm 1 and none, in one program; where each seed's loss or norm first went non-finite."""
+def clipping_demo(cfg, run) -> tuple[dict, dict]:
+    """Gradient clipping in the exploding regime (SGD, as in Pascanu et al. 2013): both arms, clip norm 1
+    and none, in one program.  ``(results, traces)``: where each seed's loss or norm first went non-finite,
+    and each arm's ``(steps, grad norms, losses)`` for the figure, read once from the run's log."""
     T = cfg.clip_length
     model = SequenceRegressor(zoo.make_layer("rnn", cfg.hidden, cell_options={"spectral_radius": cfg.clip_radius}))
     sweep = Sweep(grid(clip_norm=[1.0, 0.0], seed=range(cfg.seeds), T=[T]))
@@ -210,10 +215,10 @@ def clipping_demo(cfg, run) -> tuple[Sweep, dict]:
     except NonFiniteError:
         pass  # every point diverged: the log says where
     if not run.writes:
-        return sweep, {}
-    steps, loss_sn = run.curve("clipping")
-    grad_sn = run.curve("clipping", "grad_norm")[1]
+        return {}, {}
+    (steps, loss_sn), grad_sn = run.curve("clipping"), run.curve("clipping", "grad_norm")[1]
     out = {"radius": cfg.clip_radius, "length": T, "optimizer": "sgd", "learning_rate": cfg.clip_learning_rate}
+    traces = {}
     for label, clip in (("clip 1.0", 1.0), ("no clipping", 0.0)):
         rows = np.flatnonzero(sweep.column("clip_norm") == clip)
         first_bad = first_nonfinite_step(steps, loss_sn[rows], grad_sn[rows])
@@ -225,14 +230,15 @@ def clipping_demo(cfg, run) -> tuple[Sweep, dict]:
             "final_loss_median": float(np.median(loss_sn[rows, -1])),
             "steps_completed": min((b - 1 for b in first_bad if b), default=int(steps[-1])),
         }
-    return sweep, out
+        bad = [b for b in first_bad if b]
+        traces[f"{label} (non-finite from step {min(bad)})" if bad else label] = (steps, grad_sn[rows], loss_sn[rows])
+    return out, traces
 
 
 def main(argv=None):
     cfg = parse_config(Config, argv, __doc__)
-    run = RunDir(cfg)
+    run, t_start = RunDir(cfg), time.perf_counter()
     say = (lambda *a: None) if cfg.quiet or not run.writes else (lambda *a: print(*a, flush=True))
-    t_start = time.perf_counter()
     results = {"models": {m: zoo.MODELS[m].description for m in cfg.models}, "forget_bias": cfg.forget_bias}
     results |= {key: {} for key in (*RESULT_KEYS, "pascanu_bound", "final_loss", "diverged_seeds")}
     curves = {}  # training loss, by model and T
@@ -243,9 +249,10 @@ def main(argv=None):
                     curves.setdefault(name, {})[str(T)] = measured["curve"]
                     for key, value in model_results(cfg, measured).items():
                         results[key].setdefault(name, {})[str(T)] = value
-                    r = {phase: results["ratios"][name][str(T)][phase]["median"] for phase in PHASES}
+                    r = results["ratios"][name][str(T)]
                     say(
-                        f"{name:5s} T={T:4d}  ||dL/dh_1|| / ||dL/dh_T||: init {r['init']:.2e}, trained {r['trained']:.2e}"
+                        f"{name:5s} T={T:4d}  ||dL/dh_1|| / ||dL/dh_T||:",
+                        ", ".join(f"{p} {r[p]['median']:.2e}" for p in PHASES),
                     )
         results["sweeps"] = {  # 3. initialisation sweeps (at init, T = sweep_length): one program each
             "spectral_radius": init_sweep(cfg, "rnn", "radius", cfg.radii),
@@ -254,24 +261,22 @@ def main(argv=None):
         }
         for kind in ("spectral_radius", "forget_bias"):
             say(f"{kind} sweep, ratio:", {v: f"{s['ratio_median']:.1e}" for v, s in results["sweeps"][kind].items()})
-        clip_sweep, results["clipping"] = clipping_demo(cfg, run)  # 4. clipping in the exploding regime
+        results["clipping"], clip_traces = clipping_demo(cfg, run)  # 4. clipping in the exploding regime
     if not run.writes:
         return None  # process 0 writes the results
     for label, c in ((label, results["clipping"][label]) for label in ("clip 1.0", "no clipping")):
-        say(
-            f"{label}: max pre-clip gradient norm {c['max_grad_norm']:.3g}, final loss {c['final_loss_median']:.3g}",
-            c["diverged"] or "",
-        )
+        norm, loss = f"{c['max_grad_norm']:.3g}", f"{c['final_loss_median']:.3g}"
+        say(f"{label}: max pre-clip gradient norm {norm}, final loss {loss}", c["diverged"] or "")
     results["devices"], results["processes"] = jax.device_count(), jax.process_count()
     results["compile"], results["runtime_s"] = compile_stats.as_dict(), time.perf_counter() - t_start
     run.write_results(results)
-    save_figures(cfg, run, results, curves, clip_sweep)
+    save_figures(cfg, run, results, curves, clip_traces)
     compiled = f"{results['compile']['programs']} programs compiled in {results['compile']['seconds']:.1f} s"
     say(f"wrote {run.path}/results.json and figures in {results['runtime_s']:.0f} s ({compiled})")
     return results
 
 
-def save_figures(cfg: Config, run: RunDir, results: dict, curves: dict, clip_sweep: Sweep):
+def save_figures(cfg: Config, run: RunDir, results: dict, curves: dict, clip_traces: dict):
     labels = {name: zoo.label(name, forget_bias=cfg.forget_bias) for name in cfg.models}
     colors = {labels[name]: plots.COLORS.get(name) for name in cfg.models}
     styles = {label: {"color": color} for label, color in colors.items()}
@@ -297,13 +302,9 @@ def save_figures(cfg: Config, run: RunDir, results: dict, curves: dict, clip_swe
     title = f"λ_1 against the gradient's decay, adding problem, H={cfg.hidden}, T = {', '.join(map(str, cfg.lengths))}, at init and trained, median of {cfg.seeds} seeds"
     run.save_figure(plots.exponent_vs_decay(points, title=title, colors=colors), "lyapunov")
 
-    c, traces = results["clipping"], {}
-    (steps, loss_sn), grad_sn = run.curve("clipping"), run.curve("clipping", "grad_norm")[1]
-    for label, clip in (("clip 1.0", 1.0), ("no clipping", 0.0)):
-        rows, bad = clip_sweep.column("clip_norm") == clip, [b for b in c[label]["diverged_at_step"] if b]
-        traces[f"{label} (non-finite from step {min(bad)})" if bad else label] = (steps, grad_sn[rows], loss_sn[rows])
+    c = results["clipping"]
     title = f"Exploding regime: tanh RNN with spectral radius {c['radius']:g}, T={c['length']}, SGD lr {c['learning_rate']:g}, {cfg.seeds} seeds (median, min-max)"
-    run.save_figure(plots.training_traces(traces, title=title), "clipping")
+    run.save_figure(plots.training_traces(clip_traces, title=title), "clipping")
 
     fig, axes = plots.panels(len(cfg.lengths))
     for ax, T in zip(axes, cfg.lengths):

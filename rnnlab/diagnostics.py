@@ -161,6 +161,17 @@ def lyapunov_exponents(cell, params, x_ti, length=None, *, count: int = 4) -> ja
     return jnp.sort(log_r_k / length)[::-1]
 
 
+def layer_lyapunov_exponents(layer, params, x_bti, lengths_b=None, *, count: int = 4) -> jax.Array:
+    """``lyapunov_exponents`` of a one-layer forward ``layer``'s cell (as it computes: ``layer.materialize``)
+    along each sequence of the batch, averaged over the batch: ``[count]``."""
+    cell_params = layer.materialize(params)["l0"]["fwd"]
+    lengths_b = jnp.full(x_bti.shape[0], x_bti.shape[1]) if lengths_b is None else lengths_b
+    exponents_bk = jax.vmap(lambda x_ti, n: lyapunov_exponents(layer.cell, cell_params, x_ti, n, count=count))(
+        x_bti, lengths_b
+    )
+    return jnp.mean(exponents_bk, axis=0)
+
+
 def _gram_schmidt(z_dk):
     """``Z = Q R`` for a few columns: ``(Q [D, K] orthonormal, |diag R| [K])`` (modified Gram-Schmidt)."""
     tiny = jnp.finfo(z_dk.dtype).tiny

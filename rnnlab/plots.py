@@ -74,9 +74,7 @@ def learning_curves(
     return fig
 
 
-def norms_by_distance(
-    series: dict, *, title: str, ylabel: str = r"$\|\partial L / \partial h_t\|$", ax=None, styles: dict | None = None
-):
+def norms_by_distance(series: dict, *, title: str, ylabel: str = GRADIENT_NORM, ax=None, styles: dict | None = None):
     """``series[label] = {"distance", "median", "q25", "q75"}`` (``diagnostics.summarize``'s
     format, as results.json stores it): median with the interquartile band, log y.
 
@@ -106,7 +104,7 @@ def norms_grid(
     *,
     columns: int,
     suptitle: str,
-    ylabel: str = r"$\|\partial L / \partial h_t\|$",
+    ylabel: str = GRADIENT_NORM,
     styles: dict | None = None,
     width: float = 4.2,
 ):

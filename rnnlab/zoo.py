@@ -29,6 +29,7 @@ class NamedModel:
     cell: Callable[..., Cell]
     wrap: Callable[[RNN], object] | None = None
     needs_t_max: bool = False  # chrono: T_max, the longest dependency (usually the sequence length)
+    takes_forget_bias: bool = False  # its cell takes make_cell's forget_bias (may be traced: a sweep over it)
     plain: bool = False  # a cell with its standard init: the applications' --cell choices
 
 
@@ -54,7 +55,8 @@ MODELS: dict[str, NamedModel] = {
     "lstm": NamedModel(
         "LSTM, forget bias {forget_bias:g}",
         "LSTM, PyTorch init, forget-gate bias set by forget_bias",
-        lambda H, forget_bias=1.0, **o: LSTMCell(H, forget_bias=forget_bias, **o),
+        lambda H, forget_bias, **o: LSTMCell(H, forget_bias=forget_bias, **o),
+        takes_forget_bias=True,
         plain=True,
     ),
     "gru": NamedModel(
@@ -106,7 +108,7 @@ def make_cell(name: str, hidden_size: int, *, forget_bias: float = 1.0, t_max=No
         if t_max is None:
             raise ValueError(f"{name} needs t_max (the sequence length) for its chrono initialisation")
         cell_options["t_max"] = t_max
-    if name == "lstm":
+    if model.takes_forget_bias:
         cell_options["forget_bias"] = forget_bias
     return model.cell(hidden_size, **cell_options)
 
