@@ -9,6 +9,9 @@ A cell is a frozen dataclass of static hyperparameters with pure methods
 Params are a dict in PyTorch's layout, gates fused along the first axis:
 ``w_ih [G*H, I]``, ``w_hh [G*H, H]``, ``b_ih [G*H]``, ``b_hh [G*H]`` (the
 biases are absent when ``use_bias=False``), G = 1 (Elman), 4 (LSTM), 3 (GRU).
+A cell whose gate arithmetic has parameters of its own (modReLU's bias
+``b_mod [H]``) names them in ``cell.elementwise``; they reach the arithmetic as
+the dict ``cell.elementwise_params(params)``.
 
 A step also comes in pieces: ``project_inputs`` (``x W_ih^T + b_ih``),
 ``recurrent_projection`` (``h W_hh^T + b_hh``) and the elementwise gate
@@ -30,7 +33,18 @@ from rnnlab.validation import is_concrete
 
 Params = dict[str, jax.Array]
 
-ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "linear": lambda z: z}
+
+def modrelu(z: jax.Array, b: jax.Array) -> jax.Array:
+    r"""modReLU (Arjovsky, Shah & Bengio 2016), real-valued as in expRNN:
+
+        modReLU(z) = sign(z) * relu(|z| + b)
+
+    A unit passes ``z`` shrunk towards 0 by ``-b`` (or grown by ``b > 0``); ``|z| < -b``
+    gives 0.  The bias enters after ``|z|``, which is why it is not a projection bias."""
+    return jnp.sign(z) * jax.nn.relu(jnp.abs(z) + b)
+
+
+ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "linear": lambda z: z, "modrelu": modrelu}
 
 
 class LSTMState(NamedTuple):
@@ -59,6 +73,7 @@ class _Cell:
     bias_init: str = "pytorch"
 
     num_gates: ClassVar[int] = 1
+    elementwise: ClassVar[tuple[str, ...]] = ()  # params of the gate arithmetic itself, each [H]
     # True when ``step_from_projections`` uses ``xp`` and ``hp`` only through
     # ``xp + hp``: the fused backward then saves and differentiates one array.
     sums_projections: ClassVar[bool] = True
@@ -87,7 +102,15 @@ class _Cell:
         }
         if self.use_bias:
             params["b_ih"], params["b_hh"] = initializers.biases(self.bias_init, key_b, G, H, dtype)
-        return params
+        return params | self.init_elementwise(jax.random.fold_in(key, 2), dtype)
+
+    def init_elementwise(self, key, dtype=jnp.float32) -> Params:
+        """The params named in ``elementwise`` (none for most cells)."""
+        return {}
+
+    def elementwise_params(self, params: Params) -> Params:
+        """The params the gate arithmetic uses (``step_from_projections``' last argument)."""
+        return {name: params[name] for name in self.elementwise}
 
     def param_specs(self, input_size: int, dtype=jnp.float32) -> dict[str, jax.ShapeDtypeStruct]:
         """The shape of every parameter, for validation and for checkpoints."""
@@ -95,6 +118,7 @@ class _Cell:
         shapes = {"w_ih": (GH, input_size), "w_hh": (GH, self.hidden_size)}
         if self.use_bias:
             shapes.update(b_ih=(GH,), b_hh=(GH,))
+        shapes.update({name: (self.hidden_size,) for name in self.elementwise})
         return {name: jax.ShapeDtypeStruct(shape, dtype) for name, shape in shapes.items()}
 
     def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32) -> Any:
@@ -124,11 +148,12 @@ class _Cell:
 
     def step_projected(self, params: Params, carry, xp: jax.Array):
         """One step from the projected input ``xp = x W_ih^T + b_ih``."""
-        return self.step_from_projections(carry, xp, self.recurrent_projection(params, self.carry_hidden(carry)))
+        hp = self.recurrent_projection(params, self.carry_hidden(carry))
+        return self.step_from_projections(carry, xp, hp, self.elementwise_params(params))
 
-    def step_from_projections(self, carry, xp: jax.Array, hp: jax.Array):  # pragma: no cover - abstract
-        """The gate arithmetic given both projections ``xp`` and ``hp = h W_hh^T + b_hh``:
-        elementwise only, so the scan can do the matmuls its own way."""
+    def step_from_projections(self, carry, xp: jax.Array, hp: jax.Array, elementwise: Params):  # pragma: no cover
+        """The gate arithmetic given both projections ``xp`` and ``hp = h W_hh^T + b_hh`` and
+        the cell's ``elementwise_params``: elementwise only, so the scan can do the matmuls its own way."""
         raise NotImplementedError
 
 
@@ -138,8 +163,10 @@ class ElmanCell(_Cell):
 
         h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),   y_t = h_t
 
-    with ``act`` = ``"tanh"``, ``"relu"`` or ``"linear"`` (the identity: a linear RNN, whose
-    Lyapunov exponents are the logs of ``|eig(W_hh)|``).
+    with ``act`` = ``"tanh"``, ``"relu"``, ``"linear"`` (the identity: a linear RNN, whose
+    Lyapunov exponents are the logs of ``|eig(W_hh)|``) or ``"modrelu"``:
+    ``act(z) = modrelu(z, b_mod)`` with its own bias ``b_mod [H] ~ U(-0.01, 0.01)``
+    (expRNN's draw, lezcano/expRNN ``orthogonal.py``), usually with ``use_bias=False``.
     """
 
     activation: str = "tanh"
@@ -149,8 +176,18 @@ class ElmanCell(_Cell):
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
 
-    def step_from_projections(self, h, xp, hp):
-        h = ACTIVATIONS[self.activation](xp + hp)
+    @property
+    def elementwise(self) -> tuple[str, ...]:
+        return ("b_mod",) if self.activation == "modrelu" else ()
+
+    def init_elementwise(self, key, dtype=jnp.float32):
+        if self.activation != "modrelu":
+            return {}
+        return {"b_mod": jax.random.uniform(key, (self.hidden_size,), dtype, -0.01, 0.01)}
+
+    def step_from_projections(self, h, xp, hp, elementwise):
+        z = xp + hp
+        h = modrelu(z, elementwise["b_mod"]) if self.activation == "modrelu" else ACTIVATIONS[self.activation](z)
         return h, h
 
 
@@ -210,7 +247,7 @@ class LSTMCell(_Cell):
     def replace_hidden(self, carry, h):
         return carry._replace(h=h)
 
-    def step_from_projections(self, carry, xp, hp):
+    def step_from_projections(self, carry, xp, hp, elementwise):
         i, f, g, o = jnp.split(xp + hp, 4, axis=-1)
         c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
@@ -248,7 +285,7 @@ class GRUCell(_Cell):
             params["b_hh"] = params["b_hh"].at[H : 2 * H].set(0.0)
         return params
 
-    def step_from_projections(self, h, xp, hp):
+    def step_from_projections(self, h, xp, hp, elementwise):
         x_r, x_z, x_n = jnp.split(xp, 3, axis=-1)
         h_r, h_z, h_n = jnp.split(hp, 3, axis=-1)
         r = jax.nn.sigmoid(x_r + h_r)

@@ -10,7 +10,9 @@ stacked, and every weight gradient is one matmul over all ``T*B`` rows:
     dW_hh = sum_t dhp_t^T h_{t-1},   dW_ih = sum_t dxp_t^T x_t,   dx_t = dxp_t W_ih,
     db_ih = sum_t dxp_t,             db_hh = sum_t dhp_t,
 
-(``dxp = dhp = dz`` for a cell that sums its projections).  With a hidden
+(``dxp = dhp = dz`` for a cell that sums its projections).  The gradient of a
+cell's elementwise params (modReLU's ``b_mod``) is summed over steps in the
+reverse scan's carry.  With a hidden
 perturbation the reverse scan also writes ``dL/d eps_t``, which is ``dL/dh_t``.
 JAX's own derivative of the same scan (``backward="autodiff"``) is the
 reference it is tested against (tests/test_paths.py), and the path for
@@ -45,31 +47,39 @@ def _backward(cell, unroll, residuals, cotangents):
     """Reverse scan over the state gradients only; then the weight gradients as matmuls."""
     params, x_tbi, proj_t, carries_t, mask_tb, eps_tbh = residuals
     d_final, dy_tbh = cotangents
-    w_hh = params["w_hh"]
+    w_hh, elem = params["w_hh"], cell.elementwise_params(params)
 
     def step(state, inputs):
-        d_carry, buf_t = state
+        d_carry, buf_t, d_elem = state
         t, carry_prev, valid_b, eps_bh, dy_bh = inputs
         proj = tuple(jax.lax.dynamic_index_in_dim(a, t, keepdims=False) for a in buf_t)
         _, vjp = jax.vjp(
-            lambda proj, carry, eps: steps.update(cell, carry, proj, valid_b, eps), proj, carry_prev, eps_bh
+            lambda proj, carry, elem, eps: steps.update(cell, carry, proj, elem, valid_b, eps),
+            proj,
+            carry_prev,
+            elem,
+            eps_bh,
         )
-        d_proj, d_prev, d_eps_bh = vjp((d_carry, dy_bh))
+        d_proj, d_prev, d_elem_t, d_eps_bh = vjp((d_carry, dy_bh))
         # hp = h_prev W_hh^T + b: the recurrent path back into h_prev
         d_prev = cell.replace_hidden(d_prev, cell.carry_hidden(d_prev) + d_proj[-1] @ w_hh)
         # Step t's projections are not needed again: their gradients take their
         # place, in place, which saves allocating (and zeroing) a [T, B, G*H] array.
         buf_t = tuple(jax.lax.dynamic_update_index_in_dim(a, d, t, 0) for a, d in zip(buf_t, d_proj))
-        return (d_prev, buf_t), d_eps_bh
+        return (d_prev, buf_t, jax.tree.map(jnp.add, d_elem, d_elem_t)), d_eps_bh
 
     steps_t = jnp.arange(x_tbi.shape[0])
-    (d_carry0, d_proj_t), d_eps_tbh = jax.lax.scan(
-        step, (d_final, proj_t), (steps_t, carries_t, mask_tb, eps_tbh, dy_tbh), reverse=True, unroll=unroll
+    (d_carry0, d_proj_t, d_elem), d_eps_tbh = jax.lax.scan(
+        step,
+        (d_final, proj_t, jax.tree.map(jnp.zeros_like, elem)),
+        (steps_t, carries_t, mask_tb, eps_tbh, dy_tbh),
+        reverse=True,
+        unroll=unroll,
     )
     # As [T*B, ...] matrices: plain 2-D matmuls ran faster than einsum here (benchmarks/README.md).
     flat = lambda a: a.reshape(-1, a.shape[-1])
     dxp_ng, dhp_ng = flat(d_proj_t[0]), flat(d_proj_t[-1])
-    d_params = {"w_ih": dxp_ng.T @ flat(x_tbi), "w_hh": dhp_ng.T @ flat(cell.carry_hidden(carries_t))}
+    d_params = {"w_ih": dxp_ng.T @ flat(x_tbi), "w_hh": dhp_ng.T @ flat(cell.carry_hidden(carries_t)), **d_elem}
     if "b_ih" in params:
         d_params["b_ih"] = jnp.sum(dxp_ng, axis=0)
         d_params["b_hh"] = d_params["b_ih"] if cell.sums_projections else jnp.sum(dhp_ng, axis=0)

@@ -9,6 +9,8 @@ Names
 -----
 input_init:      "pytorch"  U(-1/sqrt(H), 1/sqrt(H))   (torch.nn.RNN/LSTM/GRU default)
                  "xavier_uniform"  U(-a, a), a = sqrt(6 / (fan_in + fan_out))
+                 "kaiming_normal"  N(0, 2 / I): He et al.'s ReLU gain, fan_in = I
+                                   (expRNN's input kernel, torch.nn.init.kaiming_normal_)
 recurrent_init:  "pytorch"  as above
                  "orthogonal"  gain * Q, Q from the QR of a Gaussian matrix
                  "identity"    gain * I (Le, Jaitly & Hinton 2015, "IRNN")
@@ -28,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-INPUT_INITS = ("pytorch", "xavier_uniform")
+INPUT_INITS = ("pytorch", "xavier_uniform", "kaiming_normal")
 RECURRENT_INITS = ("pytorch", "orthogonal", "identity", "normal")
 BIAS_INITS = ("pytorch", "zeros")
 
@@ -49,6 +51,8 @@ def input_weights(name: str, key, num_gates: int, hidden_size: int, input_size: 
     shape = (num_gates * hidden_size, input_size)
     if name == "pytorch":
         return _pytorch_uniform(key, shape, hidden_size, dtype)
+    if name == "kaiming_normal":
+        return math.sqrt(2.0 / input_size) * jax.random.normal(key, shape, dtype)
     bound = math.sqrt(6.0 / (input_size + hidden_size))  # per gate: fan_out = H
     return jax.random.uniform(key, shape, dtype, -bound, bound)
 

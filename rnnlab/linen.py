@@ -11,6 +11,7 @@ diagnostics run on the model as it is.
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from rnnlab import diagnostics
@@ -70,16 +71,21 @@ class LanguageModel(nn.Module):
 
     ``logits [B, T, V], final = LanguageModel(...)(tokens [B, T], initial_carry)``; feeding
     ``final`` back in continues the text without re-reading it (the sampler does this).
+    ``embed_dim=None`` feeds one-hot vectors instead of an embedding (the copy task's
+    inputs in the uRNN and expRNN papers).
     """
 
     vocab_size: int
-    embed_dim: int
+    embed_dim: int | None
     layer: RNN
 
     @nn.compact
     def __call__(self, tokens_bt, initial_carry=None, *, deterministic: bool = True, hidden_perturbation=None):
         check_embedding_ids(tokens_bt, self.vocab_size, "LanguageModel tokens")
-        x = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(tokens_bt)
+        if self.embed_dim is None:
+            x = jax.nn.one_hot(tokens_bt, self.vocab_size)
+        else:
+            x = nn.Embed(self.vocab_size, self.embed_dim, name="embed")(tokens_bt)
         outputs, final = Recurrent(self.layer, name="recurrent")(
             x, None, initial_carry, deterministic=deterministic, hidden_perturbation=hidden_perturbation
         )

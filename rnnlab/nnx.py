@@ -121,16 +121,18 @@ class SequenceRegressor(nnx.Module):
 
 
 class LanguageModel(nnx.Module):
-    """``Embed -> RNN -> Linear(vocab)``: ``logits [B, T, V], final = m(tokens [B, T], initial_carry)``."""
+    """``Embed -> RNN -> Linear(vocab)``: ``logits [B, T, V], final = m(tokens [B, T], initial_carry)``;
+    ``embed_dim=None`` feeds one-hot vectors instead of an embedding."""
 
-    def __init__(self, vocab_size: int, embed_dim: int, rnn: RNN, *, rngs: nnx.Rngs):
+    def __init__(self, vocab_size: int, embed_dim: int | None, rnn: RNN, *, rngs: nnx.Rngs):
         self.vocab_size = vocab_size
-        self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs)
+        self.embed = None if embed_dim is None else nnx.Embed(vocab_size, embed_dim, rngs=rngs)
         self.rnn, self.head = rnn, nnx.Linear(rnn.layer.output_size, vocab_size, rngs=rngs)
 
     def __call__(self, tokens_bt, initial_carry=None, *, hidden_perturbation=None):
         check_embedding_ids(tokens_bt, self.vocab_size, "LanguageModel tokens")
-        outputs, final = self.rnn(self.embed(tokens_bt), None, initial_carry, hidden_perturbation=hidden_perturbation)
+        x = jax.nn.one_hot(tokens_bt, self.vocab_size) if self.embed is None else self.embed(tokens_bt)
+        outputs, final = self.rnn(x, None, initial_carry, hidden_perturbation=hidden_perturbation)
         return self.head(outputs), final
 
 

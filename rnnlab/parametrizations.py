@@ -12,11 +12,15 @@ wraps a layer the same way).  ``RNN.materialize`` is the identity.
 
 ``Orthogonal`` keeps every recurrent matrix orthogonal while training, as
 expRNN does (Lezcano-Casado & Martínez-Rubio 2019): the params hold a generator
-``a_hh [G*H, H]`` in place of ``w_hh``, and each gate block is
-``W = expm(A - A^T)``, the exponential of a skew-symmetric matrix, computed
-once per call (``skew_exponential``; its gradient is JAX's derivative of those
-matmuls).  The generator starts as Henaff et al.'s (2016) rotations: 2x2
-blocks with angles ``U(-pi, pi)``.
+``a_hh [G*H, H]`` in place of ``w_hh``, and each gate block is ``W = expm(S)``,
+``S = triu(A, 1) - triu(A, 1)^T``, the exponential of a skew-symmetric matrix,
+computed once per call (``skew_exponential``; its gradient is JAX's derivative
+of those matmuls).  Only ``A``'s strict upper triangle is a parameter, as in
+the authors' code (lezcano/expRNN ``orthogonal.py``): a full ``A - A^T`` would
+move ``S`` twice as fast for the same learning rate.  The generator starts as
+Henaff et al.'s (2016) rotations: 2x2 blocks with angles ``U(-pi, pi)``.
+(expRNN multiplies ``h expm(S)``, rnnlab ``h W^T = h expm(-S)``: the same model
+under ``A -> -A``, and the init's angles are symmetric.)
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from rnnlab.layers import DIRECTIONS, RNN
 
 
 def skew_exponential(a_hh, taylor_order: int = 10, max_squarings: int = 24) -> jax.Array:
-    """``expm(S)``, ``S = A - A^T``: orthogonal for any square ``A``.
+    """``expm(S)``, ``S = triu(A, 1) - triu(A, 1)^T``: orthogonal for any square ``A``.
 
     Scaling and squaring with matmuls only: ``S / 2^k`` (``k`` from its Frobenius norm,
     so the scaled norm is <= 1/2) through a Taylor series of ``taylor_order`` terms
@@ -39,7 +43,8 @@ def skew_exponential(a_hh, taylor_order: int = 10, max_squarings: int = 24) -> j
     computes the same (tested against it) but its branches on the norm fail to
     compile inside a sweep's sharded vmap; this one has no branches.
     """
-    s_hh = a_hh - a_hh.T
+    upper_hh = jnp.triu(a_hh, 1)
+    s_hh = upper_hh - upper_hh.T
     norm = jnp.sqrt(jnp.sum(s_hh * s_hh))
     k = jnp.clip(jnp.ceil(jnp.log2(jnp.maximum(norm, 1e-30))) + 1, 0, max_squarings)
     x_hh = s_hh / 2.0**k
@@ -64,7 +69,7 @@ def rotation_generators(key, num_gates: int, hidden_size: int, dtype=jnp.float32
 
 @dataclasses.dataclass(frozen=True)
 class Orthogonal:
-    """``layer`` with every ``w_hh`` gate block ``expm(A - A^T)``, trained through ``a_hh``."""
+    """``layer`` with every ``w_hh`` gate block ``expm(S(A))``, trained through ``a_hh``."""
 
     layer: RNN
 

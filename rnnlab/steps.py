@@ -1,7 +1,7 @@
 """One step of a cell inside a scan, and the plain scan of such steps.
 
     project = projector(cell, params)                            # (x_t, h_{t-1}) -> projections
-    carry, y_bh = update(cell, carry, project(x_bi, h_bh), valid_b, eps_bh)
+    carry, y_bh = update(cell, carry, project(x_bi, h_bh), elem, valid_b, eps_bh)
     final, y_tbh = scan(cell, params, x_tbi, carry0, mask_tb)    # every step, in order
 
 ``update`` is the cell's elementwise gate arithmetic plus the two things a
@@ -37,11 +37,12 @@ def projector(cell: Cell, params):
     return lambda x_bi, h_bh: (affine(x_bi, w_ih_t, b_ih), affine(h_bh, w_hh_t, b_hh))
 
 
-def update(cell: Cell, carry, proj, valid_b=None, eps_bh=None):
-    """One step given its projections: ``(new carry, y [B, H])``, with the hidden
-    perturbation added to ``h_t`` and padded steps (``valid_b`` false) masked."""
+def update(cell: Cell, carry, proj, elem, valid_b=None, eps_bh=None):
+    """One step given its projections and the cell's ``elementwise_params`` ``elem``:
+    ``(new carry, y [B, H])``, with the hidden perturbation added to ``h_t`` and padded
+    steps (``valid_b`` false) masked."""
     xp_bg, hp_bg = (proj[0], 0.0) if cell.sums_projections else proj
-    new_carry, y_bh = cell.step_from_projections(carry, xp_bg, hp_bg)
+    new_carry, y_bh = cell.step_from_projections(carry, xp_bg, hp_bg, elem)
     if eps_bh is not None:
         y_bh = cell.carry_hidden(new_carry) + eps_bh
         new_carry = cell.replace_hidden(new_carry, y_bh)
@@ -57,12 +58,12 @@ def scan(cell: Cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, unrol
     ``remat`` recomputes each step in the backward pass (``jax.checkpoint``).  With
     ``save`` the outputs are ``(y, proj, carry_prev)`` per step: what the fused backward
     pass needs (``rnnlab.fused``)."""
-    project = projector(cell, params)
+    project, elem = projector(cell, params), cell.elementwise_params(params)
 
     def step(carry, inputs):
         x_bi, valid_b, eps_bh = inputs
         proj = project(x_bi, cell.carry_hidden(carry))
-        new_carry, y_bh = update(cell, carry, proj, valid_b, eps_bh)
+        new_carry, y_bh = update(cell, carry, proj, elem, valid_b, eps_bh)
         return new_carry, ((y_bh, proj, carry) if save else y_bh)
 
     return jax.lax.scan(jax.checkpoint(step) if remat else step, carry0, (x_tbi, mask_tb, eps_tbh), unroll=unroll)

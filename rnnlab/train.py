@@ -37,8 +37,12 @@ class OptimConfig:
     warmup_steps: int = 0
     decay_rate: float = 0.1  # exponential: lr * decay_rate ** (step / total_steps)
     momentum: float = 0.9
+    rmsprop_decay: float = 0.9  # RMSprop's average of g^2: v = decay v + (1 - decay) g^2 (torch's alpha)
     clip_norm: float = 1.0  # clip_by_global_norm; 0 turns it off
     clip_value: float = 0.0  # clip_by_value at ±clip_value; 0 turns it off
+    # (leaf name, learning rate): parameter groups, e.g. (("a_hh", 1e-4),) trains expRNN's
+    # orthogonal generators at their own rate (see ``group_scales``)
+    group_learning_rates: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self):
         if self.name not in OPTIMIZERS:
@@ -49,6 +53,11 @@ class OptimConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.clip_norm < 0 or self.clip_value < 0:
             raise ValueError("clip_norm and clip_value must be >= 0 (0 turns clipping off)")
+        if not 0 <= self.rmsprop_decay < 1:
+            raise ValueError(f"rmsprop_decay must be in [0, 1), got {self.rmsprop_decay}")
+        for name, lr in self.group_learning_rates:
+            if not lr > 0:
+                raise ValueError(f"the learning rate of parameter group {name!r} must be > 0, got {lr}")
 
 
 class Optimizer(NamedTuple):
@@ -102,17 +111,43 @@ def clip_bound(value):
     return jnp.where(value > 0, value, jnp.inf)
 
 
+def group_scales(cfg: OptimConfig) -> optax.GradientTransformation:
+    r"""Parameter groups as scales on the final update: a leaf named ``name`` (a dict key
+    anywhere in the params) with group learning rate ``lr_g`` has its update multiplied by
+    ``lr_g / learning_rate``.
+
+    Every rule here (SGD, momentum, Adam, RMSprop) is per coordinate and applies its
+    learning rate last, so this is exactly the rule run at ``lr_g`` on that group, as
+    two torch optimizers over two parameter lists are (tested against torch's
+    RMSprop).  One learning rate stays in the state, so a sweep over
+    ``learning_rate`` keeps every group's ratio to it."""
+    ratios = {name: lr / cfg.learning_rate for name, lr in cfg.group_learning_rates}
+
+    def label(path, _):
+        names = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
+        return next((n for n in reversed(names) if n in ratios), "rest")
+
+    transforms = {name: optax.scale(ratio) for name, ratio in ratios.items()} | {"rest": optax.identity()}
+    return optax.partition(transforms, lambda params: jax.tree_util.tree_map_with_path(label, params))
+
+
 def make_optimizer(cfg: OptimConfig, total_steps: int) -> Optimizer:
+    """Clipping, then the update rule.  RMSprop is torch's (``torch.optim.RMSprop``: eps outside
+    the square root, ``v_0 = 0``), the one the expRNN authors ran, with ``rmsprop_decay`` its alpha."""
     lr = cfg.learning_rate
     update = {
         "sgd": lambda: optax.inject_hyperparams(optax.sgd)(learning_rate=lr),
         "momentum": lambda: optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=cfg.momentum),
         "adam": lambda: optax.inject_hyperparams(optax.adam)(learning_rate=lr),
-        "rmsprop": lambda: optax.inject_hyperparams(optax.rmsprop)(learning_rate=lr),
+        "rmsprop": lambda: optax.inject_hyperparams(optax.rmsprop, static_args=("eps_in_sqrt",))(
+            learning_rate=lr, decay=cfg.rmsprop_decay, eps_in_sqrt=False
+        ),
     }[cfg.name]()
     shape = make_schedule_shape(cfg, total_steps)
     if cfg.schedule != "constant":  # every rule applies its learning rate last, so the shape can follow it
         update = optax.chain(update, optax.scale_by_schedule(shape))
+    if cfg.group_learning_rates:
+        update = optax.chain(update, group_scales(cfg))
     clip = optax.inject_hyperparams(_clip)(max_norm=clip_bound(cfg.clip_norm), max_value=clip_bound(cfg.clip_value))
     return Optimizer(clip, update, shape)
 

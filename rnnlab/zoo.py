@@ -83,8 +83,19 @@ MODELS: dict[str, NamedModel] = {
         lambda H, **o: ElmanCell(H, **{"recurrent_init": "orthogonal", **o}),
     ),
     "exprnn": NamedModel(
-        "expRNN (tanh), W_hh = expm(A - A^T)",
-        "tanh Elman RNN, W_hh = expm(A - A^T) kept orthogonal (Lezcano-Casado & Martinez-Rubio 2019)",
+        "expRNN: modReLU, W_hh = expm(S)",
+        "expRNN as in the authors' code (Lezcano-Casado & Martinez-Rubio 2019, lezcano/expRNN): "
+        "h = modReLU(W_ih x + W_hh h), no input or hidden bias, modReLU bias U(-0.01, 0.01), "
+        "W_ih ~ kaiming_normal, W_hh = expm(S) kept orthogonal, Henaff rotation init",
+        lambda H, **o: ElmanCell(
+            H, **{"activation": "modrelu", "use_bias": False, "input_init": "kaiming_normal", **o}
+        ),
+        wrap=Orthogonal,
+    ),
+    "exprnn_tanh": NamedModel(
+        "tanh RNN, W_hh = expm(S)",
+        "not the paper's model: tanh Elman RNN with PyTorch-style biases and init, "
+        "W_hh = expm(S) kept orthogonal (expRNN's parametrisation only)",
         lambda H, **o: ElmanCell(H, **o),
         wrap=Orthogonal,
     ),

@@ -148,6 +148,11 @@ def test_task_models_equal_the_linen_ones_with_the_same_params(pooling, assert_c
             (tokens, lengths),
         ),
         "language model": (linen.LanguageModel(V, E, pure()), LanguageModel(V, E, nnx_rnn(), rngs=rngs), (tokens,)),
+        "language model, one-hot inputs": (
+            linen.LanguageModel(V, None, pure()),
+            LanguageModel(V, None, RNN(LSTMCell(8), input_size=V, rngs=rngs), rngs=rngs),
+            (tokens,),
+        ),
         "regressor": (
             linen.SequenceRegressor(pure(), 2),
             SequenceRegressor(RNN(LSTMCell(8), input_size=3, rngs=rngs), 2, rngs=rngs),

@@ -18,6 +18,7 @@ TOL = dict(atol=1e-5, rtol=1e-5)
 CELLS = {
     "elman_tanh": ElmanCell(H),
     "elman_relu": ElmanCell(H, activation="relu"),
+    "elman_modrelu": ElmanCell(H, activation="modrelu", use_bias=False),  # an elementwise param, b_mod
     "lstm": LSTMCell(H, forget_bias=1.0),
     "gru": GRUCell(H),
     "lstm_nobias": LSTMCell(H, use_bias=False),
@@ -81,7 +82,9 @@ def test_layouts_agree(name, layout, assert_close):
 
 @pytest.mark.parametrize(("backward", "unroll_steps"), [("fused", 1), ("remat", 1), ("fused", 3)])
 @pytest.mark.parametrize(("bidirectional", "lengths"), [(False, None), (True, LENGTHS)], ids=["uni-full", "bi-lengths"])
-@pytest.mark.parametrize("name", ["elman_tanh", "elman_relu", "lstm", "gru", "lstm_nobias", "gru_nobias"])
+@pytest.mark.parametrize(
+    "name", ["elman_tanh", "elman_relu", "elman_modrelu", "lstm", "gru", "lstm_nobias", "gru_nobias"]
+)
 def test_gradient_paths_equal_jax_derivative(name, bidirectional, lengths, backward, unroll_steps, assert_close):
     """Loss, and gradients w.r.t. params, input, initial carry and the hidden perturbation
     (``dL/dh_t``, the diagnostics' quantity) of a two-layer stack, against ``"autodiff"``."""

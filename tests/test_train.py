@@ -65,9 +65,11 @@ def test_adam_and_schedules_follow_optax():
         opt = make_optimizer(cfg, 5)
         step = jax.jit(make_train_step(quadratic_loss, opt))
         state = init_state(opt, params, jax.random.key(0))
-        ref_tx = {"adam": optax.adam, "rmsprop": optax.rmsprop, "momentum": lambda s: optax.sgd(s, momentum=0.9)}[
-            cfg.name
-        ](ref_schedule)
+        ref_tx = {
+            "adam": optax.adam,
+            "rmsprop": lambda s: optax.rmsprop(s, eps_in_sqrt=False),
+            "momentum": lambda s: optax.sgd(s, momentum=0.9),
+        }[cfg.name](ref_schedule)
         ref_params, ref_opt = params, ref_tx.init(params)
         for _ in range(4):
             state, m = step(state, batch)

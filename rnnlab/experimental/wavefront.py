@@ -32,6 +32,11 @@ def apply_wavefront(layer: RNN, params, x, lengths=None, initial_carry=None, *, 
             "a bidirectional stack cannot run as a wavefront (each layer needs the whole "
             "sequence of the one below): use layer.apply"
         )
+    if layer.cell.elementwise:
+        raise ValueError(
+            f"the wavefront does not carry a cell's elementwise params ({', '.join(layer.cell.elementwise)}): "
+            "use layer.apply"
+        )
     x, lengths = layer.check_inputs(params, x, lengths, initial_carry)
     scales = layer.dropout_scales(dropout_key, x.shape[:-1] + (layer.output_size,), x.dtype)
     return unroll_layers(
@@ -152,7 +157,7 @@ def _wave_projections(cell, stacked, u_lbp, carry_l):
 
 
 def _wave_update(cell, carry_l, proj_l, valid_lb):
-    return jax.vmap(lambda c, p, v: update(cell, c, p, v))(carry_l, proj_l, valid_lb)
+    return jax.vmap(lambda c, p, v: update(cell, c, p, {}, v))(carry_l, proj_l, valid_lb)
 
 
 def _wave_scan(cell, unroll, stacked, carry0_l, inputs, *, remat=False, save=False):
