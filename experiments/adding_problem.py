@@ -26,7 +26,17 @@ import numpy as np
 
 from rnnlab import parallel
 from rnnlab.data import synthetic
-from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
+from rnnlab.experiment import (
+    BaseConfig,
+    RunDir,
+    check_per_model,
+    cli,
+    model_clip,
+    model_hidden,
+    option,
+    parse_config,
+    train_sweep,
+)
 from rnnlab.linen import SequenceRegressor
 from rnnlab.metrics import over_seeds
 from rnnlab.plots import COLORS, learning_curves, panels
@@ -45,32 +55,58 @@ class Config(BaseConfig):
     # rnn, lstm, gru, irnn, ... and the remedies lstm_chrono, gru_chrono, rnn_orthogonal, exprnn
     models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=tuple(MODELS))
     hidden: int = option(64, ge=1)
+    model_hidden: tuple[str, ...] = ()  # MODEL=H overrides --hidden (the uRNN paper: 128, its uRNN 512)
     batch_size: int = option(50, ge=1)
     seeds: int = option(3, ge=1)
     optimizer: str = option("adam", choices=OPTIMIZERS)
+    rmsprop_decay: float = option(0.9, ge=0.0, lt=1.0)  # RMSprop's alpha (the uRNN authors': 0.9)
+    # expRNN's orthogonal generators (a_hh) at their own learning rate; unset: --learning-rate
+    orthogonal_learning_rate: float | None = option(None, gt=0.0)
     # sweep axes: every combination x seeds runs as one compiled program per model
     learning_rate: tuple[float, ...] = option((1e-3,), gt=0.0)
     clip_norm: tuple[float, ...] = option((1.0,), ge=0.0)  # 0: no clipping
+    # MODEL=RULE (off, norm:X, value:X) replaces the --clip-norm axis for that model, e.g. the
+    # uRNN authors' "rnn=value:1 lstm=value:1 exprnn=off"
+    model_clip: tuple[str, ...] = ()
     forget_bias: tuple[float, ...] = (1.0,)  # LSTM only
     test_size: int = option(1000, ge=1)
+
+    def check(self):
+        super().check()
+        check_per_model(self)
 
     def apply_quick(self):
         self.seq_len, self.steps, self.hidden, self.seeds = 30, 300, 32, 2
         self.test_size, self.checkpoint_every, self.log_every = 200, 100, 10
 
 
-GRID_AXES = ("learning_rate", "clip_norm", "forget_bias")
+GRID_AXES = ("learning_rate", "clip_norm", "clip_value", "forget_bias")
 
 
 def grid_points(name: str, cfg: Config) -> list[dict]:
-    """The model's grid x seeds; the forget-gate bias is an axis for the LSTM only."""
-    axes = {"learning_rate": cfg.learning_rate, "clip_norm": cfg.clip_norm}
+    """The model's grid x seeds; the forget-gate bias is an axis for the LSTM only, and a
+    ``--model-clip`` rule replaces the clip-norm axis."""
+    rule = model_clip(cfg, name)
+    axes = {"learning_rate": cfg.learning_rate, "clip_norm": cfg.clip_norm if rule is None else (rule["clip_norm"],)}
+    axes["clip_value"] = (0.0 if rule is None else rule["clip_value"],)
     if name == "lstm":
         axes["forget_bias"] = cfg.forget_bias
     points = grid(**axes, seed=range(cfg.seeds))
     for p in points:  # every value must make a valid optimizer
-        OptimConfig(name=cfg.optimizer, learning_rate=p["learning_rate"], clip_norm=p["clip_norm"])
+        optimizer_config(cfg, p["learning_rate"], p["clip_norm"], p["clip_value"])
     return points
+
+
+def optimizer_config(cfg: Config, learning_rate: float, clip_norm: float = 1.0, clip_value: float = 0.0):
+    groups = () if cfg.orthogonal_learning_rate is None else (("a_hh", cfg.orthogonal_learning_rate),)
+    return OptimConfig(
+        cfg.optimizer,
+        learning_rate,
+        rmsprop_decay=cfg.rmsprop_decay,
+        clip_norm=clip_norm,
+        clip_value=clip_value,
+        group_learning_rates=groups,
+    )
 
 
 def mse(model, params, batch):
@@ -92,11 +128,12 @@ def initializer(name: str, hidden: int, dummy_shape: tuple[int, ...]):
 def train_model(name: str, cfg: Config, run: RunDir):
     """Train every grid point x seed of one model in one program; returns the sweep, model and params ``[S, ...]``."""
     sweep = Sweep(grid_points(name, cfg))
-    model = SequenceRegressor(make_layer(name, cfg.hidden, t_max=cfg.seq_len))  # init options do not change apply
+    hidden = model_hidden(cfg, name)
+    model = SequenceRegressor(make_layer(name, hidden, t_max=cfg.seq_len))  # init options do not change apply
     dummy_x = synthetic.TASKS[cfg.variant](0, 1, cfg.seq_len)["x"]
-    init = initializer(name, cfg.hidden, dummy_x.shape)
+    init = initializer(name, hidden, dummy_x.shape)
     seed_keys = jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), 1), cfg.seeds)
-    optimizer = make_optimizer(OptimConfig(name=cfg.optimizer, learning_rate=cfg.learning_rate[0]), cfg.steps)
+    optimizer = make_optimizer(optimizer_config(cfg, cfg.learning_rate[0]), cfg.steps)
     state = train_sweep(
         run,
         name,
@@ -105,7 +142,7 @@ def train_model(name: str, cfg: Config, run: RunDir):
         init_fn=lambda key, p: init(key, p.get("forget_bias", 1.0)),
         loss_fn=lambda params, batch, key: (mse(model, params, batch), {}),
         optimizer=optimizer,
-        hyperparameters=("learning_rate", "clip_norm"),
+        hyperparameters=("learning_rate", "clip_norm", "clip_value"),
         # every grid point of a seed sees the seed's data stream: paired comparisons
         batch_fn=synthetic.seeded_batches(
             synthetic.TASKS[cfg.variant], cfg.seed, sweep.column("seed"), cfg.batch_size, cfg.seq_len
@@ -118,8 +155,8 @@ def train_model(name: str, cfg: Config, run: RunDir):
 
 
 def point_label(point: dict) -> str:
-    short = {"learning_rate": "lr", "clip_norm": "clip", "forget_bias": "b_f"}
-    return ", ".join(f"{short[k]} {point[k]:g}" for k in GRID_AXES if k in point)
+    short = {"learning_rate": "lr", "clip_norm": "clip", "clip_value": "clip value", "forget_bias": "b_f"}
+    return ", ".join(f"{short[k]} {point[k]:g}" for k in GRID_AXES if k in point and (k != "clip_value" or point[k]))
 
 
 def main(argv=None):
@@ -154,7 +191,7 @@ def main(argv=None):
                         f"{name} ({point_label(values)}): test MSE per seed {np.round(per_seed, 4).tolist()} "
                         f"(baseline {baseline:.3f})"
                     )
-            results["models"][name] = {"points": points}
+            results["models"][name] = {"hidden": model_hidden(cfg, name), "points": points}
     results["devices"], results["processes"] = jax.device_count(), jax.process_count()
     results["compile"] = compile_stats.as_dict()
     if not run.writes:
@@ -169,7 +206,9 @@ def main(argv=None):
 def save_figure(cfg: Config, run: RunDir, trained: dict, results: dict):
     """One panel per (learning rate, clip norm): each model's median training loss over seeds
     and its range; the LSTM gets one curve per forget-gate bias."""
-    shared = lambda p: point_label({k: v for k, v in p.items() if k != "forget_bias"})
+    # a model with its own clip rule shares the panels of its learning rate
+    per_model = ("forget_bias", "clip_norm", "clip_value") if cfg.model_clip else ("forget_bias",)
+    shared = lambda p: point_label({k: v for k, v in p.items() if k not in per_model})
     labels = list(dict.fromkeys(shared(p) for sweep in trained.values() for p in sweep.points))
     fig, axes = panels(len(labels), width=5.0)
     for ax, panel in zip(axes, labels):
@@ -179,6 +218,9 @@ def save_figure(cfg: Config, run: RunDir, trained: dict, results: dict):
             for fb in cfg.forget_bias if name == "lstm" else (None,):
                 rows = [i for i, p in enumerate(sweep.points) if shared(p) == panel and p.get("forget_bias") == fb]
                 curve = label(name, forget_bias=cfg.forget_bias[0] if fb is None else fb, t_max="T")
+                if cfg.model_hidden or cfg.model_clip:
+                    clip = point_label({k: sweep.points[rows[0]][k] for k in ("clip_norm", "clip_value")})
+                    curve += f" (H={model_hidden(cfg, name)}, {clip})"
                 colors[curve] = COLORS.get(name) if fb is None or len(cfg.forget_bias) == 1 else None
                 curves[curve] = (steps, loss_sn[rows])
         learning_curves(
@@ -189,7 +231,10 @@ def save_figure(cfg: Config, run: RunDir, trained: dict, results: dict):
             colors=colors,
             baseline_label="predict 1" if cfg.variant == "adding" else "predict mean",
         )
-    title = f"{cfg.variant} problem, T={cfg.seq_len}, H={cfg.hidden}, {cfg.optimizer}, batch {cfg.batch_size}, {cfg.steps} steps"
+    sizes = f"H={cfg.hidden}" if not cfg.model_hidden else "H per model"
+    title = (
+        f"{cfg.variant} problem, T={cfg.seq_len}, {sizes}, {cfg.optimizer}, batch {cfg.batch_size}, {cfg.steps} steps"
+    )
     fig.suptitle(textwrap.fill(f"{title}; median and range of {cfg.seeds} seeds", 60 * len(labels)), fontsize=10)
     run.save_figure(fig, "learning_curves", dpi=120)
 

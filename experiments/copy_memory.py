@@ -2,15 +2,16 @@
 on a task that needs memory, and which remedies pay it back.
 
 Each sequence is 10 symbols from an alphabet of 8, then T-1 blanks, a delimiter and
-10 more blanks during which the model must output the 10 symbols (length T+20).  The
-loss is the cross-entropy in nats averaged over all T+20 steps; a model that outputs
-blanks and then guesses the symbols uniformly scores the memoryless baseline
-``10 ln 8 / (T + 20)``.  Models: a tanh RNN, an LSTM, a GRU and the remedies:
+10 more blanks during which the model must output the 10 symbols (length T+20), fed as
+one-hot vectors.  The loss is the cross-entropy in nats averaged over all T+20 steps; a
+model that outputs blanks and then guesses the symbols uniformly scores the memoryless
+baseline ``10 ln 8 / (T + 20)``.
 
-    lstm_chrono, gru_chrono   chrono initialisation, T_max = T + 20 (Tallec & Ollivier 2018)
-    irnn                      ReLU RNN, identity recurrent init (Le, Jaitly & Hinton 2015)
-    rnn_orthogonal            tanh RNN, orthogonal recurrent init
-    exprnn                    tanh RNN, W_hh = expm(A - A^T) kept orthogonal (Lezcano-Casado & Martinez-Rubio 2019)
+The default run is the uRNN paper's comparison at T = 100 with its parameter-matched sizes
+(tanh RNN 80 units, LSTM 40, clipped elementwise at 1 as its authors clip them) against
+expRNN as its authors train it (128 units; modReLU, no biases, RMSprop with alpha 0.99, the
+orthogonal generator at a tenth of the learning rate, no clipping).  Any named model of
+``rnnlab.zoo`` takes part: lstm_chrono, gru_chrono, irnn, rnn_orthogonal, exprnn_tanh, ...
 
 Seeds of a (model, T) train as one program (``rnnlab.sweep``).  results.json gives the
 baseline and each model's held-out loss (median, IQR over seeds); the figures are the
@@ -18,14 +19,18 @@ learning curves and, at initialisation and after training, ||dL_recall/dh_t|| fo
 how much of the gradient of the last 10 steps' loss (recalling the symbols) reaches
 each hidden state, back to the symbols at t < 10.
 
-    python experiments/copy_memory.py                    # T = 100, about 6 minutes on 2 CPU cores
-    python experiments/copy_memory.py --lengths 100 200 --models rnn lstm exprnn
+    python experiments/copy_memory.py                    # T = 100: rnn, lstm, exprnn; about 6 minutes on 2 CPU cores
+    python experiments/copy_memory.py --lengths 100 200 300 500 --models rnn lstm exprnn --batch-size 20 --steps 20000
+    # the expRNN paper's T = 1000 (and 2000) run: lezcano/expRNN 1_copying.py -m exprnn --L 1000 --hidden_size 190
+    python experiments/copy_memory.py --lengths 1000 --models exprnn --hidden 190 --learning-rate 2e-4 \
+        --orthogonal-learning-rate 2e-5 --steps 4000 --seeds 1
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -35,11 +40,23 @@ import optax
 from rnnlab import parallel, plots
 from rnnlab.data import synthetic
 from rnnlab.diagnostics import hidden_gradient_norms
-from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
+from rnnlab.experiment import (
+    BaseConfig,
+    ConfigError,
+    RunDir,
+    check_per_model,
+    cli,
+    clip_rule,
+    model_clip,
+    model_hidden,
+    option,
+    parse_config,
+    train_sweep,
+)
 from rnnlab.linen import LanguageModel
 from rnnlab.metrics import over_seeds
 from rnnlab.sweep import Sweep, grid, init_params
-from rnnlab.train import OptimConfig, make_optimizer
+from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
 from rnnlab.zoo import MODELS, label, make_layer
 
 VOCAB = synthetic.COPY_SYMBOLS + 2  # blank, 8 symbols, delimiter
@@ -49,20 +66,49 @@ VOCAB = synthetic.COPY_SYMBOLS + 2  # blank, 8 symbols, delimiter
 class Config(BaseConfig):
     out: str = "runs/copy_memory"
     lengths: tuple[int, ...] = option((100,), ge=1)
-    models: tuple[str, ...] = option(("rnn", "lstm", "gru", "lstm_chrono", "exprnn"), choices=tuple(MODELS))
-    hidden: int = option(64, ge=2)
+    models: tuple[str, ...] = option(("rnn", "lstm", "exprnn"), choices=tuple(MODELS))
+    hidden: int = option(128, ge=2)
+    # MODEL=H overrides --hidden; the default is the uRNN paper's parameter-matched sizes
+    model_hidden: tuple[str, ...] = ("rnn=80", "lstm=40")
     seeds: int = option(3, ge=1)
-    batch_size: int = option(32, ge=1)
-    steps: int = option(2000, ge=1)
+    batch_size: int = option(128, ge=1)
+    steps: int = option(1000, ge=1)
+    optimizer: str = option("rmsprop", choices=OPTIMIZERS)
     learning_rate: float = option(1e-3, gt=0.0)
-    clip_norm: float = option(1.0, ge=0.0)  # 0: no clipping
+    # expRNN's orthogonal generators (a_hh) train at their own rate: its authors' README says lr / 10
+    orthogonal_learning_rate: float = option(1e-4, gt=0.0)
+    rmsprop_decay: float = option(0.99, ge=0.0, lt=1.0)  # torch's alpha, as in lezcano/expRNN
+    clip: str = "off"  # off, norm:X (global norm) or value:X (each entry to ±X)
+    # MODEL=RULE overrides --clip; the default clips the tanh RNN and the LSTM as the uRNN authors did
+    model_clip: tuple[str, ...] = ("rnn=value:1", "lstm=value:1")
     test_size: int = option(256, ge=1)
     log_every: int = option(20, ge=1)
     checkpoint_every: int = option(0, ge=0)
 
     def apply_quick(self):
-        self.lengths, self.hidden, self.steps, self.seeds = (10,), 32, 200, 2
+        self.lengths, self.hidden, self.steps, self.seeds, self.batch_size = (10,), 32, 200, 2, 32
         self.models, self.test_size, self.log_every = ("rnn", "lstm", "lstm_chrono", "exprnn"), 64, 10
+        self.model_hidden = ()
+
+    def check(self):
+        super().check()
+        try:
+            clip_rule(self.clip)
+        except ValueError as e:
+            raise ConfigError(f"--clip: {e}") from None
+        check_per_model(self)
+
+    def clip_of(self, name: str) -> str:
+        return dict(entry.split("=", 1) for entry in self.model_clip).get(name, self.clip)
+
+    def optimizer_of(self, name: str) -> OptimConfig:
+        return OptimConfig(
+            self.optimizer,
+            self.learning_rate,
+            rmsprop_decay=self.rmsprop_decay,
+            group_learning_rates=(("a_hh", self.orthogonal_learning_rate),),
+            **(model_clip(self, name) or clip_rule(self.clip)),
+        )
 
 
 def cross_entropy(logits_btv, targets_bt):
@@ -82,7 +128,7 @@ def recall_loss_with_perturbation(model: LanguageModel, params, batch, eps_bth):
 def programs(name: str, hidden: int, T: int):
     """The jitted init, test loss and gradient profile of one (model, T)."""
     # chrono's T_max: the whole sequence, T + 20 steps
-    model = LanguageModel(VOCAB, 16, make_layer(name, hidden, t_max=T + 2 * synthetic.COPY_LENGTH))
+    model = LanguageModel(VOCAB, None, make_layer(name, hidden, t_max=T + 2 * synthetic.COPY_LENGTH))  # one-hot
     init = jax.jit(lambda key: model.init(key, jnp.zeros((1, T + 2 * synthetic.COPY_LENGTH), jnp.int32)))
     test_loss = lambda p, b: cross_entropy(model.apply(p, b["tokens"])[0], b["targets"])  # also the training loss
     profile = lambda p, b: jnp.median(
@@ -96,7 +142,7 @@ def programs(name: str, hidden: int, T: int):
 
 def run_model(cfg: Config, run: RunDir, name: str, T: int) -> dict:
     """Train every seed of (model, T) in one program; the held-out loss and gradient profiles."""
-    model, init, test_loss, profile = programs(name, cfg.hidden, T)
+    model, init, test_loss, profile = programs(name, model_hidden(cfg, name), T)
     sweep = Sweep(grid(seed=range(cfg.seeds)))
     keys = jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), T), cfg.seeds)
     test = synthetic.copy_memory((cfg.seed, 10**9, T), cfg.test_size, T)  # a stream no training batch uses
@@ -110,13 +156,19 @@ def run_model(cfg: Config, run: RunDir, name: str, T: int) -> dict:
         sweep,
         params=params0,
         loss_fn=lambda params, batch, key: (test_loss(params, batch), {}),
-        optimizer=make_optimizer(OptimConfig("adam", cfg.learning_rate, clip_norm=cfg.clip_norm), cfg.steps),
+        optimizer=make_optimizer(cfg.optimizer_of(name), cfg.steps),
         batch_fn=synthetic.seeded_batches(synthetic.copy_memory, cfg.seed * 1000 + T, cfg.seeds, cfg.batch_size, T),
         init_keys=keys,
         tolerate_diverged=True,
     )
     losses = sweep.run(test_loss, state.params, test_s)
-    return {"test_loss": losses, "grad_init": grad_init, "grad_trained": sweep.run(profile, state.params, test_s)}
+    size = sum(leaf[0].size for leaf in jax.tree.leaves(params0))
+    return {
+        "test_loss": losses,
+        "grad_init": grad_init,
+        "grad_trained": sweep.run(profile, state.params, test_s),
+        "parameters": int(size),
+    }
 
 
 def main(argv=None):
@@ -126,7 +178,9 @@ def main(argv=None):
         "lengths": list(cfg.lengths),
         "steps": cfg.steps,
         "seeds": cfg.seeds,
-        "hidden": cfg.hidden,
+        "hidden": {name: model_hidden(cfg, name) for name in cfg.models},
+        "clip": {name: cfg.clip_of(name) for name in cfg.models},
+        "parameters": {},
         "baseline": {str(T): synthetic.copy_memory_baseline(T) for T in cfg.lengths},
         "final_loss": {},
         "gradient_norms": {},
@@ -136,13 +190,14 @@ def main(argv=None):
             results["final_loss"][name], results["gradient_norms"][name] = {}, {}
             for T in cfg.lengths:
                 out = run_model(cfg, run, name, T)
+                results["parameters"][name] = out["parameters"]
                 results["final_loss"][name][str(T)] = over_seeds(out["test_loss"])
                 results["gradient_norms"][name][str(T)] = {
                     phase: np.median(out[f"grad_{phase}"], axis=0).tolist() for phase in ("init", "trained")
                 }
                 if not cfg.quiet and run.writes:
                     print(
-                        f"{name} T={T}: held-out loss per seed {np.round(out['test_loss'], 4).tolist()} "
+                        f"{name} T={T}: held-out loss per seed {', '.join(f'{v:.4g}' for v in out['test_loss'])} "
                         f"(baseline {results['baseline'][str(T)]:.4f})",
                         flush=True,
                     )
@@ -155,10 +210,23 @@ def main(argv=None):
     return results
 
 
+def optimizer_words(cfg: Config) -> str:
+    """The run's optimiser in a figure title."""
+    name = {"rmsprop": f"RMSprop (alpha {cfg.rmsprop_decay:g})", "adam": "Adam"}.get(cfg.optimizer, cfg.optimizer)
+    words = f"{name} {cfg.learning_rate:g}"
+    if any(MODELS[m].wrap is not None for m in cfg.models):
+        words += f", orthogonal generator {cfg.orthogonal_learning_rate:g}"
+    return words
+
+
 def save_figures(cfg: Config, run: RunDir, results: dict) -> None:
-    labels = {name: label(name, t_max="T + 20") for name in cfg.models}
+    clip_words = lambda rule: "no clipping" if rule == "off" else f"clip {rule}"
+    labels = {
+        name: f"{label(name, t_max='T + 20')} (H={model_hidden(cfg, name)}, {clip_words(cfg.clip_of(name))})"
+        for name in cfg.models
+    }
     colors = {labels[name]: plots.COLORS.get(name) for name in cfg.models}
-    fig, axes = plots.panels(len(cfg.lengths), width=5.5)
+    fig, axes = plots.panels(len(cfg.lengths), width=7.5, height=4.6)
     for ax, T in zip(axes, cfg.lengths):
         plots.learning_curves(
             {labels[name]: run.curve(f"{name}/T{T}") for name in cfg.models},
@@ -169,11 +237,13 @@ def save_figures(cfg: Config, run: RunDir, results: dict) -> None:
             ylabel="cross-entropy, nats per step",
             title=f"T = {T}",
         )
-    fig.suptitle(
-        f"Copy memory, H={cfg.hidden}, Adam {cfg.learning_rate:g}, batch {cfg.batch_size}: median and "
-        f"range of {cfg.seeds} seeds",
-        fontsize=10,
+    for ax in axes:
+        ax.legend(fontsize=8)
+    title = (
+        f"Copy memory, one-hot inputs, {optimizer_words(cfg)}, batch {cfg.batch_size}, {cfg.steps} steps: "
+        f"median and range of {cfg.seeds} seeds"
     )
+    fig.suptitle(textwrap.fill(title, 90 * len(cfg.lengths)), fontsize=9)
     run.save_figure(fig, "learning_curves")
 
     import matplotlib.pyplot as plt
@@ -189,8 +259,7 @@ def save_figures(cfg: Config, run: RunDir, results: dict) -> None:
     axes[0].set_ylabel(r"$\|\partial L_{recall} / \partial h_t\|$ (median: sequences, then seeds)")
     axes[1].legend(fontsize=8)
     fig.suptitle(
-        f"Copy memory T={T}: gradient of the recall loss (last 10 steps) reaching each hidden state, "
-        f"H={cfg.hidden}, {cfg.seeds} seeds",
+        f"Copy memory T={T}: gradient of the recall loss (last 10 steps) reaching each hidden state, {cfg.seeds} seeds",
         fontsize=10,
     )
     run.save_figure(fig, "gradient_norms")

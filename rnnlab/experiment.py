@@ -89,7 +89,7 @@ def check_fields(cfg) -> None:
     for field in dataclasses.fields(cfg):
         rules, value = field.metadata.get("rules", {}), getattr(cfg, field.name)
         values = value if isinstance(value, tuple) else (value,)
-        if not values:
+        if not values and rules:  # a tuple without rules (per-model settings) may be empty
             raise ConfigError(f"{flag(field.name)} needs at least one value")
         for v in values:
             if v is None:
@@ -105,6 +105,75 @@ def check_fields(cfg) -> None:
                     raise ConfigError(f"{flag(field.name)} must be {word} {rules[key]}, got {v}")
     if hasattr(cfg, "check"):
         cfg.check()
+
+
+def per_model(field: str, entries: tuple[str, ...], models: tuple[str, ...], parse) -> dict:
+    """``("lstm=40", "rnn=80")`` -> ``{"lstm": parse("40"), "rnn": parse("80")}``: a per-model
+    setting (``--model-hidden``, ``--model-clip``).  A ``ConfigError`` naming the flag for an
+    entry without ``=``, a model not in ``models``, a model named twice or a value ``parse``
+    refuses (it raises ``ValueError`` with the reason).  An entry for a model the run does not
+    train is ignored, so a script's defaults can name models a user leaves out."""
+    out = {}
+    for entry in entries:
+        name, sep, text = entry.partition("=")
+        if not sep:
+            raise ConfigError(f"{flag(field)} takes MODEL=VALUE entries, got {entry!r}")
+        if name not in models:
+            raise ConfigError(f"{flag(field)} names an unknown model {name!r}; choose one of {', '.join(models)}")
+        if name in out:
+            raise ConfigError(f"{flag(field)} names {name!r} twice")
+        try:
+            out[name] = parse(text)
+        except ValueError as e:
+            raise ConfigError(f"{flag(field)} {entry!r}: {e}") from None
+    return out
+
+
+def positive_int(text: str) -> int:
+    value = int(text) if text.strip().lstrip("-").isdigit() else None
+    if value is None or value < 1:
+        raise ValueError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+CLIP_RULES = ("off", "norm:X", "value:X")
+
+
+def clip_rule(text: str) -> dict[str, float]:
+    """``"off"``, ``"norm:X"`` (``clip_by_global_norm(X)``) or ``"value:X"`` (each gradient entry
+    clipped to ±X, as the uRNN authors clip) -> ``{"clip_norm": ..., "clip_value": ...}`` (0 = off)."""
+    if text == "off":
+        return {"clip_norm": 0.0, "clip_value": 0.0}
+    kind, _, bound = text.partition(":")
+    try:
+        value = float(bound)
+    except ValueError:
+        value = math.nan
+    if kind not in ("norm", "value") or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"a clip rule is one of {', '.join(CLIP_RULES)} with X > 0, got {text!r}")
+    return {"clip_norm": value if kind == "norm" else 0.0, "clip_value": value if kind == "value" else 0.0}
+
+
+def _model_names() -> tuple[str, ...]:
+    from rnnlab.zoo import MODELS  # the shell may name the zoo; the zoo never imports the shell
+
+    return tuple(MODELS)
+
+
+def model_hidden(cfg, name: str) -> int:
+    """Model ``name``'s hidden size: its ``--model-hidden`` entry, else ``--hidden``."""
+    return per_model("model_hidden", cfg.model_hidden, _model_names(), positive_int).get(name, cfg.hidden)
+
+
+def model_clip(cfg, name: str) -> dict[str, float] | None:
+    """Model ``name``'s ``--model-clip`` rule as ``{"clip_norm", "clip_value"}``, or None (the run's own)."""
+    return per_model("model_clip", cfg.model_clip, _model_names(), clip_rule).get(name)
+
+
+def check_per_model(cfg) -> None:
+    """``ConfigError`` for a bad ``--model-hidden`` or ``--model-clip`` entry (for ``Config.check``)."""
+    model_hidden(cfg, "")
+    model_clip(cfg, "")
 
 
 @dataclasses.dataclass

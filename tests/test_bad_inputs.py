@@ -46,6 +46,16 @@ CASES = [
     ("vanishing_gradients", ["--models", "lstm", "transformer"], {}, "--models must be one of"),
     ("forecast", ["--num-processes", "2", "--process-id", "2"], {}, "--process-id must be < --num-processes = 2"),
     ("demo", ["--hidden", "0"], {}, "--hidden must be >= 1, got 0"),
+    # -- per-model settings and parameter groups (the papers' comparisons)
+    ("copy_memory", ["--model-hidden", "lstmm=40"], {}, "--model-hidden names an unknown model 'lstmm'; choose one of"),
+    ("adding_problem", ["--model-hidden", "lstm=0"], {}, "--model-hidden 'lstm=0': expected a positive integer"),
+    ("adding_problem", ["--model-clip", "rnn"], {}, "--model-clip takes MODEL=VALUE entries, got 'rnn'"),
+    ("copy_memory", ["--model-clip", "urnn=off"], {}, "--model-clip names an unknown model 'urnn'"),
+    ("copy_memory", ["--model-clip", "rnn=value:0"], {}, "--model-clip 'rnn=value:0': a clip rule is one of off"),
+    ("copy_memory", ["--clip", "norm"], {}, "--clip: a clip rule is one of off, norm:X, value:X with X > 0"),
+    ("copy_memory", ["--orthogonal-learning-rate", "0"], {}, "--orthogonal-learning-rate must be > 0.0, got 0.0"),
+    ("adding_problem", ["--orthogonal-learning-rate", "-1e-4"], {}, "--orthogonal-learning-rate must be > 0.0"),
+    ("copy_memory", ["--rmsprop-decay", "1"], {}, "--rmsprop-decay must be < 1.0, got 1.0"),
     # -- files
     ("forecast", ["--csv", "missing.csv"], {}, "no such file: missing.csv"),
     ("forecast", ["--csv", "p.csv", "--column", "Open"], {"p.csv": PRICES}, "p.csv has no column 'Open'"),

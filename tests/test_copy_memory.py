@@ -46,12 +46,21 @@ def test_script_writes_losses_per_model_and_length_and_the_gradient_profiles(tmp
             "gru_chrono",
             "irnn",
             "exprnn",
+            "--model-hidden",
+            "rnn=6",
+            "--model-clip",
+            "irnn=value:1",
             "--out",
             str(tmp_path),
         ]
     )
     assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(results))
     assert results["baseline"] == {"5": synthetic.copy_memory_baseline(5)}
+    assert results["hidden"] == {"rnn": 6, "gru_chrono": 8, "irnn": 8, "exprnn": 8}
+    assert results["clip"] == {"rnn": "off", "gru_chrono": "off", "irnn": "value:1", "exprnn": "off"}
+    # one-hot inputs (10 symbols), a 10-way head: the tanh RNN's count, and expRNN's (generator, no biases, b_mod)
+    assert results["parameters"]["rnn"] == 6 * 10 + 6 * 6 + 2 * 6 + 6 * 10 + 10
+    assert results["parameters"]["exprnn"] == 8 * 10 + 8 * 8 + 8 + 8 * 10 + 10
     for model in ("rnn", "gru_chrono", "irnn", "exprnn"):
         loss = results["final_loss"][model]["5"]
         assert len(loss["per_seed"]) == 2 and loss["q25"] <= loss["median"] <= loss["q75"]

@@ -142,6 +142,29 @@ def test_params_for_another_layer_are_rejected(lstm_layer):
         unroll(ElmanCell(H), {"w": 1}, np.zeros((B, T, I), np.float32))
 
 
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (jnp.zeros(H - 1), r"params\['l0'\]\['fwd'\]\['b_mod'\] has shape \(5,\), expected \(6,\)"),
+        (jnp.zeros((H, 1)), r"params\['l0'\]\['fwd'\]\['b_mod'\] has shape \(6, 1\), expected \(6,\)"),
+        (None, r"params has structure .* expected .*'b_mod'"),
+    ],
+    ids=["short", "rank-2", "missing"],
+)
+def test_a_modrelu_bias_of_the_wrong_shape_is_an_error(bad, message):
+    """modReLU's bias is elementwise ([H]): a wrong one would broadcast silently inside the step."""
+    from rnnlab.zoo import make_layer
+
+    layer = make_layer("exprnn", H)  # the Orthogonal wrapper checks too
+    params = layer.init(jax.random.key(0), I)
+    if bad is None:
+        del params["l0"]["fwd"]["b_mod"]
+    else:
+        params["l0"]["fwd"]["b_mod"] = bad
+    with pytest.raises(ValueError, match=message):
+        layer.apply(params, np.zeros((B, T, I), np.float32))
+
+
 def test_lengths_values_are_checked_under_jit_only_for_shape(lstm_layer):
     """Inside jit the values are tracers: shape and dtype are still checked."""
     layer, params = lstm_layer
