@@ -50,9 +50,8 @@ def _backward(cell, unroll, residuals, cotangents):
     w_hh, elem = params["w_hh"], cell.elementwise_params(params)
 
     def step(state, inputs):
-        d_carry, buf_t, d_elem = state
-        t, carry_prev, valid_b, eps_bh, dy_bh = inputs
-        proj = tuple(jax.lax.dynamic_index_in_dim(a, t, keepdims=False) for a in buf_t)
+        d_carry, d_elem = state
+        proj, carry_prev, valid_b, eps_bh, dy_bh = inputs
         _, vjp = jax.vjp(
             lambda proj, carry, elem, eps: steps.update(cell, carry, proj, elem, valid_b, eps),
             proj,
@@ -63,16 +62,15 @@ def _backward(cell, unroll, residuals, cotangents):
         d_proj, d_prev, d_elem_t, d_eps_bh = vjp((d_carry, dy_bh))
         # hp = h_prev W_hh^T + b: the recurrent path back into h_prev
         d_prev = cell.replace_hidden(d_prev, cell.carry_hidden(d_prev) + d_proj[-1] @ w_hh)
-        # Step t's projections are not needed again: their gradients take their
-        # place, in place, which saves allocating (and zeroing) a [T, B, G*H] array.
-        buf_t = tuple(jax.lax.dynamic_update_index_in_dim(a, d, t, 0) for a, d in zip(buf_t, d_proj))
-        return (d_prev, buf_t, jax.tree.map(jnp.add, d_elem, d_elem_t)), d_eps_bh
+        return (d_prev, jax.tree.map(jnp.add, d_elem, d_elem_t)), (d_proj, d_eps_bh)
 
-    steps_t = jnp.arange(x_tbi.shape[0])
-    (d_carry0, d_proj_t, d_elem), d_eps_tbh = jax.lax.scan(
+    # The projections go in as the scan's inputs and their gradients come out as its
+    # outputs.  (Writing the gradients over the saved projections in the carry, in place,
+    # was copied whole at every step under vmap, O(T^2): benchmarks/README.md.)
+    (d_carry0, d_elem), (d_proj_t, d_eps_tbh) = jax.lax.scan(
         step,
-        (d_final, proj_t, jax.tree.map(jnp.zeros_like, elem)),
-        (steps_t, carries_t, mask_tb, eps_tbh, dy_tbh),
+        (d_final, jax.tree.map(jnp.zeros_like, elem)),
+        (proj_t, carries_t, mask_tb, eps_tbh, dy_tbh),
         reverse=True,
         unroll=unroll,
     )

@@ -54,7 +54,7 @@ CASES = [
     ("copy_memory", ["--model-clip", "rnn=value:0"], {}, "--model-clip 'rnn=value:0': a clip rule is one of off"),
     ("copy_memory", ["--clip", "norm"], {}, "--clip: a clip rule is one of off, norm:X, value:X with X > 0"),
     ("copy_memory", ["--orthogonal-learning-rate", "0"], {}, "--orthogonal-learning-rate must be > 0.0, got 0.0"),
-    ("adding_problem", ["--orthogonal-learning-rate", "-1e-4"], {}, "--orthogonal-learning-rate must be > 0.0"),
+    ("adding_problem", ["--orthogonal-learning-rate=-1e-4"], {}, "--orthogonal-learning-rate must be > 0.0"),
     ("copy_memory", ["--rmsprop-decay", "1"], {}, "--rmsprop-decay must be < 1.0, got 1.0"),
     # -- files
     ("forecast", ["--csv", "missing.csv"], {}, "no such file: missing.csv"),

@@ -73,7 +73,7 @@ def test_remedies_keep_the_gradient_that_their_plain_models_lose(quick_run):
         assert ratio("lstm_chrono", phase) > 10 * ratio("lstm", phase), phase
         assert ratio("exprnn", phase) > 1e-2 > 1e6 * ratio("rnn", phase), phase
         np.testing.assert_allclose(results["spectral_radii"]["exprnn"]["50"][phase], [1.0], atol=1e-5)  # float32 expm
-    assert results["models"]["exprnn"].startswith("tanh Elman RNN, W_hh = expm")
+    assert results["models"]["exprnn"].startswith("expRNN as in the authors' code")
 
 
 def test_jacobians_respect_pascanus_bound(quick_run):

@@ -194,10 +194,8 @@ def _fused_wavefront_backward(cell, unroll, residuals, cotangents):
     w_ih_lgp, w_hh_lgh = stacked["w_ih"], stacked["w_hh"]
     hidden = w_hh_lgh.shape[-1]
 
-    def step(state, inputs):
-        d_carry_l, buf = state
-        s, carry_l, valid_lb, scale_lbh, dy_bh = inputs
-        proj_l = tuple(jax.lax.dynamic_index_in_dim(a, s, keepdims=False) for a in buf)
+    def step(d_carry_l, inputs):
+        proj_l, carry_l, valid_lb, scale_lbh, dy_bh = inputs
         dy_lbh = jnp.zeros((len(valid_lb),) + dy_bh.shape, dy_bh.dtype).at[-1].set(dy_bh)
         _, vjp = jax.vjp(lambda proj, carry: _wave_update(cell, carry, proj, valid_lb), proj_l, carry_l)
         d_proj, d_prev = vjp((d_carry_l, dy_lbh))
@@ -205,12 +203,11 @@ def _fused_wavefront_backward(cell, unroll, residuals, cotangents):
         # layer l's input was layer l-1's hidden state (scaled): its gradient goes down one layer
         d_u_lbh = jnp.einsum("lbg,lgp->lbp", d_proj[0][1:], w_ih_lgp[1:])[..., :hidden] * scale_lbh
         d_h_lbh = d_h_lbh.at[:-1].add(d_u_lbh)
-        buf = tuple(jax.lax.dynamic_update_index_in_dim(a, d, s, 0) for a, d in zip(buf, d_proj))
-        return (cell.replace_hidden(d_prev, d_h_lbh), buf), None
+        return cell.replace_hidden(d_prev, d_h_lbh), d_proj
 
-    steps = jnp.arange(x_sbp.shape[0])
-    (d_carry0_l, d_proj_sl), _ = jax.lax.scan(
-        step, (d_final_l, proj_sl), (steps, carries_sl, valid_slb, scale_slbh, dy_sbh), reverse=True, unroll=unroll
+    # projections in as scan inputs, their gradients out as outputs (as rnnlab.fused: O(T) under vmap)
+    d_carry0_l, d_proj_sl = jax.lax.scan(
+        step, d_final_l, (proj_sl, carries_sl, valid_slb, scale_slbh, dy_sbh), reverse=True, unroll=unroll
     )
     dxp_slbg, dhp_slbg = d_proj_sl[0], d_proj_sl[-1]
     d_stacked = {
