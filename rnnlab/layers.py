@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from rnnlab import validation
 from rnnlab.cells import Cell
-from rnnlab.scan import check_backward, unroll
+from rnnlab.scan import check_backward, check_evaluation_for, unroll
 
 DIRECTIONS = ("fwd", "bwd")
 
@@ -45,6 +45,7 @@ class RNN:
     batch_first: bool = True
     unroll: int = 1
     backward: str = "fused"  # "fused", "autodiff" or "remat": how the gradient is computed (rnnlab.scan)
+    evaluation: str = "sequential"  # or "associative": a linear recurrence in parallel over time (rnnlab.linear)
 
     def __post_init__(self):
         if not isinstance(self.num_layers, int) or self.num_layers < 1:
@@ -52,6 +53,7 @@ class RNN:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
         check_backward(self.backward)
+        check_evaluation_for(self.cell, self.evaluation)
 
     @property
     def num_directions(self) -> int:
@@ -166,6 +168,7 @@ class RNN:
                     unroll=self.unroll,
                     hidden_perturbation=index(hidden_perturbation, k),
                     backward=self.backward,
+                    evaluation=self.evaluation,
                 )
                 outputs.append(y)
                 finals.append(final)

@@ -24,6 +24,12 @@ How the gradient is computed is the ``backward`` option, resolved in one place
                   pass (``jax.checkpoint``): activations O(T*H) instead of O(T*G*H).
 
 Every path takes every input (lengths, initial carry, ``hidden_perturbation``).
+
+A linear recurrence (``rnnlab.linear``: LRU, minGRU, minLSTM) has no sequential
+gradient to fuse: its projections are computed for all steps at once, and JAX
+differentiates its evaluation, ``evaluation="sequential"`` (``jax.lax.scan``) or
+``"associative"`` (``jax.lax.associative_scan``, parallel over time).  Only a linear
+cell can be evaluated associatively.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rnnlab import fused, steps, validation
+from rnnlab import fused, linear, steps, validation
 from rnnlab.cells import Cell
+from rnnlab.linear import check_evaluation
 
 BACKWARDS = ("fused", "autodiff", "remat")
 
@@ -43,9 +50,35 @@ def check_backward(backward: str) -> str:
     return backward
 
 
-def recurrence(cell: Cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, backward="fused", unroll=1):
-    """``(final carry, y [T, B, H])`` of the prepared inputs, by the path ``backward`` names."""
-    match check_backward(backward):
+def check_evaluation_for(cell, evaluation: str) -> str:
+    check_evaluation(evaluation)
+    if evaluation == "associative" and not getattr(cell, "linear", False):
+        raise ValueError(
+            f"evaluation='associative' needs a linear recurrence (LRU, minGRU, minLSTM); "
+            f"{type(cell).__name__} is evaluated step by step"
+        )
+    return evaluation
+
+
+def recurrence(
+    cell: Cell,
+    params,
+    x_tbi,
+    carry0,
+    mask_tb=None,
+    eps_tbh=None,
+    *,
+    backward="fused",
+    unroll=1,
+    evaluation="sequential",
+):
+    """``(final carry, y [T, B, H])`` of the prepared inputs: a linear cell by its ``evaluation``,
+    any other by the gradient path ``backward`` names."""
+    check_backward(backward)
+    if getattr(cell, "linear", False):
+        return linear.recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh, evaluation=evaluation)
+    check_evaluation_for(cell, evaluation)
+    match backward:
         case "fused":
             return fused.recurrence(cell, unroll, params, x_tbi, carry0, mask_tb, eps_tbh)
         case "autodiff":
@@ -120,6 +153,7 @@ def unroll(
     unroll: int = 1,
     hidden_perturbation=None,
     backward: str = "fused",
+    evaluation: str = "sequential",
 ):
     """Run ``cell`` over a sequence.
 
@@ -136,6 +170,7 @@ def unroll(
         order, like the outputs.
       backward: ``"fused"`` (default), ``"autodiff"`` or ``"remat"``: how the
         gradient is computed (module docstring).  Speeds: benchmarks/README.md.
+      evaluation: ``"sequential"`` (default) or ``"associative"`` (linear cells only).
 
     Returns:
       ``(outputs, final_carry)``: outputs ``[B, T, H]`` (or ``[T, B, H]``),
@@ -143,6 +178,7 @@ def unroll(
       sequence's last valid step.
     """
     check_backward(backward)
+    check_evaluation_for(cell, evaluation)
     x_tbi, lengths_b, mask_tb, carry0 = prepare(cell, params, x, lengths, initial_carry, time_major)
     eps_tbh = None
     if hidden_perturbation is not None:
@@ -150,7 +186,9 @@ def unroll(
     if reverse:
         x_tbi = reverse_valid_prefix(x_tbi, lengths_b)
         eps_tbh = None if eps_tbh is None else reverse_valid_prefix(eps_tbh, lengths_b)
-    final_carry, y_tbh = recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh, backward=backward, unroll=unroll)
+    final_carry, y_tbh = recurrence(
+        cell, params, x_tbi, carry0, mask_tb, eps_tbh, backward=backward, unroll=unroll, evaluation=evaluation
+    )
     if reverse:
         y_tbh = reverse_valid_prefix(y_tbh, lengths_b)
     return (y_tbh if time_major else jnp.swapaxes(y_tbh, 0, 1)), final_carry

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from rnnlab.cells import Cell, ElmanCell, GRUCell, LSTMCell
 from rnnlab.layers import RNN
+from rnnlab.linear import LRUCell, MinGRUCell, MinLSTMCell
 from rnnlab.parametrizations import Orthogonal
 
 
@@ -98,6 +99,22 @@ MODELS: dict[str, NamedModel] = {
         "W_hh = expm(S) kept orthogonal (expRNN's parametrisation only)",
         lambda H, **o: ElmanCell(H, **o),
         wrap=Orthogonal,
+    ),
+    "lru": NamedModel(
+        "LRU, ring init",
+        "Linear Recurrent Unit (Orvieto et al. 2023): diagonal complex linear recurrence, "
+        "exponential parametrisation, gamma normalisation, ring init (r_min 0, r_max 1, max phase 2 pi)",
+        lambda H, **o: LRUCell(H, **o),
+    ),
+    "mingru": NamedModel(
+        "minGRU",
+        "minGRU (Feng et al. 2024): h = (1 - z) h + z g(W_h x), z = sigmoid(W_z x); gates from x only",
+        lambda H, **o: MinGRUCell(H, **o),
+    ),
+    "minlstm": NamedModel(
+        "minLSTM",
+        "minLSTM (Feng et al. 2024): h = f/(f+i) h + i/(f+i) g(W_h x); gates from x only",
+        lambda H, **o: MinLSTMCell(H, **o),
     ),
 }
 CELLS = tuple(name for name, model in MODELS.items() if model.plain)  # the applications' --cell choices

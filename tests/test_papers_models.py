@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from rnnlab import RNN, ElmanCell
 from rnnlab.cells import modrelu
@@ -33,7 +34,7 @@ def test_modrelu_cell_gradient_matches_finite_differences(assert_close):
         params["l0"]["fwd"]["b_mod"] = jnp.array([0.05, -0.02, 0.1, 0.0])
         x = jax.random.normal(jax.random.key(1), (2, 6, 3), jnp.float64)
         weights = jax.random.normal(jax.random.key(2), (2, 6, 4), jnp.float64)
-        flat, unravel = jax.flatten_util.ravel_pytree(params)
+        flat, unravel = ravel_pytree(params)
         loss = jax.jit(lambda v: jnp.sum(layer.apply(unravel(v), x)[0] * weights))
         grad = np.asarray(jax.grad(loss)(flat))
         eps = 1e-6

@@ -32,6 +32,8 @@ def apply_wavefront(layer: RNN, params, x, lengths=None, initial_carry=None, *, 
             "a bidirectional stack cannot run as a wavefront (each layer needs the whole "
             "sequence of the one below): use layer.apply"
         )
+    if getattr(layer.cell, "linear", False):
+        raise ValueError("a linear recurrence is evaluated over all steps at once: use layer.apply")
     if layer.cell.elementwise:
         raise ValueError(
             f"the wavefront does not carry a cell's elementwise params ({', '.join(layer.cell.elementwise)}): "

@@ -1,0 +1,313 @@
+"""Linear recurrences: cells whose state update is linear, ``h_t = a_t ⊙ h_{t-1} + b_t``,
+with ``a_t`` and ``b_t`` functions of the input ``x_t`` only.
+
+    layer = RNN(LRUCell(64), evaluation="associative")     # same API as the other cells
+    outputs, final = layer.apply(params, x_bti, lengths_b)
+
+Because the update is linear in ``h``, the whole sequence can be evaluated two ways, chosen
+by ``evaluation`` in the core's one dispatch (``rnnlab.scan.recurrence``):
+
+  ``"sequential"``   ``jax.lax.scan``, one step after another (T sequential steps);
+  ``"associative"``  ``jax.lax.associative_scan`` with the composition of affine maps
+                     ``(a1, b1) then (a2, b2) = (a2 a1, a2 b1 + b2)``: O(log T) depth.
+
+Both take the projections of every step at once (one matmul over ``T*B`` rows), and both
+are differentiated by JAX.  The cells:
+
+  ``LRUCell``     the Linear Recurrent Unit (Orvieto et al. 2023): a diagonal complex
+                  recurrence ``x_t = λ ⊙ x_{t-1} + γ ⊙ (B u_t)``, ``y_t = Re(C x_t) + D u_t``,
+                  ``λ = exp(-exp(ν_log) + i exp(θ_log))``, ``γ = sqrt(1 - |λ|^2)``, ring init;
+  ``MinGRUCell``  minGRU (Feng et al. 2024): ``z = σ(W_z x)``, ``h = (1 - z) h + z g(W_h x)``;
+  ``MinLSTMCell`` minLSTM: ``f, i = σ(W_f x), σ(W_i x)``, ``h = f/(f+i) h + i/(f+i) g(W_h x)``.
+
+``g(v) = v + 1/2`` for ``v >= 0`` and ``σ(v)`` below: the papers' activation of their
+log-space form, which keeps the values positive.  Their log-space evaluation exists for
+a parallel scan built from cumulative sums and products (Heinsen's), which divides by
+products of ``a`` that underflow; the associative scan here composes affine maps and
+never divides, so it evaluates the same recurrence in linear space.
+
+The complex state of the LRU is carried as its real and imaginary parts (``LRUState``):
+complex associative scans compile far slower than real ones (jax-ml/jax#18221).
+
+Semantics shared with every cell: a padded step is the identity (``a = 1``, ``b = 0``),
+so the final state is the last valid step's; the hidden perturbation ``eps_t`` is added
+to the additive term (to ``b_t``, the LRU's real part), so its gradient is ``dL/dh_t``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rnnlab.validation import is_concrete
+
+EVALUATIONS = ("sequential", "associative")
+
+
+def check_evaluation(evaluation: str) -> str:
+    if evaluation not in EVALUATIONS:
+        raise ValueError(f"evaluation must be one of {', '.join(map(repr, EVALUATIONS))}, got {evaluation!r}")
+    return evaluation
+
+
+def positive_values(v):
+    """``g(v) = v + 1/2`` for ``v >= 0``, ``σ(v)`` below: continuous, positive, increasing."""
+    return jnp.where(v >= 0, v + 0.5, jax.nn.sigmoid(v))
+
+
+class LRUState(NamedTuple):
+    """The LRU's complex state ``x = re + i im``, each ``[..., N]``."""
+
+    re: jax.Array
+    im: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class _LinearCell:
+    """A cell with ``h_t = a_t ⊙ h_{t-1} + b_t``; subclasses give ``coefficients`` and ``readout``."""
+
+    hidden_size: int
+
+    linear: ClassVar[bool] = True
+    elementwise: ClassVar[tuple[str, ...]] = ()
+    num_gates: ClassVar[int] = 1
+
+    def __post_init__(self):
+        if not isinstance(self.hidden_size, int) or isinstance(self.hidden_size, bool) or self.hidden_size < 1:
+            raise ValueError(f"hidden_size must be a positive int, got {self.hidden_size!r}")
+
+    def param_specs(self, input_size: int, dtype=jnp.float32):
+        params = jax.eval_shape(lambda: self.init(jax.random.key(0), input_size, dtype))
+        return {name: jax.ShapeDtypeStruct(p.shape, p.dtype) for name, p in params.items()}
+
+    def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+        return jnp.zeros(tuple(batch_shape) + (self.hidden_size,), dtype)
+
+    def carry_hidden(self, carry):
+        return carry
+
+    def replace_hidden(self, carry, h):
+        return h
+
+    # the algebra of the coefficients: real numbers here, complex pairs in the LRU
+    def mul(self, u, v):
+        return u * v
+
+    def add(self, u, v):
+        return u + v
+
+    def add_real(self, b, eps):
+        """``b + eps`` for a real ``eps`` (the hidden perturbation)."""
+        return b + eps
+
+    def where(self, keep, u, v):
+        return jax.tree.map(lambda p, q: jnp.where(keep, p, q), u, v)
+
+    def identity(self, like):
+        """``(a, b) = (1, 0)`` shaped like ``like``: what a padded step applies."""
+        return jnp.ones_like(like), jnp.zeros_like(like)
+
+    def coefficients(self, params, x_tbi):  # pragma: no cover - abstract
+        """``(a, b)``, each ``[T, B, H]`` (or an ``LRUState`` of them), from the inputs alone."""
+        raise NotImplementedError
+
+    def readout(self, params, h_tbh, x_tbi):
+        """The output ``y_t`` from the state ``h_t`` (and the input, for the LRU's skip)."""
+        return h_tbh
+
+    def step(self, params, carry, x):
+        """One step, for reference loops and the Lyapunov exponents: ``(carry, y)``."""
+        a, b = self.coefficients(params, x[None])
+        a, b = jax.tree.map(lambda v: v[0], (a, b))
+        carry = self.add(self.mul(a, carry), b)
+        return carry, self.readout(params, jax.tree.map(lambda v: v[None], carry), x[None])[0]
+
+
+def _linear(params, name, x):
+    return x @ params[f"w_{name}"].T + params[f"b_{name}"]
+
+
+def _pytorch_linear(key, rows: int, input_size: int, dtype):
+    """``torch.nn.Linear``'s init: weight and bias ``U(±1/sqrt(fan_in))``."""
+    k_w, k_b = jax.random.split(key)
+    bound = 1.0 / math.sqrt(input_size)
+    return (
+        jax.random.uniform(k_w, (rows, input_size), dtype, -bound, bound),
+        jax.random.uniform(k_b, (rows,), dtype, -bound, bound),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class MinGRUCell(_LinearCell):
+    r"""minGRU (Feng et al. 2024, "Were RNNs All We Needed?"), its log-space model:
+
+        z_t = σ(W_z x_t + b_z),   h̃_t = g(W_h x_t + b_h)
+        h_t = (1 - z_t) ⊙ h_{t-1} + z_t ⊙ h̃_t,   y_t = h_t
+
+    params ``w_ih [2H, I]``, ``b_ih [2H]`` (rows z, h), ``torch.nn.Linear``'s init."""
+
+    num_gates: ClassVar[int] = 2
+
+    def init(self, key, input_size: int, dtype=jnp.float32):
+        w, b = _pytorch_linear(key, 2 * self.hidden_size, input_size, dtype)
+        return {"w_ih": w, "b_ih": b}
+
+    def coefficients(self, params, x_tbi):
+        k_z, v = jnp.split(_linear(params, "ih", x_tbi), 2, axis=-1)
+        z = jax.nn.sigmoid(k_z)
+        return 1.0 - z, z * positive_values(v)
+
+
+@dataclasses.dataclass(frozen=True)
+class MinLSTMCell(_LinearCell):
+    r"""minLSTM (Feng et al. 2024), its log-space model with normalised gates:
+
+        f_t = σ(W_f x_t + b_f),   i_t = σ(W_i x_t + b_i),   h̃_t = g(W_h x_t + b_h)
+        h_t = f_t / (f_t + i_t) ⊙ h_{t-1} + i_t / (f_t + i_t) ⊙ h̃_t,   y_t = h_t
+
+    ``f / (f + i) = σ(log f - log i)``, computed so.  params ``w_ih [3H, I]``, ``b_ih [3H]``
+    (rows f, i, h)."""
+
+    num_gates: ClassVar[int] = 3
+
+    def init(self, key, input_size: int, dtype=jnp.float32):
+        w, b = _pytorch_linear(key, 3 * self.hidden_size, input_size, dtype)
+        return {"w_ih": w, "b_ih": b}
+
+    def coefficients(self, params, x_tbi):
+        k_f, k_i, v = jnp.split(_linear(params, "ih", x_tbi), 3, axis=-1)
+        diff = jax.nn.log_sigmoid(k_f) - jax.nn.log_sigmoid(k_i)  # log f - log i
+        return jax.nn.sigmoid(diff), jax.nn.sigmoid(-diff) * positive_values(v)
+
+
+@dataclasses.dataclass(frozen=True)
+class LRUCell(_LinearCell):
+    r"""The Linear Recurrent Unit (Orvieto et al. 2023), N = ``hidden_size`` complex states:
+
+        x_t = λ ⊙ x_{t-1} + γ ⊙ (B u_t),   y_t = Re(C x_t) + D u_t
+        λ = exp(-exp(ν_log) + i exp(θ_log)),   γ = exp(γ_log), γ_log = log sqrt(1 - |λ|^2) at init
+
+    Ring init (the paper's): ``|λ| ~ U`` on the ring ``[r_min, r_max]`` in area
+    (``ν_log = log(-log(u1 (r_max^2 - r_min^2) + r_min^2) / 2)``), phase
+    ``θ = max_phase u2``; ``B = (N(0,1) + i N(0,1)) / sqrt(2 I)``, ``C = (N(0,1) + i N(0,1)) / sqrt(N)``,
+    ``D ~ N(0, 1)``.  params ``nu_log, theta_log, gamma_log [N]``, ``w_ih, w_ih_im [N, I]`` (B),
+    ``c_re, c_im [N, N]``, ``d [N, I]``.  The output has N features, like the state.
+    """
+
+    r_min: float = 0.0
+    r_max: float = 1.0
+    max_phase: float = 2 * math.pi
+
+    def __post_init__(self):
+        super().__post_init__()
+        if is_concrete(self.r_min) and is_concrete(self.r_max):
+            if not 0.0 <= self.r_min < self.r_max <= 1.0:
+                raise ValueError(f"LRU needs 0 <= r_min < r_max <= 1, got r_min={self.r_min}, r_max={self.r_max}")
+        if is_concrete(self.max_phase) and not 0.0 < self.max_phase <= 2 * math.pi:
+            raise ValueError(f"LRU max_phase must lie in (0, 2*pi], got {self.max_phase}")
+
+    def init(self, key, input_size: int, dtype=jnp.float32):
+        N = self.hidden_size
+        k_u1, k_u2, k_b, k_bi, k_c, k_ci, k_d = jax.random.split(key, 7)
+        u1 = jax.random.uniform(k_u1, (N,), dtype)
+        u2 = jax.random.uniform(k_u2, (N,), dtype)
+        nu_log = jnp.log(-0.5 * jnp.log(u1 * (self.r_max**2 - self.r_min**2) + self.r_min**2))
+        theta_log = jnp.log(self.max_phase * u2)
+        modulus = jnp.exp(-jnp.exp(nu_log))
+        normal = lambda k, shape, scale: jax.random.normal(k, shape, dtype) * scale
+        return {
+            "nu_log": nu_log,
+            "theta_log": theta_log,
+            "gamma_log": jnp.log(jnp.sqrt(1.0 - modulus**2)),
+            "w_ih": normal(k_b, (N, input_size), 1.0 / math.sqrt(2 * input_size)),
+            "w_ih_im": normal(k_bi, (N, input_size), 1.0 / math.sqrt(2 * input_size)),
+            "c_re": normal(k_c, (N, N), 1.0 / math.sqrt(N)),
+            "c_im": normal(k_ci, (N, N), 1.0 / math.sqrt(N)),
+            "d": normal(k_d, (N, input_size), 1.0),
+        }
+
+    def eigenvalues(self, params) -> LRUState:
+        """``λ`` as ``(Re, Im)``."""
+        modulus = jnp.exp(-jnp.exp(params["nu_log"]))
+        phase = jnp.exp(params["theta_log"])
+        return LRUState(modulus * jnp.cos(phase), modulus * jnp.sin(phase))
+
+    def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+        zeros = super().initial_carry(batch_shape, dtype)
+        return LRUState(zeros, zeros)
+
+    def carry_hidden(self, carry):
+        return carry.re
+
+    def replace_hidden(self, carry, h):
+        return carry._replace(re=h)
+
+    def mul(self, u, v):
+        return LRUState(u.re * v.re - u.im * v.im, u.re * v.im + u.im * v.re)
+
+    def add(self, u, v):
+        return LRUState(u.re + v.re, u.im + v.im)
+
+    def add_real(self, b, eps):
+        return b._replace(re=b.re + eps)
+
+    def identity(self, like):
+        return LRUState(jnp.ones_like(like.re), jnp.zeros_like(like.re)), LRUState(
+            jnp.zeros_like(like.re), jnp.zeros_like(like.re)
+        )
+
+    def coefficients(self, params, x_tbi):
+        gamma = jnp.exp(params["gamma_log"])
+        b = LRUState(gamma * (x_tbi @ params["w_ih"].T), gamma * (x_tbi @ params["w_ih_im"].T))
+        lam = self.eigenvalues(params)
+        a = jax.tree.map(lambda v, like: jnp.broadcast_to(v, like.shape), lam, b)
+        return a, b
+
+    def readout(self, params, h_tbh, x_tbi):
+        # Re(C x) = C_re x_re - C_im x_im
+        return h_tbh.re @ params["c_re"].T - h_tbh.im @ params["c_im"].T + x_tbi @ params["d"].T
+
+
+LinearCell = LRUCell | MinGRUCell | MinLSTMCell
+
+
+def recurrence(cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, evaluation="sequential"):
+    """``(final carry, y [T, B, H])`` of a linear cell, ``evaluation`` sequential or associative.
+
+    Padded steps (``mask_tb`` false) are the identity map, so the last state is each
+    sequence's last valid one; their outputs are zero.  ``eps_tbh`` is added to ``b_t``."""
+    check_evaluation(evaluation)
+    a, b = cell.coefficients(params, x_tbi)
+    if eps_tbh is not None:
+        b = cell.add_real(b, eps_tbh)
+    if mask_tb is not None:
+        one, zero = cell.identity(b)
+        keep = mask_tb[..., None]
+        a, b = cell.where(keep, a, one), cell.where(keep, b, zero)
+    # the initial state enters as step 0's additive term: b_0 <- a_0 h_0 + b_0
+    first = lambda tree: jax.tree.map(lambda v: v[0], tree)
+    b0 = cell.add(cell.mul(first(a), carry0), first(b))
+    b = jax.tree.map(lambda v, v0: v.at[0].set(v0), b, b0)
+    if evaluation == "sequential":
+
+        def step(h, ab):
+            h = cell.add(cell.mul(ab[0], h), ab[1])
+            return h, h
+
+        zero_carry = jax.tree.map(jnp.zeros_like, carry0)
+        _, h_t = jax.lax.scan(step, zero_carry, (a, b))
+    else:
+
+        def compose(earlier, later):  # (a1, b1) then (a2, b2)
+            (a1, b1), (a2, b2) = earlier, later
+            return cell.mul(a2, a1), cell.add(cell.mul(a2, b1), b2)
+
+        _, h_t = jax.lax.associative_scan(compose, (a, b), axis=0)
+    y_tbh = cell.readout(params, h_t, x_tbi)
+    if mask_tb is not None:
+        y_tbh = jnp.where(mask_tb[..., None], y_tbh, 0)
+    return jax.tree.map(lambda v: v[-1], h_t), y_tbh
