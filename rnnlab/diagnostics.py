@@ -107,7 +107,18 @@ def gradient_profile(layer, params, loss_of_outputs, x_bti, lengths_b=None, *, j
 def gate_spectra(layer, params_s) -> tuple[np.ndarray, np.ndarray]:
     """Spectral radius and largest singular value of every gate block of layer 0's ``w_hh``
     (as the cells use it: ``layer.materialize``), for each of ``S`` stacked params:
-    two ``[S, G]`` arrays, NaN for a point whose params are not finite (diverged)."""
+    two ``[S, G]`` arrays, NaN for a point whose params are not finite (diverged).
+
+    A linear recurrence has no ``w_hh``: the LRU's recurrent matrix is ``diag(λ)``, whose
+    spectral radius and largest singular value are both ``max |λ|``; minGRU's and
+    minLSTM's coefficients depend on the input, so theirs are NaN."""
+    if getattr(layer.cell, "linear", False):
+        S = len(jax.tree.leaves(params_s)[0])
+        if not hasattr(layer.cell, "eigenvalues"):
+            return np.full((S, 1), np.nan), np.full((S, 1), np.nan)
+        lam = jax.vmap(layer.cell.eigenvalues)(params_s["l0"]["fwd"])
+        radius = np.max(np.hypot(np.asarray(lam.re, np.float64), np.asarray(lam.im, np.float64)), axis=-1)[:, None]
+        return radius, radius.copy()
     w_s = np.asarray(jax.vmap(layer.materialize)(params_s)["l0"]["fwd"]["w_hh"], np.float64)
     H, G = layer.cell.hidden_size, layer.cell.num_gates
     radii, singular = np.full((len(w_s), G), np.nan), np.full((len(w_s), G), np.nan)

@@ -14,8 +14,8 @@ by ``evaluation`` in the core's one dispatch (``rnnlab.scan.recurrence``):
 Both take the projections of every step at once (one matmul over ``T*B`` rows), and both
 are differentiated by JAX.  The cells:
 
-  ``LRUCell``     the Linear Recurrent Unit (Orvieto et al. 2023): a diagonal complex
-                  recurrence ``x_t = λ ⊙ x_{t-1} + γ ⊙ (B u_t)``, ``y_t = Re(C x_t) + D u_t``,
+  ``LRUCell``     the Linear Recurrent Unit (Orvieto et al. 2023) in its block (norm, LRU,
+                  GLU, residual): a diagonal complex recurrence ``s_t = λ ⊙ s_{t-1} + γ ⊙ (B v_t)``,
                   ``λ = exp(-exp(ν_log) + i exp(θ_log))``, ``γ = sqrt(1 - |λ|^2)``, ring init;
   ``MinGRUCell``  minGRU (Feng et al. 2024): ``z = σ(W_z x)``, ``h = (1 - z) h + z g(W_h x)``;
   ``MinLSTMCell`` minLSTM: ``f, i = σ(W_f x), σ(W_i x)``, ``h = f/(f+i) h + i/(f+i) g(W_h x)``.
@@ -184,18 +184,34 @@ class MinLSTMCell(_LinearCell):
         return jax.nn.sigmoid(diff), jax.nn.sigmoid(-diff) * positive_values(v)
 
 
+def _lecun_normal(key, rows: int, fan_in: int, dtype):
+    """Flax ``Dense``'s kernel init (LeCun normal: variance 1 / fan_in; truncation aside)."""
+    return jax.random.normal(key, (rows, fan_in), dtype) / math.sqrt(fan_in)
+
+
+def _layer_norm(v, scale, bias, eps=1e-6):
+    mean = jnp.mean(v, axis=-1, keepdims=True)
+    var = jnp.mean((v - mean) ** 2, axis=-1, keepdims=True)
+    return (v - mean) * jax.lax.rsqrt(var + eps) * scale + bias
+
+
 @dataclasses.dataclass(frozen=True)
 class LRUCell(_LinearCell):
-    r"""The Linear Recurrent Unit (Orvieto et al. 2023), N = ``hidden_size`` complex states:
+    r"""The Linear Recurrent Unit (Orvieto et al. 2023) in its block, width H = ``hidden_size``:
 
-        x_t = λ ⊙ x_{t-1} + γ ⊙ (B u_t),   y_t = Re(C x_t) + D u_t
-        λ = exp(-exp(ν_log) + i exp(θ_log)),   γ = exp(γ_log), γ_log = log sqrt(1 - |λ|^2) at init
+        u_t = W_in x_t + b_in                        the block's input at width H
+        v_t = LayerNorm(u_t)                         norm (before the LRU)
+        s_t = λ ⊙ s_{t-1} + γ ⊙ (B v_t)              the LRU: H complex states
+        y_t = u_t + GLU(gelu(Re(C s_t) + D ⊙ v_t))   GLU(z) = (W_1 z + b_1) ⊙ σ(W_2 z + b_2); residual
 
-    Ring init (the paper's): ``|λ| ~ U`` on the ring ``[r_min, r_max]`` in area
-    (``ν_log = log(-log(u1 (r_max^2 - r_min^2) + r_min^2) / 2)``), phase
-    ``θ = max_phase u2``; ``B = (N(0,1) + i N(0,1)) / sqrt(2 I)``, ``C = (N(0,1) + i N(0,1)) / sqrt(N)``,
-    ``D ~ N(0, 1)``.  params ``nu_log, theta_log, gamma_log [N]``, ``w_ih, w_ih_im [N, I]`` (B),
-    ``c_re, c_im [N, N]``, ``d [N, I]``.  The output has N features, like the state.
+    ``λ = exp(-exp(ν_log) + i exp(θ_log))``, ``γ = exp(γ_log)``, ``γ_log = log sqrt(1 - |λ|^2)``
+    at init (the γ normalisation).  Ring init (the paper's): ``|λ|^2 ~ U(r_min^2, r_max^2)``
+    (``ν_log = log(-log(u1 (r_max^2 - r_min^2) + r_min^2) / 2)``), phase ``θ = max_phase u2``;
+    ``B = (N(0,1) + i N(0,1)) / sqrt(2 H)``, ``C = (N(0,1) + i N(0,1)) / sqrt(H)``, ``D ~ N(0, 1)``
+    (as the minimal-LRU code an author recommends, NicolasZucchet/minimal-LRU).  The Dense
+    layers have Flax's init.  Every layer of a stack starts with ``W_in`` (the paper's stack
+    has one encoder before its first layer) so that any input width fits.  The state's real
+    part is what the hidden perturbation moves.
     """
 
     r_min: float = 0.0
@@ -211,23 +227,28 @@ class LRUCell(_LinearCell):
             raise ValueError(f"LRU max_phase must lie in (0, 2*pi], got {self.max_phase}")
 
     def init(self, key, input_size: int, dtype=jnp.float32):
-        N = self.hidden_size
-        k_u1, k_u2, k_b, k_bi, k_c, k_ci, k_d = jax.random.split(key, 7)
-        u1 = jax.random.uniform(k_u1, (N,), dtype)
-        u2 = jax.random.uniform(k_u2, (N,), dtype)
+        H = self.hidden_size
+        k_u1, k_u2, k_b, k_bi, k_c, k_ci, k_d, k_in, k_glu = jax.random.split(key, 9)
+        u1 = jax.random.uniform(k_u1, (H,), dtype)
+        u2 = jax.random.uniform(k_u2, (H,), dtype)
         nu_log = jnp.log(-0.5 * jnp.log(u1 * (self.r_max**2 - self.r_min**2) + self.r_min**2))
-        theta_log = jnp.log(self.max_phase * u2)
         modulus = jnp.exp(-jnp.exp(nu_log))
         normal = lambda k, shape, scale: jax.random.normal(k, shape, dtype) * scale
         return {
+            "w_ih": _lecun_normal(k_in, H, input_size, dtype),
+            "b_ih": jnp.zeros((H,), dtype),
+            "norm_scale": jnp.ones((H,), dtype),
+            "norm_bias": jnp.zeros((H,), dtype),
             "nu_log": nu_log,
-            "theta_log": theta_log,
+            "theta_log": jnp.log(self.max_phase * u2),
             "gamma_log": jnp.log(jnp.sqrt(1.0 - modulus**2)),
-            "w_ih": normal(k_b, (N, input_size), 1.0 / math.sqrt(2 * input_size)),
-            "w_ih_im": normal(k_bi, (N, input_size), 1.0 / math.sqrt(2 * input_size)),
-            "c_re": normal(k_c, (N, N), 1.0 / math.sqrt(N)),
-            "c_im": normal(k_ci, (N, N), 1.0 / math.sqrt(N)),
-            "d": normal(k_d, (N, input_size), 1.0),
+            "B_re": normal(k_b, (H, H), 1.0 / math.sqrt(2 * H)),
+            "B_im": normal(k_bi, (H, H), 1.0 / math.sqrt(2 * H)),
+            "C_re": normal(k_c, (H, H), 1.0 / math.sqrt(H)),
+            "C_im": normal(k_ci, (H, H), 1.0 / math.sqrt(H)),
+            "D": normal(k_d, (H,), 1.0),
+            "w_glu": _lecun_normal(k_glu, 2 * H, H, dtype),
+            "b_glu": jnp.zeros((2 * H,), dtype),
         }
 
     def eigenvalues(self, params) -> LRUState:
@@ -256,20 +277,25 @@ class LRUCell(_LinearCell):
         return b._replace(re=b.re + eps)
 
     def identity(self, like):
-        return LRUState(jnp.ones_like(like.re), jnp.zeros_like(like.re)), LRUState(
-            jnp.zeros_like(like.re), jnp.zeros_like(like.re)
-        )
+        zeros = jnp.zeros_like(like.re)
+        return LRUState(jnp.ones_like(like.re), zeros), LRUState(zeros, zeros)
+
+    def _block_inputs(self, params, x_tbi):
+        u = x_tbi @ params["w_ih"].T + params["b_ih"]
+        return u, _layer_norm(u, params["norm_scale"], params["norm_bias"])
 
     def coefficients(self, params, x_tbi):
+        _, v = self._block_inputs(params, x_tbi)
         gamma = jnp.exp(params["gamma_log"])
-        b = LRUState(gamma * (x_tbi @ params["w_ih"].T), gamma * (x_tbi @ params["w_ih_im"].T))
-        lam = self.eigenvalues(params)
-        a = jax.tree.map(lambda v, like: jnp.broadcast_to(v, like.shape), lam, b)
+        b = LRUState(gamma * (v @ params["B_re"].T), gamma * (v @ params["B_im"].T))
+        a = jax.tree.map(lambda lam, like: jnp.broadcast_to(lam, like.shape), self.eigenvalues(params), b)
         return a, b
 
     def readout(self, params, h_tbh, x_tbi):
-        # Re(C x) = C_re x_re - C_im x_im
-        return h_tbh.re @ params["c_re"].T - h_tbh.im @ params["c_im"].T + x_tbi @ params["d"].T
+        u, v = self._block_inputs(params, x_tbi)
+        z = h_tbh.re @ params["C_re"].T - h_tbh.im @ params["C_im"].T + params["D"] * v  # Re(C s) + D v
+        z1, z2 = jnp.split(jax.nn.gelu(z) @ params["w_glu"].T + params["b_glu"], 2, axis=-1)
+        return u + z1 * jax.nn.sigmoid(z2)
 
 
 LinearCell = LRUCell | MinGRUCell | MinLSTMCell

@@ -56,11 +56,15 @@ def numpy_reference(name, p, x_ti, h0):
     g = lambda v: np.where(v >= 0, v + 0.5, sig(v))
     h, ys = h0, []
     for x in np.asarray(x_ti, np.float64):
-        if name == "lru":
+        if name == "lru":  # the block: LayerNorm -> LRU -> gelu -> GLU -> residual
+            u = p["w_ih"] @ x + p["b_ih"]
+            v = (u - u.mean()) / np.sqrt(u.var() + 1e-6) * p["norm_scale"] + p["norm_bias"]
             lam = np.exp(-np.exp(p["nu_log"]) + 1j * np.exp(p["theta_log"]))
-            b_in = (p["w_ih"] + 1j * p["w_ih_im"]) @ x
-            h = lam * h + np.exp(p["gamma_log"]) * b_in
-            ys.append(((p["c_re"] + 1j * p["c_im"]) @ h).real + p["d"] @ x)
+            h = lam * h + np.exp(p["gamma_log"]) * ((p["B_re"] + 1j * p["B_im"]) @ v)
+            z = ((p["C_re"] + 1j * p["C_im"]) @ h).real + p["D"] * v
+            gelu = 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z**3)))  # jax.nn.gelu's default
+            z1, z2 = np.split(p["w_glu"] @ gelu + p["b_glu"], 2)
+            ys.append(u + z1 * sig(z2))
             continue
         k = p["w_ih"] @ x + p["b_ih"]
         if name == "mingru":
