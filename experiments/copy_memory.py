@@ -241,7 +241,7 @@ def save_figures(cfg: Config, run: RunDir, results: dict) -> None:
         ax.legend(fontsize=8)
     title = (
         f"Copy memory, one-hot inputs, {optimizer_words(cfg)}, batch {cfg.batch_size}, {cfg.steps} steps: "
-        f"median and range of {cfg.seeds} seeds"
+        f"median and range of {cfg.seeds} seed{'s' if cfg.seeds > 1 else ''}"
     )
     fig.suptitle(textwrap.fill(title, 90 * len(cfg.lengths)), fontsize=9)
     run.save_figure(fig, "learning_curves")
