@@ -19,7 +19,7 @@ learning curves and, at initialisation and after training, ||dL_recall/dh_t|| fo
 how much of the gradient of the last 10 steps' loss (recalling the symbols) reaches
 each hidden state, back to the symbols at t < 10.
 
-    python experiments/copy_memory.py                    # T = 100: rnn, lstm, exprnn; about 6 minutes on 2 CPU cores
+    python experiments/copy_memory.py                    # T = 100: rnn, lstm, exprnn; 6 minutes on 2 CPU cores
     python experiments/copy_memory.py --lengths 100 200 300 500 --models rnn lstm exprnn --batch-size 20 --steps 20000
     # the expRNN paper's T = 1000 (and 2000) run: lezcano/expRNN 1_copying.py -m exprnn --L 1000 --hidden_size 190
     python experiments/copy_memory.py --lengths 1000 --models exprnn --hidden 190 --learning-rate 2e-4 \

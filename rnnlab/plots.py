@@ -16,6 +16,10 @@ COLORS = {
     "gru_chrono": "tab:olive",
     "rnn_orthogonal": "tab:brown",
     "exprnn": "tab:pink",
+    "exprnn_tanh": "tab:gray",
+    "lru": "black",
+    "mingru": "gold",
+    "minlstm": "navy",
 }
 
 
