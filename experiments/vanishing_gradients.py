@@ -181,7 +181,9 @@ def model_results(cfg, measured: dict) -> dict:
         out["lyapunov"][phase] = {"exponent": lyap["exponents"][0], **lyap}
         if cfg.jacobian:
             out["jacobian_norms"][phase] = diagnostics.summarize(m["jac"])
-            if m["sv"].shape[1] == 1:  # an Elman RNN: |f'| <= 1 for tanh and ReLU; diverged seeds left out
+            # an Elman RNN (|f'| <= 1 for tanh, ReLU, modReLU) or the LRU (the Jacobian is diag(λ)^k);
+            # diverged seeds left out; minGRU/minLSTM have no fixed recurrent matrix (NaN)
+            if m["sv"].shape[1] == 1 and np.isfinite(m["sv"]).any():
                 bound = [diagnostics.pascanu_bound_ratio(j, sv[0]) for j, sv in zip(m["jac"], m["sv"])]
                 out["pascanu_bound"][phase] = {"max_jacobian_over_bound": float(np.nanmax(bound))}
     return out
