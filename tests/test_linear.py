@@ -19,20 +19,20 @@ LENGTHS = np.array([8, 2, 5])
 CELLS = {"lru": LRUCell(H), "mingru": MinGRUCell(H), "minlstm": MinLSTMCell(H)}
 
 
-def random_carry(cell, key):
-    return jax.tree.map(lambda z: jax.random.normal(key, z.shape), cell.initial_carry((2, B)))
+def random_carry(cell, key, scans=2):
+    return jax.tree.map(lambda z: jax.random.normal(key, z.shape), cell.initial_carry((scans, B)))
 
 
 @pytest.mark.parametrize("name", CELLS)
 def test_associative_equals_sequential_with_every_input(name, assert_close):
     """Outputs, final states and gradients w.r.t. params, input, initial carry and the
-    perturbation (dL/dh_t), a bidirectional layer with lengths."""
+    perturbation (dL/dh_t), a two-layer bidirectional stack with lengths."""
     cell = CELLS[name]
-    layers = {ev: RNN(cell, bidirectional=True, evaluation=ev) for ev in ("sequential", "associative")}
+    layers = {ev: RNN(cell, num_layers=2, bidirectional=True, evaluation=ev) for ev in ("sequential", "associative")}
     params = layers["sequential"].init(jax.random.key(0), I)
     x = jax.random.normal(jax.random.key(1), (B, T, I))
-    carry0 = random_carry(cell, jax.random.key(2))
-    eps = 0.1 * jax.random.normal(jax.random.key(3), (2, B, T, H))
+    carry0 = random_carry(cell, jax.random.key(2), scans=4)
+    eps = 0.1 * jax.random.normal(jax.random.key(3), (4, B, T, H))
     r = jax.random.normal(jax.random.key(4), (B, T, 2 * H))
 
     def loss(params, x, carry0, eps, ev):
@@ -169,3 +169,20 @@ def test_a_nonlinear_cell_cannot_be_evaluated_associatively():
 
     with pytest.raises(ValueError, match="evaluation='associative' needs a linear recurrence"):
         RNN(LSTMCell(4), evaluation="associative")
+
+
+def test_the_linear_models_train_in_the_scripts_by_name(tmp_path):
+    """`--models lru mingru minlstm` in the copy task and the adding problem: trained, evaluated,
+    and each one's gradient profile (copy) finite."""
+    from conftest import load_script
+
+    names = ["lru", "mingru", "minlstm"]
+    common = ["--quick", "--quiet", "--compile-cache", "off", "--steps", "20", "--seeds", "2", "--models", *names]
+    copy = load_script("copy_memory").main([*common, "--lengths", "6", "--hidden", "8", "--out", str(tmp_path / "c")])
+    adding = load_script("adding_problem").main(
+        [*common, "--seq-len", "12", "--hidden", "8", "--out", str(tmp_path / "a")]
+    )
+    for name in names:
+        assert len(copy["final_loss"][name]["6"]["per_seed"]) == 2
+        assert np.all(np.isfinite(copy["gradient_norms"][name]["6"]["init"]))
+        assert np.isfinite(adding["models"][name]["points"][0]["test_mse"]["median"])
