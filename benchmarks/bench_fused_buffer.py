@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
+import os
+import sys
 
 import jax
 import jax.numpy as jnp
 
 from rnnlab import fused, steps
 from rnnlab.zoo import make_layer
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_layers import median_times  # noqa: E402
 
 
 def _inplace_backward(cell, unroll, residuals, cotangents):
@@ -91,15 +94,10 @@ def main():
         for vmapped in (False, True):
             p, xs = (jax.tree.map(lambda a: a[None], params), x[None]) if vmapped else (params, x)
             fns = {v: gradient(layer, v, vmapped) for v in ("inplace", "outputs")}
-            for fn in fns.values():
-                jax.block_until_ready(fn(p, xs))  # compile
-            times = {v: [] for v in fns}
-            for _ in range(args.repeats):
-                for v, fn in fns.items():  # interleaved: the machine's noise hits both alike
-                    start = time.perf_counter()
-                    jax.block_until_ready(fn(p, xs))
-                    times[v].append(time.perf_counter() - start)
-            med = {v: statistics.median(t) for v, t in times.items()}
+            # interleaved, after a warm-up: the machine's noise hits both alike
+            med = median_times(
+                {v: lambda fn=fn: jax.block_until_ready(fn(p, xs)) for v, fn in fns.items()}, args.repeats
+            )
             row = {"T": T, "vmapped": vmapped, **{f"{v}_s": m for v, m in med.items()}}
             row["inplace_over_outputs"] = med["inplace"] / med["outputs"]
             rows.append(row)

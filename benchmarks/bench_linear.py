@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
+import sys
 import time
 
 import jax
@@ -22,6 +23,9 @@ import jax.numpy as jnp
 
 from rnnlab import RNN, LSTMCell
 from rnnlab.linear import LRUCell
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_layers import median_times  # noqa: E402
 
 
 def program(layer, x):
@@ -53,15 +57,8 @@ def main():
             start = time.perf_counter()
             compiled = grad.lower(params, x).compile()
             compile_s[name] = time.perf_counter() - start
-            jax.block_until_ready(compiled(params, x))  # warm
-            programs[name] = (compiled, params)
-        times = {name: [] for name in programs}
-        for _ in range(args.repeats):
-            for name, (compiled, params) in programs.items():  # interleaved: noise hits all alike
-                start = time.perf_counter()
-                jax.block_until_ready(compiled(params, x))
-                times[name].append(time.perf_counter() - start)
-        med = {name: statistics.median(t) for name, t in times.items()}
+            programs[name] = lambda compiled=compiled, params=params: jax.block_until_ready(compiled(params, x))
+        med = median_times(programs, args.repeats)  # interleaved, after a warm-up: noise hits all alike
         row = {"T": T, **{f"{n}_s": m for n, m in med.items()}, **{f"{n}_compile_s": c for n, c in compile_s.items()}}
         row["sequential_over_associative"] = med["lru_sequential"] / med["lru_associative"]
         row["lstm_over_lru_associative"] = med["lstm"] / med["lru_associative"]

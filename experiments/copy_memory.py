@@ -51,6 +51,7 @@ from rnnlab.experiment import (
     model_hidden,
     option,
     parse_config,
+    per_model,
     train_sweep,
 )
 from rnnlab.linen import LanguageModel
@@ -99,7 +100,8 @@ class Config(BaseConfig):
         check_per_model(self)
 
     def clip_of(self, name: str) -> str:
-        return dict(entry.split("=", 1) for entry in self.model_clip).get(name, self.clip)
+        """Model ``name``'s clip rule as written (``--model-clip``, else ``--clip``)."""
+        return per_model("model_clip", self.model_clip, tuple(MODELS), str).get(name, self.clip)
 
     def optimizer_of(self, name: str) -> OptimConfig:
         return OptimConfig(

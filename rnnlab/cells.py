@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import initializers
-from rnnlab.validation import is_concrete
+from rnnlab.validation import check_positive_int, is_concrete
 
 Params = dict[str, jax.Array]
 
@@ -79,8 +79,7 @@ class _Cell:
     sums_projections: ClassVar[bool] = True
 
     def __post_init__(self):
-        if not isinstance(self.hidden_size, int) or isinstance(self.hidden_size, bool) or self.hidden_size < 1:
-            raise ValueError(f"hidden_size must be a positive int, got {self.hidden_size!r}")
+        check_positive_int("hidden_size", self.hidden_size)
         initializers.check_name("input_init", self.input_init, initializers.INPUT_INITS)
         initializers.check_name("recurrent_init", self.recurrent_init, initializers.RECURRENT_INITS)
         initializers.check_name("bias_init", self.bias_init, initializers.BIAS_INITS)

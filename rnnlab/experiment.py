@@ -42,6 +42,7 @@ from rnnlab import sweep as sweeps
 from rnnlab.checkpoint import Checkpointer
 from rnnlab.train import NonFiniteError
 from rnnlab.validation import InputError
+from rnnlab.zoo import MODELS
 
 # Fields that may change between a run and its resumption; any other difference is an error.
 RESUMABLE_FIELDS = {
@@ -154,20 +155,14 @@ def clip_rule(text: str) -> dict[str, float]:
     return {"clip_norm": value if kind == "norm" else 0.0, "clip_value": value if kind == "value" else 0.0}
 
 
-def _model_names() -> tuple[str, ...]:
-    from rnnlab.zoo import MODELS  # the shell may name the zoo; the zoo never imports the shell
-
-    return tuple(MODELS)
-
-
 def model_hidden(cfg, name: str) -> int:
     """Model ``name``'s hidden size: its ``--model-hidden`` entry, else ``--hidden``."""
-    return per_model("model_hidden", cfg.model_hidden, _model_names(), positive_int).get(name, cfg.hidden)
+    return per_model("model_hidden", cfg.model_hidden, tuple(MODELS), positive_int).get(name, cfg.hidden)
 
 
 def model_clip(cfg, name: str) -> dict[str, float] | None:
     """Model ``name``'s ``--model-clip`` rule as ``{"clip_norm", "clip_value"}``, or None (the run's own)."""
-    return per_model("model_clip", cfg.model_clip, _model_names(), clip_rule).get(name)
+    return per_model("model_clip", cfg.model_clip, tuple(MODELS), clip_rule).get(name)
 
 
 def check_per_model(cfg) -> None:

@@ -44,7 +44,7 @@ from typing import ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rnnlab.validation import is_concrete
+from rnnlab.validation import check_positive_int, is_concrete
 
 EVALUATIONS = ("sequential", "associative")
 
@@ -78,8 +78,7 @@ class _LinearCell:
     num_gates: ClassVar[int] = 1
 
     def __post_init__(self):
-        if not isinstance(self.hidden_size, int) or isinstance(self.hidden_size, bool) or self.hidden_size < 1:
-            raise ValueError(f"hidden_size must be a positive int, got {self.hidden_size!r}")
+        check_positive_int("hidden_size", self.hidden_size)
 
     def param_specs(self, input_size: int, dtype=jnp.float32):
         params = jax.eval_shape(lambda: self.init(jax.random.key(0), input_size, dtype))
@@ -112,20 +111,31 @@ class _LinearCell:
         """``(a, b) = (1, 0)`` shaped like ``like``: what a padded step applies."""
         return jnp.ones_like(like), jnp.zeros_like(like)
 
-    def coefficients(self, params, x_tbi):  # pragma: no cover - abstract
-        """``(a, b)``, each ``[T, B, H]`` (or an ``LRUState`` of them), from the inputs alone."""
+    # how the associative scan holds the values (the LRU: as complex numbers)
+    def to_scan(self, z):
+        return z
+
+    def from_scan(self, z):
+        return z
+
+    def prepare(self, params, x_tbi):
+        """What ``coefficients`` and ``readout`` read, computed once: the inputs themselves here."""
+        return x_tbi
+
+    def coefficients(self, params, inputs):  # pragma: no cover - abstract
+        """``(a, b)``, each ``[T, B, H]`` (or an ``LRUState`` of them), from the prepared inputs alone."""
         raise NotImplementedError
 
-    def readout(self, params, h_tbh, x_tbi):
-        """The output ``y_t`` from the state ``h_t`` (and the input, for the LRU's skip)."""
+    def readout(self, params, h_tbh, inputs):
+        """The output ``y_t`` from the state ``h_t`` (and the prepared inputs, for the LRU's skip)."""
         return h_tbh
 
     def step(self, params, carry, x):
         """One step, for reference loops and the Lyapunov exponents: ``(carry, y)``."""
-        a, b = self.coefficients(params, x[None])
-        a, b = jax.tree.map(lambda v: v[0], (a, b))
+        inputs = self.prepare(params, x[None])
+        a, b = jax.tree.map(lambda v: v[0], self.coefficients(params, inputs))
         carry = self.add(self.mul(a, carry), b)
-        return carry, self.readout(params, jax.tree.map(lambda v: v[None], carry), x[None])[0]
+        return carry, self.readout(params, jax.tree.map(lambda v: v[None], carry), inputs)[0]
 
 
 def _linear(params, name, x):
@@ -281,19 +291,28 @@ class LRUCell(_LinearCell):
         zeros = jnp.zeros_like(like.re)
         return LRUState(jnp.ones_like(like.re), zeros), LRUState(zeros, zeros)
 
-    def _block_inputs(self, params, x_tbi):
+    # complex numbers in the associative scan: on jax 0.10 that compiled 3x faster and ran
+    # 1.5x faster than the same scan over (re, im) pairs (benchmarks/README.md)
+    def to_scan(self, z):
+        return jax.lax.complex(z.re, z.im)
+
+    def from_scan(self, z):
+        return LRUState(z.real, z.imag)
+
+    def prepare(self, params, x_tbi):
+        """The block's input ``u`` and its normalisation ``v``: the LRU reads ``v``, the residual ``u``."""
         u = x_tbi @ params["w_ih"].T + params["b_ih"]
         return u, _layer_norm(u, params["norm_scale"], params["norm_bias"])
 
-    def coefficients(self, params, x_tbi):
-        _, v = self._block_inputs(params, x_tbi)
+    def coefficients(self, params, inputs):
+        _, v = inputs
         gamma = jnp.exp(params["gamma_log"])
         b = LRUState(gamma * (v @ params["B_re"].T), gamma * (v @ params["B_im"].T))
         a = jax.tree.map(lambda lam, like: jnp.broadcast_to(lam, like.shape), self.eigenvalues(params), b)
         return a, b
 
-    def readout(self, params, h_tbh, x_tbi):
-        u, v = self._block_inputs(params, x_tbi)
+    def readout(self, params, h_tbh, inputs):
+        u, v = inputs
         z = h_tbh.re @ params["C_re"].T - h_tbh.im @ params["C_im"].T + params["D"] * v  # Re(C s) + D v
         z1, z2 = jnp.split(jax.nn.gelu(z) @ params["w_glu"].T + params["b_glu"], 2, axis=-1)
         return u + z1 * jax.nn.sigmoid(z2)
@@ -308,7 +327,8 @@ def recurrence(cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, evalu
     Padded steps (``mask_tb`` false) are the identity map, so the last state is each
     sequence's last valid one; their outputs are zero.  ``eps_tbh`` is added to ``b_t``."""
     check_evaluation(evaluation)
-    a, b = cell.coefficients(params, x_tbi)
+    inputs = cell.prepare(params, x_tbi)
+    a, b = cell.coefficients(params, inputs)
     if eps_tbh is not None:
         b = cell.add_real(b, eps_tbh)
     if mask_tb is not None:
@@ -328,17 +348,14 @@ def recurrence(cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, evalu
         zero_carry = jax.tree.map(jnp.zeros_like, carry0)
         _, h_t = jax.lax.scan(step, zero_carry, (a, b))
     else:
-        # a complex state is scanned as complex numbers: on jax 0.10 that compiled 3x faster
-        # and ran 1.5x faster than the same scan over (re, im) pairs (benchmarks/README.md)
-        to_c = (lambda z: jax.lax.complex(z.re, z.im)) if isinstance(b, LRUState) else (lambda z: z)
 
         def compose(earlier, later):  # (a1, b1) then (a2, b2)
             (a1, b1), (a2, b2) = earlier, later
             return a2 * a1, a2 * b1 + b2
 
-        _, h_c = jax.lax.associative_scan(compose, (to_c(a), to_c(b)), axis=0)
-        h_t = LRUState(h_c.real, h_c.imag) if isinstance(b, LRUState) else h_c
-    y_tbh = cell.readout(params, h_t, x_tbi)
+        _, h_scan = jax.lax.associative_scan(compose, (cell.to_scan(a), cell.to_scan(b)), axis=0)
+        h_t = cell.from_scan(h_scan)
+    y_tbh = cell.readout(params, h_t, inputs)
     if mask_tb is not None:
         y_tbh = jnp.where(mask_tb[..., None], y_tbh, 0)
     return jax.tree.map(lambda v: v[-1], h_t), y_tbh

@@ -23,6 +23,12 @@ def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def check_positive_int(name: str, value) -> None:
+    """A size (``hidden_size``, ...): a positive int, not a bool or a float."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
 def check_token_ids(ids, vocab_size: int, what: str = "token ids") -> np.ndarray:
     """Integer ids must lie in ``0..vocab_size-1``; returns them as a NumPy array."""
     ids = np.asarray(ids)
