@@ -28,21 +28,24 @@ from rnnlab import parallel
 from rnnlab.data import synthetic
 from rnnlab.experiment import (
     BaseConfig,
+    ModelSpec,
     RunDir,
     check_per_model,
     cli,
     model_clip,
     model_hidden,
+    model_spec,
     option,
     parse_config,
     train_sweep,
 )
+from rnnlab.linear import EVALUATIONS
 from rnnlab.linen import SequenceRegressor
 from rnnlab.metrics import over_seeds
 from rnnlab.plots import COLORS, learning_curves, panels
 from rnnlab.sweep import Sweep, grid
 from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
-from rnnlab.zoo import MODELS, label, make_layer
+from rnnlab.zoo import MODELS, label
 
 
 @dataclasses.dataclass
@@ -68,6 +71,9 @@ class Config(BaseConfig):
     # MODEL=RULE (off, norm:X, value:X) replaces the --clip-norm axis for that model, e.g. the
     # uRNN authors' "rnn=value:1 lstm=value:1 exprnn=off"
     model_clip: tuple[str, ...] = ()
+    # MODEL=KEY:X,KEY:X sets a cell's options, e.g. lru=r_min:0.9,r_max:0.999,max_phase:0.628
+    model_options: tuple[str, ...] = ()
+    evaluation: str = option("sequential", choices=EVALUATIONS)  # the linear recurrences': or "associative"
     forget_bias: tuple[float, ...] = (1.0,)  # LSTM only
     test_size: int = option(1000, ge=1)
 
@@ -115,23 +121,21 @@ def mse(model, params, batch):
 
 
 @functools.cache
-def initializer(name: str, hidden: int, dummy_shape: tuple[int, ...]):
+def initializer(spec: ModelSpec, dummy_shape: tuple[int, ...]):
     """Jitted ``(key, forget_bias) -> params``: one compile for every point of a model."""
     T = dummy_shape[1]  # chrono's T_max: the sequence length
     return jax.jit(
-        lambda key, fb: SequenceRegressor(make_layer(name, hidden, t_max=T, forget_bias=fb)).init(
-            key, jnp.zeros(dummy_shape)
-        )
+        lambda key, fb: SequenceRegressor(spec.layer(t_max=T, forget_bias=fb)).init(key, jnp.zeros(dummy_shape))
     )
 
 
 def train_model(name: str, cfg: Config, run: RunDir):
     """Train every grid point x seed of one model in one program; returns the sweep, model and params ``[S, ...]``."""
     sweep = Sweep(grid_points(name, cfg))
-    hidden = model_hidden(cfg, name)
-    model = SequenceRegressor(make_layer(name, hidden, t_max=cfg.seq_len))  # init options do not change apply
+    spec = model_spec(cfg, name)
+    model = SequenceRegressor(spec.layer(t_max=cfg.seq_len))  # init options do not change apply
     dummy_x = synthetic.TASKS[cfg.variant](0, 1, cfg.seq_len)["x"]
-    init = initializer(name, hidden, dummy_x.shape)
+    init = initializer(spec, dummy_x.shape)
     seed_keys = jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), 1), cfg.seeds)
     optimizer = make_optimizer(optimizer_config(cfg, cfg.learning_rate[0]), cfg.steps)
     state = train_sweep(
@@ -191,7 +195,13 @@ def main(argv=None):
                         f"{name} ({point_label(values)}): test MSE per seed {np.round(per_seed, 4).tolist()} "
                         f"(baseline {baseline:.3f})"
                     )
-            results["models"][name] = {"hidden": model_hidden(cfg, name), "points": points}
+            spec = model_spec(cfg, name)
+            results["models"][name] = {
+                "hidden": spec.hidden,
+                "cell_options": dict(spec.cell_options),
+                "evaluation": spec.evaluation,
+                "points": points,
+            }
     results["devices"], results["processes"] = jax.device_count(), jax.process_count()
     results["compile"] = compile_stats.as_dict()
     if not run.writes:

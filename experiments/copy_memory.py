@@ -43,22 +43,25 @@ from rnnlab.diagnostics import hidden_gradient_norms
 from rnnlab.experiment import (
     BaseConfig,
     ConfigError,
+    ModelSpec,
     RunDir,
     check_per_model,
     cli,
     clip_rule,
     model_clip,
     model_hidden,
+    model_spec,
     option,
     parse_config,
     per_model,
     train_sweep,
 )
+from rnnlab.linear import EVALUATIONS
 from rnnlab.linen import LanguageModel
 from rnnlab.metrics import over_seeds
 from rnnlab.sweep import Sweep, grid, init_params
 from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
-from rnnlab.zoo import MODELS, label, make_layer
+from rnnlab.zoo import MODELS, label
 
 VOCAB = synthetic.COPY_SYMBOLS + 2  # blank, 8 symbols, delimiter
 
@@ -79,6 +82,9 @@ class Config(BaseConfig):
     # expRNN's orthogonal generators (a_hh) train at their own rate: its authors' README says lr / 10
     orthogonal_learning_rate: float = option(1e-4, gt=0.0)
     rmsprop_decay: float = option(0.99, ge=0.0, lt=1.0)  # torch's alpha, as in lezcano/expRNN
+    # MODEL=KEY:X,KEY:X sets a cell's options, e.g. lru=r_min:0.9,r_max:0.999,max_phase:0.628
+    model_options: tuple[str, ...] = ()
+    evaluation: str = option("sequential", choices=EVALUATIONS)  # the linear recurrences': or "associative"
     clip: str = "off"  # off, norm:X (global norm) or value:X (each entry to ±X)
     # MODEL=RULE overrides --clip; the default clips the tanh RNN and the LSTM as the uRNN authors did
     model_clip: tuple[str, ...] = ("rnn=value:1", "lstm=value:1")
@@ -127,15 +133,15 @@ def recall_loss_with_perturbation(model: LanguageModel, params, batch, eps_bth):
 
 
 @functools.cache
-def programs(name: str, hidden: int, T: int):
+def programs(spec: ModelSpec, T: int):
     """The jitted init, test loss and gradient profile of one (model, T)."""
     # chrono's T_max: the whole sequence, T + 20 steps
-    model = LanguageModel(VOCAB, None, make_layer(name, hidden, t_max=T + 2 * synthetic.COPY_LENGTH))  # one-hot
+    model = LanguageModel(VOCAB, None, spec.layer(t_max=T + 2 * synthetic.COPY_LENGTH))  # one-hot
     init = jax.jit(lambda key: model.init(key, jnp.zeros((1, T + 2 * synthetic.COPY_LENGTH), jnp.int32)))
     test_loss = lambda p, b: cross_entropy(model.apply(p, b["tokens"])[0], b["targets"])  # also the training loss
     profile = lambda p, b: jnp.median(
         hidden_gradient_norms(
-            lambda eps: recall_loss_with_perturbation(model, p, b, eps), b["tokens"].shape + (hidden,)
+            lambda eps: recall_loss_with_perturbation(model, p, b, eps), b["tokens"].shape + (spec.hidden,)
         ),
         axis=0,
     )
@@ -144,7 +150,7 @@ def programs(name: str, hidden: int, T: int):
 
 def run_model(cfg: Config, run: RunDir, name: str, T: int) -> dict:
     """Train every seed of (model, T) in one program; the held-out loss and gradient profiles."""
-    model, init, test_loss, profile = programs(name, model_hidden(cfg, name), T)
+    model, init, test_loss, profile = programs(model_spec(cfg, name), T)
     sweep = Sweep(grid(seed=range(cfg.seeds)))
     keys = jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), T), cfg.seeds)
     test = synthetic.copy_memory((cfg.seed, 10**9, T), cfg.test_size, T)  # a stream no training batch uses
@@ -182,6 +188,8 @@ def main(argv=None):
         "seeds": cfg.seeds,
         "hidden": {name: model_hidden(cfg, name) for name in cfg.models},
         "clip": {name: cfg.clip_of(name) for name in cfg.models},
+        "cell_options": {name: dict(model_spec(cfg, name).cell_options) for name in cfg.models},
+        "evaluation": {name: model_spec(cfg, name).evaluation for name in cfg.models},
         "parameters": {},
         "baseline": {str(T): synthetic.copy_memory_baseline(T) for T in cfg.lengths},
         "final_loss": {},

@@ -31,7 +31,18 @@ import numpy as np
 
 from rnnlab import diagnostics, parallel, plots, zoo
 from rnnlab.data import synthetic
-from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_sweep
+from rnnlab.experiment import (
+    BaseConfig,
+    ModelSpec,
+    RunDir,
+    check_per_model,
+    cli,
+    model_spec,
+    option,
+    parse_config,
+    train_sweep,
+)
+from rnnlab.linear import EVALUATIONS
 from rnnlab.linen import SequenceRegressor, recurrent_params, regressor_gradient_profile
 from rnnlab.metrics import first_nonfinite_step, over_seeds
 from rnnlab.sweep import Sweep, grid, init_params, length_groups
@@ -65,6 +76,13 @@ class Config(BaseConfig):
     clip_steps: int = option(150, ge=1)
     clip_learning_rate: float = option(0.05, gt=0.0)
     checkpoint_every: int = option(0, ge=0)
+    # MODEL=KEY:X,KEY:X sets a cell's options, e.g. lru=r_min:0.9,r_max:0.999,max_phase:0.628
+    model_options: tuple[str, ...] = ()
+    evaluation: str = option("sequential", choices=EVALUATIONS)  # the linear recurrences': or "associative"
+
+    def check(self):
+        super().check()
+        check_per_model(self)
 
     def apply_quick(self):
         self.lengths, self.hidden, self.seeds, self.steps = (20, 50), 32, 3, 30
@@ -73,11 +91,11 @@ class Config(BaseConfig):
 
 
 @functools.cache
-def initializer(name: str, hidden: int, rescaled: bool, t_max: int | None = None):
+def initializer(spec: ModelSpec, rescaled: bool, t_max: int | None = None):
     """A jitted ``(key, forget_bias, radius) -> params``: both traced, so a sweep of a cell kind is one
     compile (``radius`` used when ``rescaled``); ``t_max``: chrono's T_max, one compile per length."""
     options = lambda radius: {"spectral_radius": radius} if rescaled else {}
-    layer = lambda fb, radius: zoo.make_layer(name, hidden, t_max=t_max, forget_bias=fb, cell_options=options(radius))
+    layer = lambda fb, radius: spec.layer(t_max=t_max, forget_bias=fb, cell_options=options(radius))
     return jax.jit(lambda key, fb, radius: SequenceRegressor(layer(fb, radius)).init(key, jnp.zeros((1, 1, 2))))
 
 
@@ -85,12 +103,12 @@ def init_fn(cfg, name: str, rescaled: bool = False):
     """``(key, point) -> params`` for ``init_params``; a point may set ``forget_bias``, ``radius``, ``T``."""
     t_max = lambda p: int(p["T"]) if zoo.MODELS[name].needs_t_max else None
     fb_radius = lambda p: (p.get("forget_bias", cfg.forget_bias), p.get("radius", cfg.clip_radius))
-    return lambda key, p: initializer(name, cfg.hidden, rescaled, t_max(p))(key, *fb_radius(p))
+    return lambda key, p: initializer(model_spec(cfg, name), rescaled, t_max(p))(key, *fb_radius(p))
 
 
 def apply_layer(cfg, name: str):
     """The layer of ``name`` for applying params (its init options, T_max included, do not matter)."""
-    return zoo.make_layer(name, cfg.hidden, t_max=max(cfg.lengths + (cfg.sweep_length, 3)))
+    return model_spec(cfg, name).layer(t_max=max(cfg.lengths + (cfg.sweep_length, 3)))
 
 
 def point_keys(cfg, sweep: Sweep):
@@ -242,6 +260,7 @@ def main(argv=None):
     run, t_start = RunDir(cfg), time.perf_counter()
     say = (lambda *a: None) if cfg.quiet or not run.writes else (lambda *a: print(*a, flush=True))
     results = {"models": {m: zoo.MODELS[m].description for m in cfg.models}, "forget_bias": cfg.forget_bias}
+    results["cell_options"] = {m: dict(model_spec(cfg, m).cell_options) for m in cfg.models}
     results |= {key: {} for key in (*RESULT_KEYS, "pascanu_bound", "final_loss", "diverged_seeds")}
     curves = {}  # training loss, by model and T
     with parallel.CompileStats() as compile_stats:

@@ -27,9 +27,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import json
 import math
+import os
 import pathlib
+import shlex
+import socket
 import sys
 import types
 import typing
@@ -37,7 +41,7 @@ import typing
 import jax
 import numpy as np
 
-from rnnlab import parallel
+from rnnlab import parallel, zoo
 from rnnlab import sweep as sweeps
 from rnnlab.checkpoint import Checkpointer
 from rnnlab.train import NonFiniteError
@@ -165,10 +169,74 @@ def model_clip(cfg, name: str) -> dict[str, float] | None:
     return per_model("model_clip", cfg.model_clip, tuple(MODELS), clip_rule).get(name)
 
 
+def cell_options(text: str) -> dict[str, float]:
+    """``"r_min:0.9,r_max:0.999"`` -> ``{"r_min": 0.9, "r_max": 0.999}``: options for a model's cell."""
+    out = {}
+    for item in text.split(","):
+        key, sep, value = item.partition(":")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise ValueError(f"cell options are KEY:NUMBER entries joined by commas, got {item!r}")
+    return out
+
+
+def model_options(cfg, name: str) -> dict[str, float]:
+    """Model ``name``'s ``--model-options`` (its cell's options, e.g. the LRU's ring), else ``{}``."""
+    return per_model("model_options", getattr(cfg, "model_options", ()), tuple(MODELS), cell_options).get(name, {})
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One model as the run's flags set it (hashable, so a script can cache its programs on it):
+    its name, hidden size (``--model-hidden``), cell options (``--model-options``) and, for a
+    linear recurrence, how it is evaluated (``--evaluation``)."""
+
+    name: str
+    hidden: int
+    cell_options: tuple[tuple[str, float], ...] = ()
+    evaluation: str = "sequential"
+
+    def layer(self, *, cell_options=None, **layer_options):
+        """``zoo.make_layer`` of this model (``cell_options`` add to the spec's, e.g. a swept radius)."""
+        options = dict(self.cell_options) | (cell_options or {})
+        return zoo.make_layer(self.name, self.hidden, cell_options=options, evaluation=self.evaluation, **layer_options)
+
+
+def model_spec(cfg, name: str) -> ModelSpec:
+    """Model ``name`` as the run trains it; ``--evaluation`` reaches the linear recurrences only."""
+    linear = getattr(zoo.make_cell(name, 3, t_max=3), "linear", False)
+    return ModelSpec(
+        name,
+        model_hidden(cfg, name) if hasattr(cfg, "model_hidden") else cfg.hidden,
+        tuple(sorted(model_options(cfg, name).items())),
+        getattr(cfg, "evaluation", "sequential") if linear else "sequential",
+    )
+
+
 def check_per_model(cfg) -> None:
-    """``ConfigError`` for a bad ``--model-hidden`` or ``--model-clip`` entry (for ``Config.check``)."""
-    model_hidden(cfg, "")
-    model_clip(cfg, "")
+    """``ConfigError`` for a bad ``--model-hidden``, ``--model-clip`` or ``--model-options`` entry
+    (for ``Config.check``); the options of each model the run trains must build its cell."""
+    if hasattr(cfg, "model_hidden"):
+        model_hidden(cfg, "")
+    if hasattr(cfg, "model_clip"):
+        model_clip(cfg, "")
+    for name in getattr(cfg, "models", ()):
+        options = model_options(cfg, name)
+        if not options:
+            continue
+        accepted = {f.name for f in dataclasses.fields(zoo.make_cell(name, 2, t_max=2))} - {"hidden_size"}
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            raise ConfigError(
+                f"--model-options: {name} has no option {unknown[0]!r}; its cell takes {', '.join(sorted(accepted))}"
+            )
+        try:
+            zoo.make_cell(name, 2, t_max=2, **options)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"--model-options {name}: {e}") from None
 
 
 @dataclasses.dataclass
@@ -257,24 +325,68 @@ def parse_config(cls, argv=None, description: str | None = None):
 USER_ERRORS = (InputError, OSError, NonFiniteError)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; its message says where the run stopped and its last checkpoint."""
+
+
 def cli(main, argv=None):
     """Run a script's ``main(argv)`` from the command line: a user error (``USER_ERRORS``)
     becomes ``<script>: error: <message>`` on stderr and exit status 2, like argparse's;
-    with ``--debug`` it keeps its traceback."""
+    Ctrl-C becomes one line (where it stopped, the command that continues it) and exit
+    status 130, the shell's for SIGINT.  ``--debug`` keeps the traceback of both."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    script = pathlib.Path(sys.argv[0]).name
     try:
         return main(argv)
     except USER_ERRORS as e:
         if "--debug" in argv:
             raise
         message = " ".join(str(e).split()) or type(e).__name__
-        print(f"{pathlib.Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+        print(f"{script}: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt as e:
+        if "--debug" in argv:
+            raise
+        where = str(e) if isinstance(e, Interrupted) else "interrupted before training"
+        again = shlex.join(["python", sys.argv[0], *argv, *([] if "--resume" in argv else ["--resume"])])
+        print(f"{script}: {where}; continue with: {again}", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def config_dict(cfg) -> dict:
     """The config as JSON values (tuples become lists), as config.json and checkpoints hold it."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+class RunLockedError(InputError):
+    """The output folder is held by another live run."""
+
+
+_HELD: dict[pathlib.Path, int] = {}  # folders this process has locked -> the lock file's descriptor
+
+
+def lock_folder(path: pathlib.Path) -> None:
+    """Hold an exclusive lock on ``path/.lock`` for the rest of this process.
+
+    ``fcntl.flock``: the kernel releases it when the process dies, SIGKILL included, so a
+    killed run never blocks a ``--resume``.  Re-entrant within one process (a script run
+    twice in a notebook); a folder another process holds raises ``RunLockedError`` naming
+    the holder."""
+    key = path.resolve()
+    if key in _HELD:
+        return
+    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "a process that is starting"
+        os.close(fd)
+        raise RunLockedError(
+            f"{path} is in use by another run ({holder}); wait for it to end or choose another --out"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    _HELD[key] = fd
 
 
 class RunDir:
@@ -290,6 +402,9 @@ class RunDir:
         self.writes = parallel.is_primary()
         if not self.writes:
             return
+        # one run per folder: two into one would interleave their metrics and checkpoints
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock_folder(self.path)
         # config.json alone is a run that stopped before its first record (bad data, say): not worth keeping
         checkpoints = self.path / "checkpoints"
         holds_run = (
@@ -303,7 +418,6 @@ class RunDir:
             )
         if cfg.resume and self.config_path.exists():
             check_compatible(json.loads(self.config_path.read_text()), config_dict(cfg))
-        self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.config_path, config_dict(cfg))
 
     def checkpoint_dir(self, name: str = "") -> pathlib.Path:
@@ -472,10 +586,18 @@ def train_sweep(
         params = sweeps.init_params(sweep, init_fn, init_keys)
     state = sweeps.init_states(sweep, optimizer, params, init_keys, hyperparameters)
     checkpointer = Checkpointer(run.checkpoint_dir(name), keep=cfg.keep_checkpoints, every=cfg.checkpoint_every)
+    logged = [0]  # the last step logged: where a Ctrl-C says the run got to
+    log = run.logger(name)
+
+    def log_step(record: dict) -> None:
+        logged[0] = record.get("step", logged[0])
+        log(record)
+
     try:
         if cfg.resume:
             state, start = resume(checkpointer, state, cfg, vocab)
             run.truncate_metrics(name, start)
+            logged[0] = start
         return sweeps.train(
             sweep,
             state,
@@ -485,13 +607,17 @@ def train_sweep(
             num_steps=cfg.steps if num_steps is None else num_steps,
             checkpointer=checkpointer,
             log_every=cfg.log_every if log_every is None else log_every,
-            log=run.logger(name),
+            log=log_step,
             meta_fn=lambda step: checkpoint_meta(cfg, step, vocab),
             progress="none" if cfg.quiet or not run.writes else "auto",
             desc=name,
             tolerate_diverged=tolerate_diverged,
             batch_size=batch_size,
         )
+    except KeyboardInterrupt:
+        latest = checkpointer.latest_path()
+        saved = f"last checkpoint {latest}" if latest else "no checkpoint yet"
+        raise Interrupted(f"interrupted training {name}, last logged step {logged[0]}; {saved}") from None
     finally:
         checkpointer.close()
 

@@ -56,17 +56,18 @@ def initialize(
     env = os.environ
     coordinator_address = coordinator_address or env.get("JAX_COORDINATOR_ADDRESS") or None
     if num_processes is None and env.get("JAX_NUM_PROCESSES"):
-        num_processes = int(env["JAX_NUM_PROCESSES"])
+        num_processes = _env_int("JAX_NUM_PROCESSES")
     if process_id is None and env.get("JAX_PROCESS_ID"):
-        process_id = int(env["JAX_PROCESS_ID"])
+        process_id = _env_int("JAX_PROCESS_ID")
     if coordinator_address is None:
         if num_processes not in (None, 1) or process_id not in (None, 0):
-            raise ValueError("--num-processes/--process-id need --coordinator-address HOST:PORT")
+            raise InputError("--num-processes/--process-id need --coordinator-address HOST:PORT")
         return False
+    check_address(coordinator_address)
     if num_processes is None or process_id is None:
-        raise ValueError("--coordinator-address needs --num-processes and --process-id")
+        raise InputError("--coordinator-address needs --num-processes and --process-id")
     if not 0 <= process_id < num_processes:
-        raise ValueError(f"--process-id must lie in 0..{num_processes - 1}, got {process_id}")
+        raise InputError(f"--process-id must lie in 0..{num_processes - 1}, got {process_id}")
     if jax.distributed.is_initialized():
         return True
     jax.distributed.initialize(
@@ -77,6 +78,21 @@ def initialize(
         initialization_timeout=timeout_s,
     )
     return True
+
+
+def _env_int(name: str) -> int:
+    try:
+        return int(os.environ[name])
+    except ValueError:
+        raise InputError(f"{name} must be an integer, got {os.environ[name]!r}") from None
+
+
+def check_address(address: str) -> str:
+    """``HOST:PORT`` (an IPv6 host in brackets), port in 1..65535, else an ``InputError``."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise InputError(f"--coordinator-address must be HOST:PORT with a port in 1..65535, got {address!r}")
+    return address
 
 
 def is_primary() -> bool:

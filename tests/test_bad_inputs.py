@@ -46,6 +46,21 @@ CASES = [
     ("vanishing_gradients", ["--models", "lstm", "transformer"], {}, "--models must be one of"),
     ("forecast", ["--num-processes", "2", "--process-id", "2"], {}, "--process-id must be < --num-processes = 2"),
     ("demo", ["--hidden", "0"], {}, "--hidden must be >= 1, got 0"),
+    # -- multi-process flags: checked before JAX starts
+    (
+        "adding_problem",
+        ["--num-processes", "2", "--process-id", "1"],
+        {},
+        "--num-processes/--process-id need --coordinator-address HOST:PORT",
+    ),
+    (
+        "adding_problem",
+        ["--coordinator-address", "localhost", "--num-processes", "2", "--process-id", "0"],
+        {},
+        "--coordinator-address must be HOST:PORT with a port in 1..65535, got 'localhost'",
+    ),
+    ("forecast", ["--coordinator-address", "localhost:99999"], {}, "got 'localhost:99999'"),
+    ("forecast", ["--coordinator-address", "localhost:1234"], {}, "--coordinator-address needs --num-processes"),
     # -- per-model settings and parameter groups (the papers' comparisons)
     ("copy_memory", ["--model-hidden", "lstmm=40"], {}, "--model-hidden names an unknown model 'lstmm'; choose one of"),
     ("adding_problem", ["--model-hidden", "lstm=0"], {}, "--model-hidden 'lstm=0': expected a positive integer"),
@@ -56,6 +71,22 @@ CASES = [
     ("copy_memory", ["--orthogonal-learning-rate", "0"], {}, "--orthogonal-learning-rate must be > 0.0, got 0.0"),
     ("adding_problem", ["--orthogonal-learning-rate=-1e-4"], {}, "--orthogonal-learning-rate must be > 0.0"),
     ("copy_memory", ["--rmsprop-decay", "1"], {}, "--rmsprop-decay must be < 1.0, got 1.0"),
+    # -- the linear recurrences' options (the LRU's ring) and evaluation
+    (
+        "copy_memory",
+        ["--models", "lru", "--model-options", "lru=r_min:0.9,r_max:0.5"],
+        {},
+        "--model-options lru: LRU needs 0 <= r_min < r_max <= 1, got r_min=0.9, r_max=0.5",
+    ),
+    (
+        "vanishing_gradients",
+        ["--models", "lru", "--model-options", "lru=max_phase:7"],
+        {},
+        "--model-options lru: LRU max_phase must lie in (0, 2*pi], got 7.0",
+    ),
+    ("adding_problem", ["--models", "lru", "--model-options", "lru=rmin:0.5"], {}, "lru has no option 'rmin'"),
+    ("copy_memory", ["--model-options", "lru=r_min=0.5"], {}, "cell options are KEY:NUMBER entries"),
+    ("copy_memory", ["--evaluation", "parallel"], {}, "--evaluation must be one of sequential, associative"),
     # -- files
     ("forecast", ["--csv", "missing.csv"], {}, "no such file: missing.csv"),
     ("forecast", ["--csv", "p.csv", "--column", "Open"], {"p.csv": PRICES}, "p.csv has no column 'Open'"),

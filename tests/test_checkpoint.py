@@ -116,10 +116,52 @@ def assert_same_run(out, uninterrupted):
 
 @pytest.mark.parametrize("kill_after", ["rnn/20", "lstm/30"])
 def test_resume_after_sigkill_is_bit_identical(uninterrupted, tmp_path, kill_after):
+    """The killed run's folder lock dies with it: --resume is not locked out."""
     out = tmp_path / "killed"
     kill_after_checkpoint(out, kill_after)
     run_script(out, "--resume")
     assert_same_run(out, uninterrupted)
+
+
+def test_ctrl_c_is_one_line_and_the_resumed_run_is_bit_identical(uninterrupted, tmp_path):
+    """A real SIGINT mid-training: exit 130, one line naming the last checkpoint and the command
+    that continues (no traceback); that command finishes as an uninterrupted run."""
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *SMALL, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    marker = out / "checkpoints" / "rnn" / "20" / "commit_success.txt"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    lines = stderr.decode().strip().splitlines()
+    assert proc.returncode == 130, stderr.decode()
+    assert len(lines) == 1 and "Traceback" not in lines[0]
+    assert "interrupted training rnn" in lines[0] and "last checkpoint" in lines[0]
+    assert lines[0].endswith("--resume") and f"--out {out}" in lines[0]
+    run_script(out, "--resume")
+    assert_same_run(out, uninterrupted)
+
+
+def test_a_second_run_into_the_same_folder_is_refused(uninterrupted, tmp_path):
+    """Two starts into one --out: one line and exit 2 for the later one (naming the folder and
+    the holder's pid); the other runs alone, its metrics holding each step once."""
+    out = tmp_path / "twice"
+    first = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *SMALL, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.time() + 300
+    while not (out / "config.json").exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    second = run_script(out, check=False)
+    _, first_err = first.communicate(timeout=600)
+    assert first.returncode == 0, first_err.decode()
+    assert second.returncode == 2
+    assert second.stderr.strip().count("\n") == 0
+    assert f"{out} is in use by another run (pid {first.pid} on" in second.stderr
+    assert comparable_metrics(out / "metrics.jsonl") == comparable_metrics(uninterrupted / "metrics.jsonl")
 
 
 def test_unreadable_latest_checkpoint_is_moved_aside_and_the_run_finishes(uninterrupted, tmp_path):

@@ -186,3 +186,22 @@ def test_the_linear_models_train_in_the_scripts_by_name(tmp_path):
         assert len(copy["final_loss"][name]["6"]["per_seed"]) == 2
         assert np.all(np.isfinite(copy["gradient_norms"][name]["6"]["init"]))
         assert np.isfinite(adding["models"][name]["points"][0]["test_mse"]["median"])
+
+
+def test_the_scripts_flags_reach_the_lru_ring_and_the_evaluation():
+    """`--model-options lru=r_min:..,r_max:..` sets the ring the LRU is initialised on, and
+    `--evaluation associative` reaches the linear models only (an LSTM in the same run stays
+    sequential rather than being refused)."""
+    from conftest import load_script
+
+    from rnnlab.experiment import model_spec, parse_config
+
+    script = load_script("copy_memory")
+    argv = ["--models", "lru", "lstm", "--model-options", "lru=r_min:0.9,r_max:0.95", "--evaluation", "associative"]
+    cfg = parse_config(script.Config, argv)
+    lru, lstm = model_spec(cfg, "lru"), model_spec(cfg, "lstm")
+    layer = lru.layer()
+    lam = layer.cell.eigenvalues(layer.init(jax.random.key(0), 10)["l0"]["fwd"])
+    assert 0.9 - 1e-6 <= np.hypot(lam.re, lam.im).min() and np.hypot(lam.re, lam.im).max() <= 0.95 + 1e-6
+    assert layer.evaluation == "associative" and lstm.layer().evaluation == "sequential"
+    assert model_spec(parse_config(script.Config, ["--models", "lru"]), "lru").layer().cell.r_min == 0.0

@@ -192,10 +192,9 @@ def test_sweep_checkpointed_by_two_processes_resumes_in_one(tmp_path):
     script = os.path.join(ROOT, "experiments", "adding_problem.py")
     run_two_processes("adding_problem.py", small + ["--steps", "20"], [tmp_path / "run", tmp_path / "other"])
     assert (tmp_path / "run" / "checkpoints" / "lstm" / "20").exists() and not (tmp_path / "other").exists()
-    run_two_processes(
-        "adding_problem.py", small + ["--steps", "30", "--resume"], [tmp_path / "run", tmp_path / "other"]
-    )
-    assert (tmp_path / "run" / "checkpoints" / "lstm" / "30").exists() and not (tmp_path / "other").exists()
+    # both processes given the same --out: process 0 holds its lock, process 1 must not be locked out
+    run_two_processes("adding_problem.py", small + ["--steps", "30", "--resume"], [tmp_path / "run"] * 2)
+    assert (tmp_path / "run" / "checkpoints" / "lstm" / "30").exists()
     subprocess.run(
         [sys.executable, script, *small, "--steps", "40", "--resume", "--out", str(tmp_path / "run")],
         check=True,
