@@ -37,6 +37,7 @@ from rnnlab.experiment import (
     model_spec,
     option,
     parse_config,
+    readable,
     train_sweep,
 )
 from rnnlab.linear import EVALUATIONS
@@ -192,7 +193,7 @@ def main(argv=None):
                 points.append({**{k: v for k, v in values.items() if k != "seed"}, "test_mse": over_seeds(per_seed)})
                 if not cfg.quiet and run.writes:
                     print(
-                        f"{name} ({point_label(values)}): test MSE per seed {np.round(per_seed, 4).tolist()} "
+                        f"{name} ({point_label(values)}): test MSE per seed {readable(per_seed)} "
                         f"(baseline {baseline:.3f})"
                     )
             spec = model_spec(cfg, name)

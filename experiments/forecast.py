@@ -28,7 +28,7 @@ import numpy as np
 from rnnlab import RNN
 from rnnlab.data import load_csv_series, mackey_glass, make_windows, sine_mixture, split_by_time, standardize
 from rnnlab.decode import recursive_forecast
-from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, train_seeds
+from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, readable, train_seeds
 from rnnlab.linen import SequenceRegressor
 from rnnlab.train import OptimConfig, make_optimizer
 from rnnlab.zoo import CELLS, make_cell
@@ -179,7 +179,7 @@ def main(argv=None):
         ax.grid(alpha=0.3)
     run.save_figure(fig, "forecast")
     if not cfg.quiet:
-        print({k: v for k, v in results.items()})
+        print(readable(results))
     return results
 
 

@@ -24,7 +24,7 @@ from rnnlab.data import CharVocab, pad_sequences
 from rnnlab.data.synthetic import addition_pairs
 from rnnlab.data.text import load_pairs
 from rnnlab.decode import beam_search, greedy_decode
-from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, train_seeds
+from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, readable, train_seeds
 from rnnlab.linen import Seq2Seq
 from rnnlab.metrics import character_error_rate, exact_match
 from rnnlab.plots import learning_curves
@@ -180,7 +180,7 @@ def main(argv=None):
     )
     run.save_figure(fig, "learning_curve")
     if not cfg.quiet:
-        print({k: v for k, v in results.items() if k != "examples"})
+        print(readable({k: v for k, v in results.items() if k != "examples"}))
     return results
 
 

@@ -353,6 +353,18 @@ def cli(main, argv=None):
         raise SystemExit(130) from None
 
 
+def readable(value) -> str:
+    """``value`` (numbers, arrays, lists, dicts of them) for a console summary: every float
+    as ``%.3g``, so float32 round-off (``0.0007999999797903001``) never reaches the reader."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {readable(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "[" + ", ".join(readable(v) for v in np.asarray(value, dtype=object).ravel().tolist()) + "]"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.3g}"
+    return str(value)
+
+
 def config_dict(cfg) -> dict:
     """The config as JSON values (tuples become lists), as config.json and checkpoints hold it."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))

@@ -366,3 +366,18 @@ def test_grid_points_report_median_and_iqr_over_seeds(uninterrupted):
             assert len(mse["per_seed"]) == 2 and mse["q25"] <= mse["median"] <= mse["q75"]
             assert mse["median"] == pytest.approx(float(np.median(mse["per_seed"])))
     assert (uninterrupted / "learning_curves.png").stat().st_size > 0
+
+
+def test_the_console_summary_prints_the_results_numbers_readably(tmp_path, capsys):
+    """Each seed's test MSE as results.json holds it, at 3 significant digits: no float32 repr
+    (0.0007999999797903001) and no decimal rounding that makes two seeds look alike."""
+    from conftest import load_script
+
+    from rnnlab.experiment import readable
+
+    assert readable(np.float32(0.0008)) == "0.0008" and readable({"a": [np.float32(1 / 3), 2]}) == "{a: [0.333, 2]}"
+    argv = ["--quick", "--seq-len", "8", "--hidden", "8", "--steps", "20", "--models", "rnn", "--out", str(tmp_path)]
+    results = load_script("adding_problem").main([*argv, "--compile-cache", "off"])
+    printed = capsys.readouterr().out
+    per_seed = results["models"]["rnn"]["points"][0]["test_mse"]["per_seed"]
+    assert f"test MSE per seed [{', '.join(f'{v:.3g}' for v in per_seed)}]" in printed
