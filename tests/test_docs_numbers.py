@@ -1,0 +1,109 @@
+"""The numbers the README quotes are the ones in the committed results (docs/results/*.json).
+
+Each check renders a sentence or table row from a results file, in the format the README
+prints it, and looks for it in the README: a number typed by hand that no longer matches
+its file (or a file refreshed without the README) fails here.  To refresh after a change
+that moves them: re-run the command in the file's ``config``, copy it in with
+``docs/results/publish.py`` and update the README until this passes.
+"""
+
+import json
+import math
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).parents[1]
+README = (ROOT / "README.md").read_text()
+RESULTS = ROOT / "docs" / "results"
+
+
+def results(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def e1(x: float) -> str:
+    return f"{x:.1e}"
+
+
+def g2(x: float) -> str:
+    return f"{x:.2g}"
+
+
+def flowing(text: str) -> str:
+    """Whitespace-insensitive: a sentence may wrap anywhere in the README."""
+    return " ".join(text.split())
+
+
+def assert_quoted(*fragments: str) -> None:
+    readme = flowing(README)
+    missing = [f for f in fragments if flowing(f) not in readme]
+    assert not missing, f"README does not say (or no longer says) what the results file holds: {missing}"
+
+
+def test_the_main_jobs_ratio_table():
+    ratios = results("vanishing_gradients")["ratios"]
+    for label, model in (("tanh RNN, init / after 100 steps", "rnn"), ("LSTM (forget bias 1)", "lstm"), ("GRU", "gru")):
+        cells = [
+            f"{e1(ratios[model][T]['init']['median'])} / {e1(ratios[model][T]['trained']['median'])}"
+            for T in ratios[model]
+        ]
+        assert_quoted(f"| {label} | {' | '.join(cells)} |")
+    rnn, lstm = (ratios[m]["100"]["trained"]["median"] for m in ("rnn", "lstm"))
+    assert_quoted(f"the RNN's ratio is {e1(rnn)} (≤ 1e-6) and the LSTM's {e1(lstm)}, {e1(lstm / rnn)} times larger")
+
+
+def test_the_lyapunov_exponents_and_their_agreement_with_the_gradient_decay():
+    lyapunov = results("vanishing_gradients")["lyapunov"]
+    pair = lambda m, phase: (
+        f"{lyapunov[m]['500'][phase]['exponent']:.3f} / {lyapunov[m]['500'][phase]['gradient_decay']:.3f}"
+    )
+    rnn = lyapunov["rnn"]["500"]["init"]
+    assert_quoted(
+        f"tanh RNN λ1 = {rnn['exponent']:.3f} against a slope of {rnn['gradient_decay']:.3f} "
+        f"(exp(λ1) = {math.exp(rnn['exponent']):.2f} lost per step), LSTM {pair('lstm', 'init')}, "
+        f"GRU {pair('gru', 'init')}; after training {pair('rnn', 'trained')}, {pair('lstm', 'trained')}, "
+        f"{pair('gru', 'trained')}."
+    )
+    gaps = [
+        (abs(e["exponent"] / e["gradient_decay"] - 1), int(T))
+        for by_T in lyapunov.values()
+        for T, phases in by_T.items()
+        for e in phases.values()
+    ]
+    worst, long_worst = max(g for g, _ in gaps), max(g for g, T in gaps if T >= 200)
+    assert_quoted(f"differ by at most {100 * worst:.1f}% ({100 * long_worst:.1f}% at T ≥ 200)")
+
+
+def test_the_initialisation_sweeps_and_the_clipping_demo():
+    run = results("vanishing_gradients")
+    radius = [g2(s["ratio_median"]) for s in run["sweeps"]["spectral_radius"].values()]
+    assert_quoted(
+        f"moves the T={run['sweeps']['length']} ratio from {radius[0]} through {radius[1]} and {radius[2]} "
+        f"to {radius[3]} and {radius[4]}"
+    )
+    bias = [g2(s["ratio_median"]) for s in run["sweeps"]["forget_bias"].values()]
+    assert_quoted(f"bias 0 (Flax's default) / 1 / 3 gives {' / '.join(bias)}")
+    unclipped, clipped = run["clipping"]["no clipping"], run["clipping"]["clip 1.0"]
+    steps = unclipped["diverged_at_step"]
+    assert_quoted(
+        f"reaches a non-finite loss at steps {', '.join(map(str, steps[:-1]))} and {steps[-1]} of its three seeds",
+        f"it trains all {clipped['steps_completed']} steps, the pre-clip norm still spiking to "
+        f"{g2(clipped['max_grad_norm'])}",
+    )
+
+
+def test_the_remedies_sentence():
+    ratios = {m: r["500"]["init"]["median"] for m, r in results("vanishing_gradients_remedies")["ratios"].items()}
+    assert_quoted(
+        f"keeps the LSTM's ratio at initialisation at {e1(ratios['lstm_chrono'])} instead of {e1(ratios['lstm'])}",
+        f"expRNN keeps {g2(ratios['exprnn'])} ({g2(ratios['exprnn_tanh'])} with tanh) where the tanh RNN has "
+        f"{e1(ratios['rnn'])}",
+    )
+
+
+@pytest.mark.parametrize("name", ["vanishing_gradients", "vanishing_gradients_remedies"])
+def test_committed_results_say_how_they_were_made(name):
+    run = results(name)
+    assert "config" in run or "command" in run
+    assert not {"compile", "runtime_s"} & run.keys()  # a clock's numbers would change on every refresh
