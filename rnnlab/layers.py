@@ -46,6 +46,8 @@ class RNN:
     unroll: int = 1
     backward: str = "fused"  # "fused", "autodiff" or "remat": how the gradient is computed (rnnlab.scan)
     evaluation: str = "sequential"  # or "associative": a linear recurrence in parallel over time (rnnlab.linear)
+    # one direction that reads each sequence's valid prefix from its end (outputs in input order)
+    reverse: bool = False
 
     def __post_init__(self):
         if not isinstance(self.num_layers, int) or self.num_layers < 1:
@@ -54,6 +56,8 @@ class RNN:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
         check_backward(self.backward)
         check_evaluation_for(self.cell, self.evaluation)
+        if self.reverse and self.bidirectional:
+            raise ValueError("reverse=True makes one backward direction; bidirectional=True already has one")
 
     @property
     def num_directions(self) -> int:
@@ -163,7 +167,7 @@ class RNN:
                     x,
                     lengths=lengths,
                     initial_carry=index(initial_carry, k),
-                    reverse=(name == "bwd"),
+                    reverse=self.reverse or name == "bwd",
                     time_major=not self.batch_first,
                     unroll=self.unroll,
                     hidden_perturbation=index(hidden_perturbation, k),
