@@ -23,6 +23,7 @@ Other batchings (both directions in one scan, the layer wavefront) are in
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +49,10 @@ class RNN:
     evaluation: str = "sequential"  # or "associative": a linear recurrence in parallel over time (rnnlab.linear)
     # one direction that reads each sequence's valid prefix from its end (outputs in input order)
     reverse: bool = False
+    # the computation dtype (Flax's ``dtype``): inputs and params are cast to it; None promotes
+    # the two (bf16 inputs, f32 params -> f32).  A half-precision carry would lose the state's
+    # small increments over many steps, so the carry stays float32 (``carry_dtype``).
+    dtype: Any = None
 
     def __post_init__(self):
         if not isinstance(self.num_layers, int) or self.num_layers < 1:
@@ -56,6 +61,8 @@ class RNN:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
         check_backward(self.backward)
         check_evaluation_for(self.cell, self.evaluation)
+        if self.dtype is not None and not jnp.issubdtype(jnp.dtype(self.dtype), jnp.floating):
+            raise ValueError(f"dtype must be a floating-point dtype (e.g. jnp.bfloat16), got {self.dtype!r}")
         if self.reverse and self.bidirectional:
             raise ValueError("reverse=True makes one backward direction; bidirectional=True already has one")
 
@@ -116,6 +123,22 @@ class RNN:
         """Zeros laid out like PyTorch's ``h_0`` (and ``c_0``): ``[D*L, B, H]``."""
         return self.cell.initial_carry((self.num_layers * self.num_directions, batch_size), dtype)
 
+    def compute_dtype(self, x, params):
+        """The dtype the layer computes in: ``dtype``, else the inputs' and params' promoted."""
+        if self.dtype is not None:
+            return jnp.dtype(self.dtype)
+        return jnp.result_type(x.dtype, *(p.dtype for p in jax.tree.leaves(params)))
+
+    @staticmethod
+    def carry_dtype(compute_dtype):
+        """float32 for a half-precision computation, else the computation's dtype."""
+        return jnp.float32 if jnp.finfo(compute_dtype).bits < 32 else compute_dtype
+
+    def cast(self, x, params):
+        """``(x, params)`` in the computation dtype."""
+        dtype = self.compute_dtype(x, params)
+        return x.astype(dtype), jax.tree.map(lambda p: p.astype(dtype), params)
+
     def check_inputs(self, params, x, lengths=None, initial_carry=None, hidden_perturbation=None):
         """``apply``'s arguments checked against this layer: ``(x, lengths)`` as arrays."""
         input_size = self.params_input_size(params)
@@ -152,6 +175,12 @@ class RNN:
         added to layer-direction k's hidden states (see ``rnnlab.scan.unroll``).
         """
         x, lengths = self.check_inputs(params, x, lengths, initial_carry, hidden_perturbation)
+        x, params = self.cast(x, params)
+        compute_dtype = x.dtype
+        carry_dtype = self.carry_dtype(compute_dtype)
+        if initial_carry is None:
+            initial_carry = self.initial_carry(x.shape[0] if self.batch_first else x.shape[1], carry_dtype)
+        initial_carry = jax.tree.map(lambda c: jnp.asarray(c, carry_dtype), initial_carry)
         scales = self.dropout_scales(dropout_key, x.shape[:-1] + (self.output_size,), x.dtype)
         index = lambda tree, k: None if tree is None else jax.tree.map(lambda a: a[k], tree)
         finals = []
@@ -164,7 +193,7 @@ class RNN:
                 y, final = unroll(
                     self.cell,
                     params[f"l{layer}"][name],
-                    x,
+                    x.astype(compute_dtype),  # a deeper layer's inputs are the float32 carry's outputs
                     lengths=lengths,
                     initial_carry=index(initial_carry, k),
                     reverse=self.reverse or name == "bwd",

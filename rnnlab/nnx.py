@@ -23,6 +23,7 @@ do: with the same options and params, the same outputs (tests/test_nnx.py).
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from rnnlab import layers
@@ -45,9 +46,12 @@ class RNN(nnx.Module):
         dropout: float = 0.0,
         batch_first: bool = True,
         backward: str = "fused",
+        dtype=None,
+        param_dtype=jnp.float32,
         deterministic: bool = False,
         rngs: nnx.Rngs,
     ):
+        # Flax's convention: params stored in param_dtype, computed in dtype (None: promoted)
         layer = layers.RNN(
             cell,
             num_layers=num_layers,
@@ -55,8 +59,10 @@ class RNN(nnx.Module):
             dropout=dropout,
             batch_first=batch_first,
             backward=backward,
+            dtype=dtype,
         )
-        self._set(layer, layer.init(rngs.params(), input_size), rngs if dropout > 0 else None, deterministic)
+        params = layer.init(rngs.params(), input_size, param_dtype)
+        self._set(layer, params, rngs if dropout > 0 else None, deterministic)
 
     def _set(self, layer: layers.RNN, params, rngs, deterministic: bool) -> None:
         self.layer = layer  # static: a frozen dataclass

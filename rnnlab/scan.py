@@ -125,6 +125,13 @@ def prepare(cell, params, x, lengths, initial_carry, time_major):
     valid-step mask [T, B] or None, initial carry)``."""
     input_size = check_params(cell, params)
     x = validation.check_sequence(x, time_major=time_major, input_size=input_size)
+    param_dtypes = {p.dtype for p in jax.tree.leaves(params)}
+    if param_dtypes != {x.dtype}:
+        names = ", ".join(sorted(str(d) for d in param_dtypes))
+        raise TypeError(
+            f"inputs are {x.dtype} and params {names}: unroll computes in one dtype; cast one of them, "
+            "or use rnnlab.RNN(cell, dtype=...), which casts both (and keeps a half-precision carry in float32)"
+        )
     x_tbi = x if time_major else jnp.swapaxes(x, 0, 1)
     num_steps, batch_size = x_tbi.shape[:2]
     lengths_b = validation.check_lengths(lengths, batch_size, num_steps)

@@ -171,3 +171,31 @@ def test_lengths_values_are_checked_under_jit_only_for_shape(lstm_layer):
     f = jax.jit(lambda x, lengths: layer.apply(params, x, lengths)[0])
     with pytest.raises(ValueError, match=r"lengths must have shape"):
         f(jnp.zeros((B, T, I)), jnp.ones((B + 1,), jnp.int32))
+
+
+@pytest.mark.parametrize("cell", [LSTMCell(16), GRUCell(16)], ids=["lstm", "gru"])
+def test_bfloat16_computation_is_float32_within_bfloat16_tolerance(cell):
+    """Flax's dtype / param_dtype convention: float32 params computed in bfloat16 (a two-layer
+    bidirectional stack), the carry kept in float32; outputs and gradients near float32's."""
+    ref = RNN(cell, num_layers=2, bidirectional=True)
+    params = ref.init(jax.random.key(0), 4)
+    x = jax.random.normal(jax.random.key(1), (3, 40, 4))
+    half = RNN(cell, num_layers=2, bidirectional=True, dtype=jnp.bfloat16)
+    y, final = half.apply(params, x)
+    assert y.dtype == jnp.float32 and all(c.dtype == jnp.float32 for c in jax.tree.leaves(final))
+    np.testing.assert_allclose(y, ref.apply(params, x)[0], atol=2e-2)
+    loss = lambda layer, p, xs: jnp.sum(layer.apply(p, xs)[0] ** 2)
+    grads, want = jax.grad(lambda p: loss(half, p, x))(params), jax.grad(lambda p: loss(ref, p, x))(params)
+    for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(want)):
+        assert g.dtype == jnp.float32
+        assert float(jnp.max(jnp.abs(g - w))) <= 2e-2 * float(jnp.max(jnp.abs(w)))
+    # bfloat16 inputs with float32 params and no declared dtype: promoted, as Flax does
+    y_promoted, _ = ref.apply(params, x.astype(jnp.bfloat16))
+    np.testing.assert_allclose(y_promoted, ref.apply(params, x.astype(jnp.bfloat16).astype(jnp.float32))[0])
+
+
+def test_unroll_with_mixed_dtypes_is_a_clear_error():
+    cell = LSTMCell(8)
+    params = cell.init(jax.random.key(0), 4)
+    with pytest.raises(TypeError, match="inputs are bfloat16 and params float32: unroll computes in one dtype"):
+        unroll(cell, params, jnp.ones((2, 5, 4), jnp.bfloat16))

@@ -176,3 +176,16 @@ def test_task_models_equal_the_linen_ones_with_the_same_params(pooling, assert_c
     want = linen_lm.apply(variables, tokens, hidden_perturbation=eps)[0]
     assert_close("nnx vs linen: language model, perturbed", got, want, atol=1e-6, rtol=1e-6)
     assert not np.allclose(want, linen_lm.apply(variables, tokens)[0])  # the perturbation reaches the logits
+
+
+def test_nnx_rnn_stores_params_in_param_dtype_and_computes_in_dtype():
+    from rnnlab import RNN as PureRNN
+
+    m = RNN(LSTMCell(8), 4, dtype=jnp.bfloat16, param_dtype=jnp.float32, rngs=nnx.Rngs(0))
+    layer, params = m.to_pure()
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params)) and layer.dtype == jnp.bfloat16
+    x = jax.random.normal(jax.random.key(1), (2, 6, 4))
+    y, _ = m(x)
+    want, _ = PureRNN(LSTMCell(8)).apply(params, x.astype(jnp.bfloat16).astype(jnp.float32))
+    np.testing.assert_allclose(y, want, atol=2e-2)
+    assert y.dtype == jnp.float32
