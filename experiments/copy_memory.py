@@ -231,8 +231,10 @@ def optimizer_words(cfg: Config) -> str:
 
 def save_figures(cfg: Config, run: RunDir, results: dict) -> None:
     clip_words = lambda rule: "no clipping" if rule == "off" else f"clip {rule}"
+    option_words = lambda name: "".join(f", {k} {v:g}" for k, v in model_spec(cfg, name).cell_options)
     labels = {
-        name: f"{label(name, t_max='T + 20')} (H={model_hidden(cfg, name)}, {clip_words(cfg.clip_of(name))})"
+        name: f"{label(name, t_max='T + 20')} (H={model_hidden(cfg, name)}{option_words(name)}, "
+        f"{clip_words(cfg.clip_of(name))})"
         for name in cfg.models
     }
     colors = {labels[name]: plots.COLORS.get(name) for name in cfg.models}

@@ -107,3 +107,22 @@ def test_committed_results_say_how_they_were_made(name):
     run = results(name)
     assert "config" in run or "command" in run
     assert not {"compile", "runtime_s"} & run.keys()  # a clock's numbers would change on every refresh
+
+
+def test_the_linear_recurrences_paragraph():
+    ratio = lambda name, model: results(name)["ratios"][model]["500"]
+    both = lambda r: f"{e1(r['init']['median'])} / {e1(r['trained']['median'])}"
+    copy = results("copy_memory_T1000_lru")
+    lru, lstm = (copy["final_loss"][m]["1000"] for m in ("lru", "lstm"))
+    baseline = copy["baseline"]["1000"]
+    assert_quoted(
+        f"`[0, 1]` keeps {both(ratio('vanishing_gradients_linear', 'lru'))} of the gradient",
+        f"`[0.9, 0.999]` {both(ratio('vanishing_gradients_lru_ring', 'lru'))}",
+        f"where the LSTM keeps {e1(ratio('vanishing_gradients_lru_ring', 'lstm')['init']['median'])}",
+        f"reaches a held-out loss of {e1(lru['median'])}, {100 * lru['median'] / baseline:.2g}% of the baseline "
+        f"{baseline:.3g} (every seed below {e1(max(lru['per_seed']))})",
+        f"ends at {lstm['median']:.2g}, not even down to the baseline",
+        f"has {round(copy['parameters']['lru'] / copy['parameters']['lstm'])} times the LSTM's parameters",
+    )
+    assert max(lru["per_seed"]) < float(e1(max(lru["per_seed"])))  # "below" the rounded bound
+    assert copy["config"]["steps"] == 600 and copy["cell_options"]["lru"] == {"r_min": 0.999, "r_max": 0.9999}
