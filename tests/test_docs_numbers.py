@@ -126,3 +126,31 @@ def test_the_linear_recurrences_paragraph():
     )
     assert max(lru["per_seed"]) < float(e1(max(lru["per_seed"])))  # "below" the rounded bound
     assert copy["config"]["steps"] == 600 and copy["cell_options"]["lru"] == {"r_min": 0.999, "r_max": 0.9999}
+
+
+def test_the_copy_task_table_at_T100():
+    run = results("copy_memory_T100")
+    loss = lambda m: run["final_loss"][m]["100"]
+    iqr = lambda m, digits: f"[{loss(m)['q25']:.{digits}g}, {loss(m)['q75']:.{digits}g}]"
+    assert_quoted(
+        f"`10 ln 8 / 120 = {run['baseline']['100']:.4f}`",
+        f"| tanh RNN (H = {run['hidden']['rnn']}) | {loss('rnn')['median']:.4g} {iqr('rnn', 4)}",
+        f"| LSTM (H = {run['hidden']['lstm']}) | {loss('lstm')['median']:.4g} {iqr('lstm', 4)} |",
+        f"| expRNN (H = {run['hidden']['exprnn']}) | **{loss('exprnn')['median']:.3g}** {iqr('exprnn', 3)} |",
+        f"its median is {100 * loss('exprnn')['median'] / run['baseline']['100']:.2f}% of the baseline",
+    )
+
+
+def test_the_applications_numbers():
+    forecast, sentiment, seq2seq = results("forecast"), results("sentiment"), results("seq2seq")
+    assert_quoted(
+        f"one-step MSE **{forecast['one_step_mse']:.1e}** against {forecast['one_step_naive_mse']:.1e} for the last "
+        f"value; a recursive {forecast['multi_step_horizon']}-step forecast {forecast['multi_step_mse']:.1e} "
+        f"against {forecast['multi_step_naive_mse']:.1e}".replace("e-0", "e-"),
+        f"bidirectional **{sentiment['models']['bi']['accuracy']:.3f}** test accuracy, unidirectional "
+        f"{sentiment['models']['uni']['accuracy']:.3f}",
+        f"greedy exact match **{seq2seq['greedy_exact_match']:.3g}**, character error rate "
+        f"{seq2seq['greedy_cer']:.2g}; beam search (width {seq2seq['beam']}) {seq2seq['beam_exact_match']:.3g} on "
+        f"the first {seq2seq['beam_examples']} held-out pairs (greedy {seq2seq['greedy_exact_match_same_examples']:.3g} "
+        "on the same",
+    )
