@@ -154,3 +154,12 @@ def test_the_applications_numbers():
         f"the first {seq2seq['beam_examples']} held-out pairs (greedy {seq2seq['greedy_exact_match_same_examples']:.3g} "
         "on the same",
     )
+
+
+def test_the_exprnn_copy_run_at_T1000():
+    run = results("copy_memory_T1000")
+    loss = run["final_loss"]["exprnn"]["1000"]["median"]
+    assert_quoted(
+        f"reached step {run['steps']} in 30 minutes here and a held-out loss of {loss:.1e}".replace("e-06", "e-6")
+        + f" against the baseline {run['baseline']['1000']:.3g}"
+    )

@@ -199,3 +199,15 @@ def test_unroll_with_mixed_dtypes_is_a_clear_error():
     params = cell.init(jax.random.key(0), 4)
     with pytest.raises(TypeError, match="inputs are bfloat16 and params float32: unroll computes in one dtype"):
         unroll(cell, params, jnp.ones((2, 5, 4), jnp.bfloat16))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"reverse": True, "bidirectional": True}, "reverse=True makes one backward direction"),
+        ({"dtype": jnp.int32}, "dtype must be a floating-point dtype"),
+    ],
+)
+def test_contradictory_layer_options_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        RNN(LSTMCell(4), **options)
