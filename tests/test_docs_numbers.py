@@ -163,3 +163,15 @@ def test_the_exprnn_copy_run_at_T1000():
         f"reached step {run['steps']} in 30 minutes here and a held-out loss of {loss:.1e}".replace("e-06", "e-6")
         + f" against the baseline {run['baseline']['1000']:.3g}"
     )
+
+
+def test_the_text_generation_run():
+    run = results("text_generation")
+    sample = "\n".join((run["sample_prime"] + run["sample"]).splitlines()[:3])
+    assert_quoted(
+        f"{run['train_tokens'] / 1000:.0f}k training characters, {run['vocab_size']} symbols): validation "
+        f"**{run['val_loss_nats']:.3f} nats/char ({run['val_bits_per_char']:.2f} bits/char)** against a unigram "
+        f"entropy of {run['unigram_entropy_nats']:.3f} nats",
+        f'(prime "{run["sample_prime"]}", temperature {run["config"]["temperature"]:g})',
+    )
+    assert f"```\n{sample}\n```" in README  # the sample exactly, line breaks included
