@@ -175,3 +175,22 @@ def test_the_text_generation_run():
         f'(prime "{run["sample_prime"]}", temperature {run["config"]["temperature"]:g})',
     )
     assert f"```\n{sample}\n```" in README  # the sample exactly, line breaks included
+
+
+def shown_as(value: float, cell: str) -> bool:
+    """``cell`` is ``value`` rounded to the decimals the README prints."""
+    decimals = len(cell.split(".")[1]) if "." in cell else 0
+    return round(value, decimals) == float(cell)
+
+
+def test_the_adding_problem_table():
+    run = results("adding_problem")
+    baseline = f"predicting 1 scores {run['baseline_test_mse']:.3f}"
+    assert_quoted(baseline)
+    for label, model in (("tanh RNN (PyTorch init)", "rnn"), ("LSTM (forget bias 1)", "lstm"), ("GRU", "gru")):
+        section = README[README.index("**Adding problem, T=100**") :]
+        row = next(line for line in section.splitlines() if line.startswith(f"| {label} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")[1:]]
+        mse = run["models"][model]["points"][0]["test_mse"]
+        wanted = [*mse["per_seed"], mse["median"]]
+        assert len(cells) == len(wanted) and all(map(shown_as, wanted, cells)), (row, wanted)
