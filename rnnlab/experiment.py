@@ -448,8 +448,9 @@ class RunDir:
 
     def truncate_metrics(self, model: str | None, after_step: int) -> None:
         """Drop ``model``'s records past ``after_step`` (logged after the checkpoint a
-        resumed run restarts from), so the resumed file equals an uninterrupted one."""
-        if not self.metrics_path.exists():
+        resumed run restarts from), so the resumed file equals an uninterrupted one.  Process 0
+        alone: another process rewriting the file would drop what process 0 appends meanwhile."""
+        if not self.writes or not self.metrics_path.exists():
             return
         kept = []
         for line in self.metrics_path.read_text().splitlines():

@@ -128,7 +128,12 @@ def test_ctrl_c_is_one_line_and_the_resumed_run_is_bit_identical(uninterrupted, 
     that continues (no traceback); that command finishes as an uninterrupted run."""
     out = tmp_path / "interrupted"
     proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), *SMALL, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, str(SCRIPT), *SMALL, "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        # a shell without job control starts background jobs with SIGINT ignored, and Python
+        # then never raises KeyboardInterrupt: give the script the terminal's default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     marker = out / "checkpoints" / "rnn" / "20" / "commit_success.txt"
     deadline = time.time() + 300
