@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fcntl
+import inspect
 import json
 import math
 import os
@@ -205,9 +206,14 @@ class ModelSpec:
         return zoo.make_layer(self.name, self.hidden, cell_options=options, evaluation=self.evaluation, **layer_options)
 
 
+def _probe_cell(name: str, **options):
+    """Model ``name``'s cell at a tiny size, to read its kind and options (chrono's T_max must exceed 2)."""
+    return zoo.make_cell(name, 3, t_max=3, **options)
+
+
 def model_spec(cfg, name: str) -> ModelSpec:
     """Model ``name`` as the run trains it; ``--evaluation`` reaches the linear recurrences only."""
-    linear = getattr(zoo.make_cell(name, 3, t_max=3), "linear", False)
+    linear = getattr(_probe_cell(name), "linear", False)
     return ModelSpec(
         name,
         model_hidden(cfg, name) if hasattr(cfg, "model_hidden") else cfg.hidden,
@@ -227,14 +233,18 @@ def check_per_model(cfg) -> None:
         options = model_options(cfg, name)
         if not options:
             continue
-        accepted = {f.name for f in dataclasses.fields(zoo.make_cell(name, 2, t_max=2))} - {"hidden_size"}
+        # make_cell's own keywords (forget_bias, t_max) come from the script, not from the cell options
+        own = sorted(set(options) & set(inspect.signature(zoo.make_cell).parameters))
+        if own:
+            raise ConfigError(f"--model-options: {name}'s {own[0]} is set by the script, not as a cell option")
+        accepted = {f.name for f in dataclasses.fields(_probe_cell(name))} - {"hidden_size"}
         unknown = sorted(set(options) - accepted)
         if unknown:
             raise ConfigError(
                 f"--model-options: {name} has no option {unknown[0]!r}; its cell takes {', '.join(sorted(accepted))}"
             )
         try:
-            zoo.make_cell(name, 2, t_max=2, **options)
+            _probe_cell(name, **options)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"--model-options {name}: {e}") from None
 

@@ -85,6 +85,18 @@ CASES = [
         "--model-options lru: LRU max_phase must lie in (0, 2*pi], got 7.0",
     ),
     ("adding_problem", ["--models", "lru", "--model-options", "lru=rmin:0.5"], {}, "lru has no option 'rmin'"),
+    (
+        "vanishing_gradients",
+        ["--models", "lstm_chrono", "--model-options", "lstm_chrono=rmin:0.5"],
+        {},
+        "lstm_chrono has no option 'rmin'",
+    ),
+    (
+        "copy_memory",
+        ["--models", "lstm", "--model-options", "lstm=forget_bias:2"],
+        {},
+        "--model-options: lstm's forget_bias is set by the script, not as a cell option",
+    ),
     ("copy_memory", ["--model-options", "lru=r_min=0.5"], {}, "cell options are KEY:NUMBER entries"),
     ("copy_memory", ["--evaluation", "parallel"], {}, "--evaluation must be one of sequential, associative"),
     # -- files
