@@ -19,7 +19,7 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from rnnlab import fused, steps
+from rnnlab import fused, scan
 from rnnlab.zoo import make_layer
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -37,7 +37,7 @@ def _inplace_backward(cell, unroll, residuals, cotangents):
         t, carry_prev, valid_b, eps_bh, dy_bh = inputs
         proj = tuple(jax.lax.dynamic_index_in_dim(a, t, keepdims=False) for a in buf_t)
         _, vjp = jax.vjp(
-            lambda proj, carry, elem, eps: steps.update(cell, carry, proj, elem, valid_b, eps),
+            lambda proj, carry, elem, eps: scan.update(cell, carry, proj, elem, valid_b, eps),
             proj,
             carry_prev,
             elem,
@@ -62,7 +62,7 @@ def _inplace_backward(cell, unroll, residuals, cotangents):
     return d_params, d_x_tbi, d_carry0, None, d_eps_tbh
 
 
-inplace = jax.custom_vjp(fused.recurrence.fun, nondiff_argnums=(0, 1))
+inplace = jax.custom_vjp(fused._fused.fun, nondiff_argnums=(0, 1))
 inplace.defvjp(fused._forward, _inplace_backward)
 
 
@@ -70,7 +70,7 @@ def gradient(layer, variant: str, vmapped: bool):
     def loss(params, x):
         x_tbi = jnp.swapaxes(x, 0, 1)
         cell_params = layer.materialize(params)["l0"]["fwd"]
-        run = fused.recurrence if variant == "outputs" else inplace
+        run = fused._fused if variant == "outputs" else inplace
         _, y_tbh = run(layer.cell, 1, cell_params, x_tbi, layer.cell.initial_carry((x.shape[0],)), None, None)
         return jnp.sum(y_tbh[-1])
 

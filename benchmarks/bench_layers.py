@@ -37,7 +37,7 @@ SHAPES = [(8, 1000, 2, 128), (32, 200, 64, 256), (64, 100, 128, 512), (128, 50, 
 
 
 def rnnlab_fns(cell_name, B, T, I, H, apply=None, **layer_options):
-    """rnnlab's default path (``layer_options`` select others, e.g. ``backward="autodiff"``;
+    """rnnlab's default path (``layer_options`` select others, e.g. ``path="autodiff"``;
     ``apply(layer, params, x)``, e.g. ``rnnlab.experimental.apply_wavefront``, runs another)."""
     layer = RNN(make_cell(cell_name, H), **layer_options)
     run = functools.partial(apply or RNN.apply, layer)
@@ -104,7 +104,7 @@ def speed_table(cells, repeats):
         for B, T, I, H in SHAPES:
             fns = {
                 "rnnlab": rnnlab_fns(cell_name, B, T, I, H),
-                "rnnlab_autodiff": rnnlab_fns(cell_name, B, T, I, H, backward="autodiff"),
+                "rnnlab_autodiff": rnnlab_fns(cell_name, B, T, I, H, path="autodiff"),
                 "torch": torch_fns(cell_name, B, T, I, H),
                 "flax_nnx": flax_fns(cell_name, B, T, I, H),
             }
@@ -136,7 +136,7 @@ def compile_and_memory(lengths, B=16, I=32, H=128):
     out = []
     for T in lengths:
         for remat in (False, True):
-            layer = RNN(make_cell("lstm", H), backward="remat" if remat else "fused")
+            layer = RNN(make_cell("lstm", H), path="remat" if remat else "fused")
             params = layer.init(jax.random.key(0), I)
             x = jnp.zeros((B, T, I))
             grad = jax.jit(jax.grad(lambda p, x: jnp.sum(layer.apply(p, x)[0])))

@@ -1,7 +1,7 @@
 """Linear recurrences, sequential against associative (parallel over time), and against the LSTM.
 
 Forward+backward (loss = sum of outputs; gradients w.r.t. params and input) of one layer,
-batch 16, H = 256, at T = 1k, 4k and 16k: the LRU (its block) with ``evaluation="sequential"``
+batch 16, H = 256, at T = 1k, 4k and 16k: the LRU (its block) with ``path="sequential"``
 and ``"associative"``, and rnnlab's LSTM (default path).  The contenders are interleaved in
 every repeat; medians.  Then the compile time of the LRU's associative forward+backward at
 the longest T (the LRU carries its complex state as real pairs: complex associative scans
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import RNN, LSTMCell
-from rnnlab.linear import LRUCell
+from rnnlab.linear import LRUBlock
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_layers import median_times  # noqa: E402
@@ -44,8 +44,8 @@ def main():
     args = parser.parse_args()
     H = args.hidden
     contenders = {
-        "lru_sequential": RNN(LRUCell(H), evaluation="sequential"),
-        "lru_associative": RNN(LRUCell(H), evaluation="associative"),
+        "lru_sequential": RNN(LRUBlock(H), path="sequential"),
+        "lru_associative": RNN(LRUBlock(H), path="associative"),
         "lstm": RNN(LSTMCell(H)),
     }
     rows = []

@@ -40,10 +40,9 @@ from rnnlab.experiment import (
     readable,
     train_sweep,
 )
-from rnnlab.linear import EVALUATIONS
 from rnnlab.linen import SequenceRegressor
 from rnnlab.metrics import over_seeds
-from rnnlab.plots import COLORS, learning_curves, panels
+from rnnlab.plots import learning_curves, model_color, panels
 from rnnlab.sweep import Sweep, grid
 from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
 from rnnlab.zoo import MODELS, label
@@ -74,7 +73,7 @@ class Config(BaseConfig):
     model_clip: tuple[str, ...] = ()
     # MODEL=KEY:X,KEY:X sets a cell's options, e.g. lru=r_min:0.9,r_max:0.999,max_phase:0.628
     model_options: tuple[str, ...] = ()
-    evaluation: str = option("sequential", choices=EVALUATIONS)  # the linear recurrences': or "associative"
+    model_path: tuple[str, ...] = ()  # MODEL=PATH: an execution path per model (rnnlab.unroll.PATHS)
     forget_bias: tuple[float, ...] = (1.0,)  # LSTM only
     test_size: int = option(1000, ge=1)
 
@@ -200,7 +199,7 @@ def main(argv=None):
             results["models"][name] = {
                 "hidden": spec.hidden,
                 "cell_options": dict(spec.cell_options),
-                "evaluation": spec.evaluation,
+                "path": spec.resolved_path(),
                 "points": points,
             }
     results["devices"], results["processes"] = jax.device_count(), jax.process_count()
@@ -232,7 +231,7 @@ def save_figure(cfg: Config, run: RunDir, trained: dict, results: dict):
                 if cfg.model_hidden or cfg.model_clip:
                     clip = point_label({k: sweep.points[rows[0]][k] for k in ("clip_norm", "clip_value")})
                     curve += f" (H={model_hidden(cfg, name)}, {clip})"
-                colors[curve] = COLORS.get(name) if fb is None or len(cfg.forget_bias) == 1 else None
+                colors[curve] = model_color(name) if fb is None or len(cfg.forget_bias) == 1 else None
                 curves[curve] = (steps, loss_sn[rows])
         learning_curves(
             curves,

@@ -56,7 +56,6 @@ from rnnlab.experiment import (
     per_model,
     train_sweep,
 )
-from rnnlab.linear import EVALUATIONS
 from rnnlab.linen import LanguageModel
 from rnnlab.metrics import over_seeds
 from rnnlab.sweep import Sweep, grid, init_params
@@ -84,7 +83,7 @@ class Config(BaseConfig):
     rmsprop_decay: float = option(0.99, ge=0.0, lt=1.0)  # torch's alpha, as in lezcano/expRNN
     # MODEL=KEY:X,KEY:X sets a cell's options, e.g. lru=r_min:0.9,r_max:0.999,max_phase:0.628
     model_options: tuple[str, ...] = ()
-    evaluation: str = option("sequential", choices=EVALUATIONS)  # the linear recurrences': or "associative"
+    model_path: tuple[str, ...] = ()  # MODEL=PATH: an execution path per model (rnnlab.unroll.PATHS)
     clip: str = "off"  # off, norm:X (global norm) or value:X (each entry to ±X)
     # MODEL=RULE overrides --clip; the default clips the tanh RNN and the LSTM as the uRNN authors did
     model_clip: tuple[str, ...] = ("rnn=value:1", "lstm=value:1")
@@ -189,7 +188,7 @@ def main(argv=None):
         "hidden": {name: model_hidden(cfg, name) for name in cfg.models},
         "clip": {name: cfg.clip_of(name) for name in cfg.models},
         "cell_options": {name: dict(model_spec(cfg, name).cell_options) for name in cfg.models},
-        "evaluation": {name: model_spec(cfg, name).evaluation for name in cfg.models},
+        "path": {name: model_spec(cfg, name).resolved_path() for name in cfg.models},
         "parameters": {},
         "baseline": {str(T): synthetic.copy_memory_baseline(T) for T in cfg.lengths},
         "final_loss": {},
@@ -237,7 +236,7 @@ def save_figures(cfg: Config, run: RunDir, results: dict) -> None:
         f"{clip_words(cfg.clip_of(name))})"
         for name in cfg.models
     }
-    colors = {labels[name]: plots.COLORS.get(name) for name in cfg.models}
+    colors = {labels[name]: plots.model_color(name) for name in cfg.models}
     fig, axes = plots.panels(len(cfg.lengths), width=7.5, height=4.6)
     for ax, T in zip(axes, cfg.lengths):
         plots.learning_curves(

@@ -42,7 +42,6 @@ from rnnlab.experiment import (
     parse_config,
     train_sweep,
 )
-from rnnlab.linear import EVALUATIONS
 from rnnlab.linen import SequenceRegressor, recurrent_params, regressor_gradient_profile
 from rnnlab.metrics import first_nonfinite_step, over_seeds
 from rnnlab.sweep import Sweep, grid, init_params, length_groups
@@ -78,7 +77,7 @@ class Config(BaseConfig):
     checkpoint_every: int = option(0, ge=0)
     # MODEL=KEY:X,KEY:X sets a cell's options, e.g. lru=r_min:0.9,r_max:0.999,max_phase:0.628
     model_options: tuple[str, ...] = ()
-    evaluation: str = option("sequential", choices=EVALUATIONS)  # the linear recurrences': or "associative"
+    model_path: tuple[str, ...] = ()  # MODEL=PATH: an execution path per model (rnnlab.unroll.PATHS)
 
     def check(self):
         super().check()
@@ -261,6 +260,7 @@ def main(argv=None):
     say = (lambda *a: None) if cfg.quiet or not run.writes else (lambda *a: print(*a, flush=True))
     results = {"models": {m: zoo.MODELS[m].description for m in cfg.models}, "forget_bias": cfg.forget_bias}
     results["cell_options"] = {m: dict(model_spec(cfg, m).cell_options) for m in cfg.models}
+    results["path"] = {m: model_spec(cfg, m).resolved_path() for m in cfg.models}
     results |= {key: {} for key in (*RESULT_KEYS, "pascanu_bound", "final_loss", "diverged_seeds")}
     curves = {}  # training loss, by model and T
     with parallel.CompileStats() as compile_stats:
@@ -299,7 +299,7 @@ def main(argv=None):
 
 def save_figures(cfg: Config, run: RunDir, results: dict, curves: dict, clip_traces: dict):
     labels = {name: zoo.label(name, forget_bias=cfg.forget_bias) for name in cfg.models}
-    colors = {labels[name]: plots.COLORS.get(name) for name in cfg.models}
+    colors = {labels[name]: plots.model_color(name) for name in cfg.models}
     styles = {label: {"color": color} for label, color in colors.items()}
     phases = {"init": "at initialisation", "trained": f"after {cfg.steps} Adam steps"}
     dtype = "float64" if cfg.float64 else "float32"  # the legends name each model and its init

@@ -123,9 +123,9 @@ x = state.params["params"]["embed"]["embedding"][vocab.encode(sentence)][None]  
 
 
 def gates_step(carry, xp):
-    g = xp + lstm.recurrent_projection(p, carry.h)
+    g = xp + lstm.project_recurrent(p, carry)
     i, f, gg, o = jnp.split(g, 4, axis=-1)
-    new_carry, _ = lstm.step_projected(p, carry, xp)
+    new_carry, _ = lstm.gates(carry, (g,), {})
     return new_carry, (jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(gg), jax.nn.sigmoid(o))
 
 

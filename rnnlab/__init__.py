@@ -8,7 +8,7 @@ outputs, (h_n, c_n) = layer.apply(params, x_bti, lengths=lengths_b)
 
 from rnnlab.cells import ElmanCell, GRUCell, LSTMCell, LSTMState
 from rnnlab.layers import RNN
-from rnnlab.scan import reverse_valid_prefix, unroll
+from rnnlab.unroll import reverse_valid_prefix, unroll
 
 __all__ = ["ElmanCell", "GRUCell", "LSTMCell", "LSTMState", "RNN", "reverse_valid_prefix", "unroll"]
 __version__ = "0.1.0"

@@ -1,29 +1,32 @@
-"""Pure recurrent cells: Elman (simple RNN), LSTM and GRU.
+"""Pure sequential cells and their contract: Elman (tanh, ReLU, modReLU), LSTM, GRU, IndRNN, coRNN.
 
-A cell is a frozen dataclass of static hyperparameters with pure methods
+A cell is a frozen dataclass of static hyperparameters with pure methods (``SequentialCell``,
+the contract every execution path calls)::
 
-    init(key, input_size)             -> params
-    initial_carry(batch_shape)        -> carry (zeros)
-    step(params, carry, x)            -> (carry, y)
+    params = cell.init(key, input_size)              # a dict of arrays
+    carry = cell.initial_carry((batch,))             # zeros
+    carry, y = cell.step(params, carry, x)           # one step; a Python loop of these is the reference
 
-Params are a dict in PyTorch's layout, gates fused along the first axis:
-``w_ih [G*H, I]``, ``w_hh [G*H, H]``, ``b_ih [G*H]``, ``b_hh [G*H]`` (the
-biases are absent when ``use_bias=False``), G = 1 (Elman), 4 (LSTM), 3 (GRU).
-A cell whose gate arithmetic has parameters of its own (modReLU's bias
-``b_mod [H]``) names them in ``cell.elementwise``; they reach the arithmetic as
-the dict ``cell.elementwise_params(params)``.
+A step comes in pieces that the cell owns, so that ``rnnlab.scan`` and ``rnnlab.fused`` never
+multiply by a weight themselves:
 
-A step also comes in pieces: ``project_inputs`` (``x W_ih^T + b_ih``),
-``recurrent_projection`` (``h W_hh^T + b_hh``) and the elementwise gate
-arithmetic ``step_from_projections``; ``step`` is them composed.
-``rnnlab.scan`` computes the projections its own way (both inside the loop,
-see there) and calls ``step_from_projections``.
+    xp = cell.project_inputs(params, x)              # x W_ih^T + b_ih        (over all steps at once, if wanted)
+    hp = cell.project_recurrent(params, carry)       # h W_hh^T + b_hh, u * h, ...  (inherently sequential)
+    carry, y = cell.gates(carry, proj, elementwise)  # elementwise arithmetic; proj = (xp + hp,) or (xp, hp)
+    d_carry = cell.recurrent_vjp(params, carry, dhp) # the VJP of project_recurrent: what the fused backward needs
+
+``DenseCell`` implements the contract for a dense recurrent matrix (Elman, LSTM, GRU: params in
+PyTorch's layout, gates fused along the first axis: ``w_ih [G*H, I]``, ``w_hh [G*H, H]``,
+``b_ih [G*H]``, ``b_hh [G*H]``, the biases absent when ``use_bias=False``).  A new cell subclasses
+it and overrides what differs (``IndRNNCell``: a diagonal ``u``; ``CoRNNCell``: a carry ``(y, z)``);
+docs/extending.md walks through one written outside the package.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, NamedTuple
+import math
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -54,17 +57,141 @@ class LSTMState(NamedTuple):
     c: jax.Array
 
 
-@dataclasses.dataclass(frozen=True)
-class _Cell:
-    """Hyperparameters shared by every cell (see ``rnnlab.initializers`` for the names).
+class SequentialCell(Protocol):
+    """The contract of a cell run step after step (the ``fused``, ``autodiff`` and ``remat`` paths).
 
-    The numeric init options (``recurrent_gain``, ``spectral_radius``, the LSTM's
-    ``forget_bias``) only change the values ``init`` returns, never ``step``: a
-    sweep builds the cell with them traced inside ``jax.vmap(init)`` and runs
-    every point through one compiled step.
+    Every execution path, the diagnostics and the interop call only these.  ``DenseCell`` gives
+    all of them for a dense ``w_hh``; a cell with another recurrence overrides the projections.
+
+    Attributes:
+      hidden_size: H, the width of the output ``y`` and of ``carry_hidden(carry)``.
+      paths: the execution paths it supports (``rnnlab.unroll.PATHS``), its default first.
+      sums_projections: ``gates`` uses the projections only through ``xp + hp``: the scan then
+        hands it ``(xp + hp,)`` and the fused backward saves one array per step.
+      elementwise: names of params that ``gates`` reads (modReLU's ``b_mod``), each ``[H]``.
     """
 
     hidden_size: int
+    paths: tuple[str, ...]
+    sums_projections: bool
+    elementwise: tuple[str, ...]
+
+    def init(self, key: jax.Array, input_size: int, dtype=jnp.float32) -> Params:
+        """Fresh params for inputs of width ``input_size``."""
+
+    def param_specs(self, input_size: int, dtype=jnp.float32) -> dict[str, jax.ShapeDtypeStruct]:
+        """The shape of every param: validation and checkpoints read it."""
+
+    def input_size_of(self, params: Params) -> int:
+        """The input width ``params`` expect."""
+
+    def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32) -> Any:
+        """The zero carry for ``batch_shape``."""
+
+    def carry_hidden(self, carry) -> jax.Array:
+        """The hidden state ``h [..., H]`` inside a carry: what the hidden perturbation moves."""
+
+    def replace_hidden(self, carry, h: jax.Array) -> Any:
+        """The carry with its hidden state replaced by ``h``."""
+
+    def elementwise_params(self, params: Params) -> Params:
+        """The params ``gates`` reads (``elementwise``)."""
+
+    def project_inputs(self, params: Params, x: jax.Array) -> jax.Array:
+        """The input's part of the pre-activations, ``x [..., I] -> [..., P]``; linear in ``params``
+        and ``x`` up to a bias, so its weight gradient over all steps is one VJP."""
+
+    def project_recurrent(self, params: Params, carry) -> jax.Array:
+        """The recurrent part ``[..., P]`` from the previous carry; affine in the carry."""
+
+    def recurrent_vjp(self, params: Params, carry, d_hp: jax.Array) -> Any:
+        """``(d hp / d carry)^T d_hp``: a carry-shaped gradient (zero where the projection
+        does not read the carry)."""
+
+    def projections(self, params: Params, x: jax.Array, carry) -> tuple[jax.Array, ...]:
+        """``(xp + hp,)`` if ``sums_projections`` else ``(xp, hp)``."""
+
+    def gates(self, carry, proj: tuple[jax.Array, ...], elementwise: Params):
+        """The elementwise arithmetic of a step: ``(new carry, y [..., H])``."""
+
+    def step(self, params: Params, carry, x: jax.Array):
+        """``gates(carry, projections(params, x, carry), elementwise_params(params))``."""
+
+    def recurrent_blocks(self, params: Params) -> jax.Array | None:
+        """The recurrent matrix of each gate, ``[G, H, H]`` (diagonal ones for IndRNN), for the
+        spectra in ``rnnlab.diagnostics``; ``None`` when there is no fixed one."""
+
+    def constrain(self, params: Params) -> Params:
+        """The params projected onto the cell's constraint set after each optimiser step
+        (IndRNN's ``|u| <= U_bound``); the identity for most cells."""
+
+
+SEQUENTIAL_PATHS = ("fused", "autodiff", "remat")
+
+
+@dataclasses.dataclass(frozen=True)
+class CellBase:
+    """What every sequential cell shares: the contract's plumbing, with defaults a new cell
+    inherits.  A subclass gives ``init``, ``project_inputs``, ``project_recurrent`` and ``gates``;
+    ``recurrent_vjp`` defaults to JAX's VJP of ``project_recurrent`` (exact: it is affine)."""
+
+    hidden_size: int
+
+    paths: ClassVar[tuple[str, ...]] = SEQUENTIAL_PATHS
+    elementwise: ClassVar[tuple[str, ...]] = ()
+    sums_projections: ClassVar[bool] = True
+
+    def __post_init__(self):
+        check_positive_int("hidden_size", self.hidden_size)
+
+    def param_specs(self, input_size: int, dtype=jnp.float32) -> dict[str, jax.ShapeDtypeStruct]:
+        params = jax.eval_shape(lambda: self.init(jax.random.key(0), input_size, dtype))
+        return {name: jax.ShapeDtypeStruct(p.shape, p.dtype) for name, p in params.items()}
+
+    def input_size_of(self, params: Params) -> int:
+        return input_size_of(self, params)
+
+    def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32) -> Any:
+        return jnp.zeros(tuple(batch_shape) + (self.hidden_size,), dtype)
+
+    def carry_hidden(self, carry) -> jax.Array:
+        return carry
+
+    def replace_hidden(self, carry, h: jax.Array):
+        return h
+
+    def elementwise_params(self, params: Params) -> Params:
+        return {name: params[name] for name in self.elementwise}
+
+    def constrain(self, params: Params) -> Params:
+        return params
+
+    def recurrent_blocks(self, params: Params) -> jax.Array | None:
+        return None
+
+    def recurrent_vjp(self, params: Params, carry, d_hp: jax.Array):
+        _, vjp = jax.vjp(lambda c: self.project_recurrent(params, c), carry)
+        return vjp(d_hp)[0]
+
+    def projections(self, params: Params, x: jax.Array, carry) -> tuple[jax.Array, ...]:
+        xp, hp = self.project_inputs(params, x), self.project_recurrent(params, carry)
+        return (xp + hp,) if self.sums_projections else (xp, hp)
+
+    def step(self, params: Params, carry, x: jax.Array):
+        return self.gates(carry, self.projections(params, x, carry), self.elementwise_params(params))
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseCell(CellBase):
+    """``SequentialCell`` for a dense recurrent matrix: ``hp = h W_hh^T + b_hh``.
+
+    Subclasses give ``num_gates`` (G) and ``gates``.  The numeric init options
+    (``recurrent_gain``, ``spectral_radius``, the LSTM's ``forget_bias``) only change the
+    values ``init`` returns, never ``step``: a sweep builds the cell with them traced inside
+    ``jax.vmap(init)`` and runs every point through one compiled step (see
+    ``rnnlab.initializers`` for the init names).
+    """
+
     use_bias: bool = True
     input_init: str = "pytorch"
     recurrent_init: str = "pytorch"
@@ -73,13 +200,9 @@ class _Cell:
     bias_init: str = "pytorch"
 
     num_gates: ClassVar[int] = 1
-    elementwise: ClassVar[tuple[str, ...]] = ()  # params of the gate arithmetic itself, each [H]
-    # True when ``step_from_projections`` uses ``xp`` and ``hp`` only through
-    # ``xp + hp``: the fused backward then saves and differentiates one array.
-    sums_projections: ClassVar[bool] = True
 
     def __post_init__(self):
-        check_positive_int("hidden_size", self.hidden_size)
+        super().__post_init__()
         initializers.check_name("input_init", self.input_init, initializers.INPUT_INITS)
         initializers.check_name("recurrent_init", self.recurrent_init, initializers.RECURRENT_INITS)
         initializers.check_name("bias_init", self.bias_init, initializers.BIAS_INITS)
@@ -87,10 +210,8 @@ class _Cell:
         if self.spectral_radius is not None and is_concrete(self.spectral_radius) and not self.spectral_radius > 0:
             raise ValueError(f"spectral_radius must be > 0, got {self.spectral_radius!r}")
 
-    # -- parameters -------------------------------------------------------
     def init(self, key: jax.Array, input_size: int, dtype=jnp.float32) -> Params:
-        if not isinstance(input_size, int) or input_size < 1:
-            raise ValueError(f"input_size must be a positive int, got {input_size!r}")
+        check_positive_int("input_size", input_size)
         key_ih, key_hh, key_b = jax.random.split(key, 3)
         G, H = self.num_gates, self.hidden_size
         params = {
@@ -107,12 +228,7 @@ class _Cell:
         """The params named in ``elementwise`` (none for most cells)."""
         return {}
 
-    def elementwise_params(self, params: Params) -> Params:
-        """The params the gate arithmetic uses (``step_from_projections``' last argument)."""
-        return {name: params[name] for name in self.elementwise}
-
     def param_specs(self, input_size: int, dtype=jnp.float32) -> dict[str, jax.ShapeDtypeStruct]:
-        """The shape of every parameter, for validation and for checkpoints."""
         GH = self.num_gates * self.hidden_size
         shapes = {"w_ih": (GH, input_size), "w_hh": (GH, self.hidden_size)}
         if self.use_bias:
@@ -120,44 +236,39 @@ class _Cell:
         shapes.update({name: (self.hidden_size,) for name in self.elementwise})
         return {name: jax.ShapeDtypeStruct(shape, dtype) for name, shape in shapes.items()}
 
-    def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32) -> Any:
-        return jnp.zeros(tuple(batch_shape) + (self.hidden_size,), dtype)
+    def recurrent_blocks(self, params: Params) -> jax.Array:
+        """``w_hh`` as ``[G, H, H]`` gate blocks."""
+        return params["w_hh"].reshape(self.num_gates, self.hidden_size, self.hidden_size)
 
-    def carry_hidden(self, carry) -> jax.Array:
-        """The hidden state ``h`` inside a carry (the carry itself for Elman and GRU)."""
-        return carry
-
-    def replace_hidden(self, carry, h: jax.Array):
-        """The carry with its hidden state replaced by ``h``."""
-        return h
-
-    # -- the step ---------------------------------------------------------
     def project_inputs(self, params: Params, x: jax.Array) -> jax.Array:
-        """``x W_ih^T + b_ih`` for inputs ``x [..., I]`` -> ``[..., G*H]``."""
+        """``x W_ih^T + b_ih``: ``[..., I] -> [..., G*H]``."""
         xp = x @ params["w_ih"].T
         return xp + params["b_ih"] if self.use_bias else xp
 
-    def recurrent_projection(self, params: Params, h: jax.Array) -> jax.Array:
+    def project_recurrent(self, params: Params, carry) -> jax.Array:
         """``h W_hh^T + b_hh`` -> ``[..., G*H]``."""
-        hp = h @ params["w_hh"].T
+        hp = self.carry_hidden(carry) @ params["w_hh"].T
         return hp + params["b_hh"] if self.use_bias else hp
 
-    def step(self, params: Params, carry, x: jax.Array):
-        return self.step_projected(params, carry, self.project_inputs(params, x))
+    def recurrent_vjp(self, params: Params, carry, d_hp: jax.Array):
+        """``d_hp W_hh`` into the hidden state; nothing into the rest of the carry."""
+        zeros = jax.tree.map(jnp.zeros_like, carry)
+        return self.replace_hidden(zeros, d_hp @ params["w_hh"])
 
-    def step_projected(self, params: Params, carry, xp: jax.Array):
-        """One step from the projected input ``xp = x W_ih^T + b_ih``."""
-        hp = self.recurrent_projection(params, self.carry_hidden(carry))
-        return self.step_from_projections(carry, xp, hp, self.elementwise_params(params))
-
-    def step_from_projections(self, carry, xp: jax.Array, hp: jax.Array, elementwise: Params):  # pragma: no cover
-        """The gate arithmetic given both projections ``xp`` and ``hp = h W_hh^T + b_hh`` and
-        the cell's ``elementwise_params``: elementwise only, so the scan can do the matmuls its own way."""
+    def gates(self, carry, proj, elementwise: Params):  # pragma: no cover - abstract
         raise NotImplementedError
 
 
+def input_size_of(cell, params) -> int:
+    """The input width of params whose input matrix is ``w_ih [rows, I]`` (every cell in rnnlab)."""
+    try:
+        return int(params["w_ih"].shape[-1])
+    except (KeyError, TypeError, IndexError, AttributeError):
+        raise ValueError(f"params must be a dict with 'w_ih' [rows, I] for {type(cell).__name__}") from None
+
+
 @dataclasses.dataclass(frozen=True)
-class ElmanCell(_Cell):
+class ElmanCell(DenseCell):
     r"""Elman's simple recurrent network (SRN), ``torch.nn.RNN``'s cell.
 
         h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),   y_t = h_t
@@ -184,14 +295,14 @@ class ElmanCell(_Cell):
             return {}
         return {"b_mod": jax.random.uniform(key, (self.hidden_size,), dtype, -0.01, 0.01)}
 
-    def step_from_projections(self, h, xp, hp, elementwise):
-        z = xp + hp
+    def gates(self, h, proj, elementwise):
+        (z,) = proj
         h = modrelu(z, elementwise["b_mod"]) if self.activation == "modrelu" else ACTIVATIONS[self.activation](z)
         return h, h
 
 
 @dataclasses.dataclass(frozen=True)
-class LSTMCell(_Cell):
+class LSTMCell(DenseCell):
     r"""Long short-term memory, ``torch.nn.LSTM``'s cell (gate order i, f, g, o).
 
         i_t = σ(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)      input gate
@@ -246,15 +357,16 @@ class LSTMCell(_Cell):
     def replace_hidden(self, carry, h):
         return carry._replace(h=h)
 
-    def step_from_projections(self, carry, xp, hp, elementwise):
-        i, f, g, o = jnp.split(xp + hp, 4, axis=-1)
+    def gates(self, carry, proj, elementwise):
+        (z,) = proj
+        i, f, g, o = jnp.split(z, 4, axis=-1)
         c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return LSTMState(h, c), h
 
 
 @dataclasses.dataclass(frozen=True)
-class GRUCell(_Cell):
+class GRUCell(DenseCell):
     r"""Gated recurrent unit in PyTorch's formulation (gate order r, z, n).
 
         r_t = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)             reset gate
@@ -284,7 +396,8 @@ class GRUCell(_Cell):
             params["b_hh"] = params["b_hh"].at[H : 2 * H].set(0.0)
         return params
 
-    def step_from_projections(self, h, xp, hp, elementwise):
+    def gates(self, h, proj, elementwise):
+        xp, hp = proj
         x_r, x_z, x_n = jnp.split(xp, 3, axis=-1)
         h_r, h_z, h_n = jnp.split(hp, 3, axis=-1)
         r = jax.nn.sigmoid(x_r + h_r)
@@ -294,7 +407,151 @@ class GRUCell(_Cell):
         return h, h
 
 
-Cell = ElmanCell | LSTMCell | GRUCell
+@dataclasses.dataclass(frozen=True)
+class IndRNNCell(CellBase):
+    r"""The independently recurrent network (Li et al. 2018, IndRNN), each unit its own recurrence:
+
+        h_t = relu(W_ih x_t + b_ih + u ⊙ h_{t-1}),   y_t = h_t,   |u| <= U_bound
+
+    params ``w_ih [H, I]``, ``b_ih [H]``, ``u [H]``.  As in the authors' adding-problem code
+    (Sunnydreamrain/IndRNN_Theano_Lasagne ``adding/adding.py``): ``W_ih ~ N(0, input_std^2)``
+    with ``input_std = 0.001``, ``b_ih = 0``, ``U_bound = mag^(1/t_max)`` with ``mag = 2``, and
+    ``u ~ U(0, U_bound)`` (``u_init="uniform"``, their first layer) or
+    ``U(mag^(-1/t_max), U_bound)`` (``"last_layer"``, the layer that feeds the output, the
+    default).  ``constrain`` clips ``u`` to ``[-U_bound, U_bound]``, which their training loop
+    does before every step.  Without ``t_max`` the bound is 1 and ``u ~ U(0, 1)`` (their README:
+    "the constraint can always set to [-1, 1]").
+
+    >>> import jax, jax.numpy as jnp
+    >>> cell = IndRNNCell(4, t_max=100)
+    >>> params = cell.init(jax.random.key(0), input_size=2)
+    >>> h, y = cell.step(params, cell.initial_carry((3,)), jnp.ones((3, 2)))
+    >>> y.shape, bool(jnp.all(y >= 0))
+    ((3, 4), True)
+    """
+
+    t_max: float | None = None
+    mag: float = 2.0
+    u_init: str = "last_layer"
+    input_std: float = 0.001
+
+    def __post_init__(self):
+        super().__post_init__()
+        initializers.check_name("u_init", self.u_init, ("last_layer", "uniform"))
+        if self.t_max is not None and is_concrete(self.t_max) and not self.t_max >= 1:
+            raise ValueError(f"IndRNN t_max must be >= 1 (the sequence length), got {self.t_max!r}")
+        if is_concrete(self.mag) and not self.mag > 1:
+            raise ValueError(f"IndRNN mag must be > 1 (U_bound = mag^(1/t_max)), got {self.mag!r}")
+
+    @property
+    def u_bound(self):
+        return 1.0 if self.t_max is None else self.mag ** (1.0 / self.t_max)
+
+    def init(self, key, input_size: int, dtype=jnp.float32):
+        check_positive_int("input_size", input_size)
+        k_w, k_u = jax.random.split(key)
+        H = self.hidden_size
+        low = 0.0 if self.u_init == "uniform" or self.t_max is None else 1.0 / self.u_bound
+        return {
+            "w_ih": self.input_std * jax.random.normal(k_w, (H, input_size), dtype),
+            "b_ih": jnp.zeros((H,), dtype),
+            "u": jax.random.uniform(k_u, (H,), dtype, low, self.u_bound),
+        }
+
+    def project_inputs(self, params, x):
+        return x @ params["w_ih"].T + params["b_ih"]
+
+    def project_recurrent(self, params, h):
+        return params["u"] * h
+
+    def recurrent_vjp(self, params, h, d_hp):
+        return params["u"] * d_hp
+
+    def gates(self, h, proj, elementwise):
+        (z,) = proj
+        h = jax.nn.relu(z)
+        return h, h
+
+    def recurrent_blocks(self, params):
+        """``diag(u)``: ``[1, H, H]``."""
+        return jnp.diag(params["u"])[None]
+
+    def constrain(self, params):
+        return params | {"u": jnp.clip(params["u"], -self.u_bound, self.u_bound)}
+
+
+class CoRNNState(NamedTuple):
+    """The coRNN carry: position ``y`` (the output) and velocity ``z``, each ``[..., H]``."""
+
+    y: jax.Array
+    z: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class CoRNNCell(CellBase):
+    r"""The coupled oscillatory RNN (Rusch & Mishra 2021, coRNN): a second-order ODE
+    ``y'' = tanh(W y + 𝒲 y' + V x + b) - γ y - ε y'`` discretised by their IMEX scheme:
+
+        z_t = z_{t-1} + Δt (tanh(V x_t + 𝒲 z_{t-1} + W y_{t-1} + b) - γ y_{t-1} - ε z_{t-1})
+        y_t = y_{t-1} + Δt z_t,   output y_t
+
+    params ``w_ih [H, I]`` (V), ``b_ih [H]`` (b), ``w_hh [H, 2H]`` (``[𝒲 | W]``, the columns of
+    ``z`` then ``y``): the authors' one ``nn.Linear`` over ``cat(x, z, y)``
+    (tk-rusch/coRNN ``adding/model.py``), split by what it multiplies, with its init
+    ``U(±1/sqrt(I + 2H))``.  Defaults ``dt = 0.06``, ``gamma = 66``, ``epsilon = 15``: their
+    adding-problem script's (``adding/adding_task.py``).
+
+    >>> import jax, jax.numpy as jnp
+    >>> cell = CoRNNCell(4)
+    >>> params = cell.init(jax.random.key(0), input_size=2)
+    >>> carry, y = cell.step(params, cell.initial_carry((3,)), jnp.ones((3, 2)))
+    >>> bool(jnp.allclose(y, cell.dt * carry.z))  # from rest, y moves by dt * z
+    True
+    """
+
+    dt: float = 0.06
+    gamma: float = 66.0
+    epsilon: float = 15.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if is_concrete(self.dt) and not self.dt > 0:
+            raise ValueError(f"coRNN dt must be > 0, got {self.dt!r}")
+
+    def init(self, key, input_size: int, dtype=jnp.float32):
+        check_positive_int("input_size", input_size)
+        H = self.hidden_size
+        bound = 1.0 / math.sqrt(input_size + 2 * H)  # torch.nn.Linear(I + 2H, H)
+        k_x, k_h, k_b = jax.random.split(key, 3)
+        uniform = lambda k, shape: jax.random.uniform(k, shape, dtype, -bound, bound)
+        return {"w_ih": uniform(k_x, (H, input_size)), "w_hh": uniform(k_h, (H, 2 * H)), "b_ih": uniform(k_b, (H,))}
+
+    def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+        zeros = super().initial_carry(batch_shape, dtype)
+        return CoRNNState(zeros, zeros)
+
+    def carry_hidden(self, carry):
+        return carry.y
+
+    def replace_hidden(self, carry, y):
+        return carry._replace(y=y)
+
+    def project_inputs(self, params, x):
+        return x @ params["w_ih"].T + params["b_ih"]
+
+    def project_recurrent(self, params, carry):
+        return jnp.concatenate([carry.z, carry.y], axis=-1) @ params["w_hh"].T
+
+    def recurrent_vjp(self, params, carry, d_hp):
+        d_z, d_y = jnp.split(d_hp @ params["w_hh"], 2, axis=-1)
+        return CoRNNState(d_y, d_z)
+
+    def gates(self, carry, proj, elementwise):
+        (s,) = proj
+        z = carry.z + self.dt * (jnp.tanh(s) - self.gamma * carry.y - self.epsilon * carry.z)
+        y = carry.y + self.dt * z
+        return CoRNNState(y, z), y
+
 
 
 def chrono_biases(key, hidden_size: int, t_max, dtype=jnp.float32) -> jax.Array:

@@ -105,27 +105,24 @@ def gradient_profile(layer, params, loss_of_outputs, x_bti, lengths_b=None, *, j
 
 
 def gate_spectra(layer, params_s) -> tuple[np.ndarray, np.ndarray]:
-    """Spectral radius and largest singular value of every gate block of layer 0's ``w_hh``
-    (as the cells use it: ``layer.materialize``), for each of ``S`` stacked params:
-    two ``[S, G]`` arrays, NaN for a point whose params are not finite (diverged).
+    """Spectral radius and largest singular value of each recurrent block of layer 0's cell
+    (``cell.recurrent_blocks``, as the cells compute: ``layer.materialize``), for each of ``S``
+    stacked params: two ``[S, G]`` arrays, NaN for a point whose params are not finite (diverged).
 
-    A linear recurrence has no ``w_hh``: the LRU's recurrent matrix is ``diag(λ)``, whose
-    spectral radius and largest singular value are both ``max |λ|``; minGRU's and
-    minLSTM's coefficients depend on the input, so theirs are NaN."""
-    if getattr(layer.cell, "linear", False):
-        S = len(jax.tree.leaves(params_s)[0])
-        if not hasattr(layer.cell, "eigenvalues"):
-            return np.full((S, 1), np.nan), np.full((S, 1), np.nan)
-        lam = jax.vmap(layer.cell.eigenvalues)(params_s["l0"]["fwd"])
-        radius = np.max(np.hypot(np.asarray(lam.re, np.float64), np.asarray(lam.im, np.float64)), axis=-1)[:, None]
-        return radius, radius.copy()
-    w_s = np.asarray(jax.vmap(layer.materialize)(params_s)["l0"]["fwd"]["w_hh"], np.float64)
-    H, G = layer.cell.hidden_size, layer.cell.num_gates
-    radii, singular = np.full((len(w_s), G), np.nan), np.full((len(w_s), G), np.nan)
-    for s, w in enumerate(w_s):
-        if np.all(np.isfinite(w)):
-            for g in range(G):
-                block = w[g * H : (g + 1) * H]
+    The blocks are the gates' ``W_hh`` for a dense cell, ``diag(u)`` for IndRNN and ``diag(λ)``
+    for the LRU (radius and largest singular value are then both ``max |λ|``).  A cell without a
+    fixed recurrent matrix (minGRU, minLSTM: coefficients from the input; coRNN) gives ``[S, 1]`` NaN."""
+    cell = layer.cell
+    blocks_of = lambda p: cell.recurrent_blocks(layer.materialize(p)["l0"]["fwd"])
+    S = len(jax.tree.leaves(params_s)[0])
+    if jax.eval_shape(blocks_of, jax.tree.map(lambda a: a[0], params_s)) is None:
+        return np.full((S, 1), np.nan), np.full((S, 1), np.nan)
+    blocks_sg = np.asarray(jax.vmap(blocks_of)(params_s))
+    blocks_sg = blocks_sg.astype(np.complex128 if np.iscomplexobj(blocks_sg) else np.float64)
+    radii, singular = np.full(blocks_sg.shape[:2], np.nan), np.full(blocks_sg.shape[:2], np.nan)
+    for s, blocks in enumerate(blocks_sg):
+        if np.all(np.isfinite(blocks)):
+            for g, block in enumerate(blocks):
                 radii[s, g], singular[s, g] = np.max(np.abs(np.linalg.eigvals(block))), np.linalg.norm(block, 2)
     return radii, singular
 

@@ -46,6 +46,7 @@ from rnnlab import parallel, zoo
 from rnnlab import sweep as sweeps
 from rnnlab.checkpoint import Checkpointer
 from rnnlab.train import NonFiniteError
+from rnnlab.unroll import PATHS, resolve_path
 from rnnlab.validation import InputError
 from rnnlab.zoo import MODELS
 
@@ -189,21 +190,36 @@ def model_options(cfg, name: str) -> dict[str, float]:
     return per_model("model_options", getattr(cfg, "model_options", ()), tuple(MODELS), cell_options).get(name, {})
 
 
+def execution_path(text: str) -> str:
+    if text not in PATHS:
+        raise ValueError(f"a path is one of {', '.join(PATHS)}, got {text!r}")
+    return text
+
+
+def model_path(cfg, name: str) -> str | None:
+    """Model ``name``'s ``--model-path`` (an execution path, ``rnnlab.unroll.PATHS``), else None (its cell's default)."""
+    return per_model("model_path", getattr(cfg, "model_path", ()), tuple(MODELS), execution_path).get(name)
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """One model as the run's flags set it (hashable, so a script can cache its programs on it):
-    its name, hidden size (``--model-hidden``), cell options (``--model-options``) and, for a
-    linear recurrence, how it is evaluated (``--evaluation``)."""
+    its name, hidden size (``--model-hidden``), cell options (``--model-options``) and execution
+    path (``--model-path``; None is its cell's default)."""
 
     name: str
     hidden: int
     cell_options: tuple[tuple[str, float], ...] = ()
-    evaluation: str = "sequential"
+    path: str | None = None
 
     def layer(self, *, cell_options=None, **layer_options):
         """``zoo.make_layer`` of this model (``cell_options`` add to the spec's, e.g. a swept radius)."""
         options = dict(self.cell_options) | (cell_options or {})
-        return zoo.make_layer(self.name, self.hidden, cell_options=options, evaluation=self.evaluation, **layer_options)
+        return zoo.make_layer(self.name, self.hidden, cell_options=options, path=self.path, **layer_options)
+
+    def resolved_path(self) -> str:
+        """The path the model runs: ``path``, or its cell's default."""
+        return resolve_path(_probe_cell(self.name, **dict(self.cell_options)), self.path)
 
 
 def _probe_cell(name: str, **options):
@@ -212,13 +228,12 @@ def _probe_cell(name: str, **options):
 
 
 def model_spec(cfg, name: str) -> ModelSpec:
-    """Model ``name`` as the run trains it; ``--evaluation`` reaches the linear recurrences only."""
-    linear = getattr(_probe_cell(name), "linear", False)
+    """Model ``name`` as the run trains it."""
     return ModelSpec(
         name,
         model_hidden(cfg, name) if hasattr(cfg, "model_hidden") else cfg.hidden,
         tuple(sorted(model_options(cfg, name).items())),
-        getattr(cfg, "evaluation", "sequential") if linear else "sequential",
+        model_path(cfg, name),
     )
 
 
@@ -230,6 +245,10 @@ def check_per_model(cfg) -> None:
     if hasattr(cfg, "model_clip"):
         model_clip(cfg, "")
     for name in getattr(cfg, "models", ()):
+        try:
+            resolve_path(_probe_cell(name), model_path(cfg, name))
+        except ValueError as e:
+            raise ConfigError(f"--model-path {name}: {e}") from None
         options = model_options(cfg, name)
         if not options:
             continue

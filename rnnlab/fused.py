@@ -1,22 +1,23 @@
-"""The fused gradient of a recurrence: a custom VJP that ``rnnlab.scan``'s dispatch picks by default.
+"""The fused gradient of a sequential cell's recurrence: a custom VJP, the ``fused`` path.
 
-    final, y_tbh = recurrence(cell, unroll, params, x_tbi, carry0, mask_tb, eps_tbh)
+    final, y_tbh = recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh, scan_unroll=1)
 
-The forward pass is the plain scan (``rnnlab.steps.scan``), saving each step's
-projections and previous carry.  The backward pass is a reverse scan that
-carries only the state gradients; each step's projection gradients are then
-stacked, and every weight gradient is one matmul over all ``T*B`` rows:
+The forward pass is the plain scan (``rnnlab.scan.scan``), saving each step's projections
+and previous carry.  The backward pass is a reverse scan that carries only the state
+gradients: per step, the VJP of the cell's gate arithmetic and of its recurrent projection
+(``cell.recurrent_vjp``: ``dh_{t-1} += dhp_t W_hh`` for a dense cell, ``u ⊙ dhp_t`` for
+IndRNN).  Each step's projection gradients come out stacked, and the weight gradients are
+then one VJP of the cell's projections over all ``T*B`` rows at once; for a dense cell
 
     dW_hh = sum_t dhp_t^T h_{t-1},   dW_ih = sum_t dxp_t^T x_t,   dx_t = dxp_t W_ih,
     db_ih = sum_t dxp_t,             db_hh = sum_t dhp_t,
 
-(``dxp = dhp = dz`` for a cell that sums its projections).  The gradient of a
-cell's elementwise params (modReLU's ``b_mod``) is summed over steps in the
-reverse scan's carry.  With a hidden
-perturbation the reverse scan also writes ``dL/d eps_t``, which is ``dL/dh_t``.
-JAX's own derivative of the same scan (``backward="autodiff"``) is the
-reference it is tested against (tests/test_paths.py), and the path for
-forward-mode differentiation, which a custom VJP does not support.
+single matmuls (``dxp = dhp = dz`` for a cell that sums its projections).  The gradient of
+a cell's elementwise params (modReLU's ``b_mod``) is summed over steps in the reverse scan's
+carry.  With a hidden perturbation the reverse scan also writes ``dL/d eps_t``, which is
+``dL/dh_t``.  JAX's own derivative of the same scan (the ``autodiff`` path) is the reference
+it is tested against (tests/test_paths.py), and the path for forward-mode differentiation,
+which a custom VJP does not support.
 """
 
 from __future__ import annotations
@@ -26,43 +27,61 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from rnnlab import steps
+from rnnlab import scan
+
+
+def recurrence(cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, scan_unroll=1):
+    """``(final carry, y [T, B, H])``; ``mask_tb`` and ``eps_tbh`` may be None."""
+    return _fused(cell, scan_unroll, params, x_tbi, carry0, mask_tb, eps_tbh)
+
+
+def tree_add(*trees):
+    return jax.tree.map(lambda *leaves: sum(leaves[1:], leaves[0]), *trees)
+
+
+def weight_gradients(cell, params, x_ni, carries_n, d_proj_n):
+    """``(d params, d x)`` from the projection gradients of ``N`` rows: one VJP of each of the
+    cell's projections over all rows (a single matmul each for a dense cell)."""
+    _, vjp_inputs = jax.vjp(cell.project_inputs, params, x_ni)
+    d_params_in, d_x_ni = vjp_inputs(d_proj_n[0])
+    _, vjp_recurrent = jax.vjp(lambda p: cell.project_recurrent(p, carries_n), params)
+    (d_params_rec,) = vjp_recurrent(d_proj_n[-1])
+    return tree_add(d_params_in, d_params_rec), d_x_ni
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def recurrence(cell, unroll, params, x_tbi, carry0, mask_tb, eps_tbh):
-    """``(final carry, y [T, B, H])``; ``mask_tb`` and ``eps_tbh`` may be None."""
+def _fused(cell, scan_unroll, params, x_tbi, carry0, mask_tb, eps_tbh):
     # Not differentiated (inference): the plain scan, saving nothing.
-    return steps.scan(cell, params, x_tbi, carry0, mask_tb, eps_tbh, unroll=unroll)
+    return scan.scan(cell, params, x_tbi, carry0, mask_tb, eps_tbh, scan_unroll=scan_unroll)
 
 
-def _forward(cell, unroll, params, x_tbi, carry0, mask_tb, eps_tbh):
-    final, (y_tbh, proj_t, carries_t) = steps.scan(
-        cell, params, x_tbi, carry0, mask_tb, eps_tbh, unroll=unroll, save=True
+def _forward(cell, scan_unroll, params, x_tbi, carry0, mask_tb, eps_tbh):
+    final, (y_tbh, proj_t, carries_t) = scan.scan(
+        cell, params, x_tbi, carry0, mask_tb, eps_tbh, scan_unroll=scan_unroll, save=True
     )
     return (final, y_tbh), (params, x_tbi, proj_t, carries_t, mask_tb, eps_tbh)
 
 
-def _backward(cell, unroll, residuals, cotangents):
-    """Reverse scan over the state gradients only; then the weight gradients as matmuls."""
+def _backward(cell, scan_unroll, residuals, cotangents):
+    """Reverse scan over the state gradients only; then the weight gradients over all rows."""
     params, x_tbi, proj_t, carries_t, mask_tb, eps_tbh = residuals
     d_final, dy_tbh = cotangents
-    w_hh, elem = params["w_hh"], cell.elementwise_params(params)
+    elem = cell.elementwise_params(params)
 
     def step(state, inputs):
         d_carry, d_elem = state
         proj, carry_prev, valid_b, eps_bh, dy_bh = inputs
         _, vjp = jax.vjp(
-            lambda proj, carry, elem, eps: steps.update(cell, carry, proj, elem, valid_b, eps),
+            lambda proj, carry, elem, eps: scan.update(cell, carry, proj, elem, valid_b, eps),
             proj,
             carry_prev,
             elem,
             eps_bh,
         )
         d_proj, d_prev, d_elem_t, d_eps_bh = vjp((d_carry, dy_bh))
-        # hp = h_prev W_hh^T + b: the recurrent path back into h_prev
-        d_prev = cell.replace_hidden(d_prev, cell.carry_hidden(d_prev) + d_proj[-1] @ w_hh)
-        return (d_prev, jax.tree.map(jnp.add, d_elem, d_elem_t)), (d_proj, d_eps_bh)
+        # the recurrent projection's path back into the previous carry
+        d_prev = tree_add(d_prev, cell.recurrent_vjp(params, carry_prev, d_proj[-1]))
+        return (d_prev, tree_add(d_elem, d_elem_t)), (d_proj, d_eps_bh)
 
     # The projections go in as the scan's inputs and their gradients come out as its
     # outputs.  (Writing the gradients over the saved projections in the carry, in place,
@@ -72,17 +91,15 @@ def _backward(cell, unroll, residuals, cotangents):
         (d_final, jax.tree.map(jnp.zeros_like, elem)),
         (proj_t, carries_t, mask_tb, eps_tbh, dy_tbh),
         reverse=True,
-        unroll=unroll,
+        unroll=scan_unroll,
     )
-    # As [T*B, ...] matrices: plain 2-D matmuls ran faster than einsum here (benchmarks/README.md).
+    # As [T*B, ...] rows: plain 2-D matmuls ran faster than einsum here (benchmarks/README.md).
     flat = lambda a: a.reshape(-1, a.shape[-1])
-    dxp_ng, dhp_ng = flat(d_proj_t[0]), flat(d_proj_t[-1])
-    d_params = {"w_ih": dxp_ng.T @ flat(x_tbi), "w_hh": dhp_ng.T @ flat(cell.carry_hidden(carries_t)), **d_elem}
-    if "b_ih" in params:
-        d_params["b_ih"] = jnp.sum(dxp_ng, axis=0)
-        d_params["b_hh"] = d_params["b_ih"] if cell.sums_projections else jnp.sum(dhp_ng, axis=0)
-    d_x_tbi = (dxp_ng @ params["w_ih"]).reshape(x_tbi.shape)
-    return d_params, d_x_tbi, d_carry0, None, d_eps_tbh
+    d_params, d_x_n = weight_gradients(
+        cell, params, flat(x_tbi), jax.tree.map(flat, carries_t), tuple(map(flat, d_proj_t))
+    )
+    d_params = d_params | {name: d_params[name] + g for name, g in d_elem.items()}
+    return d_params, d_x_n.reshape(x_tbi.shape), d_carry0, None, d_eps_tbh
 
 
-recurrence.defvjp(_forward, _backward)
+_fused.defvjp(_forward, _backward)

@@ -29,8 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import validation
-from rnnlab.cells import Cell
-from rnnlab.scan import check_backward, check_evaluation_for, unroll
+from rnnlab.unroll import Cell, resolve_path, unroll
 
 DIRECTIONS = ("fwd", "bwd")
 
@@ -44,9 +43,8 @@ class RNN:
     bidirectional: bool = False
     dropout: float = 0.0
     batch_first: bool = True
-    unroll: int = 1
-    backward: str = "fused"  # "fused", "autodiff" or "remat": how the gradient is computed (rnnlab.scan)
-    evaluation: str = "sequential"  # or "associative": a linear recurrence in parallel over time (rnnlab.linear)
+    scan_unroll: int = 1  # steps per lax.scan iteration
+    path: str | None = None  # the execution path (rnnlab.unroll): None is the cell's default
     # one direction that reads each sequence's valid prefix from its end (outputs in input order)
     reverse: bool = False
     # the computation dtype (Flax's ``dtype``): inputs and params are cast to it; None promotes
@@ -59,8 +57,7 @@ class RNN:
             raise ValueError(f"num_layers must be a positive int, got {self.num_layers!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
-        check_backward(self.backward)
-        check_evaluation_for(self.cell, self.evaluation)
+        resolve_path(self.cell, self.path, self.scan_unroll)
         if self.dtype is not None and not jnp.issubdtype(jnp.dtype(self.dtype), jnp.floating):
             raise ValueError(f"dtype must be a floating-point dtype (e.g. jnp.bfloat16), got {self.dtype!r}")
         if self.reverse and self.bidirectional:
@@ -103,13 +100,18 @@ class RNN:
         ``rnnlab.parametrizations`` computes them from its own)."""
         return params
 
-    @staticmethod
-    def params_input_size(params) -> int:
-        """The input size a layer's params expect (layer 0's ``w_ih [G*H, I]``)."""
+    def params_input_size(self, params) -> int:
+        """The input size a layer's params expect (layer 0's, as its cell reads them)."""
         try:
-            return int(params["l0"]["fwd"]["w_ih"].shape[1])
+            first = params["l0"]["fwd"]
         except (KeyError, TypeError, AttributeError):
             raise ValueError("params must come from RNN.init: {'l0': {'fwd': {...}}, ...}") from None
+        return self.cell.input_size_of(first)
+
+    def constrain(self, params):
+        """Every cell's params projected onto its constraint set (``cell.constrain``): what a
+        training step applies after the optimiser's update (IndRNN's ``|u| <= U_bound``)."""
+        return {layer: {d: self.cell.constrain(p) for d, p in directions.items()} for layer, directions in params.items()}
 
     def dropout_scales(self, dropout_key, shape, dtype):
         """Inverted dropout between layers: ``keep / (1 - p)`` for the inputs of layers
@@ -198,10 +200,9 @@ class RNN:
                     initial_carry=index(initial_carry, k),
                     reverse=self.reverse or name == "bwd",
                     time_major=not self.batch_first,
-                    unroll=self.unroll,
+                    scan_unroll=self.scan_unroll,
                     hidden_perturbation=index(hidden_perturbation, k),
-                    backward=self.backward,
-                    evaluation=self.evaluation,
+                    path=self.path,
                 )
                 outputs.append(y)
                 finals.append(final)

@@ -1,11 +1,11 @@
 """Linear recurrences: cells whose state update is linear, ``h_t = a_t ⊙ h_{t-1} + b_t``,
 with ``a_t`` and ``b_t`` functions of the input ``x_t`` only.
 
-    layer = RNN(LRUCell(64), evaluation="associative")     # same API as the other cells
+    layer = RNN(LRUBlock(64), path="associative")     # same API as the other cells
     outputs, final = layer.apply(params, x_bti, lengths_b)
 
 Because the update is linear in ``h``, the whole sequence can be evaluated two ways, chosen
-by ``evaluation`` in the core's one dispatch (``rnnlab.scan.recurrence``):
+by the layer's ``path`` in the core's one dispatch (``rnnlab.unroll.recurrence``):
 
   ``"sequential"``   ``jax.lax.scan``, one step after another (T sequential steps);
   ``"associative"``  ``jax.lax.associative_scan`` with the composition of affine maps
@@ -14,7 +14,7 @@ by ``evaluation`` in the core's one dispatch (``rnnlab.scan.recurrence``):
 Both take the projections of every step at once (one matmul over ``T*B`` rows), and both
 are differentiated by JAX.  The cells:
 
-  ``LRUCell``     the Linear Recurrent Unit (Orvieto et al. 2023) in its block (norm, LRU,
+  ``LRUBlock``     the Linear Recurrent Unit (Orvieto et al. 2023) in its block (norm, LRU,
                   GLU, residual): a diagonal complex recurrence ``s_t = λ ⊙ s_{t-1} + γ ⊙ (B v_t)``,
                   ``λ = exp(-exp(ν_log) + i exp(θ_log))``, ``γ = sqrt(1 - |λ|^2)``, ring init;
   ``MinGRUCell``  minGRU (Feng et al. 2024): ``z = σ(W_z x)``, ``h = (1 - z) h + z g(W_h x)``;
@@ -39,20 +39,57 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
 
+from rnnlab.cells import input_size_of
 from rnnlab.validation import check_positive_int, is_concrete
 
-EVALUATIONS = ("sequential", "associative")
+LINEAR_PATHS = ("sequential", "associative")
 
 
-def check_evaluation(evaluation: str) -> str:
-    if evaluation not in EVALUATIONS:
-        raise ValueError(f"evaluation must be one of {', '.join(map(repr, EVALUATIONS))}, got {evaluation!r}")
-    return evaluation
+class LinearCell(Protocol):
+    """The contract of a linear (affine-in-state) cell, ``h_t = a_t ⊙ h_{t-1} + b_t`` with ``a_t``,
+    ``b_t`` functions of the inputs only: the ``sequential`` and ``associative`` paths call these.
+
+    Besides ``init``, ``param_specs``, ``input_size_of``, ``initial_carry``, ``carry_hidden``,
+    ``replace_hidden``, ``step``, ``recurrent_blocks`` and ``constrain`` (as ``SequentialCell``):
+    """
+
+    hidden_size: int
+    paths: tuple[str, ...]
+
+    def prepare(self, params, x_tbi):
+        """What ``coefficients`` and ``readout`` read, computed once for all steps."""
+
+    def coefficients(self, params, inputs):
+        """``(a, b)``, each ``[T, B, H]`` (or a pair of them, for a complex state)."""
+
+    def readout(self, params, h_tbh, inputs):
+        """The outputs ``y [T, B, H]`` from the states (and the prepared inputs)."""
+
+    def mul(self, u, v):
+        """The product of two coefficients (complex for the LRU)."""
+
+    def add(self, u, v):
+        """Their sum."""
+
+    def add_real(self, b, eps):
+        """``b + eps`` for a real ``eps`` (the hidden perturbation)."""
+
+    def where(self, keep, u, v):
+        """``u`` where ``keep``, else ``v``."""
+
+    def identity(self, like):
+        """``(a, b) = (1, 0)`` shaped like ``like``: what a padded step applies."""
+
+    def to_scan(self, z):
+        """How the associative scan holds a coefficient."""
+
+    def from_scan(self, z):
+        """Back from the associative scan's form."""
 
 
 def positive_values(v):
@@ -68,14 +105,12 @@ class LRUState(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class _LinearCell:
-    """A cell with ``h_t = a_t ⊙ h_{t-1} + b_t``; subclasses give ``coefficients`` and ``readout``."""
+class LinearCellBase:
+    """``LinearCell`` with real coefficients; subclasses give ``init``, ``coefficients`` and ``readout``."""
 
     hidden_size: int
 
-    linear: ClassVar[bool] = True
-    elementwise: ClassVar[tuple[str, ...]] = ()
-    num_gates: ClassVar[int] = 1
+    paths: ClassVar[tuple[str, ...]] = LINEAR_PATHS
 
     def __post_init__(self):
         check_positive_int("hidden_size", self.hidden_size)
@@ -92,6 +127,16 @@ class _LinearCell:
 
     def replace_hidden(self, carry, h):
         return h
+
+    def input_size_of(self, params) -> int:
+        return input_size_of(self, params)
+
+    def constrain(self, params):
+        return params
+
+    def recurrent_blocks(self, params):
+        """``None``: minGRU's and minLSTM's coefficients depend on the input."""
+        return None
 
     # the algebra of the coefficients: real numbers here, complex pairs in the LRU
     def mul(self, u, v):
@@ -153,7 +198,7 @@ def _pytorch_linear(key, rows: int, input_size: int, dtype):
 
 
 @dataclasses.dataclass(frozen=True)
-class MinGRUCell(_LinearCell):
+class MinGRUCell(LinearCellBase):
     r"""minGRU (Feng et al. 2024, "Were RNNs All We Needed?"), its log-space model:
 
         z_t = σ(W_z x_t + b_z),   h̃_t = g(W_h x_t + b_h)
@@ -174,7 +219,7 @@ class MinGRUCell(_LinearCell):
 
 
 @dataclasses.dataclass(frozen=True)
-class MinLSTMCell(_LinearCell):
+class MinLSTMCell(LinearCellBase):
     r"""minLSTM (Feng et al. 2024), its log-space model with normalised gates:
 
         f_t = σ(W_f x_t + b_f),   i_t = σ(W_i x_t + b_i),   h̃_t = g(W_h x_t + b_h)
@@ -207,7 +252,7 @@ def _layer_norm(v, scale, bias, eps=1e-6):
 
 
 @dataclasses.dataclass(frozen=True)
-class LRUCell(_LinearCell):
+class LRUBlock(LinearCellBase):
     r"""The Linear Recurrent Unit (Orvieto et al. 2023) in its block, width H = ``hidden_size``:
 
         u_t = W_in x_t + b_in                        the block's input at width H
@@ -268,6 +313,11 @@ class LRUCell(_LinearCell):
         phase = jnp.exp(params["theta_log"])
         return LRUState(modulus * jnp.cos(phase), modulus * jnp.sin(phase))
 
+    def recurrent_blocks(self, params):
+        """``diag(λ)``, complex: ``[1, H, H]``."""
+        lam = self.eigenvalues(params)
+        return jnp.diag(jax.lax.complex(lam.re, lam.im))[None]
+
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
         zeros = super().initial_carry(batch_shape, dtype)
         return LRUState(zeros, zeros)
@@ -318,15 +368,12 @@ class LRUCell(_LinearCell):
         return u + z1 * jax.nn.sigmoid(z2)
 
 
-LinearCell = LRUCell | MinGRUCell | MinLSTMCell
-
-
-def recurrence(cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, evaluation="sequential"):
-    """``(final carry, y [T, B, H])`` of a linear cell, ``evaluation`` sequential or associative.
+def recurrence(cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, associative=False, scan_unroll=1):
+    """``(final carry, y [T, B, H])`` of a linear cell: ``jax.lax.scan`` (``scan_unroll`` steps per
+    iteration), or ``jax.lax.associative_scan`` when ``associative``.
 
     Padded steps (``mask_tb`` false) are the identity map, so the last state is each
     sequence's last valid one; their outputs are zero.  ``eps_tbh`` is added to ``b_t``."""
-    check_evaluation(evaluation)
     inputs = cell.prepare(params, x_tbi)
     a, b = cell.coefficients(params, inputs)
     if eps_tbh is not None:
@@ -339,14 +386,14 @@ def recurrence(cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, evalu
     first = lambda tree: jax.tree.map(lambda v: v[0], tree)
     b0 = cell.add(cell.mul(first(a), carry0), first(b))
     b = jax.tree.map(lambda v, v0: v.at[0].set(v0), b, b0)
-    if evaluation == "sequential":
+    if not associative:
 
         def step(h, ab):
             h = cell.add(cell.mul(ab[0], h), ab[1])
             return h, h
 
         zero_carry = jax.tree.map(jnp.zeros_like, carry0)
-        _, h_t = jax.lax.scan(step, zero_carry, (a, b))
+        _, h_t = jax.lax.scan(step, zero_carry, (a, b), unroll=scan_unroll)
     else:
 
         def compose(earlier, later):  # (a1, b1) then (a2, b2)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rnnlab import layers
-from rnnlab.cells import Cell
+from rnnlab.unroll import Cell
 from rnnlab.readout import last_valid, pool
 from rnnlab.validation import check_embedding_ids, check_tree_shapes
 
@@ -45,7 +45,8 @@ class RNN(nnx.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         batch_first: bool = True,
-        backward: str = "fused",
+        path: str | None = None,
+        scan_unroll: int = 1,
         dtype=None,
         param_dtype=jnp.float32,
         deterministic: bool = False,
@@ -58,7 +59,8 @@ class RNN(nnx.Module):
             bidirectional=bidirectional,
             dropout=dropout,
             batch_first=batch_first,
-            backward=backward,
+            path=path,
+            scan_unroll=scan_unroll,
             dtype=dtype,
         )
         params = layer.init(rngs.params(), input_size, param_dtype)
@@ -74,10 +76,7 @@ class RNN(nnx.Module):
     def from_pure(cls, layer: layers.RNN, params, *, rngs: nnx.Rngs | None = None, deterministic: bool = False) -> RNN:
         """Wrap a pure layer and its params (``layer.init``, a checkpoint, ``from_torch``...).
         ``rngs`` is needed only for dropout between layers."""
-        try:
-            input_size = int(params["l0"]["fwd"]["w_ih"].shape[1])
-        except (KeyError, TypeError, AttributeError):
-            raise ValueError("params must come from RNN.init: {'l0': {'fwd': {...}}, ...}") from None
+        input_size = layer.params_input_size(params)
         check_tree_shapes("params", params, layer.param_specs(input_size))
         if layer.dropout > 0 and rngs is None and not deterministic:
             raise ValueError(f"dropout={layer.dropout} between layers needs rngs=nnx.Rngs(dropout=...)")
@@ -88,7 +87,8 @@ class RNN(nnx.Module):
             bidirectional=layer.bidirectional,
             dropout=layer.dropout,
             batch_first=layer.batch_first,
-            backward=layer.backward,
+            path=layer.path,
+            scan_unroll=layer.scan_unroll,
             deterministic=deterministic,
             rngs=rngs if rngs is not None else nnx.Rngs(0),
         )

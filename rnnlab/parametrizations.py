@@ -73,6 +73,15 @@ class Orthogonal:
 
     layer: RNN
 
+    def __post_init__(self):
+        cell = self.layer.cell
+        H, w_hh = cell.hidden_size, cell.param_specs(1).get("w_hh")
+        if w_hh is None or w_hh.shape[-1] != H or w_hh.shape[0] % H:
+            raise ValueError(
+                f"Orthogonal wraps a layer whose cell has a dense recurrent matrix w_hh [G*H, H] "
+                f"(Elman, LSTM, GRU); {type(cell).__name__} has none"
+            )
+
     def __getattr__(self, name):
         if name == "layer" or name.startswith("__"):  # not set yet (copying, unpickling)
             raise AttributeError(name)
@@ -87,9 +96,9 @@ class Orthogonal:
         for layer in range(self.layer.num_layers):
             for d, name in enumerate(DIRECTIONS[: self.layer.num_directions]):
                 p = params[f"l{layer}"][name]
-                del p["w_hh"]
+                num_gates = len(p.pop("w_hh")) // cell.hidden_size
                 generator_key = jax.random.fold_in(keys[layer * self.layer.num_directions + d], 1)
-                p["a_hh"] = rotation_generators(generator_key, cell.num_gates, cell.hidden_size, dtype)
+                p["a_hh"] = rotation_generators(generator_key, num_gates, cell.hidden_size, dtype)
         return params
 
     def param_specs(self, input_size: int, dtype=jnp.float32):
@@ -111,5 +120,5 @@ class Orthogonal:
 
     def apply(self, params, x, lengths=None, initial_carry=None, **options):
         """``RNN.apply`` (same arguments and results) with the materialised params."""
-        validation.check_tree_shapes("params", params, self.param_specs(RNN.params_input_size(params)))
+        validation.check_tree_shapes("params", params, self.param_specs(self.layer.params_input_size(params)))
         return self.layer.apply(self.materialize(params), x, lengths, initial_carry, **options)

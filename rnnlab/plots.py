@@ -6,21 +6,13 @@ from __future__ import annotations
 import matplotlib.pyplot as plt  # headless machines fall back to Agg by themselves
 import numpy as np
 
-COLORS = {
-    "rnn": "tab:red",
-    "lstm": "tab:blue",
-    "gru": "tab:green",
-    "irnn": "tab:purple",
-    "rnn_relu": "tab:orange",
-    "lstm_chrono": "tab:cyan",
-    "gru_chrono": "tab:olive",
-    "rnn_orthogonal": "tab:brown",
-    "exprnn": "tab:pink",
-    "exprnn_tanh": "tab:gray",
-    "lru": "black",
-    "mingru": "gold",
-    "minlstm": "navy",
-}
+from rnnlab import zoo
+
+
+
+def model_color(name: str) -> str | None:
+    """The zoo's colour for model ``name`` (None for a name the zoo does not know)."""
+    return zoo.MODELS[name].color if name in zoo.MODELS else None
 
 
 GRADIENT_NORM = r"$\|\partial L/\partial h_t\|$"
@@ -61,11 +53,11 @@ def learning_curves(
     colors: dict | None = None,
 ):
     """``curves[model] = (steps [N], losses [S, N])``: median over seeds with the min-max range, log y.
-    ``colors[model]`` overrides ``COLORS`` (keyed by the zoo's model names)."""
+    ``colors[model]`` overrides the zoo's colour of ``model``."""
     fig, ax = _axes(ax)
     colors = colors or {}
     for model, (steps, losses_sn) in curves.items():
-        color = colors.get(model, COLORS.get(model))
+        color = colors.get(model, model_color(model))
         band(ax, steps, losses_sn, f"{model} (median of {np.shape(losses_sn)[0]} seeds)", color, 0, 100)
     if baseline is not None:
         ax.axhline(baseline, color="k", ls="--", lw=1, label=f"{baseline_label} = {baseline:.3g}")
@@ -89,7 +81,7 @@ def norms_by_distance(series: dict, *, title: str, ylabel: str = GRADIENT_NORM, 
     for label, s in series.items():
         d = np.asarray(s["distance"])
         med, lo, hi = (np.asarray(s[k], np.float64) for k in ("median", "q25", "q75"))
-        style = {"color": COLORS.get(label.split()[0]), **styles.get(label, {})}
+        style = {"color": model_color(label.split()[0]), **styles.get(label, {})}
         positive = med > 0
         (line,) = ax.plot(d[positive], med[positive], label=label, lw=1.6, **style)
         band_ok = (lo > 0) & (hi > 0)

@@ -5,8 +5,9 @@
 
 Each entry says how to build the model's cell, whether a parametrisation wraps
 the layer, the options it needs (chrono's ``T_max``) and how figures and
-``results.json`` call it.  Every script's ``--models`` (or ``--cell``) choices
-and every legend come from here, so a new model is one entry.
+``results.json`` call it (label and colour).  Every script's ``--models`` (or
+``--cell``) choices and every legend come from here, so a new model is one entry;
+a cell written outside rnnlab joins with one ``register`` call (docs/extending.md).
 """
 
 from __future__ import annotations
@@ -14,20 +15,23 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from rnnlab.cells import Cell, ElmanCell, GRUCell, LSTMCell
+from rnnlab.cells import CoRNNCell, ElmanCell, GRUCell, IndRNNCell, LSTMCell
 from rnnlab.layers import RNN
-from rnnlab.linear import LRUCell, MinGRUCell, MinLSTMCell
+from rnnlab.linear import LRUBlock, MinGRUCell, MinLSTMCell
+from rnnlab.unroll import Cell
 from rnnlab.parametrizations import Orthogonal
 
 
 @dataclasses.dataclass(frozen=True)
 class NamedModel:
     """``cell(hidden_size, forget_bias=, t_max=, **cell_options) -> Cell``; ``wrap`` (optional)
-    reparametrises the layer; ``label`` (may use ``{forget_bias:g}``, ``{t_max}``) names it in figures."""
+    reparametrises the layer; ``label`` (may use ``{forget_bias:g}``, ``{t_max}``) names it in
+    figures, drawn in ``color`` (any matplotlib colour)."""
 
     label: str
     description: str
     cell: Callable[..., Cell]
+    color: str = "tab:gray"
     wrap: Callable[[RNN], object] | None = None
     needs_t_max: bool = False  # chrono: T_max, the longest dependency (usually the sequence length)
     takes_forget_bias: bool = False  # its cell takes make_cell's forget_bias (may be traced: a sweep over it)
@@ -38,57 +42,66 @@ MODELS: dict[str, NamedModel] = {
     "rnn": NamedModel(
         "tanh RNN, PyTorch init",
         "tanh Elman RNN, PyTorch uniform(±1/√H) init",
-        lambda H, **o: ElmanCell(H, **o),
+        color="tab:red",
+        cell=lambda H, **o: ElmanCell(H, **o),
         plain=True,
     ),
     "rnn_relu": NamedModel(
         "ReLU RNN, PyTorch init",
         "ReLU Elman RNN, PyTorch uniform(±1/√H) init",
-        lambda H, **o: ElmanCell(H, **{"activation": "relu", **o}),
+        color="tab:orange",
+        cell=lambda H, **o: ElmanCell(H, **{"activation": "relu", **o}),
         plain=True,
     ),
     "irnn": NamedModel(
         "IRNN: ReLU, W_hh = I",
         "IRNN: ReLU Elman RNN, identity recurrent init, zero biases (Le et al. 2015)",
-        lambda H, **o: ElmanCell(H, **{"activation": "relu", "recurrent_init": "identity", "bias_init": "zeros", **o}),
+        color="tab:purple",
+        cell=lambda H, **o: ElmanCell(H, **{"activation": "relu", "recurrent_init": "identity", "bias_init": "zeros", **o}),
         plain=True,
     ),
     "lstm": NamedModel(
         "LSTM, forget bias {forget_bias:g}",
         "LSTM, PyTorch init, forget-gate bias set by forget_bias",
-        lambda H, forget_bias, **o: LSTMCell(H, forget_bias=forget_bias, **o),
+        color="tab:blue",
+        cell=lambda H, forget_bias, **o: LSTMCell(H, forget_bias=forget_bias, **o),
         takes_forget_bias=True,
         plain=True,
     ),
     "gru": NamedModel(
         "GRU, PyTorch init",
         "GRU, PyTorch uniform(±1/√H) init",
-        lambda H, **o: GRUCell(H, **o),
+        color="tab:green",
+        cell=lambda H, **o: GRUCell(H, **o),
         plain=True,
     ),
     "lstm_chrono": NamedModel(
         "LSTM, chrono init, T_max = {t_max}",
         "LSTM, chrono initialisation with T_max = the sequence length (Tallec & Ollivier 2018)",
-        lambda H, t_max, **o: LSTMCell(H, chrono_t_max=float(t_max), **o),
+        color="tab:cyan",
+        cell=lambda H, t_max, **o: LSTMCell(H, chrono_t_max=float(t_max), **o),
         needs_t_max=True,
     ),
     "gru_chrono": NamedModel(
         "GRU, chrono init, T_max = {t_max}",
         "GRU, chrono initialisation of the update gate, T_max = the sequence length",
-        lambda H, t_max, **o: GRUCell(H, chrono_t_max=float(t_max), **o),
+        color="tab:olive",
+        cell=lambda H, t_max, **o: GRUCell(H, chrono_t_max=float(t_max), **o),
         needs_t_max=True,
     ),
     "rnn_orthogonal": NamedModel(
         "tanh RNN, orthogonal init",
         "tanh Elman RNN, orthogonal recurrent init",
-        lambda H, **o: ElmanCell(H, **{"recurrent_init": "orthogonal", **o}),
+        color="tab:brown",
+        cell=lambda H, **o: ElmanCell(H, **{"recurrent_init": "orthogonal", **o}),
     ),
     "exprnn": NamedModel(
         "expRNN: modReLU, W_hh = expm(S)",
         "expRNN as in the authors' code (Lezcano-Casado & Martinez-Rubio 2019, lezcano/expRNN): "
         "h = modReLU(W_ih x + W_hh h), no input or hidden bias, modReLU bias U(-0.01, 0.01), "
         "W_ih ~ kaiming_normal, W_hh = expm(S) kept orthogonal, Henaff rotation init",
-        lambda H, **o: ElmanCell(
+        color="tab:pink",
+        cell=lambda H, **o: ElmanCell(
             H, **{"activation": "modrelu", "use_bias": False, "input_init": "kaiming_normal", **o}
         ),
         wrap=Orthogonal,
@@ -97,27 +110,65 @@ MODELS: dict[str, NamedModel] = {
         "tanh RNN, W_hh = expm(S)",
         "not the paper's model: tanh Elman RNN with PyTorch-style biases and init, "
         "W_hh = expm(S) kept orthogonal (expRNN's parametrisation only)",
-        lambda H, **o: ElmanCell(H, **o),
+        color="tab:gray",
+        cell=lambda H, **o: ElmanCell(H, **o),
         wrap=Orthogonal,
     ),
     "lru": NamedModel(
         "LRU, ring init",
         "Linear Recurrent Unit (Orvieto et al. 2023): diagonal complex linear recurrence, "
         "exponential parametrisation, gamma normalisation, ring init (r_min 0, r_max 1, max phase 2 pi)",
-        lambda H, **o: LRUCell(H, **o),
+        color="black",
+        cell=lambda H, **o: LRUBlock(H, **o),
     ),
     "mingru": NamedModel(
         "minGRU",
         "minGRU (Feng et al. 2024): h = (1 - z) h + z g(W_h x), z = sigmoid(W_z x); gates from x only",
-        lambda H, **o: MinGRUCell(H, **o),
+        color="gold",
+        cell=lambda H, **o: MinGRUCell(H, **o),
     ),
     "minlstm": NamedModel(
         "minLSTM",
         "minLSTM (Feng et al. 2024): h = f/(f+i) h + i/(f+i) g(W_h x); gates from x only",
-        lambda H, **o: MinLSTMCell(H, **o),
+        color="navy",
+        cell=lambda H, **o: MinLSTMCell(H, **o),
+    ),
+    "indrnn": NamedModel(
+        "IndRNN, |u| <= 2^(1/{t_max})",
+        "IndRNN (Li et al. 2018) as in the authors' adding-problem code: h = relu(W x + u * h + b), "
+        "W ~ N(0, 0.001^2), b = 0, u ~ U(2^(-1/T_max), 2^(1/T_max)), |u| clipped to 2^(1/T_max) after each step",
+        color="firebrick",
+        cell=lambda H, t_max, **o: IndRNNCell(H, t_max=float(t_max), **o),
+        needs_t_max=True,
+    ),
+    "cornn": NamedModel(
+        "coRNN, dt 0.06, gamma 66, eps 15",
+        "coRNN (Rusch & Mishra 2021): coupled oscillators, IMEX step, the authors' adding-task "
+        "dt 0.06, gamma 66, epsilon 15; one Linear over (x, z, y), torch's init",
+        color="darkgreen",
+        cell=lambda H, **o: CoRNNCell(H, **o),
     ),
 }
 CELLS = tuple(name for name, model in MODELS.items() if model.plain)  # the applications' --cell choices
+
+
+def register(name: str, model: NamedModel) -> NamedModel:
+    """Add ``model`` to the table as ``name``: from then on every script, ``make_layer`` and
+    figure know it (``--models name``).  A name already taken is an error: models are
+    compared by name, so one must not silently change meaning."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"a model name must be an identifier (letters, digits, _), got {name!r}")
+    if name in MODELS:
+        raise ValueError(f"model {name!r} is already registered ({MODELS[name].description})")
+    if not isinstance(model, NamedModel):
+        raise TypeError(f"register takes a rnnlab.zoo.NamedModel, got {type(model).__name__}")
+    MODELS[name] = model
+    return model
+
+
+def color(name: str) -> str:
+    """Model ``name``'s colour in every figure."""
+    return _model(name).color
 
 
 def _model(name: str) -> NamedModel:

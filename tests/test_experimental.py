@@ -22,7 +22,7 @@ def test_both_directions_in_one_scan_equal_one_scan_per_direction(cell, backward
     """apply_one_scan (unroll_both_directions: one vmapped scan per layer) against RNN.apply
     (one scan per direction), values and gradients: lengths, initial carry, dropout between
     layers; with a hidden perturbation too (the diagnostics' path)."""
-    layer = RNN(cell, num_layers=2, bidirectional=True, dropout=0.3, backward=backward)
+    layer = RNN(cell, num_layers=2, bidirectional=True, dropout=0.3, path=backward)
     one_scan, reference = functools.partial(apply_one_scan, layer), layer.apply
     params = layer.init(jax.random.key(0), I)
     x = jax.random.normal(jax.random.key(1), (B, T, I))
@@ -55,7 +55,7 @@ def test_layer_wavefront_equals_layer_after_layer(cell, input_size, batch_first,
     """apply_wavefront (one scan of T + L - 1 steps, its fused VJP or JAX's derivative)
     against RNN.apply (layer after layer), values and gradients: lengths, initial carry,
     dropout between layers, an input wider or narrower than H, batch- and time-major."""
-    layer = RNN(cell, num_layers=3, dropout=0.3, batch_first=batch_first, backward=backward)
+    layer = RNN(cell, num_layers=3, dropout=0.3, batch_first=batch_first, path=backward)
     wavefront, reference = functools.partial(apply_wavefront, layer), layer.apply
     params = layer.init(jax.random.key(0), input_size)
     x = jax.random.normal(jax.random.key(1), (B, T, input_size) if batch_first else (T, B, input_size))

@@ -12,11 +12,11 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from rnnlab import RNN
-from rnnlab.linear import LRUCell, MinGRUCell, MinLSTMCell
+from rnnlab.linear import LRUBlock, MinGRUCell, MinLSTMCell
 
 B, T, I, H = 3, 8, 4, 5
 LENGTHS = np.array([8, 2, 5])
-CELLS = {"lru": LRUCell(H), "mingru": MinGRUCell(H), "minlstm": MinLSTMCell(H)}
+CELLS = {"lru": LRUBlock(H), "mingru": MinGRUCell(H), "minlstm": MinLSTMCell(H)}
 
 
 def random_carry(cell, key, scans=2):
@@ -28,7 +28,7 @@ def test_associative_equals_sequential_with_every_input(name, assert_close):
     """Outputs, final states and gradients w.r.t. params, input, initial carry and the
     perturbation (dL/dh_t), a two-layer bidirectional stack with lengths."""
     cell = CELLS[name]
-    layers = {ev: RNN(cell, num_layers=2, bidirectional=True, evaluation=ev) for ev in ("sequential", "associative")}
+    layers = {ev: RNN(cell, num_layers=2, bidirectional=True, path=ev) for ev in ("sequential", "associative")}
     params = layers["sequential"].init(jax.random.key(0), I)
     x = jax.random.normal(jax.random.key(1), (B, T, I))
     carry0 = random_carry(cell, jax.random.key(2), scans=4)
@@ -82,7 +82,7 @@ def numpy_reference(name, p, x_ti, h0):
 def test_each_evaluation_equals_the_numpy_recurrence(name, evaluation, assert_close):
     """Per example, its valid steps only, forward and (valid prefix) reversed, from a random initial state."""
     cell = CELLS[name]
-    layer = RNN(cell, bidirectional=True, evaluation=evaluation)
+    layer = RNN(cell, bidirectional=True, path=evaluation)
     params = layer.init(jax.random.key(0), I)
     x = jax.random.normal(jax.random.key(1), (B, T, I))
     carry0 = random_carry(cell, jax.random.key(2))
@@ -107,7 +107,7 @@ def test_each_evaluation_equals_the_numpy_recurrence(name, evaluation, assert_cl
 
 @pytest.mark.parametrize("name", CELLS)
 def test_a_padded_batch_gives_the_unpadded_results(name, assert_close):
-    layer = RNN(CELLS[name], evaluation="associative")
+    layer = RNN(CELLS[name], path="associative")
     params = layer.init(jax.random.key(0), I)
     x = jax.random.normal(jax.random.key(1), (2, 5, I))
     padded = jnp.concatenate([x, jnp.full((2, 3, I), jnp.nan)], axis=1)  # padding may hold anything
@@ -123,7 +123,7 @@ def test_a_padded_batch_gives_the_unpadded_results(name, assert_close):
 @pytest.mark.parametrize("name", CELLS)
 def test_float64_gradients_match_finite_differences(name, assert_close):
     with jax.enable_x64(True):
-        layer = RNN(CELLS[name], evaluation="associative")
+        layer = RNN(CELLS[name], path="associative")
         params = layer.init(jax.random.key(0), 3, jnp.float64)
         x = jax.random.normal(jax.random.key(1), (2, 6, 3), jnp.float64)
         w = jax.random.normal(jax.random.key(2), (2, 6, H), jnp.float64)
@@ -138,25 +138,25 @@ def test_float64_gradients_match_finite_differences(name, assert_close):
 
 
 def test_lru_ring_init_puts_the_eigenvalues_on_the_ring():
-    cell = LRUCell(4000, r_min=0.4, r_max=0.9, max_phase=math.pi / 2)
+    cell = LRUBlock(4000, r_min=0.4, r_max=0.9, max_phase=math.pi / 2)
     lam = cell.eigenvalues(cell.init(jax.random.key(0), 3))
     modulus, phase = np.hypot(lam.re, lam.im), np.arctan2(lam.im, lam.re)
     assert 0.4 - 1e-6 <= modulus.min() and modulus.max() <= 0.9 + 1e-6
     # uniform on the ring by area: |λ|^2 ~ U(r_min^2, r_max^2)
     assert abs(np.mean(modulus**2) - (0.16 + 0.81) / 2) < 0.01
     assert 0 <= phase.min() and phase.max() <= math.pi / 2 + 1e-6
-    default = LRUCell(64).eigenvalues(LRUCell(64).init(jax.random.key(1), 3))
+    default = LRUBlock(64).eigenvalues(LRUBlock(64).init(jax.random.key(1), 3))
     assert np.all(np.hypot(default.re, default.im) < 1)  # inside the unit disc
 
 
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: LRUCell(4, r_min=0.9, r_max=0.5), "LRU needs 0 <= r_min < r_max <= 1"),
-        (lambda: LRUCell(4, r_min=0.5, r_max=0.5), "LRU needs 0 <= r_min < r_max <= 1"),
-        (lambda: LRUCell(4, max_phase=7.0), r"LRU max_phase must lie in \(0, 2\*pi\]"),
-        (lambda: LRUCell(4, max_phase=0.0), r"LRU max_phase must lie in \(0, 2\*pi\]"),
-        (lambda: RNN(MinGRUCell(4), evaluation="parallel"), "evaluation must be one of 'sequential', 'associative'"),
+        (lambda: LRUBlock(4, r_min=0.9, r_max=0.5), "LRU needs 0 <= r_min < r_max <= 1"),
+        (lambda: LRUBlock(4, r_min=0.5, r_max=0.5), "LRU needs 0 <= r_min < r_max <= 1"),
+        (lambda: LRUBlock(4, max_phase=7.0), r"LRU max_phase must lie in \(0, 2\*pi\]"),
+        (lambda: LRUBlock(4, max_phase=0.0), r"LRU max_phase must lie in \(0, 2\*pi\]"),
+        (lambda: RNN(MinGRUCell(4), path="parallel"), "path must be one of 'fused', 'autodiff', 'remat', 'sequential', 'associative'"),
     ],
 )
 def test_bad_options_are_one_clear_error(make, message):
@@ -167,8 +167,14 @@ def test_bad_options_are_one_clear_error(make, message):
 def test_a_nonlinear_cell_cannot_be_evaluated_associatively():
     from rnnlab import LSTMCell
 
-    with pytest.raises(ValueError, match="evaluation='associative' needs a linear recurrence"):
-        RNN(LSTMCell(4), evaluation="associative")
+    with pytest.raises(ValueError, match="path='associative' does not apply to LSTMCell: it runs 'fused', 'autodiff', 'remat'"):
+        RNN(LSTMCell(4), path="associative")
+    # nothing a linear cell cannot use is silently dropped: the sequential cells' paths, and unroll without a scan
+    for path in ("fused", "autodiff", "remat"):
+        with pytest.raises(ValueError, match=f"path='{path}' does not apply to LRUBlock: it runs 'sequential', 'associative'"):
+            RNN(LRUBlock(8), path=path)
+    with pytest.raises(ValueError, match="scan_unroll=8 does not apply to path='associative'"):
+        RNN(LRUBlock(8), path="associative", scan_unroll=8)
 
 
 def test_the_linear_models_train_in_the_scripts_by_name(tmp_path):
@@ -188,20 +194,22 @@ def test_the_linear_models_train_in_the_scripts_by_name(tmp_path):
         assert np.isfinite(adding["models"][name]["points"][0]["test_mse"]["median"])
 
 
-def test_the_scripts_flags_reach_the_lru_ring_and_the_evaluation():
+def test_the_scripts_flags_reach_the_lru_ring_and_the_path():
     """`--model-options lru=r_min:..,r_max:..` sets the ring the LRU is initialised on, and
-    `--evaluation associative` reaches the linear models only (an LSTM in the same run stays
-    sequential rather than being refused)."""
+    `--model-path lru=associative` reaches the LRU alone (the LSTM in the same run keeps its
+    default, fused); a path a model cannot run is one line."""
     from conftest import load_script
 
     from rnnlab.experiment import model_spec, parse_config
 
     script = load_script("copy_memory")
-    argv = ["--models", "lru", "lstm", "--model-options", "lru=r_min:0.9,r_max:0.95", "--evaluation", "associative"]
+    argv = ["--models", "lru", "lstm", "--model-options", "lru=r_min:0.9,r_max:0.95", "--model-path", "lru=associative"]
     cfg = parse_config(script.Config, argv)
     lru, lstm = model_spec(cfg, "lru"), model_spec(cfg, "lstm")
     layer = lru.layer()
     lam = layer.cell.eigenvalues(layer.init(jax.random.key(0), 10)["l0"]["fwd"])
     assert 0.9 - 1e-6 <= np.hypot(lam.re, lam.im).min() and np.hypot(lam.re, lam.im).max() <= 0.95 + 1e-6
-    assert layer.evaluation == "associative" and lstm.layer().evaluation == "sequential"
+    assert layer.path == "associative" and lstm.layer().path is None and lstm.resolved_path() == "fused"
+    with pytest.raises(ValueError, match="--model-path lstm: path='associative' does not apply to LSTMCell"):
+        parse_config(script.Config, ["--models", "lstm", "--model-path", "lstm=associative"])
     assert model_spec(parse_config(script.Config, ["--models", "lru"]), "lru").layer().cell.r_min == 0.0

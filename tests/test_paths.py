@@ -1,7 +1,7 @@
 """Every execution path computes the same thing: the scan against a per-example Python loop
 over ``cell.step``, reverse against forward on reversed input, time-major against
-batch-major, and the three gradient paths (``backward="fused"``, ``"autodiff"``, ``"remat"``,
-with any ``unroll``) against JAX's derivative of the plain scan, lengths, initial carry and
+batch-major, and the three sequential paths (``path="fused"``, ``"autodiff"``, ``"remat"``,
+with any ``scan_unroll``) against JAX's derivative of the plain scan, lengths, initial carry and
 hidden perturbation included."""
 
 import jax
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rnnlab import RNN, ElmanCell, GRUCell, LSTMCell, unroll
-from rnnlab.scan import BACKWARDS
+from rnnlab.cells import SEQUENTIAL_PATHS, CoRNNCell, IndRNNCell
 
 B, T, I, H = 4, 9, 3, 5
 LENGTHS = np.array([9, 1, 5, 3])
@@ -23,6 +23,8 @@ CELLS = {
     "gru": GRUCell(H),
     "lstm_nobias": LSTMCell(H, use_bias=False),
     "gru_nobias": GRUCell(H, use_bias=False),
+    "indrnn": IndRNNCell(H, t_max=T),  # a diagonal recurrence
+    "cornn": CoRNNCell(H, dt=0.2, gamma=1.5, epsilon=2.0),  # a carry (y, z) that is not the output alone
     "hidden1": LSTMCell(1),
 }
 
@@ -83,13 +85,13 @@ def test_layouts_agree(name, layout, assert_close):
 @pytest.mark.parametrize(("backward", "unroll_steps"), [("fused", 1), ("remat", 1), ("fused", 3)])
 @pytest.mark.parametrize(("bidirectional", "lengths"), [(False, None), (True, LENGTHS)], ids=["uni-full", "bi-lengths"])
 @pytest.mark.parametrize(
-    "name", ["elman_tanh", "elman_relu", "elman_modrelu", "lstm", "gru", "lstm_nobias", "gru_nobias"]
+    "name", ["elman_tanh", "elman_relu", "elman_modrelu", "lstm", "gru", "lstm_nobias", "gru_nobias", "indrnn", "cornn"]
 )
 def test_gradient_paths_equal_jax_derivative(name, bidirectional, lengths, backward, unroll_steps, assert_close):
     """Loss, and gradients w.r.t. params, input, initial carry and the hidden perturbation
     (``dL/dh_t``, the diagnostics' quantity) of a two-layer stack, against ``"autodiff"``."""
     cell = CELLS[name]
-    layers = {kind: RNN(cell, num_layers=2, bidirectional=bidirectional, backward=kind, unroll=unroll_steps)
+    layers = {kind: RNN(cell, num_layers=2, bidirectional=bidirectional, path=kind, scan_unroll=unroll_steps)
               for kind in ("autodiff", backward)}  # fmt: skip
     reference = layers["autodiff"]
     params = reference.init(jax.random.key(0), I)
@@ -113,15 +115,17 @@ def test_gradient_paths_equal_jax_derivative(name, bidirectional, lengths, backw
             assert_close(f"{backward} vs autodiff: gradient w.r.t. {what}", leaf_a, leaf_b, atol=1e-5, rtol=1e-4)
 
 
-def test_each_backward_name_is_one_path_and_others_are_refused():
-    assert RNN(LSTMCell(H)).backward == "fused" and set(BACKWARDS) == {"fused", "autodiff", "remat"}
-    with pytest.raises(ValueError, match="backward must be one of 'fused', 'autodiff', 'remat', got 'manual'"):
-        RNN(GRUCell(H), backward="manual")
+def test_each_path_name_is_one_path_and_others_are_refused():
+    assert LSTMCell(H).paths[0] == "fused" and set(SEQUENTIAL_PATHS) == {"fused", "autodiff", "remat"}
+    with pytest.raises(ValueError, match="path must be one of 'fused', 'autodiff', 'remat', 'sequential', 'associative'"):
+        RNN(GRUCell(H), path="manual")
     params, x, _ = setup(CELLS["gru"])
-    with pytest.raises(ValueError, match="backward must be one of"):
-        unroll(CELLS["gru"], params, x, backward="checkpoint")
+    with pytest.raises(ValueError, match="path must be one of"):
+        unroll(CELLS["gru"], params, x, path="checkpoint")
+    with pytest.raises(ValueError, match="path='associative' does not apply to GRUCell: it runs 'fused', 'autodiff', 'remat'"):
+        RNN(GRUCell(H), path="associative")
     # the default layer runs the fused custom VJP; "remat" runs a checkpointed step instead
-    program = lambda backward: str(jax.make_jaxpr(lambda p: unroll(CELLS["gru"], p, x, backward=backward))(params))
+    program = lambda path: str(jax.make_jaxpr(lambda p: unroll(CELLS["gru"], p, x, path=path))(params))
     assert "custom_vjp_call" in program("fused")
     assert "custom_vjp_call" not in program("remat") and "remat" in program("remat")
 
@@ -131,7 +135,7 @@ def test_forward_mode_needs_autodiff_and_agrees(name, assert_close):
     """jax.jacfwd cannot see through a custom VJP; the autodiff path gives it, equal to jacrev of the default."""
     params = RNN(CELLS[name]).init(jax.random.key(0), I)
     x = jax.random.normal(jax.random.key(1), (B, T, I))
-    apply = lambda kind: lambda x: RNN(CELLS[name], backward=kind).apply(params, x)[0][:, -1].sum()
+    apply = lambda kind: lambda x: RNN(CELLS[name], path=kind).apply(params, x)[0][:, -1].sum()
     with pytest.raises(TypeError, match="forward-mode"):
         jax.jacfwd(apply("fused"))(x)
     assert_close(

@@ -104,7 +104,7 @@ def test_padding_values_change_nothing(masked_fns, lengths, seed, scale):
 @pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru"])
 def test_gradients_match_finite_differences(name, lengths, backward):
     with jax.enable_x64(True):
-        layer = RNN(CELLS[name], num_layers=2, bidirectional=True, backward=backward)
+        layer = RNN(CELLS[name], num_layers=2, bidirectional=True, path=backward)
         params = layer.init(jax.random.key(2), I, jnp.float64)
         x = jax.random.normal(jax.random.key(3), (B, T, I), jnp.float64)
 

@@ -15,9 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import validation
-from rnnlab.cells import Cell
 from rnnlab.layers import RNN
-from rnnlab.scan import check_perturbation, prepare, recurrence, reverse_valid_prefix
+from rnnlab.unroll import Cell, check_perturbation, prepare, recurrence, reverse_valid_prefix
 
 
 def unroll_both_directions(
@@ -28,9 +27,9 @@ def unroll_both_directions(
     lengths=None,
     initial_carry_d=None,
     time_major: bool = False,
-    unroll: int = 1,
+    scan_unroll: int = 1,
     hidden_perturbation_d=None,
-    backward: str = "fused",
+    path: str | None = None,
 ):
     """Both directions of a bidirectional layer in one scan: ``unroll(..., reverse=False)`` with
     ``params_d[0]`` and ``unroll(..., reverse=True)`` with ``params_d[1]``, computed together.
@@ -64,7 +63,7 @@ def unroll_both_directions(
         eps_dtbh = jnp.stack([eps[0], reverse_valid_prefix(eps[1], lengths_b)])
 
     def one_direction(params, x_tbi, carry0, eps_tbh):
-        return recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh, backward=backward, unroll=unroll)
+        return recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh, path=path, scan_unroll=scan_unroll)
 
     in_axes = (0, 0, 0, None if eps_dtbh is None else 0)
     final_d, y_dtbh = jax.vmap(one_direction, in_axes=in_axes)(params_d, x_dtbi, initial_carry_d, eps_dtbh)
@@ -97,9 +96,9 @@ def apply_one_scan(
             lengths=lengths,
             initial_carry_d=pair(initial_carry, 2 * l),
             time_major=not layer.batch_first,
-            unroll=layer.unroll,
+            scan_unroll=layer.scan_unroll,
             hidden_perturbation_d=pair(hidden_perturbation, 2 * l),
-            backward=layer.backward,
+            path=layer.path,
         )
         x = jnp.concatenate([y_d[0], y_d[1]], axis=-1)
         finals += [jax.tree.map(lambda a: a[d], final_d) for d in range(2)]

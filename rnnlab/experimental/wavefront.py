@@ -19,10 +19,13 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import validation
-from rnnlab.cells import Cell
+from rnnlab.cells import SequentialCell
+from rnnlab.fused import tree_add, weight_gradients
 from rnnlab.layers import RNN
-from rnnlab.scan import check_backward, check_params, prepare
-from rnnlab.steps import projector, update
+from rnnlab.scan import update
+from rnnlab.unroll import check_params, prepare, resolve_path
+
+WAVE_PATHS = ("fused", "autodiff", "remat")
 
 
 def apply_wavefront(layer: RNN, params, x, lengths=None, initial_carry=None, *, dropout_key=None):
@@ -32,8 +35,12 @@ def apply_wavefront(layer: RNN, params, x, lengths=None, initial_carry=None, *, 
             "a bidirectional stack cannot run as a wavefront (each layer needs the whole "
             "sequence of the one below): use layer.apply"
         )
-    if getattr(layer.cell, "linear", False):
-        raise ValueError("a linear recurrence is evaluated over all steps at once: use layer.apply")
+    path = resolve_path(layer.cell, layer.path, layer.scan_unroll)
+    if path not in WAVE_PATHS:
+        raise ValueError(
+            f"the wavefront runs a cell step by step ({', '.join(WAVE_PATHS)}); {type(layer.cell).__name__} "
+            f"runs path={path!r}: use layer.apply"
+        )
     if layer.cell.elementwise:
         raise ValueError(
             f"the wavefront does not carry a cell's elementwise params ({', '.join(layer.cell.elementwise)}): "
@@ -48,23 +55,23 @@ def apply_wavefront(layer: RNN, params, x, lengths=None, initial_carry=None, *, 
         lengths=lengths,
         initial_carry_l=initial_carry,
         time_major=not layer.batch_first,
-        unroll=layer.unroll,
+        scan_unroll=layer.scan_unroll,
         input_scale_l=None if scales is None else jnp.stack(scales),
-        backward=layer.backward,
+        path=path,
     )
 
 
 def unroll_layers(
-    cell: Cell,
+    cell: SequentialCell,
     params_l,
     x,
     *,
     lengths=None,
     initial_carry_l=None,
     time_major: bool = False,
-    unroll: int = 1,
+    scan_unroll: int = 1,
     input_scale_l=None,
-    backward: str = "fused",
+    path: str = "fused",
 ):
     """A stack of L unidirectional layers as one scan of ``T + L - 1`` steps: the layer wavefront.
 
@@ -76,12 +83,13 @@ def unroll_layers(
     gradients, to running ``unroll`` layer after layer (tests/test_layers.py).
 
     A layer is idle (masked, its carry kept, as at padding) outside ``0 <= t < lengths[b]``.
-    The first layer's ``W_ih`` is zero-padded to ``P = max(I, H)`` columns so that all
-    layers share one shape.  ``backward="fused"`` (default) is a custom VJP like
-    ``unroll``'s: the reverse scan carries the L layers' state gradients and sends each
-    layer's input gradient to the layer below, one batched matmul each per step; the
-    weight gradients are one batched matmul over all steps afterwards.  ``"autodiff"``
-    and ``"remat"`` are JAX's derivative of the scan (``rnnlab.scan``'s three paths).
+    The first layer's ``w_ih`` is zero-padded to ``P = max(I, H)`` columns so that all
+    layers share one shape (so the cell's input matrix must be ``w_ih [rows, I]``, as every
+    cell in rnnlab has).  ``path="fused"`` (default) is a custom VJP like ``unroll``'s: the
+    reverse scan carries the L layers' state gradients (``cell.recurrent_vjp``) and sends
+    each layer's input gradient to the layer below (the VJP of ``cell.project_inputs``),
+    batched over layers per step; the weight gradients are one batched VJP over all steps
+    afterwards.  ``"autodiff"`` and ``"remat"`` are JAX's derivative of the scan.
 
     Args:
       params_l: a list of L cell params (layer 0 takes ``I`` inputs, the others ``H``).
@@ -90,7 +98,8 @@ def unroll_layers(
         input of layers ``1..L-1`` (inverted dropout masks).
     Returns ``(outputs of the last layer, final_l)``, outputs as ``unroll``'s.
     """
-    check_backward(backward)
+    if path not in WAVE_PATHS:
+        raise ValueError(f"path must be one of {', '.join(map(repr, WAVE_PATHS))} for a wavefront, got {path!r}")
     num_layers, hidden = len(params_l), cell.hidden_size
     for layer, p in enumerate(params_l[1:], start=1):
         if check_params(cell, p) != hidden:
@@ -133,11 +142,11 @@ def unroll_layers(
         )
 
     inputs = (x_sbp, valid_slb, scale_slbh)
-    match backward:  # the same three paths as rnnlab.scan.recurrence
+    match path:  # the sequential paths of rnnlab.unroll.recurrence
         case "fused":
-            final_l, y_sbh = _fused_wavefront(cell, unroll, stacked, initial_carry_l, inputs)
+            final_l, y_sbh = _fused_wavefront(cell, scan_unroll, stacked, initial_carry_l, inputs)
         case "autodiff" | "remat":
-            final_l, y_sbh = _wave_scan(cell, unroll, stacked, initial_carry_l, inputs, remat=backward == "remat")
+            final_l, y_sbh = _wave_scan(cell, scan_unroll, stacked, initial_carry_l, inputs, remat=path == "remat")
     y_tbh = y_sbh[num_layers - 1 :]
     return (y_tbh if time_major else jnp.swapaxes(y_tbh, 0, 1)), final_l
 
@@ -155,7 +164,7 @@ def _wave_inputs(cell, carry_l, x_bp, scale_lbh):
 
 
 def _wave_projections(cell, stacked, u_lbp, carry_l):
-    return jax.vmap(lambda p, u, h: projector(cell, p)(u, h))(stacked, u_lbp, cell.carry_hidden(carry_l))
+    return jax.vmap(cell.projections)(stacked, u_lbp, carry_l)
 
 
 def _wave_update(cell, carry_l, proj_l, valid_lb):
@@ -189,37 +198,36 @@ def _fused_wavefront_forward(cell, unroll, stacked, carry0_l, inputs):
 
 def _fused_wavefront_backward(cell, unroll, residuals, cotangents):
     """Reverse scan over the L layers' state gradients: per step the cells' elementwise VJP,
-    ``dh_{t-1} += dhp W_hh`` and, for the layer below, ``dh^{l-1} += (dxp^l W_ih^l) * scale``;
-    then ``dW_hh^l = sum dhp^T h_prev``, ``dW_ih^l = sum dxp^T u`` and ``dx = dxp^0 W_ih^0``."""
+    the recurrent projection's VJP into the previous carry and, for the layer below, the input
+    projection's VJP (times the dropout scale); then every layer's weight gradients as one
+    batched VJP of its projections over all steps, and ``dx`` from layer 0's."""
     stacked, (x_sbp, valid_slb, scale_slbh), (u_slbp, proj_sl, carries_sl) = residuals
     d_final_l, dy_sbh = cotangents
-    w_ih_lgp, w_hh_lgh = stacked["w_ih"], stacked["w_hh"]
-    hidden = w_hh_lgh.shape[-1]
+    hidden = cell.hidden_size
+    input_vjp = lambda p, u, d: jax.vjp(lambda u: cell.project_inputs(p, u), u)[1](d)[0]
+    above = jax.tree.map(lambda a: a[1:], stacked)  # layers 1..L-1 read the layer below
 
     def step(d_carry_l, inputs):
-        proj_l, carry_l, valid_lb, scale_lbh, dy_bh = inputs
+        proj_l, carry_l, u_lbp, valid_lb, scale_lbh, dy_bh = inputs
         dy_lbh = jnp.zeros((len(valid_lb),) + dy_bh.shape, dy_bh.dtype).at[-1].set(dy_bh)
         _, vjp = jax.vjp(lambda proj, carry: _wave_update(cell, carry, proj, valid_lb), proj_l, carry_l)
         d_proj, d_prev = vjp((d_carry_l, dy_lbh))
-        d_h_lbh = cell.carry_hidden(d_prev) + jnp.einsum("lbg,lgh->lbh", d_proj[-1], w_hh_lgh)
+        d_prev = tree_add(d_prev, jax.vmap(cell.recurrent_vjp)(stacked, carry_l, d_proj[-1]))
         # layer l's input was layer l-1's hidden state (scaled): its gradient goes down one layer
-        d_u_lbh = jnp.einsum("lbg,lgp->lbp", d_proj[0][1:], w_ih_lgp[1:])[..., :hidden] * scale_lbh
-        d_h_lbh = d_h_lbh.at[:-1].add(d_u_lbh)
+        d_u_lbh = jax.vmap(input_vjp)(above, u_lbp[1:], d_proj[0][1:])[..., :hidden] * scale_lbh
+        d_h_lbh = cell.carry_hidden(d_prev).at[:-1].add(d_u_lbh)
         return cell.replace_hidden(d_prev, d_h_lbh), d_proj
 
     # projections in as scan inputs, their gradients out as outputs (as rnnlab.fused: O(T) under vmap)
     d_carry0_l, d_proj_sl = jax.lax.scan(
-        step, d_final_l, (proj_sl, carries_sl, valid_slb, scale_slbh, dy_sbh), reverse=True, unroll=unroll
+        step, d_final_l, (proj_sl, carries_sl, u_slbp, valid_slb, scale_slbh, dy_sbh), reverse=True, unroll=unroll
     )
-    dxp_slbg, dhp_slbg = d_proj_sl[0], d_proj_sl[-1]
-    d_stacked = {
-        "w_ih": jnp.einsum("slbg,slbp->lgp", dxp_slbg, u_slbp),
-        "w_hh": jnp.einsum("slbg,slbh->lgh", dhp_slbg, cell.carry_hidden(carries_sl)),
-    }
-    if "b_ih" in stacked:
-        d_stacked["b_ih"] = jnp.sum(dxp_slbg, axis=(0, 2))
-        d_stacked["b_hh"] = d_stacked["b_ih"] if cell.sums_projections else jnp.sum(dhp_slbg, axis=(0, 2))
-    d_x_sbp = jnp.einsum("sbg,gp->sbp", dxp_slbg[:, 0], w_ih_lgp[0])
+    # per layer, all wave steps as rows: [S, L, B, ...] -> [L, S*B, ...]
+    rows = lambda a: jnp.moveaxis(a, 1, 0).reshape(a.shape[1], -1, a.shape[-1])
+    d_stacked, d_u_lnp = jax.vmap(lambda p, u, c, d: weight_gradients(cell, p, u, c, d))(
+        stacked, rows(u_slbp), jax.tree.map(rows, carries_sl), tuple(map(rows, d_proj_sl))
+    )
+    d_x_sbp = d_u_lnp[0].reshape(x_sbp.shape)
     d_inputs = (d_x_sbp, None, jnp.zeros_like(scale_slbh))  # the dropout scales are not differentiated
     return d_stacked, d_carry0_l, d_inputs
 

@@ -77,6 +77,8 @@ def from_torch(module, dtype=jnp.float32):
 def to_torch_state_dict(layer: RNN, tree) -> dict:
     """Map a params-shaped pytree (params or their gradients) to torch names and tensors."""
     torch = _import_torch()
+    if type(layer.cell) not in (ElmanCell, LSTMCell, GRUCell):
+        raise ValueError(f"torch.nn has no {type(layer.cell).__name__}: only ElmanCell, LSTMCell and GRUCell export")
     if isinstance(layer.cell, ElmanCell) and layer.cell.activation not in ("tanh", "relu"):
         raise ValueError(f"torch.nn.RNN has no {layer.cell.activation!r} activation (only tanh and relu)")
     state = {}
