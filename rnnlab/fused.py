@@ -41,12 +41,18 @@ def tree_add(*trees):
 
 def weight_gradients(cell, params, x_ni, carries_n, d_proj_n):
     """``(d params, d x)`` from the projection gradients of ``N`` rows: one VJP of each of the
-    cell's projections over all rows (a single matmul each for a dense cell)."""
-    _, vjp_inputs = jax.vjp(cell.project_inputs, params, x_ni)
-    d_params_in, d_x_ni = vjp_inputs(d_proj_n[0])
-    _, vjp_recurrent = jax.vjp(lambda p: cell.project_recurrent(p, carries_n), params)
+    cell's projections over all rows (a single matmul each for a dense cell).
+
+    Computed in the gradients' dtype (float32 when a half-precision layer keeps its carry in
+    float32), then cast to each param's own dtype."""
+    dtype = d_proj_n[-1].dtype
+    up = lambda tree: jax.tree.map(lambda a: a.astype(dtype), tree)
+    _, vjp_inputs = jax.vjp(cell.project_inputs, up(params), up(x_ni))
+    d_params_in, d_x_ni = vjp_inputs(d_proj_n[0].astype(dtype))
+    _, vjp_recurrent = jax.vjp(lambda p: cell.project_recurrent(p, up(carries_n)), up(params))
     (d_params_rec,) = vjp_recurrent(d_proj_n[-1])
-    return tree_add(d_params_in, d_params_rec), d_x_ni
+    d_params = jax.tree.map(lambda d, p: d.astype(p.dtype), tree_add(d_params_in, d_params_rec), params)
+    return d_params, d_x_ni.astype(x_ni.dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
