@@ -58,9 +58,7 @@ def speed_rows(cells, repeats):
                 fns.update(
                     wavefront=both,
                     wavefront_forward=forward,
-                    wavefront_autodiff=rnnlab_fns(cell, B, T, I, H, apply_wavefront, num_layers=L, path="autodiff")[
-                        1
-                    ],
+                    wavefront_autodiff=rnnlab_fns(cell, B, T, I, H, apply_wavefront, num_layers=L, path="autodiff")[1],
                     per_layer_forward=rnnlab_fns(cell, B, T, I, H, num_layers=L)[0],
                 )
             times = median_times(fns, repeats)

@@ -40,7 +40,7 @@ from rnnlab.experiment import (
     readable,
     train_sweep,
 )
-from rnnlab.linen import SequenceRegressor
+from rnnlab.linen import SequenceRegressor, constrain_recurrent
 from rnnlab.metrics import over_seeds
 from rnnlab.plots import learning_curves, model_color, panels
 from rnnlab.sweep import Sweep, grid
@@ -154,6 +154,7 @@ def train_model(name: str, cfg: Config, run: RunDir):
         # a diverged seed (IRNN at long T) is reported (test_mse "diverged"); only all of them is an error
         init_keys=seed_keys[sweep.column("seed")],
         tolerate_diverged=True,
+        constrain=functools.partial(constrain_recurrent, model.layer),
     )
     return sweep, model, state.params
 

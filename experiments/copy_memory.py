@@ -56,7 +56,7 @@ from rnnlab.experiment import (
     per_model,
     train_sweep,
 )
-from rnnlab.linen import LanguageModel
+from rnnlab.linen import LanguageModel, constrain_recurrent
 from rnnlab.metrics import over_seeds
 from rnnlab.sweep import Sweep, grid, init_params
 from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
@@ -167,6 +167,7 @@ def run_model(cfg: Config, run: RunDir, name: str, T: int) -> dict:
         batch_fn=synthetic.seeded_batches(synthetic.copy_memory, cfg.seed * 1000 + T, cfg.seeds, cfg.batch_size, T),
         init_keys=keys,
         tolerate_diverged=True,
+        constrain=functools.partial(constrain_recurrent, model.layer),
     )
     losses = sweep.run(test_loss, state.params, test_s)
     size = sum(leaf[0].size for leaf in jax.tree.leaves(params0))

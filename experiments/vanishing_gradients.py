@@ -42,7 +42,7 @@ from rnnlab.experiment import (
     parse_config,
     train_sweep,
 )
-from rnnlab.linen import SequenceRegressor, recurrent_params, regressor_gradient_profile
+from rnnlab.linen import SequenceRegressor, constrain_recurrent, recurrent_params, regressor_gradient_profile
 from rnnlab.metrics import first_nonfinite_step, over_seeds
 from rnnlab.sweep import Sweep, grid, init_params, length_groups
 from rnnlab.train import NonFiniteError, OptimConfig, make_optimizer
@@ -164,6 +164,7 @@ def train_and_measure(cfg, run, name: str, lengths: tuple[int, ...]) -> dict[int
     loss_fn, batch_fn = mse_loss(SequenceRegressor(layer)), adding_rows(cfg, sweep, lambda T: T, cfg.batch_size, max_T)
     # a diverged seed (IRNN at long T) is reported, not fatal
     kwargs = dict(loss_fn=loss_fn, optimizer=optimizer, init_keys=keys, batch_fn=batch_fn, tolerate_diverged=True)
+    kwargs["constrain"] = functools.partial(constrain_recurrent, layer)
     params["trained"] = train_sweep(run, tag, cfg, sweep, params=params["init"], **kwargs).params
     steps, loss_sn = run.curve(tag) if run.writes else ([0], np.full((len(sweep.points), 1), np.nan))  # process 0 logs
     rows = {T: np.flatnonzero(sweep.column("T") == T) for T in lengths}

@@ -553,7 +553,6 @@ class CoRNNCell(CellBase):
         return CoRNNState(y, z), y
 
 
-
 def chrono_biases(key, hidden_size: int, t_max, dtype=jnp.float32) -> jax.Array:
     """``log U(1, T_max - 1)`` per unit: the chrono forget-gate biases (Tallec & Ollivier 2018).
     Drawn from their own stream of ``key``, so every other parameter is the plain init's."""

@@ -611,6 +611,7 @@ def train_sweep(
     vocab=None,
     tolerate_diverged: bool = False,
     batch_size: int | None = None,
+    constrain=None,
 ):
     """Train one model at every point of ``sweep`` side by side (one compiled step, rows
     sharded over every device), with the run's checkpoints, resumption and metrics log
@@ -622,7 +623,8 @@ def train_sweep(
     optimizer hyperparameters (``learning_rate``, ``clip_norm``, ...).  Returns the final
     ``TrainState`` as host rows ``[S, ...]``.  Raises ``NonFiniteError`` like ``fit``
     (with ``tolerate_diverged``, only once every point has diverged).  ``vocab`` (text
-    tasks) is saved in every checkpoint and checked on resume.
+    tasks) is saved in every checkpoint and checked on resume.  ``constrain`` projects the params
+    after each update (``rnnlab.linen.constrain_recurrent``: IndRNN's bound).
     """
     if params is None:
         params = sweeps.init_params(sweep, init_fn, init_keys)
@@ -654,6 +656,7 @@ def train_sweep(
             progress="none" if cfg.quiet or not run.writes else "auto",
             desc=name,
             tolerate_diverged=tolerate_diverged,
+            constrain=constrain,
             batch_size=batch_size,
         )
     except KeyboardInterrupt:

@@ -111,7 +111,9 @@ class RNN:
     def constrain(self, params):
         """Every cell's params projected onto its constraint set (``cell.constrain``): what a
         training step applies after the optimiser's update (IndRNN's ``|u| <= U_bound``)."""
-        return {layer: {d: self.cell.constrain(p) for d, p in directions.items()} for layer, directions in params.items()}
+        return {
+            layer: {d: self.cell.constrain(p) for d, p in directions.items()} for layer, directions in params.items()
+        }
 
     def dropout_scales(self, dropout_key, shape, dtype):
         """Inverted dropout between layers: ``keep / (1 - p)`` for the inputs of layers

@@ -41,6 +41,14 @@ def recurrent_params(variables):
     return variables["params"]["recurrent"]["rnn"]
 
 
+def constrain_recurrent(layer, variables):
+    """``variables`` with the ``Recurrent`` layer's params projected by ``layer.constrain`` (each
+    cell's constraint, e.g. IndRNN's ``|u| <= U_bound``): a train step's ``constrain``."""
+    params = variables["params"]
+    recurrent = {**params["recurrent"], "rnn": layer.constrain(params["recurrent"]["rnn"])}
+    return {**variables, "params": {**params, "recurrent": recurrent}}
+
+
 class SequenceRegressor(nn.Module):
     """RNN over a sequence, then ``Dense(out_features)`` on the last valid step's output: ``[B, out]``."""
 

@@ -9,7 +9,6 @@ import numpy as np
 from rnnlab import zoo
 
 
-
 def model_color(name: str) -> str | None:
     """The zoo's colour for model ``name`` (None for a name the zoo does not know)."""
     return zoo.MODELS[name].color if name in zoo.MODELS else None

@@ -186,6 +186,7 @@ def train(
     num_steps: int,
     checkpointer=None,
     batch_size: int | None = None,
+    constrain: Callable | None = None,
     **fit_kwargs,
 ) -> TrainState:
     """Train every point side by side: one compiled step for the whole sweep.
@@ -196,8 +197,9 @@ def train(
     ``Sweep(..., data=n)`` splits them over devices and hosts).  Returns host rows.
     ``fit_kwargs`` go to ``rnnlab.train.fit`` (logging, progress, ``tolerate_diverged``);
     checkpoints hold host rows without padding, so a run resumes on any device count.
+    ``constrain``: projects the params after each update (``rnnlab.train.make_train_step``).
     """
-    step = sweep.program(make_train_step(loss_fn, optimizer))
+    step = sweep.program(make_train_step(loss_fn, optimizer, constrain))
     if batch_size is None:
         put_batch = lambda i: sweep.put(batch_fn(i))
     else:  # put_batch refuses a batch size the data axis does not divide, before the first step

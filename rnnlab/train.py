@@ -215,8 +215,11 @@ def group_norms(tree) -> dict[str, jax.Array]:
     return {name: optax.tree.norm(leaves) for name, leaves in groups.items()}
 
 
-def make_train_step(loss_fn: Callable, optimizer: Optimizer) -> Callable:
-    """A pure ``(state, batch) -> (state, metrics)``; jit it, vmap it over seeds or sweep points."""
+def make_train_step(loss_fn: Callable, optimizer: Optimizer, constrain: Callable | None = None) -> Callable:
+    """A pure ``(state, batch) -> (state, metrics)``; jit it, vmap it over seeds or sweep points.
+
+    ``constrain(params) -> params``, when given, projects the params after each update (a
+    cell's constraint set, e.g. IndRNN's ``|u| <= U_bound``: ``rnnlab.linen.constrain_recurrent``)."""
 
     def train_step(state: TrainState, batch):
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
@@ -225,6 +228,8 @@ def make_train_step(loss_fn: Callable, optimizer: Optimizer) -> Callable:
         clipped, clip_state = optimizer.clip.update(grads, state.clip_state, state.params)
         updates, opt_state = optimizer.update.update(clipped, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        if constrain is not None:
+            params = constrain(params)
         hp = hyperparameters(state)
         metrics = {
             "loss": loss,

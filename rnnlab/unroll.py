@@ -47,7 +47,9 @@ def resolve_path(cell: Cell, path: str | None, scan_unroll: int = 1) -> str:
     if path is None:
         path = cell.paths[0]
     if path not in PATHS:
-        raise ValueError(f"path must be one of {', '.join(map(repr, PATHS))} (or None: the cell's default), got {path!r}")
+        raise ValueError(
+            f"path must be one of {', '.join(map(repr, PATHS))} (or None: the cell's default), got {path!r}"
+        )
     if path not in cell.paths:
         raise ValueError(
             f"path={path!r} does not apply to {type(cell).__name__}: it runs {', '.join(map(repr, cell.paths))}"
@@ -174,9 +176,7 @@ def unroll(
     if reverse:
         x_tbi = reverse_valid_prefix(x_tbi, lengths_b)
         eps_tbh = None if eps_tbh is None else reverse_valid_prefix(eps_tbh, lengths_b)
-    final_carry, y_tbh = recurrence(
-        cell, params, x_tbi, carry0, mask_tb, eps_tbh, path=path, scan_unroll=scan_unroll
-    )
+    final_carry, y_tbh = recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh, path=path, scan_unroll=scan_unroll)
     if reverse:
         y_tbh = reverse_valid_prefix(y_tbh, lengths_b)
     return (y_tbh if time_major else jnp.swapaxes(y_tbh, 0, 1)), final_carry

@@ -57,7 +57,9 @@ MODELS: dict[str, NamedModel] = {
         "IRNN: ReLU, W_hh = I",
         "IRNN: ReLU Elman RNN, identity recurrent init, zero biases (Le et al. 2015)",
         color="tab:purple",
-        cell=lambda H, **o: ElmanCell(H, **{"activation": "relu", "recurrent_init": "identity", "bias_init": "zeros", **o}),
+        cell=lambda H, **o: ElmanCell(
+            H, **{"activation": "relu", "recurrent_init": "identity", "bias_init": "zeros", **o}
+        ),
         plain=True,
     ),
     "lstm": NamedModel(

@@ -98,8 +98,18 @@ CASES = [
         "--model-options: lstm's forget_bias is set by the script, not as a cell option",
     ),
     ("copy_memory", ["--model-options", "lru=r_min=0.5"], {}, "cell options are KEY:NUMBER entries"),
-    ("copy_memory", ["--model-path", "lru=parallel"], {}, "--model-path 'lru=parallel': a path is one of fused, autodiff, remat, sequential, associative"),
-    ("copy_memory", ["--models", "lru", "--model-path", "lru=fused"], {}, "--model-path lru: path='fused' does not apply to LRUBlock"),
+    (
+        "copy_memory",
+        ["--model-path", "lru=parallel"],
+        {},
+        "--model-path 'lru=parallel': a path is one of fused, autodiff, remat, sequential, associative",
+    ),
+    (
+        "copy_memory",
+        ["--models", "lru", "--model-path", "lru=fused"],
+        {},
+        "--model-path lru: path='fused' does not apply to LRUBlock",
+    ),
     # -- files
     ("forecast", ["--csv", "missing.csv"], {}, "no such file: missing.csv"),
     ("forecast", ["--csv", "p.csv", "--column", "Open"], {"p.csv": PRICES}, "p.csv has no column 'Open'"),

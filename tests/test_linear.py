@@ -156,7 +156,10 @@ def test_lru_ring_init_puts_the_eigenvalues_on_the_ring():
         (lambda: LRUBlock(4, r_min=0.5, r_max=0.5), "LRU needs 0 <= r_min < r_max <= 1"),
         (lambda: LRUBlock(4, max_phase=7.0), r"LRU max_phase must lie in \(0, 2\*pi\]"),
         (lambda: LRUBlock(4, max_phase=0.0), r"LRU max_phase must lie in \(0, 2\*pi\]"),
-        (lambda: RNN(MinGRUCell(4), path="parallel"), "path must be one of 'fused', 'autodiff', 'remat', 'sequential', 'associative'"),
+        (
+            lambda: RNN(MinGRUCell(4), path="parallel"),
+            "path must be one of 'fused', 'autodiff', 'remat', 'sequential', 'associative'",
+        ),
     ],
 )
 def test_bad_options_are_one_clear_error(make, message):
@@ -167,11 +170,15 @@ def test_bad_options_are_one_clear_error(make, message):
 def test_a_nonlinear_cell_cannot_be_evaluated_associatively():
     from rnnlab import LSTMCell
 
-    with pytest.raises(ValueError, match="path='associative' does not apply to LSTMCell: it runs 'fused', 'autodiff', 'remat'"):
+    with pytest.raises(
+        ValueError, match="path='associative' does not apply to LSTMCell: it runs 'fused', 'autodiff', 'remat'"
+    ):
         RNN(LSTMCell(4), path="associative")
     # nothing a linear cell cannot use is silently dropped: the sequential cells' paths, and unroll without a scan
     for path in ("fused", "autodiff", "remat"):
-        with pytest.raises(ValueError, match=f"path='{path}' does not apply to LRUBlock: it runs 'sequential', 'associative'"):
+        with pytest.raises(
+            ValueError, match=f"path='{path}' does not apply to LRUBlock: it runs 'sequential', 'associative'"
+        ):
             RNN(LRUBlock(8), path=path)
     with pytest.raises(ValueError, match="scan_unroll=8 does not apply to path='associative'"):
         RNN(LRUBlock(8), path="associative", scan_unroll=8)

@@ -117,12 +117,16 @@ def test_gradient_paths_equal_jax_derivative(name, bidirectional, lengths, backw
 
 def test_each_path_name_is_one_path_and_others_are_refused():
     assert LSTMCell(H).paths[0] == "fused" and set(SEQUENTIAL_PATHS) == {"fused", "autodiff", "remat"}
-    with pytest.raises(ValueError, match="path must be one of 'fused', 'autodiff', 'remat', 'sequential', 'associative'"):
+    with pytest.raises(
+        ValueError, match="path must be one of 'fused', 'autodiff', 'remat', 'sequential', 'associative'"
+    ):
         RNN(GRUCell(H), path="manual")
     params, x, _ = setup(CELLS["gru"])
     with pytest.raises(ValueError, match="path must be one of"):
         unroll(CELLS["gru"], params, x, path="checkpoint")
-    with pytest.raises(ValueError, match="path='associative' does not apply to GRUCell: it runs 'fused', 'autodiff', 'remat'"):
+    with pytest.raises(
+        ValueError, match="path='associative' does not apply to GRUCell: it runs 'fused', 'autodiff', 'remat'"
+    ):
         RNN(GRUCell(H), path="associative")
     # the default layer runs the fused custom VJP; "remat" runs a checkpointed step instead
     program = lambda path: str(jax.make_jaxpr(lambda p: unroll(CELLS["gru"], p, x, path=path))(params))
