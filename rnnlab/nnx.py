@@ -27,8 +27,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rnnlab import layers
-from rnnlab.unroll import Cell
 from rnnlab.readout import last_valid, pool
+from rnnlab.unroll import Cell
 from rnnlab.validation import check_embedding_ids, check_tree_shapes
 
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from rnnlab.cells import CoRNNCell, ElmanCell, GRUCell, IndRNNCell, LSTMCell
 from rnnlab.layers import RNN
 from rnnlab.linear import LRUBlock, MinGRUCell, MinLSTMCell
-from rnnlab.unroll import Cell
 from rnnlab.parametrizations import Orthogonal
+from rnnlab.unroll import Cell
 
 
 @dataclasses.dataclass(frozen=True)
