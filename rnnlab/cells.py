@@ -277,6 +277,15 @@ class ElmanCell(DenseCell):
     Lyapunov exponents are the logs of ``|eig(W_hh)|``) or ``"modrelu"``:
     ``act(z) = modrelu(z, b_mod)`` with its own bias ``b_mod [H] ~ U(-0.01, 0.01)``
     (expRNN's draw, lezcano/expRNN ``orthogonal.py``), usually with ``use_bias=False``.
+
+    >>> import jax, jax.numpy as jnp
+    >>> cell = ElmanCell(3)
+    >>> params = cell.init(jax.random.key(0), input_size=2)
+    >>> {k: v.shape for k, v in params.items()}
+    {'w_ih': (3, 2), 'w_hh': (3, 3), 'b_ih': (3,), 'b_hh': (3,)}
+    >>> h, y = cell.step(params, cell.initial_carry((5,)), jnp.ones((5, 2)))
+    >>> bool(jnp.allclose(y, jnp.tanh(jnp.ones(2) @ params["w_ih"].T + params["b_ih"] + params["b_hh"])))
+    True
     """
 
     activation: str = "tanh"
@@ -321,6 +330,15 @@ class LSTMCell(DenseCell):
     ``b_i = -b_f`` (the ``b_hh`` parts zero), so the units' forget time
     constants ``~ 1 / (1 - σ(b_f))`` spread over ``1..T_max``.
     Nothing is added in the forward pass: the bias lives in the params.
+
+    >>> import jax, jax.numpy as jnp
+    >>> cell = LSTMCell(4, forget_bias=1.0)
+    >>> params = cell.init(jax.random.key(0), input_size=3)
+    >>> params["w_hh"].shape, float(params["b_ih"][4] + params["b_hh"][4])  # gates i, f, g, o; f's bias
+    ((16, 4), 1.0)
+    >>> carry, y = cell.step(params, cell.initial_carry((2,)), jnp.ones((2, 3)))
+    >>> type(carry).__name__, bool(jnp.all(y == carry.h))
+    ('LSTMState', True)
     """
 
     forget_bias: float | None = None
@@ -378,6 +396,14 @@ class GRUCell(DenseCell):
     ``chrono_t_max``, when set, is the chrono initialisation (Tallec & Ollivier
     2018) of the update gate, the GRU's forget gate (``z`` keeps ``h_{t-1}``):
     ``b_z ~ log U(1, T_max - 1)`` in ``b_ih``, ``0`` in ``b_hh``.
+
+    >>> import jax, jax.numpy as jnp
+    >>> cell = GRUCell(4)
+    >>> params = cell.init(jax.random.key(0), input_size=3)
+    >>> h = jnp.full((2, 4), 0.5)
+    >>> new_h, _ = cell.step(params, h, jnp.zeros((2, 3)))
+    >>> new_h.shape, cell.sums_projections  # r * (W_hn h + b_hn) needs the two projections apart
+    ((2, 4), False)
     """
 
     chrono_t_max: float | None = None

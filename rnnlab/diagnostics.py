@@ -35,6 +35,16 @@ def hidden_gradient_norms(loss_of_eps, eps_shape_bth, dtype=None) -> jax.Array:
 
     ``loss_of_eps(eps [B, T, H]) -> scalar``; for per-example norms the loss
     should be a sum (or mean) of per-example losses.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from rnnlab import RNN, ElmanCell
+    >>> layer = RNN(ElmanCell(8))
+    >>> params = layer.init(jax.random.key(0), input_size=2)
+    >>> x = jax.random.normal(jax.random.key(1), (4, 30, 2))
+    >>> loss = lambda eps: jnp.sum(layer.apply(params, x, hidden_perturbation=eps[None])[0][:, -1] ** 2)
+    >>> norms = hidden_gradient_norms(loss, (4, 30, 8))
+    >>> norms.shape, bool(norms[:, 0].mean() < 1e-3 * norms[:, -1].mean())   # vanished over 30 steps
+    ((4, 30), True)
     """
     grad_bth = jax.grad(loss_of_eps)(jnp.zeros(eps_shape_bth, dtype))
     return jnp.linalg.norm(grad_bth, axis=-1)
@@ -61,6 +71,10 @@ def spectral_norm(m_ij, squarings: int = 12) -> jax.Array:
     ``max|M|`` first, so a vanished Jacobian (1e-200) neither underflows nor loses digits.
     (``jnp.linalg.norm(ord=2)`` calls LAPACK's SVD, which hung when several XLA CPU devices
     ran it at once, as a sweep sharded over devices does.)
+
+    >>> import jax.numpy as jnp
+    >>> round(float(spectral_norm(jnp.array([[3.0, 0.0], [4.0, 5.0]]))), 4)   # sqrt(45)
+    6.7082
     """
     scale = jnp.max(jnp.abs(m_ij))
     m_ij = m_ij / jnp.where(scale > 0, scale, 1)
@@ -111,7 +125,16 @@ def gate_spectra(layer, params_s) -> tuple[np.ndarray, np.ndarray]:
 
     The blocks are the gates' ``W_hh`` for a dense cell, ``diag(u)`` for IndRNN and ``diag(λ)``
     for the LRU (radius and largest singular value are then both ``max |λ|``).  A cell without a
-    fixed recurrent matrix (minGRU, minLSTM: coefficients from the input; coRNN) gives ``[S, 1]`` NaN."""
+    fixed recurrent matrix (minGRU, minLSTM: coefficients from the input; coRNN) gives ``[S, 1]`` NaN.
+
+    >>> import jax
+    >>> from rnnlab import RNN, ElmanCell
+    >>> layer = RNN(ElmanCell(16, recurrent_init="orthogonal"))
+    >>> params_s = jax.vmap(lambda k: layer.init(k, 2))(jax.random.split(jax.random.key(0), 3))
+    >>> radii, singular = gate_spectra(layer, params_s)
+    >>> radii.shape, bool(abs(singular - 1).max() < 1e-5)   # orthogonal: every singular value is 1
+    ((3, 1), True)
+    """
     cell = layer.cell
     blocks_of = lambda p: cell.recurrent_blocks(layer.materialize(p)["l0"]["fwd"])
     S = len(jax.tree.leaves(params_s)[0])
@@ -146,6 +169,16 @@ def lyapunov_exponents(cell, params, x_ti, length=None, *, count: int = 4) -> ja
     the factor per step by which a gradient vanishes (``lambda_1 < 0``) or explodes.  For a
     linear RNN, ``lambda_i = ln |eig_i(W_hh)|``.  ``length``: the valid steps (default T).
     QR by Gram-Schmidt in matmuls (no LAPACK, as ``spectral_norm``); jittable, vmappable.
+
+    A linear RNN's exponents are the logs of its eigenvalues' moduli:
+
+    >>> import jax.numpy as jnp
+    >>> from rnnlab import ElmanCell
+    >>> cell = ElmanCell(2, activation="linear", use_bias=False)
+    >>> params = {"w_ih": jnp.zeros((2, 1)), "w_hh": jnp.diag(jnp.array([0.5, 0.9]))}
+    >>> exps = lyapunov_exponents(cell, params, jnp.zeros((2000, 1)), count=2)
+    >>> [round(float(e), 2) for e in exps], [round(float(jnp.log(v)), 2) for v in (0.9, 0.5)]
+    ([-0.11, -0.69], [-0.11, -0.69])
     """
     num_steps = x_ti.shape[0]
     length = num_steps if length is None else length

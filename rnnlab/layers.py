@@ -36,7 +36,23 @@ DIRECTIONS = ("fwd", "bwd")
 
 @dataclasses.dataclass(frozen=True)
 class RNN:
-    """A stack of ``num_layers`` recurrent layers of ``cell``, optionally bidirectional."""
+    """A stack of ``num_layers`` recurrent layers of ``cell``, optionally bidirectional.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from rnnlab import GRUCell
+    >>> layer = RNN(GRUCell(8), num_layers=2, bidirectional=True)
+    >>> params = layer.init(jax.random.key(0), input_size=3)
+    >>> x = jax.random.normal(jax.random.key(1), (4, 10, 3))
+    >>> outputs, h_n = layer.apply(params, x, lengths=jnp.array([10, 3, 7, 1]))
+    >>> outputs.shape, h_n.shape          # [B, T, D*H], [D*L, B, H] like PyTorch
+    ((4, 10, 16), (4, 4, 8))
+    >>> bool(jnp.all(outputs[1, 3:] == 0))  # padding is zero
+    True
+    >>> RNN(GRUCell(8), path="associative")
+    Traceback (most recent call last):
+    ...
+    ValueError: path='associative' does not apply to GRUCell: it runs 'fused', 'autodiff', 'remat'
+    """
 
     cell: Cell
     num_layers: int = 1

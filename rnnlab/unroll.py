@@ -167,6 +167,15 @@ def unroll(
       ``(outputs, final_carry)``: outputs ``[B, T, H]`` (or ``[T, B, H]``),
       zero at padding, in the input's time order; the carry after each
       sequence's last valid step.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from rnnlab import LSTMCell
+    >>> cell = LSTMCell(4)
+    >>> params = cell.init(jax.random.key(0), input_size=2)
+    >>> x = jax.random.normal(jax.random.key(1), (3, 6, 2))
+    >>> outputs, final = unroll(cell, params, x, lengths=jnp.array([6, 2, 4]))
+    >>> bool(jnp.all(final.h[1] == outputs[1, 1]))   # the carry at each sequence's last valid step
+    True
     """
     resolve_path(cell, path, scan_unroll)
     x_tbi, lengths_b, mask_tb, carry0 = prepare(cell, params, x, lengths, initial_carry, time_major)
