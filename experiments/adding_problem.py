@@ -27,10 +27,9 @@ import numpy as np
 from rnnlab import parallel
 from rnnlab.data import synthetic
 from rnnlab.experiment import (
-    BaseConfig,
     ModelSpec,
+    PerModelConfig,
     RunDir,
-    check_per_model,
     cli,
     model_clip,
     model_hidden,
@@ -38,9 +37,10 @@ from rnnlab.experiment import (
     option,
     parse_config,
     readable,
+    setup,
     train_sweep,
 )
-from rnnlab.linen import SequenceRegressor, constrain_recurrent
+from rnnlab.linen import SequenceRegressor, constrain_recurrent, regressor_mse
 from rnnlab.metrics import over_seeds
 from rnnlab.plots import learning_curves, model_color, panels
 from rnnlab.sweep import Sweep, grid
@@ -49,7 +49,7 @@ from rnnlab.zoo import MODELS, label
 
 
 @dataclasses.dataclass
-class Config(BaseConfig):
+class Config(PerModelConfig):
     out: str = "runs/adding_problem"
     steps: int = option(3000, ge=1)
     seq_len: int = option(100, ge=2)
@@ -72,14 +72,8 @@ class Config(BaseConfig):
     # uRNN authors' "rnn=value:1 lstm=value:1 exprnn=off"
     model_clip: tuple[str, ...] = ()
     # MODEL=KEY:X,KEY:X sets a cell's options, e.g. lru=r_min:0.9,r_max:0.999,max_phase:0.628
-    model_options: tuple[str, ...] = ()
-    model_path: tuple[str, ...] = ()  # MODEL=PATH: an execution path per model (rnnlab.unroll.PATHS)
     forget_bias: tuple[float, ...] = (1.0,)  # LSTM only
     test_size: int = option(1000, ge=1)
-
-    def check(self):
-        super().check()
-        check_per_model(self)
 
     def apply_quick(self):
         self.seq_len, self.steps, self.hidden, self.seeds = 30, 300, 32, 2
@@ -95,7 +89,7 @@ def grid_points(name: str, cfg: Config) -> list[dict]:
     rule = model_clip(cfg, name)
     axes = {"learning_rate": cfg.learning_rate, "clip_norm": cfg.clip_norm if rule is None else (rule["clip_norm"],)}
     axes["clip_value"] = (0.0 if rule is None else rule["clip_value"],)
-    if name == "lstm":
+    if MODELS[name].takes_forget_bias:
         axes["forget_bias"] = cfg.forget_bias
     points = grid(**axes, seed=range(cfg.seeds))
     for p in points:  # every value must make a valid optimizer
@@ -113,11 +107,6 @@ def optimizer_config(cfg: Config, learning_rate: float, clip_norm: float = 1.0, 
         clip_value=clip_value,
         group_learning_rates=groups,
     )
-
-
-def mse(model, params, batch):
-    pred = model.apply(params, batch["x"], batch.get("lengths"))[:, 0]
-    return jnp.mean((pred - batch["y"]) ** 2)
 
 
 @functools.cache
@@ -144,7 +133,7 @@ def train_model(name: str, cfg: Config, run: RunDir):
         cfg,
         sweep,
         init_fn=lambda key, p: init(key, p.get("forget_bias", 1.0)),
-        loss_fn=lambda params, batch, key: (mse(model, params, batch), {}),
+        loss_fn=lambda params, batch, key: (regressor_mse(model, params, batch), {}),
         optimizer=optimizer,
         hyperparameters=("learning_rate", "clip_norm", "clip_value"),
         # every grid point of a seed sees the seed's data stream: paired comparisons
@@ -165,7 +154,7 @@ def point_label(point: dict) -> str:
 
 
 def main(argv=None):
-    cfg = parse_config(Config, argv, __doc__)
+    cfg = setup(parse_config(Config, argv, __doc__))
     run = RunDir(cfg)
     test = synthetic.TASKS[cfg.variant](
         (cfg.seed, 10**9), cfg.test_size, cfg.seq_len
@@ -184,7 +173,9 @@ def main(argv=None):
         for name in cfg.models:
             sweep, model, params_s = train_model(name, cfg, run)
             test_s = {k: np.broadcast_to(v, (len(sweep),) + np.shape(v)) for k, v in test.items()}
-            test_mse_s = sweep.run(lambda p, b: mse(model, p, b), params_s, test_s)  # one program, every point
+            test_mse_s = sweep.run(
+                lambda p, b: regressor_mse(model, p, b), params_s, test_s
+            )  # one program, every point
             trained[name] = sweep
             points = []
             for values in {point_label(p): p for p in sweep.points}.values():
@@ -226,7 +217,7 @@ def save_figure(cfg: Config, run: RunDir, trained: dict, results: dict):
         curves, colors = {}, {}
         for name, sweep in trained.items():
             steps, loss_sn = run.curve(name)
-            for fb in cfg.forget_bias if name == "lstm" else (None,):
+            for fb in cfg.forget_bias if MODELS[name].takes_forget_bias else (None,):
                 rows = [i for i, p in enumerate(sweep.points) if shared(p) == panel and p.get("forget_bias") == fb]
                 curve = label(name, forget_bias=cfg.forget_bias[0] if fb is None else fb, t_max="T")
                 if cfg.model_hidden or cfg.model_clip:

@@ -41,11 +41,10 @@ from rnnlab import parallel, plots
 from rnnlab.data import synthetic
 from rnnlab.diagnostics import hidden_gradient_norms
 from rnnlab.experiment import (
-    BaseConfig,
     ConfigError,
     ModelSpec,
+    PerModelConfig,
     RunDir,
-    check_per_model,
     cli,
     clip_rule,
     model_clip,
@@ -54,6 +53,7 @@ from rnnlab.experiment import (
     option,
     parse_config,
     per_model,
+    setup,
     train_sweep,
 )
 from rnnlab.linen import LanguageModel, constrain_recurrent
@@ -66,7 +66,7 @@ VOCAB = synthetic.COPY_SYMBOLS + 2  # blank, 8 symbols, delimiter
 
 
 @dataclasses.dataclass
-class Config(BaseConfig):
+class Config(PerModelConfig):
     out: str = "runs/copy_memory"
     lengths: tuple[int, ...] = option((100,), ge=1)
     models: tuple[str, ...] = option(("rnn", "lstm", "exprnn"), choices=tuple(MODELS))
@@ -82,8 +82,6 @@ class Config(BaseConfig):
     orthogonal_learning_rate: float = option(1e-4, gt=0.0)
     rmsprop_decay: float = option(0.99, ge=0.0, lt=1.0)  # torch's alpha, as in lezcano/expRNN
     # MODEL=KEY:X,KEY:X sets a cell's options, e.g. lru=r_min:0.9,r_max:0.999,max_phase:0.628
-    model_options: tuple[str, ...] = ()
-    model_path: tuple[str, ...] = ()  # MODEL=PATH: an execution path per model (rnnlab.unroll.PATHS)
     clip: str = "off"  # off, norm:X (global norm) or value:X (each entry to ±X)
     # MODEL=RULE overrides --clip; the default clips the tanh RNN and the LSTM as the uRNN authors did
     model_clip: tuple[str, ...] = ("rnn=value:1", "lstm=value:1")
@@ -102,7 +100,6 @@ class Config(BaseConfig):
             clip_rule(self.clip)
         except ValueError as e:
             raise ConfigError(f"--clip: {e}") from None
-        check_per_model(self)
 
     def clip_of(self, name: str) -> str:
         """Model ``name``'s clip rule as written (``--model-clip``, else ``--clip``)."""
@@ -180,7 +177,7 @@ def run_model(cfg: Config, run: RunDir, name: str, T: int) -> dict:
 
 
 def main(argv=None):
-    cfg = parse_config(Config, argv, __doc__)
+    cfg = setup(parse_config(Config, argv, __doc__))
     run = RunDir(cfg)
     results = {
         "lengths": list(cfg.lengths),

@@ -18,14 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab import RNN, ElmanCell, GRUCell, LSTMCell
+from rnnlab import RNN, zoo
 from rnnlab.experiment import cli, option, parse_config
-
-MODELS = {
-    "rnn (tanh, pytorch init)": ElmanCell,
-    "lstm (forget bias 1)": lambda h: LSTMCell(h, forget_bias=1.0),
-    "gru": GRUCell,
-}
 
 
 @dataclasses.dataclass
@@ -34,6 +28,7 @@ class Config:
     hidden: int = option(64, ge=1)  # hidden units
     inputs: int = option(2, ge=1)  # input features
     seeds: int = option(8, ge=1)  # sequences (batch size)
+    models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=tuple(zoo.MODELS))
     seed: int = option(0, ge=0)
     json: bool = False  # print the curves as JSON
 
@@ -55,8 +50,9 @@ def main(argv=None):
     x_bti = jax.random.uniform(key_x, (args.seeds, args.steps, args.inputs))
     distances = [d for d in (0, 1, 5, 10, 20, 50, 100, 200, 500, 1000) if d < args.steps]
     curves = {}
-    for name, make_cell in MODELS.items():
-        layer = RNN(make_cell(args.hidden))
+    for model in args.models:
+        name = zoo.label(model, forget_bias=1.0, t_max=args.steps)
+        layer = zoo.make_layer(model, args.hidden, forget_bias=1.0, t_max=args.steps)
         params = layer.init(key_p, args.inputs)
         sensitivity_t = np.asarray(jax.jit(lambda p, x: input_sensitivity(layer, p, x))(params, x_bti))
         curves[name] = {d: float(sensitivity_t[args.steps - 1 - d]) for d in distances}

@@ -28,7 +28,7 @@ import numpy as np
 from rnnlab import RNN
 from rnnlab.data import load_csv_series, mackey_glass, make_windows, sine_mixture, split_by_time, standardize
 from rnnlab.decode import recursive_forecast
-from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, readable, train_seeds
+from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, readable, setup, train_seeds
 from rnnlab.linen import SequenceRegressor
 from rnnlab.train import OptimConfig, make_optimizer
 from rnnlab.zoo import CELLS, make_cell
@@ -81,7 +81,7 @@ def label_time_axis(ax, times: list[str] | None, name: str, num_ticks: int = 6) 
 
 
 def main(argv=None):
-    cfg = parse_config(Config, argv, __doc__)
+    cfg = setup(parse_config(Config, argv, __doc__))
     run = RunDir(cfg)
     t0 = time.perf_counter()
     series, name, times = load_series(cfg)

@@ -29,7 +29,7 @@ from rnnlab import RNN
 from rnnlab.data import WordVocab, pad_sequences
 from rnnlab.data.synthetic import negation_reviews
 from rnnlab.data.text import Labelled, load_labelled
-from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, train_seeds
+from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, setup, train_seeds
 from rnnlab.linen import SequenceClassifier
 from rnnlab.metrics import confusion_matrix
 from rnnlab.plots import learning_curves
@@ -91,7 +91,7 @@ def encode(vocab, texts, max_len):
 
 
 def main(argv=None):
-    cfg = parse_config(Config, argv, __doc__)
+    cfg = setup(parse_config(Config, argv, __doc__))
     run = RunDir(cfg)
     t0 = time.perf_counter()
     (train_texts, train_labels, class_names), (test_texts, test_labels, _) = load_data(cfg)

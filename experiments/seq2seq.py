@@ -24,7 +24,7 @@ from rnnlab.data import CharVocab, pad_sequences
 from rnnlab.data.synthetic import addition_pairs
 from rnnlab.data.text import load_pairs
 from rnnlab.decode import beam_search, greedy_decode
-from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, readable, train_seeds
+from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, readable, setup, train_seeds
 from rnnlab.linen import Seq2Seq
 from rnnlab.metrics import character_error_rate, exact_match
 from rnnlab.plots import learning_curves
@@ -90,7 +90,7 @@ def strip_end(ids, end_id):
 
 
 def main(argv=None):
-    cfg = parse_config(Config, argv, __doc__)
+    cfg = setup(parse_config(Config, argv, __doc__))
     run = RunDir(cfg)
     t0 = time.perf_counter()
     pairs = (

@@ -40,7 +40,7 @@ from rnnlab.data import (
 )
 from rnnlab.data.files import check_utf8
 from rnnlab.decode import sample_text
-from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, train_seeds
+from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, setup, train_seeds
 from rnnlab.linen import LanguageModel
 from rnnlab.plots import learning_curves
 from rnnlab.train import OptimConfig, init_state, make_optimizer
@@ -216,7 +216,7 @@ def sample(cfg: Config):
 
 
 def main(argv=None):
-    cfg = parse_config(Config, argv, __doc__)
+    cfg = setup(parse_config(Config, argv, __doc__))
     return train(cfg) if cfg.mode == "train" else sample(cfg)
 
 

@@ -32,27 +32,26 @@ import numpy as np
 from rnnlab import diagnostics, parallel, plots, zoo
 from rnnlab.data import synthetic
 from rnnlab.experiment import (
-    BaseConfig,
     ModelSpec,
+    PerModelConfig,
     RunDir,
-    check_per_model,
     cli,
     model_spec,
     option,
     parse_config,
+    setup,
     train_sweep,
 )
-from rnnlab.linen import SequenceRegressor, constrain_recurrent, recurrent_params, regressor_gradient_profile
-from rnnlab.metrics import first_nonfinite_step, over_seeds
+from rnnlab.linen import SequenceRegressor, constrain_recurrent, recurrent_params, regressor_mse, regressor_profile
+from rnnlab.metrics import divergence_summary, over_seeds
 from rnnlab.sweep import Sweep, grid, init_params, length_groups
 from rnnlab.train import NonFiniteError, OptimConfig, make_optimizer
 
 PHASES = ("init", "trained")
-RESULT_KEYS = ("gradient_norms", "jacobian_norms", "ratios", "spectral_radii", "largest_singular_values", "lyapunov")
 
 
 @dataclasses.dataclass
-class Config(BaseConfig):
+class Config(PerModelConfig):
     out: str = "runs/vanishing_gradients"
     steps: int = option(100, ge=1)  # Adam steps before the "trained" measurement
     lengths: tuple[int, ...] = option((50, 100, 200, 500), ge=2)
@@ -75,13 +74,6 @@ class Config(BaseConfig):
     clip_steps: int = option(150, ge=1)
     clip_learning_rate: float = option(0.05, gt=0.0)
     checkpoint_every: int = option(0, ge=0)
-    # MODEL=KEY:X,KEY:X sets a cell's options, e.g. lru=r_min:0.9,r_max:0.999,max_phase:0.628
-    model_options: tuple[str, ...] = ()
-    model_path: tuple[str, ...] = ()  # MODEL=PATH: an execution path per model (rnnlab.unroll.PATHS)
-
-    def check(self):
-        super().check()
-        check_per_model(self)
 
     def apply_quick(self):
         self.lengths, self.hidden, self.seeds, self.steps = (20, 50), 32, 3, 30
@@ -123,23 +115,13 @@ def adding_rows(cfg, sweep: Sweep, stream, batch_size: int, max_T: int):
 
 
 def mse_loss(model):
-    def loss(params, batch, key):
-        pred = model.apply(params, batch["x"], batch["lengths"])[:, 0]
-        return jnp.mean((pred - batch["y"]) ** 2), {}
-
-    return loss
+    return lambda params, batch, key: (regressor_mse(model, params, batch), {})
 
 
 @functools.cache
 def profile_fn(layer, jacobian: bool):
     """``-> (grad_t, jac_t, lambda_k)`` of a point; one function per (layer, jacobian): phases share a compile."""
-    model = SequenceRegressor(layer)
-
-    def profile(p, x, y, lengths):
-        grad_t, jac_t = regressor_gradient_profile(model, p, x, y, lengths, jacobian=jacobian)
-        return grad_t, jac_t, diagnostics.layer_lyapunov_exponents(layer, recurrent_params(p), x, lengths)
-
-    return profile
+    return functools.partial(regressor_profile, SequenceRegressor(layer), jacobian=jacobian)
 
 
 def measure(cfg, name: str, sweep: Sweep, params_s, batch_s, jacobian: bool = True):
@@ -187,24 +169,7 @@ def model_results(cfg, measured: dict) -> dict:
     """The results of one (model, T): each key of results.json, phase by phase."""
     final_loss = over_seeds(measured["curve"][1][:, -1])
     out = {"final_loss": final_loss, "diverged_seeds": final_loss["diverged_seeds"]}
-    out |= {key: {} for key in (*RESULT_KEYS, "pascanu_bound")}
-    for phase in PHASES:
-        m = measured[phase]
-        out["gradient_norms"][phase] = diagnostics.summarize(m["grad"])
-        out["ratios"][phase] = over_seeds([diagnostics.decay_ratio(g) for g in m["grad"]])
-        out["spectral_radii"][phase] = over_seeds(m["radii"])["median"]
-        out["largest_singular_values"][phase] = over_seeds(m["sv"])["median"]
-        decay = [diagnostics.decay_rate(g) for g in m["grad"]]  # ln ||dL/dh_t|| per step back; lambda_1 predicts it
-        lyap = {"exponents": over_seeds(m["lyap"])["median"], "gradient_decay": over_seeds(decay)["median"]}
-        out["lyapunov"][phase] = {"exponent": lyap["exponents"][0], **lyap}
-        if cfg.jacobian:
-            out["jacobian_norms"][phase] = diagnostics.summarize(m["jac"])
-            # an Elman RNN (|f'| <= 1 for tanh, ReLU, modReLU) or the LRU (the Jacobian is diag(λ)^k);
-            # diverged seeds left out; minGRU/minLSTM have no fixed recurrent matrix (NaN)
-            if m["sv"].shape[1] == 1 and np.isfinite(m["sv"]).any():
-                bound = [diagnostics.pascanu_bound_ratio(j, sv[0]) for j, sv in zip(m["jac"], m["sv"])]
-                out["pascanu_bound"][phase] = {"max_jacobian_over_bound": float(np.nanmax(bound))}
-    return out
+    return out | diagnostics.profile_results({p: measured[p] for p in PHASES}, jacobian=cfg.jacobian)
 
 
 def init_sweep(cfg, name: str, column: str, values) -> dict:
@@ -241,28 +206,20 @@ def clipping_demo(cfg, run) -> tuple[dict, dict]:
     traces = {}
     for label, clip in (("clip 1.0", 1.0), ("no clipping", 0.0)):
         rows = np.flatnonzero(sweep.column("clip_norm") == clip)
-        first_bad = first_nonfinite_step(steps, loss_sn[rows], grad_sn[rows])
-        diverged = ", ".join(f"seed {sweep.points[i]['seed']} at step {b}" for i, b in zip(rows, first_bad) if b)
-        out[label] = {
-            "diverged": f"non-finite loss or gradient: {diverged}" if diverged else None,
-            "diverged_at_step": first_bad,
-            "max_grad_norm": float(np.nanmax(grad_sn[rows])),  # inf once a norm overflows
-            "final_loss_median": float(np.median(loss_sn[rows, -1])),
-            "steps_completed": min((b - 1 for b in first_bad if b), default=int(steps[-1])),
-        }
-        bad = [b for b in first_bad if b]
+        out[label] = divergence_summary(steps, loss_sn[rows], grad_sn[rows], sweep.column("seed")[rows])
+        bad = [b for b in out[label]["diverged_at_step"] if b]
         traces[f"{label} (non-finite from step {min(bad)})" if bad else label] = (steps, grad_sn[rows], loss_sn[rows])
     return out, traces
 
 
 def main(argv=None):
-    cfg = parse_config(Config, argv, __doc__)
+    cfg = setup(parse_config(Config, argv, __doc__))
     run, t_start = RunDir(cfg), time.perf_counter()
     say = (lambda *a: None) if cfg.quiet or not run.writes else (lambda *a: print(*a, flush=True))
     results = {"models": {m: zoo.MODELS[m].description for m in cfg.models}, "forget_bias": cfg.forget_bias}
     results["cell_options"] = {m: dict(model_spec(cfg, m).cell_options) for m in cfg.models}
     results["path"] = {m: model_spec(cfg, m).resolved_path() for m in cfg.models}
-    results |= {key: {} for key in (*RESULT_KEYS, "pascanu_bound", "final_loss", "diverged_seeds")}
+    results |= {key: {} for key in (*diagnostics.PROFILE_KEYS, "final_loss", "diverged_seeds")}
     curves = {}  # training loss, by model and T
     with parallel.CompileStats() as compile_stats:
         for name in cfg.models:  # 1-2. gradient norm through time, at init and after training
@@ -333,8 +290,8 @@ def save_figures(cfg: Config, run: RunDir, results: dict, curves: dict, clip_tra
         by_model = {labels[n]: curves[n][str(T)] for n in cfg.models}
         baseline = dict(baseline=synthetic.ADDING_BASELINE_MSE, baseline_label="predict 1")
         plots.learning_curves(by_model, title=f"T = {T}", ax=ax, colors=colors, **baseline)
-    setup = f"Adam lr {cfg.learning_rate:g}, clip {cfg.clip_norm:g}, batch {cfg.batch_size}, H={cfg.hidden}"
-    fig.suptitle(f"Adding problem training loss, {setup}, {cfg.seeds} seeds", fontsize=10)
+    settings = f"Adam lr {cfg.learning_rate:g}, clip {cfg.clip_norm:g}, batch {cfg.batch_size}, H={cfg.hidden}"
+    fig.suptitle(f"Adding problem training loss, {settings}, {cfg.seeds} seeds", fontsize=10)
     run.save_figure(fig, "training_loss")
 
 

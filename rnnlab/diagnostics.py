@@ -249,6 +249,43 @@ def summarize(curves_st) -> dict:
     return {"distance": list(range(curves_sd.shape[-1])), **over_seeds(curves_sd, per_seed=False)}
 
 
+PROFILE_KEYS = (
+    "gradient_norms",
+    "jacobian_norms",
+    "ratios",
+    "spectral_radii",
+    "largest_singular_values",
+    "lyapunov",
+    "pascanu_bound",
+)
+
+
+def profile_results(measured: dict, *, jacobian: bool = True) -> dict:
+    """Measurements of one model over seeds, phase by phase, summarised: ``{key: {phase: ...}}``
+    for each of ``PROFILE_KEYS`` (the main job's results.json).
+
+    ``measured[phase]`` holds ``"grad"`` and ``"jac"`` ``[S, T]`` (``gradient_profile``), the
+    spectra ``"radii"``, ``"sv"`` ``[S, G]`` (``gate_spectra``) and ``"lyap"`` ``[S, K]``.  The
+    Lyapunov entry sets the exponent beside the gradient's fitted decay rate; Pascanu's bound is
+    checked where there is one recurrent block with a largest singular value (an Elman cell,
+    IndRNN, the LRU), diverged seeds left out."""
+    out = {key: {} for key in PROFILE_KEYS}
+    for phase, m in measured.items():
+        out["gradient_norms"][phase] = summarize(m["grad"])
+        out["ratios"][phase] = over_seeds([decay_ratio(g) for g in m["grad"]])
+        out["spectral_radii"][phase] = over_seeds(m["radii"])["median"]
+        out["largest_singular_values"][phase] = over_seeds(m["sv"])["median"]
+        decay = [decay_rate(g) for g in m["grad"]]  # ln ||dL/dh_t|| per step back; lambda_1 predicts it
+        lyap = {"exponents": over_seeds(m["lyap"])["median"], "gradient_decay": over_seeds(decay)["median"]}
+        out["lyapunov"][phase] = {"exponent": lyap["exponents"][0], **lyap}
+        if jacobian:
+            out["jacobian_norms"][phase] = summarize(m["jac"])
+            if m["sv"].shape[1] == 1 and np.isfinite(m["sv"]).any():
+                bound = [pascanu_bound_ratio(j, sv[0]) for j, sv in zip(m["jac"], m["sv"])]
+                out["pascanu_bound"][phase] = {"max_jacobian_over_bound": float(np.nanmax(bound))}
+    return out
+
+
 def decay_ratio(norms_t) -> float:
     """``||dL/dh_1|| / ||dL/dh_T||``: how much of the gradient at the last step reaches the first."""
     norms_t = np.asarray(norms_t, np.float64)

@@ -74,6 +74,20 @@ def regressor_gradient_profile(model: SequenceRegressor, variables, x_bti, y_b, 
     return diagnostics.gradient_profile(model.layer, params, loss, x_bti, lengths_b, jacobian=jacobian)
 
 
+def regressor_mse(model: SequenceRegressor, variables, batch) -> jax.Array:
+    """Mean squared error of a one-output ``SequenceRegressor`` on ``batch`` (``x``, ``y``, optional ``lengths``)."""
+    pred = model.apply(variables, batch["x"], batch.get("lengths"))[:, 0]
+    return jnp.mean((pred - batch["y"]) ** 2)
+
+
+def regressor_profile(model: SequenceRegressor, variables, x_bti, y_b, lengths_b=None, *, jacobian=True):
+    """``regressor_gradient_profile`` and, along the same inputs, the layer's Lyapunov exponents
+    (``diagnostics.layer_lyapunov_exponents``): ``(grad_t [T], jac_t [T], lambda_k [K])``."""
+    grad_t, jac_t = regressor_gradient_profile(model, variables, x_bti, y_b, lengths_b, jacobian=jacobian)
+    exponents = diagnostics.layer_lyapunov_exponents(model.layer, recurrent_params(variables), x_bti, lengths_b)
+    return grad_t, jac_t, exponents
+
+
 class LanguageModel(nn.Module):
     """The seeds' text generator: ``Embed -> RNN stack -> Dense(vocab)``.
 

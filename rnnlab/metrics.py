@@ -35,6 +35,22 @@ def first_nonfinite_step(steps_n, *values_sn) -> list:
     return [None if ok.all() else int(np.asarray(steps_n)[np.argmin(ok)]) for ok in ok_sn]
 
 
+def divergence_summary(steps_n, loss_sn, grad_norm_sn, seeds_s) -> dict:
+    """How a group of seeds' training went, from its logged losses and gradient norms ``[S, N]``:
+    where each seed first went non-finite (``diverged_at_step``, None if never, and in words),
+    the largest gradient norm (inf once one overflowed), the median final loss and the steps
+    every seed completed."""
+    first_bad = first_nonfinite_step(steps_n, loss_sn, grad_norm_sn)
+    diverged = ", ".join(f"seed {s} at step {b}" for s, b in zip(seeds_s, first_bad) if b)
+    return {
+        "diverged": f"non-finite loss or gradient: {diverged}" if diverged else None,
+        "diverged_at_step": first_bad,
+        "max_grad_norm": float(np.nanmax(grad_norm_sn)),
+        "final_loss_median": float(np.median(np.asarray(loss_sn)[:, -1])),
+        "steps_completed": min((b - 1 for b in first_bad if b), default=int(np.asarray(steps_n)[-1])),
+    }
+
+
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
     """``[true class, predicted class]`` counts."""
     matrix = np.zeros((num_classes, num_classes), np.int64)

@@ -1,0 +1,186 @@
+"""Per-model flags, declared once and shared by the research scripts.
+
+``--model-hidden MODEL=H``, ``--model-clip MODEL=RULE``, ``--model-options MODEL=KEY:X,...``
+and ``--model-path MODEL=PATH`` set one model's hidden size, gradient clipping, cell options
+and execution path; ``ModelSpec`` is one model as the flags set it.  A script's config
+inherits ``PerModelConfig`` for the options and the path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+
+from rnnlab import zoo
+from rnnlab.experiment.cli import BaseConfig, ConfigError, flag
+from rnnlab.unroll import PATHS, resolve_path
+from rnnlab.zoo import MODELS
+
+
+def per_model(field: str, entries: tuple[str, ...], models: tuple[str, ...], parse) -> dict:
+    """``("lstm=40", "rnn=80")`` -> ``{"lstm": parse("40"), "rnn": parse("80")}``: a per-model
+    setting (``--model-hidden``, ``--model-clip``).  A ``ConfigError`` naming the flag for an
+    entry without ``=``, a model not in ``models``, a model named twice or a value ``parse``
+    refuses (it raises ``ValueError`` with the reason).  An entry for a model the run does not
+    train is ignored, so a script's defaults can name models a user leaves out."""
+    out = {}
+    for entry in entries:
+        name, sep, text = entry.partition("=")
+        if not sep:
+            raise ConfigError(f"{flag(field)} takes MODEL=VALUE entries, got {entry!r}")
+        if name not in models:
+            raise ConfigError(f"{flag(field)} names an unknown model {name!r}; choose one of {', '.join(models)}")
+        if name in out:
+            raise ConfigError(f"{flag(field)} names {name!r} twice")
+        try:
+            out[name] = parse(text)
+        except ValueError as e:
+            raise ConfigError(f"{flag(field)} {entry!r}: {e}") from None
+    return out
+
+
+def positive_int(text: str) -> int:
+    value = int(text) if text.strip().lstrip("-").isdigit() else None
+    if value is None or value < 1:
+        raise ValueError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+CLIP_RULES = ("off", "norm:X", "value:X")
+
+
+def clip_rule(text: str) -> dict[str, float]:
+    """``"off"``, ``"norm:X"`` (``clip_by_global_norm(X)``) or ``"value:X"`` (each gradient entry
+    clipped to ±X, as the uRNN authors clip) -> ``{"clip_norm": ..., "clip_value": ...}`` (0 = off)."""
+    if text == "off":
+        return {"clip_norm": 0.0, "clip_value": 0.0}
+    kind, _, bound = text.partition(":")
+    try:
+        value = float(bound)
+    except ValueError:
+        value = math.nan
+    if kind not in ("norm", "value") or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"a clip rule is one of {', '.join(CLIP_RULES)} with X > 0, got {text!r}")
+    return {"clip_norm": value if kind == "norm" else 0.0, "clip_value": value if kind == "value" else 0.0}
+
+
+def model_hidden(cfg, name: str) -> int:
+    """Model ``name``'s hidden size: its ``--model-hidden`` entry, else ``--hidden``."""
+    return per_model("model_hidden", cfg.model_hidden, tuple(MODELS), positive_int).get(name, cfg.hidden)
+
+
+def model_clip(cfg, name: str) -> dict[str, float] | None:
+    """Model ``name``'s ``--model-clip`` rule as ``{"clip_norm", "clip_value"}``, or None (the run's own)."""
+    return per_model("model_clip", cfg.model_clip, tuple(MODELS), clip_rule).get(name)
+
+
+def cell_options(text: str) -> dict[str, float]:
+    """``"r_min:0.9,r_max:0.999"`` -> ``{"r_min": 0.9, "r_max": 0.999}``: options for a model's cell."""
+    out = {}
+    for item in text.split(","):
+        key, sep, value = item.partition(":")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise ValueError(f"cell options are KEY:NUMBER entries joined by commas, got {item!r}")
+    return out
+
+
+def model_options(cfg, name: str) -> dict[str, float]:
+    """Model ``name``'s ``--model-options`` (its cell's options, e.g. the LRU's ring), else ``{}``."""
+    return per_model("model_options", getattr(cfg, "model_options", ()), tuple(MODELS), cell_options).get(name, {})
+
+
+def execution_path(text: str) -> str:
+    if text not in PATHS:
+        raise ValueError(f"a path is one of {', '.join(PATHS)}, got {text!r}")
+    return text
+
+
+def model_path(cfg, name: str) -> str | None:
+    """Model ``name``'s ``--model-path`` (an execution path, ``rnnlab.unroll.PATHS``), else None (its cell's default)."""
+    return per_model("model_path", getattr(cfg, "model_path", ()), tuple(MODELS), execution_path).get(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One model as the run's flags set it (hashable, so a script can cache its programs on it):
+    its name, hidden size (``--model-hidden``), cell options (``--model-options``) and execution
+    path (``--model-path``; None is its cell's default)."""
+
+    name: str
+    hidden: int
+    cell_options: tuple[tuple[str, float], ...] = ()
+    path: str | None = None
+
+    def layer(self, *, cell_options=None, **layer_options):
+        """``zoo.make_layer`` of this model (``cell_options`` add to the spec's, e.g. a swept radius)."""
+        options = dict(self.cell_options) | (cell_options or {})
+        return zoo.make_layer(self.name, self.hidden, cell_options=options, path=self.path, **layer_options)
+
+    def resolved_path(self) -> str:
+        """The path the model runs: ``path``, or its cell's default."""
+        return resolve_path(_probe_cell(self.name, **dict(self.cell_options)), self.path)
+
+
+def _probe_cell(name: str, **options):
+    """Model ``name``'s cell at a tiny size, to read its kind and options (chrono's T_max must exceed 2)."""
+    return zoo.make_cell(name, 3, t_max=3, **options)
+
+
+def model_spec(cfg, name: str) -> ModelSpec:
+    """Model ``name`` as the run trains it."""
+    return ModelSpec(
+        name,
+        model_hidden(cfg, name) if hasattr(cfg, "model_hidden") else cfg.hidden,
+        tuple(sorted(model_options(cfg, name).items())),
+        model_path(cfg, name),
+    )
+
+
+def check_per_model(cfg) -> None:
+    """``ConfigError`` for a bad ``--model-hidden``, ``--model-clip`` or ``--model-options`` entry
+    (for ``Config.check``); the options of each model the run trains must build its cell."""
+    if hasattr(cfg, "model_hidden"):
+        model_hidden(cfg, "")
+    if hasattr(cfg, "model_clip"):
+        model_clip(cfg, "")
+    for name in getattr(cfg, "models", ()):
+        try:
+            resolve_path(_probe_cell(name), model_path(cfg, name))
+        except ValueError as e:
+            raise ConfigError(f"--model-path {name}: {e}") from None
+        options = model_options(cfg, name)
+        if not options:
+            continue
+        # make_cell's own keywords (forget_bias, t_max) come from the script, not from the cell options
+        own = sorted(set(options) & set(inspect.signature(zoo.make_cell).parameters))
+        if own:
+            raise ConfigError(f"--model-options: {name}'s {own[0]} is set by the script, not as a cell option")
+        accepted = {f.name for f in dataclasses.fields(_probe_cell(name))} - {"hidden_size"}
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            raise ConfigError(
+                f"--model-options: {name} has no option {unknown[0]!r}; its cell takes {', '.join(sorted(accepted))}"
+            )
+        try:
+            _probe_cell(name, **options)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"--model-options {name}: {e}") from None
+
+
+@dataclasses.dataclass
+class PerModelConfig(BaseConfig):
+    """The per-model flags every research script takes (``MODEL=VALUE`` entries, checked by
+    ``check_per_model``).  A script that also sets sizes or clipping per model adds
+    ``model_hidden`` / ``model_clip`` (``model_hidden``, ``model_clip`` read them)."""
+
+    model_options: tuple[str, ...] = ()  # MODEL=KEY:X,KEY:X: a model's cell options, e.g. lru=r_min:0.9
+    model_path: tuple[str, ...] = ()  # MODEL=PATH: a model's execution path (rnnlab.unroll.PATHS)
+
+    def check(self) -> None:
+        super().check()
+        check_per_model(self)
