@@ -71,7 +71,6 @@ class Config(PerModelConfig):
     # MODEL=RULE (off, norm:X, value:X) replaces the --clip-norm axis for that model, e.g. the
     # uRNN authors' "rnn=value:1 lstm=value:1 exprnn=off"
     model_clip: tuple[str, ...] = ()
-    # MODEL=KEY:X,KEY:X sets a cell's options, e.g. lru=r_min:0.9,r_max:0.999,max_phase:0.628
     forget_bias: tuple[float, ...] = (1.0,)  # LSTM only
     test_size: int = option(1000, ge=1)
 

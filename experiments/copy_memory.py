@@ -81,7 +81,6 @@ class Config(PerModelConfig):
     # expRNN's orthogonal generators (a_hh) train at their own rate: its authors' README says lr / 10
     orthogonal_learning_rate: float = option(1e-4, gt=0.0)
     rmsprop_decay: float = option(0.99, ge=0.0, lt=1.0)  # torch's alpha, as in lezcano/expRNN
-    # MODEL=KEY:X,KEY:X sets a cell's options, e.g. lru=r_min:0.9,r_max:0.999,max_phase:0.628
     clip: str = "off"  # off, norm:X (global norm) or value:X (each entry to ±X)
     # MODEL=RULE overrides --clip; the default clips the tanh RNN and the LSTM as the uRNN authors did
     model_clip: tuple[str, ...] = ("rnn=value:1", "lstm=value:1")
