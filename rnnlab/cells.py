@@ -12,8 +12,10 @@ multiply by a weight themselves:
 
     xp = cell.project_inputs(params, x)              # x W_ih^T + b_ih        (over all steps at once, if wanted)
     hp = cell.project_recurrent(params, carry)       # h W_hh^T + b_hh, u * h, ...  (inherently sequential)
-    carry, y = cell.gates(carry, proj, elementwise)  # elementwise arithmetic; proj = (xp + hp,) or (xp, hp)
-    d_carry = cell.recurrent_vjp(params, carry, dhp) # the VJP of project_recurrent: what the fused backward needs
+    proj = cell.projector(params)(x, carry)          # (xp + hp,) or (xp, hp); the projector built once per scan
+    carry, y = cell.gates(carry, proj, elementwise)  # elementwise arithmetic
+    d_carry = cell.recurrent_vjp(params, d_carry, dhp)  # += the VJP of project_recurrent: the fused backward, per step
+    d_params, dx = cell.projection_vjp(params, x_ni, carries_n, d_proj_n)  # ... and over all steps at once
 
 ``DenseCell`` implements the contract for a dense recurrent matrix (Elman, LSTM, GRU: params in
 PyTorch's layout, gates fused along the first axis: ``w_ih [G*H, I]``, ``w_hh [G*H, H]``,
@@ -104,12 +106,22 @@ class SequentialCell(Protocol):
     def project_recurrent(self, params: Params, carry) -> jax.Array:
         """The recurrent part ``[..., P]`` from the previous carry; affine in the carry."""
 
-    def recurrent_vjp(self, params: Params, carry, d_hp: jax.Array) -> Any:
-        """``(d hp / d carry)^T d_hp``: a carry-shaped gradient (zero where the projection
-        does not read the carry)."""
+    def recurrent_vjp(self, params: Params, d_carry, d_hp: jax.Array) -> Any:
+        """``d_carry + (d hp / d carry)^T d_hp``: the recurrent projection's gradient added into
+        a carry-shaped gradient (``project_recurrent`` is affine in the carry, so no point is needed)."""
+
+    def projection_vjp(self, params: Params, x_ni, carries_n, d_proj_n) -> tuple[Params, jax.Array]:
+        """``(d params, d x)``: the VJP of both projections over ``N`` rows at once (inputs
+        ``x [N, I]``, previous carries, projection gradients as ``projections`` lays them out):
+        the fused backward's weight gradients, one matmul each for a dense cell."""
+
+    def projector(self, params: Params):
+        """``(x, carry) -> projections``, ``(xp + hp,)`` if ``sums_projections`` else ``(xp, hp)``,
+        with whatever does not change from step to step (transposed weights, summed biases)
+        computed once: a scan calls it outside its loop."""
 
     def projections(self, params: Params, x: jax.Array, carry) -> tuple[jax.Array, ...]:
-        """``(xp + hp,)`` if ``sums_projections`` else ``(xp, hp)``."""
+        """``projector(params)(x, carry)``."""
 
     def gates(self, carry, proj: tuple[jax.Array, ...], elementwise: Params):
         """The elementwise arithmetic of a step: ``(new carry, y [..., H])``."""
@@ -169,13 +181,26 @@ class CellBase:
     def recurrent_blocks(self, params: Params) -> jax.Array | None:
         return None
 
-    def recurrent_vjp(self, params: Params, carry, d_hp: jax.Array):
-        _, vjp = jax.vjp(lambda c: self.project_recurrent(params, c), carry)
-        return vjp(d_hp)[0]
+    def recurrent_vjp(self, params: Params, d_carry, d_hp: jax.Array):
+        _, vjp = jax.vjp(lambda c: self.project_recurrent(params, c), d_carry)  # affine: any point will do
+        return jax.tree.map(jnp.add, d_carry, vjp(d_hp)[0])
+
+    def projection_vjp(self, params: Params, x_ni, carries_n, d_proj_n):
+        _, vjp_inputs = jax.vjp(self.project_inputs, params, x_ni)
+        d_params_in, d_x_ni = vjp_inputs(d_proj_n[0])
+        _, vjp_recurrent = jax.vjp(lambda p: self.project_recurrent(p, carries_n), params)
+        (d_params_rec,) = vjp_recurrent(d_proj_n[-1])
+        return jax.tree.map(jnp.add, d_params_in, d_params_rec), d_x_ni
+
+    def projector(self, params: Params):
+        def project(x, carry):
+            xp, hp = self.project_inputs(params, x), self.project_recurrent(params, carry)
+            return (xp + hp,) if self.sums_projections else (xp, hp)
+
+        return project
 
     def projections(self, params: Params, x: jax.Array, carry) -> tuple[jax.Array, ...]:
-        xp, hp = self.project_inputs(params, x), self.project_recurrent(params, carry)
-        return (xp + hp,) if self.sums_projections else (xp, hp)
+        return self.projector(params)(x, carry)
 
     def step(self, params: Params, carry, x: jax.Array):
         return self.gates(carry, self.projections(params, x, carry), self.elementwise_params(params))
@@ -250,10 +275,32 @@ class DenseCell(CellBase):
         hp = self.carry_hidden(carry) @ params["w_hh"].T
         return hp + params["b_hh"] if self.use_bias else hp
 
-    def recurrent_vjp(self, params: Params, carry, d_hp: jax.Array):
-        """``d_hp W_hh`` into the hidden state; nothing into the rest of the carry."""
-        zeros = jax.tree.map(jnp.zeros_like, carry)
-        return self.replace_hidden(zeros, d_hp @ params["w_hh"])
+    def projector(self, params: Params):
+        """The projections with the weights transposed once and, when the gates read ``xp + hp``,
+        the two biases summed once: outside a scan's loop, where XLA's CPU backend does not hoist
+        them itself (benchmarks/README.md, "The cell contract")."""
+        w_ih_t, w_hh_t = params["w_ih"].T, params["w_hh"].T
+        b_ih, b_hh = params.get("b_ih"), params.get("b_hh")
+        affine = lambda a, w_t, b: a @ w_t if b is None else a @ w_t + b
+        if self.sums_projections:
+            b_sum = None if b_ih is None else b_ih + b_hh
+            return lambda x, carry: (affine(x, w_ih_t, b_sum) + self.carry_hidden(carry) @ w_hh_t,)
+        return lambda x, carry: (affine(x, w_ih_t, b_ih), affine(self.carry_hidden(carry), w_hh_t, b_hh))
+
+    def projection_vjp(self, params: Params, x_ni, carries_n, d_proj_n):
+        """``dW_ih = dxp^T x``, ``dW_hh = dhp^T h``, ``db = sum(dp)``, ``dx = dxp W_ih``: single matmuls
+        over all rows (``dxp = dhp`` when the gates read their sum, and then ``db_hh = db_ih``)."""
+        dxp, dhp = d_proj_n[0], d_proj_n[-1]
+        d_params = {"w_ih": dxp.T @ x_ni, "w_hh": dhp.T @ self.carry_hidden(carries_n)}
+        if self.use_bias:
+            d_params["b_ih"] = jnp.sum(dxp, axis=0)
+            d_params["b_hh"] = d_params["b_ih"] if self.sums_projections else jnp.sum(dhp, axis=0)
+        d_params |= {name: jnp.zeros_like(params[name]) for name in self.elementwise}
+        return d_params, dxp @ params["w_ih"]
+
+    def recurrent_vjp(self, params: Params, d_carry, d_hp: jax.Array):
+        """``dh += d_hp W_hh`` in the hidden state; the rest of the carry as it is."""
+        return self.replace_hidden(d_carry, self.carry_hidden(d_carry) + d_hp @ params["w_hh"])
 
     def gates(self, carry, proj, elementwise: Params):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -490,8 +537,8 @@ class IndRNNCell(CellBase):
     def project_recurrent(self, params, h):
         return params["u"] * h
 
-    def recurrent_vjp(self, params, h, d_hp):
-        return params["u"] * d_hp
+    def recurrent_vjp(self, params, d_h, d_hp):
+        return d_h + params["u"] * d_hp
 
     def gates(self, h, proj, elementwise):
         (z,) = proj
@@ -568,9 +615,9 @@ class CoRNNCell(CellBase):
     def project_recurrent(self, params, carry):
         return jnp.concatenate([carry.z, carry.y], axis=-1) @ params["w_hh"].T
 
-    def recurrent_vjp(self, params, carry, d_hp):
+    def recurrent_vjp(self, params, d_carry, d_hp):
         d_z, d_y = jnp.split(d_hp @ params["w_hh"], 2, axis=-1)
-        return CoRNNState(d_y, d_z)
+        return CoRNNState(d_carry.y + d_y, d_carry.z + d_z)
 
     def gates(self, carry, proj, elementwise):
         (s,) = proj

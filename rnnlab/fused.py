@@ -35,23 +35,14 @@ def recurrence(cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, scan_
     return _fused(cell, scan_unroll, params, x_tbi, carry0, mask_tb, eps_tbh)
 
 
-def tree_add(*trees):
-    return jax.tree.map(lambda *leaves: sum(leaves[1:], leaves[0]), *trees)
-
-
 def weight_gradients(cell, params, x_ni, carries_n, d_proj_n):
-    """``(d params, d x)`` from the projection gradients of ``N`` rows: one VJP of each of the
-    cell's projections over all rows (a single matmul each for a dense cell).
-
-    Computed in the gradients' dtype (float32 when a half-precision layer keeps its carry in
-    float32), then cast to each param's own dtype."""
+    """``(d params, d x)`` from the projection gradients of ``N`` rows: ``cell.projection_vjp``
+    (single matmuls for a dense cell), computed in the gradients' dtype (float32 when a
+    half-precision layer keeps its carry in float32), then cast to each param's own dtype."""
     dtype = d_proj_n[-1].dtype
     up = lambda tree: jax.tree.map(lambda a: a.astype(dtype), tree)
-    _, vjp_inputs = jax.vjp(cell.project_inputs, up(params), up(x_ni))
-    d_params_in, d_x_ni = vjp_inputs(d_proj_n[0].astype(dtype))
-    _, vjp_recurrent = jax.vjp(lambda p: cell.project_recurrent(p, up(carries_n)), up(params))
-    (d_params_rec,) = vjp_recurrent(d_proj_n[-1])
-    d_params = jax.tree.map(lambda d, p: d.astype(p.dtype), tree_add(d_params_in, d_params_rec), params)
+    d_params, d_x_ni = cell.projection_vjp(up(params), up(x_ni), up(carries_n), up(d_proj_n))
+    d_params = jax.tree.map(lambda d, p: d.astype(p.dtype), d_params, params)
     return d_params, d_x_ni.astype(x_ni.dtype)
 
 
@@ -86,8 +77,8 @@ def _backward(cell, scan_unroll, residuals, cotangents):
         )
         d_proj, d_prev, d_elem_t, d_eps_bh = vjp((d_carry, dy_bh))
         # the recurrent projection's path back into the previous carry
-        d_prev = tree_add(d_prev, cell.recurrent_vjp(params, carry_prev, d_proj[-1]))
-        return (d_prev, tree_add(d_elem, d_elem_t)), (d_proj, d_eps_bh)
+        d_prev = cell.recurrent_vjp(params, d_prev, d_proj[-1])
+        return (d_prev, jax.tree.map(jnp.add, d_elem, d_elem_t)), (d_proj, d_eps_bh)
 
     # The projections go in as the scan's inputs and their gradients come out as its
     # outputs.  (Writing the gradients over the saved projections in the carry, in place,

@@ -1,6 +1,7 @@
 """The scan of a sequential cell: one step inside ``jax.lax.scan``, and the scan of such steps.
 
-    carry, y_bh = update(cell, carry, cell.projections(params, x_bi, carry), elem, valid_b, eps_bh)
+    project = cell.projector(params)                             # loop invariants computed once
+    carry, y_bh = update(cell, carry, project(x_bi, carry), elem, valid_b, eps_bh)
     final, y_tbh = scan(cell, params, x_tbi, carry0, mask_tb)    # every step, in order
 
 ``update`` is the cell's gate arithmetic (``cell.gates``) plus the two things a scan adds
@@ -40,11 +41,11 @@ def scan(cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, scan_unroll
 
     ``remat`` recomputes each step in the backward pass (``jax.checkpoint``).  With ``save`` the
     outputs are ``(y, proj, carry_prev)`` per step: what the fused backward needs (``rnnlab.fused``)."""
-    elem = cell.elementwise_params(params)
+    project, elem = cell.projector(params), cell.elementwise_params(params)  # built once, outside the loop
 
     def step(carry, inputs):
         x_bi, valid_b, eps_bh = inputs
-        proj = cell.projections(params, x_bi, carry)
+        proj = project(x_bi, carry)
         new_carry, y_bh = update(cell, carry, proj, elem, valid_b, eps_bh)
         return new_carry, ((y_bh, proj, carry) if save else y_bh)
 

@@ -7,7 +7,18 @@ import pathlib
 import pytest
 
 PACKAGE = pathlib.Path(__file__).parents[1] / "rnnlab"
-PURE_CORE = ("cells", "linear", "scan", "fused", "unroll", "layers", "parametrizations", "zoo", "readout", "diagnostics")
+PURE_CORE = (
+    "cells",
+    "linear",
+    "scan",
+    "fused",
+    "unroll",
+    "layers",
+    "parametrizations",
+    "zoo",
+    "readout",
+    "diagnostics",
+)
 
 
 def module_name(path: pathlib.Path) -> str:

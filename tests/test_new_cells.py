@@ -127,3 +127,29 @@ def test_by_name_with_lengths_bidirectional_and_stacks(name, assert_close):
             atol=1e-6,
             rtol=1e-6,
         )
+
+
+def test_the_research_scripts_train_them_by_name(tmp_path):
+    """`--models indrnn cornn` in the adding problem and the copy task: trained (IndRNN's bound
+    kept by the scripts' constraint), evaluated, the copy task's gradient profile finite."""
+    from conftest import load_script
+
+    names = ["indrnn", "cornn"]
+    common = ["--quick", "--quiet", "--compile-cache", "off", "--steps", "20", "--seeds", "2", "--models", *names]
+    copy = load_script("copy_memory").main([*common, "--lengths", "6", "--hidden", "8", "--out", str(tmp_path / "c")])
+    adding = load_script("adding_problem").main(
+        [*common, "--seq-len", "12", "--hidden", "8", "--learning-rate", "0.5", "--out", str(tmp_path / "a")]
+    )
+    for name in names:
+        assert len(copy["final_loss"][name]["6"]["per_seed"]) == 2
+        assert np.all(np.isfinite(copy["gradient_norms"][name]["6"]["init"]))
+        assert np.isfinite(adding["models"][name]["points"][0]["test_mse"]["median"])
+
+
+def test_orthogonal_refuses_a_cell_without_a_dense_recurrent_matrix():
+    from rnnlab.linear import LRUBlock
+    from rnnlab.parametrizations import Orthogonal
+
+    for cell in (LRUBlock(8), IndRNNCell(8), CoRNNCell(8)):
+        with pytest.raises(ValueError, match=f"Orthogonal wraps .* {type(cell).__name__} has none"):
+            Orthogonal(RNN(cell))

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from rnnlab import validation
 from rnnlab.cells import SequentialCell
-from rnnlab.fused import tree_add, weight_gradients
+from rnnlab.fused import weight_gradients
 from rnnlab.layers import RNN
 from rnnlab.scan import update
 from rnnlab.unroll import check_params, prepare, resolve_path
@@ -164,7 +164,7 @@ def _wave_inputs(cell, carry_l, x_bp, scale_lbh):
 
 
 def _wave_projections(cell, stacked, u_lbp, carry_l):
-    return jax.vmap(cell.projections)(stacked, u_lbp, carry_l)
+    return jax.vmap(lambda p, u, c: cell.projector(p)(u, c))(stacked, u_lbp, carry_l)
 
 
 def _wave_update(cell, carry_l, proj_l, valid_lb):
@@ -212,7 +212,7 @@ def _fused_wavefront_backward(cell, unroll, residuals, cotangents):
         dy_lbh = jnp.zeros((len(valid_lb),) + dy_bh.shape, dy_bh.dtype).at[-1].set(dy_bh)
         _, vjp = jax.vjp(lambda proj, carry: _wave_update(cell, carry, proj, valid_lb), proj_l, carry_l)
         d_proj, d_prev = vjp((d_carry_l, dy_lbh))
-        d_prev = tree_add(d_prev, jax.vmap(cell.recurrent_vjp)(stacked, carry_l, d_proj[-1]))
+        d_prev = jax.vmap(cell.recurrent_vjp)(stacked, d_prev, d_proj[-1])
         # layer l's input was layer l-1's hidden state (scaled): its gradient goes down one layer
         d_u_lbh = jax.vmap(input_vjp)(above, u_lbp[1:], d_proj[0][1:])[..., :hidden] * scale_lbh
         d_h_lbh = cell.carry_hidden(d_prev).at[:-1].add(d_u_lbh)
