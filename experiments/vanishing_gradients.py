@@ -7,16 +7,13 @@ at initialisation and after --steps Adam steps (Arjovsky, Shah & Bengio 2016):
     norm ||dh_T/dh_t||_2, and the largest Lyapunov exponents lambda_i of the tangent
     dynamics, whose exp(lambda_1) is the factor per step the gradient should decay by.
 
-Then the initialisation sweeps that decide the picture -- the RNN's recurrent spectral
-radius (vanishing below 1, Pascanu et al. 2013) and the LSTM's forget-gate bias -- and
-gradient clipping in the exploding regime.  Every part is a sweep (``rnnlab.sweep``):
-few compiled programs (lengths of similar size share one: ``--pad-lengths``), the points
-spread over every device (and every process of a multi-process run).
+Then the initialisation sweeps that decide the picture (the RNN's spectral radius, Pascanu
+et al. 2013; the LSTM's forget-gate bias) and gradient clipping in the exploding regime.  Every
+part is a sweep (``rnnlab.sweep``): few compiled programs (lengths of similar size share one:
+``--pad-lengths``), the points spread over every device and process.
 
     python experiments/vanishing_gradients.py            # the default, about a minute on 2 CPU cores
-    python experiments/vanishing_gradients.py --quick    # about 20 seconds
-
-Writes config.json, metrics.jsonl, results.json and PNG figures to --out.
+    python experiments/vanishing_gradients.py --quick    # about 20 seconds; figures and results.json in --out
 """
 
 from __future__ import annotations
@@ -97,9 +94,10 @@ def init_fn(cfg, name: str, rescaled: bool = False):
     return lambda key, p: initializer(model_spec(cfg, name), rescaled, t_max(p))(key, *fb_radius(p))
 
 
-def apply_layer(cfg, name: str):
-    """The layer of ``name`` for applying params (its init options, T_max included, do not matter)."""
-    return model_spec(cfg, name).layer(t_max=max(cfg.lengths + (cfg.sweep_length, 3)))
+def apply_layer(cfg, name: str, lengths=()):
+    """The layer of ``name`` for applying params: T_max matters only where it sets a constraint (IndRNN)."""
+    t_max = max(lengths) if zoo.MODELS[name].t_max_constrains else max(cfg.lengths + (cfg.sweep_length, 3))
+    return model_spec(cfg, name).layer(t_max=t_max)
 
 
 def point_keys(cfg, sweep: Sweep):
@@ -124,9 +122,9 @@ def profile_fn(layer, jacobian: bool):
     return functools.partial(regressor_profile, SequenceRegressor(layer), jacobian=jacobian)
 
 
-def measure(cfg, name: str, sweep: Sweep, params_s, batch_s, jacobian: bool = True):
+def measure(cfg, layer, sweep: Sweep, params_s, batch_s, jacobian: bool = True):
     """Every point's ``profile_fn`` in one program, in float64 unless ``--no-float64``."""
-    profile = profile_fn(apply_layer(cfg, name), jacobian and cfg.jacobian)
+    profile = profile_fn(layer, jacobian and cfg.jacobian)
     with jax.enable_x64(cfg.float64):
         dtype = np.float64 if cfg.float64 else np.float32
         params_s, x, y = jax.tree.map(lambda a: np.asarray(a, dtype), (params_s, batch_s["x"], batch_s["y"]))
@@ -138,7 +136,7 @@ def train_and_measure(cfg, run, name: str, lengths: tuple[int, ...]) -> dict[int
 
     Returns ``{T: {"curve": (steps, losses [S_T, N]), phase: {"grad", "jac" [S_T, T], "radii", "sv" [S_T, G],
     "lyap" [S_T, K]}}}``."""
-    max_T, tag, layer = max(lengths), f"{name}/T{'-'.join(map(str, lengths))}", apply_layer(cfg, name)
+    max_T, tag, layer = max(lengths), f"{name}/T{'-'.join(map(str, lengths))}", apply_layer(cfg, name, lengths)
     sweep = Sweep(grid(T=lengths, seed=range(cfg.seeds)))
     keys, measure_batch = point_keys(cfg, sweep), adding_rows(cfg, sweep, lambda T: 10**6, cfg.measure_size, max_T)(0)
     params = {"init": init_params(sweep, init_fn(cfg, name), keys)}
@@ -152,7 +150,7 @@ def train_and_measure(cfg, run, name: str, lengths: tuple[int, ...]) -> dict[int
     rows = {T: np.flatnonzero(sweep.column("T") == T) for T in lengths}
     out = {T: {"curve": (steps, loss_sn[rows[T]])} for T in lengths}
     for phase in PHASES:
-        grad_st, jac_st, lyap_sk = map(np.asarray, measure(cfg, name, sweep, params[phase], measure_batch))
+        grad_st, jac_st, lyap_sk = map(np.asarray, measure(cfg, layer, sweep, params[phase], measure_batch))
         radii, sv = diagnostics.gate_spectra(layer, recurrent_params(params[phase]))
         for T, r in rows.items():
             out[T][phase] = {
@@ -178,7 +176,9 @@ def init_sweep(cfg, name: str, column: str, values) -> dict:
     sweep = Sweep(grid(**{column: values}, seed=range(cfg.seeds), T=[T]))
     params = init_params(sweep, init_fn(cfg, name, rescaled=column == "radius"), point_keys(cfg, sweep))
     batch = adding_rows(cfg, sweep, lambda T: 10**6, cfg.measure_size, T)(0)
-    grad_st = np.asarray(measure(cfg, name, sweep, params, batch, jacobian=False)[0])  # gradient norms only
+    grad_st = np.asarray(
+        measure(cfg, apply_layer(cfg, name, [T]), sweep, params, batch, jacobian=False)[0]
+    )  # gradient norms only
     ratio = lambda g_st: over_seeds([diagnostics.decay_ratio(g) for g in g_st])["median"]
     rows = {v: grad_st[sweep.column(column) == v] for v in values}
     return {str(v): dict(diagnostics.summarize(g_st), ratio_median=ratio(g_st)) for v, g_st in rows.items()}
@@ -223,7 +223,8 @@ def main(argv=None):
     curves = {}  # training loss, by model and T
     with parallel.CompileStats() as compile_stats:
         for name in cfg.models:  # 1-2. gradient norm through time, at init and after training
-            for lengths in length_groups(cfg.lengths, cfg.pad_lengths):
+            pad = "never" if zoo.MODELS[name].t_max_constrains else cfg.pad_lengths  # one T_max per program
+            for lengths in length_groups(cfg.lengths, pad):
                 for T, measured in train_and_measure(cfg, run, name, lengths).items():
                     curves.setdefault(name, {})[str(T)] = measured["curve"]
                     for key, value in model_results(cfg, measured).items():

@@ -34,6 +34,7 @@ class NamedModel:
     color: str = "tab:gray"
     wrap: Callable[[RNN], object] | None = None
     needs_t_max: bool = False  # chrono: T_max, the longest dependency (usually the sequence length)
+    t_max_constrains: bool = False  # T_max also sets the training constraint (IndRNN's bound): one T per program
     takes_forget_bias: bool = False  # its cell takes make_cell's forget_bias (may be traced: a sweep over it)
     plain: bool = False  # a cell with its standard init: the applications' --cell choices
 
@@ -142,6 +143,7 @@ MODELS: dict[str, NamedModel] = {
         color="firebrick",
         cell=lambda H, t_max, **o: IndRNNCell(H, t_max=float(t_max), **o),
         needs_t_max=True,
+        t_max_constrains=True,
     ),
     "cornn": NamedModel(
         "coRNN, dt 0.06, gamma 66, eps 15",
