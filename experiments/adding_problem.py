@@ -58,6 +58,7 @@ class Config(PerModelConfig):
     # rnn, lstm, gru, irnn, ... and the remedies lstm_chrono, gru_chrono, rnn_orthogonal, exprnn
     models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=tuple(MODELS))
     hidden: int = option(64, ge=1)
+    num_layers: int = option(1, ge=1)  # a stack (the IndRNN paper's adding model has 2 layers)
     model_hidden: tuple[str, ...] = ()  # MODEL=H overrides --hidden (the uRNN paper: 128, its uRNN 512)
     batch_size: int = option(50, ge=1)
     seeds: int = option(3, ge=1)
@@ -109,11 +110,13 @@ def optimizer_config(cfg: Config, learning_rate: float, clip_norm: float = 1.0, 
 
 
 @functools.cache
-def initializer(spec: ModelSpec, dummy_shape: tuple[int, ...]):
+def initializer(spec: ModelSpec, dummy_shape: tuple[int, ...], num_layers: int = 1):
     """Jitted ``(key, forget_bias) -> params``: one compile for every point of a model."""
     T = dummy_shape[1]  # chrono's T_max: the sequence length
     return jax.jit(
-        lambda key, fb: SequenceRegressor(spec.layer(t_max=T, forget_bias=fb)).init(key, jnp.zeros(dummy_shape))
+        lambda key, fb: SequenceRegressor(spec.layer(t_max=T, forget_bias=fb, num_layers=num_layers)).init(
+            key, jnp.zeros(dummy_shape)
+        )
     )
 
 
@@ -121,9 +124,11 @@ def train_model(name: str, cfg: Config, run: RunDir):
     """Train every grid point x seed of one model in one program; returns the sweep, model and params ``[S, ...]``."""
     sweep = Sweep(grid_points(name, cfg))
     spec = model_spec(cfg, name)
-    model = SequenceRegressor(spec.layer(t_max=cfg.seq_len))  # init options do not change apply
+    model = SequenceRegressor(
+        spec.layer(t_max=cfg.seq_len, num_layers=cfg.num_layers)
+    )  # init options do not change apply
     dummy_x = synthetic.TASKS[cfg.variant](0, 1, cfg.seq_len)["x"]
-    init = initializer(spec, dummy_x.shape)
+    init = initializer(spec, dummy_x.shape, cfg.num_layers)
     seed_keys = jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), 1), cfg.seeds)
     optimizer = make_optimizer(optimizer_config(cfg, cfg.learning_rate[0]), cfg.steps)
     state = train_sweep(

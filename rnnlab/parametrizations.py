@@ -122,3 +122,42 @@ class Orthogonal:
         """``RNN.apply`` (same arguments and results) with the materialised params."""
         validation.check_tree_shapes("params", params, self.param_specs(self.layer.params_input_size(params)))
         return self.layer.apply(self.materialize(params), x, lengths, initial_carry, **options)
+
+
+@dataclasses.dataclass(frozen=True)
+class IndRNNStack:
+    """A stack of IndRNN layers with the authors' per-layer init: ``u ~ U(0, U_bound)`` in every
+    layer but the last, ``U(1/U_bound, U_bound)`` in the last, the one the output reads
+    (Sunnydreamrain/IndRNN_Theano_Lasagne ``adding/adding.py``; their README: "only the last
+    one not all").  One layer is the last layer.  Nothing else differs from ``layer``.
+
+    >>> import jax
+    >>> from rnnlab.cells import IndRNNCell
+    >>> stack = IndRNNStack(RNN(IndRNNCell(512, t_max=100), num_layers=2))
+    >>> params = stack.init(jax.random.key(0), input_size=2)
+    >>> bool(params["l0"]["fwd"]["u"].min() < 0.1), bool(params["l1"]["fwd"]["u"].min() > 0.99)
+    (True, True)
+    """
+
+    layer: RNN
+
+    def __post_init__(self):
+        if "u" not in self.layer.cell.param_specs(1) or not hasattr(self.layer.cell, "u_init"):
+            raise ValueError(f"IndRNNStack wraps a layer of IndRNNCell, got {type(self.layer.cell).__name__}")
+
+    def __getattr__(self, name):
+        if name == "layer" or name.startswith("__"):  # not set yet (copying, unpickling)
+            raise AttributeError(name)
+        return getattr(self.layer, name)
+
+    def init(self, key: jax.Array, input_size: int, dtype=jnp.float32):
+        """``RNN.init`` with the same keys; the layers below the last re-drawn with ``u_init="uniform"``."""
+        params = self.layer.init(key, input_size, dtype)
+        lower = dataclasses.replace(self.layer.cell, u_init="uniform")
+        directions = DIRECTIONS[: self.layer.num_directions]
+        keys = jax.random.split(key, self.layer.num_layers * len(directions))
+        for layer in range(self.layer.num_layers - 1):
+            for d, name in enumerate(directions):
+                size = self.layer.layer_input_size(layer, input_size)
+                params[f"l{layer}"][name] = lower.init(keys[layer * len(directions) + d], size, dtype)
+        return params

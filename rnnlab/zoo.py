@@ -18,7 +18,7 @@ from collections.abc import Callable
 from rnnlab.cells import CoRNNCell, ElmanCell, GRUCell, IndRNNCell, LSTMCell
 from rnnlab.layers import RNN
 from rnnlab.linear import LRUBlock, MinGRUCell, MinLSTMCell
-from rnnlab.parametrizations import Orthogonal
+from rnnlab.parametrizations import IndRNNStack, Orthogonal
 from rnnlab.unroll import Cell
 
 
@@ -139,9 +139,11 @@ MODELS: dict[str, NamedModel] = {
     "indrnn": NamedModel(
         "IndRNN, |u| <= 2^(1/{t_max})",
         "IndRNN (Li et al. 2018) as in the authors' adding-problem code: h = relu(W x + u * h + b), "
-        "W ~ N(0, 0.001^2), b = 0, u ~ U(2^(-1/T_max), 2^(1/T_max)), |u| clipped to 2^(1/T_max) after each step",
+        "W ~ N(0, 0.001^2), b = 0, u ~ U(2^(-1/T_max), 2^(1/T_max)) in the last layer and U(0, 2^(1/T_max)) "
+        "below it, |u| clipped to 2^(1/T_max) after each step",
         color="firebrick",
         cell=lambda H, t_max, **o: IndRNNCell(H, t_max=float(t_max), **o),
+        wrap=IndRNNStack,
         needs_t_max=True,
         t_max_constrains=True,
     ),

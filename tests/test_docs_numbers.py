@@ -103,6 +103,21 @@ def test_the_remedies_sentence():
     )
 
 
+def test_the_indrnn_and_cornn_sentence():
+    r = results("vanishing_gradients_indrnn_cornn")
+    ind, co = r["ratios"]["indrnn"]["500"], r["ratios"]["cornn"]["500"]
+    lyapunov = r["lyapunov"]["cornn"]["500"]["init"]
+    bound = r["spectral_radii"]["indrnn"]["500"]["trained"][0]
+    assert bound <= 2 ** (1 / 500) + 1e-7  # the constraint keeps |u| within IndRNN's bound for T = 500
+    assert_quoted(
+        f"IndRNN keeps {g2(ind['init']['median'])} of the gradient",
+        f"and {e1(ind['trained']['median'])} after 100 steps",
+        f"largest `|u|` {bound:.6g} after training, inside the constraint's `2^(1/500)`",
+        f"keeps {e1(co['init']['median'])}: the damped oscillators",
+        f"lambda_1 = {lyapunov['exponent']:.3f} against a fitted decay of {lyapunov['gradient_decay']:.3f}",
+    )
+
+
 @pytest.mark.parametrize("name", ["vanishing_gradients", "vanishing_gradients_remedies"])
 def test_committed_results_say_how_they_were_made(name):
     run = results(name)

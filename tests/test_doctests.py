@@ -6,7 +6,14 @@ import importlib
 
 import pytest
 
-MODULES = ["rnnlab.cells", "rnnlab.linear", "rnnlab.layers", "rnnlab.unroll", "rnnlab.diagnostics"]
+MODULES = [
+    "rnnlab.cells",
+    "rnnlab.linear",
+    "rnnlab.layers",
+    "rnnlab.unroll",
+    "rnnlab.diagnostics",
+    "rnnlab.parametrizations",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
