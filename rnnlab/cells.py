@@ -141,8 +141,27 @@ class SequentialCell(Protocol):
 SEQUENTIAL_PATHS = ("fused", "autodiff", "remat")
 
 
+class CarryLayout:
+    """``initial_carry``, ``carry_hidden`` and ``replace_hidden`` from two class attributes:
+    ``carry_type``, a NamedTuple of ``[..., H]`` fields (None: the carry is ``h`` itself), and
+    ``hidden_field``, the field that holds ``h`` (the LSTM's ``h``, coRNN's ``y``)."""
+
+    carry_type: ClassVar[type | None] = None
+    hidden_field: ClassVar[str] = ""
+
+    def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32) -> Any:
+        zeros = jnp.zeros(tuple(batch_shape) + (self.hidden_size,), dtype)
+        return zeros if self.carry_type is None else self.carry_type(*[zeros] * len(self.carry_type._fields))
+
+    def carry_hidden(self, carry) -> jax.Array:
+        return carry if self.carry_type is None else getattr(carry, self.hidden_field)
+
+    def replace_hidden(self, carry, h: jax.Array):
+        return h if self.carry_type is None else carry._replace(**{self.hidden_field: h})
+
+
 @dataclasses.dataclass(frozen=True)
-class CellBase:
+class CellBase(CarryLayout):
     """What every sequential cell shares: the contract's plumbing, with defaults a new cell
     inherits.  A subclass gives ``init``, ``project_inputs``, ``project_recurrent`` and ``gates``;
     ``recurrent_vjp`` defaults to JAX's VJP of ``project_recurrent`` (exact: it is affine)."""
@@ -162,15 +181,6 @@ class CellBase:
 
     def input_size_of(self, params: Params) -> int:
         return input_size_of(self, params)
-
-    def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32) -> Any:
-        return jnp.zeros(tuple(batch_shape) + (self.hidden_size,), dtype)
-
-    def carry_hidden(self, carry) -> jax.Array:
-        return carry
-
-    def replace_hidden(self, carry, h: jax.Array):
-        return h
 
     def elementwise_params(self, params: Params) -> Params:
         return {name: params[name] for name in self.elementwise}
@@ -391,6 +401,8 @@ class LSTMCell(DenseCell):
     forget_bias: float | None = None
     chrono_t_max: float | None = None
     num_gates: ClassVar[int] = 4
+    carry_type: ClassVar[type] = LSTMState
+    hidden_field: ClassVar[str] = "h"
 
     def __post_init__(self):
         super().__post_init__()
@@ -411,16 +423,6 @@ class LSTMCell(DenseCell):
             params["b_ih"] = params["b_ih"].at[: 2 * H].set(jnp.concatenate([-b_f, b_f]))
             params["b_hh"] = params["b_hh"].at[: 2 * H].set(0.0)
         return params
-
-    def initial_carry(self, batch_shape=(), dtype=jnp.float32):
-        zeros = super().initial_carry(batch_shape, dtype)
-        return LSTMState(h=zeros, c=zeros)
-
-    def carry_hidden(self, carry):
-        return carry.h
-
-    def replace_hidden(self, carry, h):
-        return carry._replace(h=h)
 
     def gates(self, carry, proj, elementwise):
         (z,) = proj
@@ -585,6 +587,8 @@ class CoRNNCell(CellBase):
     dt: float = 0.06
     gamma: float = 66.0
     epsilon: float = 15.0
+    carry_type: ClassVar[type] = CoRNNState
+    hidden_field: ClassVar[str] = "y"
 
     def __post_init__(self):
         super().__post_init__()
@@ -598,16 +602,6 @@ class CoRNNCell(CellBase):
         k_x, k_h, k_b = jax.random.split(key, 3)
         uniform = lambda k, shape: jax.random.uniform(k, shape, dtype, -bound, bound)
         return {"w_ih": uniform(k_x, (H, input_size)), "w_hh": uniform(k_h, (H, 2 * H)), "b_ih": uniform(k_b, (H,))}
-
-    def initial_carry(self, batch_shape=(), dtype=jnp.float32):
-        zeros = super().initial_carry(batch_shape, dtype)
-        return CoRNNState(zeros, zeros)
-
-    def carry_hidden(self, carry):
-        return carry.y
-
-    def replace_hidden(self, carry, y):
-        return carry._replace(y=y)
 
     def project_inputs(self, params, x):
         return x @ params["w_ih"].T + params["b_ih"]

@@ -44,7 +44,7 @@ from typing import ClassVar, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 
-from rnnlab.cells import input_size_of
+from rnnlab.cells import CarryLayout, input_size_of
 from rnnlab.validation import check_positive_int, is_concrete
 
 LINEAR_PATHS = ("sequential", "associative")
@@ -105,7 +105,7 @@ class LRUState(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class LinearCellBase:
+class LinearCellBase(CarryLayout):
     """``LinearCell`` with real coefficients; subclasses give ``init``, ``coefficients`` and ``readout``."""
 
     hidden_size: int
@@ -118,15 +118,6 @@ class LinearCellBase:
     def param_specs(self, input_size: int, dtype=jnp.float32):
         params = jax.eval_shape(lambda: self.init(jax.random.key(0), input_size, dtype))
         return {name: jax.ShapeDtypeStruct(p.shape, p.dtype) for name, p in params.items()}
-
-    def initial_carry(self, batch_shape=(), dtype=jnp.float32):
-        return jnp.zeros(tuple(batch_shape) + (self.hidden_size,), dtype)
-
-    def carry_hidden(self, carry):
-        return carry
-
-    def replace_hidden(self, carry, h):
-        return h
 
     def input_size_of(self, params) -> int:
         return input_size_of(self, params)
@@ -301,6 +292,8 @@ class LRUBlock(LinearCellBase):
     r_min: float = 0.0
     r_max: float = 1.0
     max_phase: float = 2 * math.pi
+    carry_type: ClassVar[type] = LRUState
+    hidden_field: ClassVar[str] = "re"  # the real part is what the hidden perturbation moves
 
     def __post_init__(self):
         super().__post_init__()
@@ -345,16 +338,6 @@ class LRUBlock(LinearCellBase):
         """``diag(λ)``, complex: ``[1, H, H]``."""
         lam = self.eigenvalues(params)
         return jnp.diag(jax.lax.complex(lam.re, lam.im))[None]
-
-    def initial_carry(self, batch_shape=(), dtype=jnp.float32):
-        zeros = super().initial_carry(batch_shape, dtype)
-        return LRUState(zeros, zeros)
-
-    def carry_hidden(self, carry):
-        return carry.re
-
-    def replace_hidden(self, carry, h):
-        return carry._replace(re=h)
 
     def mul(self, u, v):
         return LRUState(u.re * v.re - u.im * v.im, u.re * v.im + u.im * v.re)
