@@ -19,9 +19,10 @@ multiply by a weight themselves:
 
 ``DenseCell`` implements the contract for a dense recurrent matrix (Elman, LSTM, GRU: params in
 PyTorch's layout, gates fused along the first axis: ``w_ih [G*H, I]``, ``w_hh [G*H, H]``,
-``b_ih [G*H]``, ``b_hh [G*H]``, the biases absent when ``use_bias=False``).  A new cell subclasses
-it and overrides what differs (``IndRNNCell``: a diagonal ``u``; ``CoRNNCell``: a carry ``(y, z)``);
-docs/extending.md walks through one written outside the package.
+``b_ih [G*H]``, ``b_hh [G*H]``, the biases absent when ``use_bias=False``); ``CellBase`` is the
+plumbing every cell shares.  A new dense cell subclasses ``DenseCell`` and writes ``gates``; any
+other recurrence subclasses ``CellBase`` (``IndRNNCell``: a diagonal ``u``; ``CoRNNCell``: a carry
+``(y, z)``).  docs/extending.md walks through one written outside the package.
 """
 
 from __future__ import annotations

@@ -210,3 +210,17 @@ def test_the_adding_problem_table():
         mse = run["models"][model]["points"][0]["test_mse"]
         wanted = [*mse["per_seed"], mse["median"]]
         assert len(cells) == len(wanted) and all(map(shown_as, wanted, cells)), (row, wanted)
+
+
+def test_the_indrnn_and_cornn_adding_runs_in_reproductions():
+    """docs/reproductions.md section 7 quotes the committed adding-problem runs of the two models."""
+    text = flowing((ROOT / "docs" / "reproductions.md").read_text())
+    fmt = lambda m: f"{m['median']:.2g} [{m['q25']:.2g}, {m['q75']:.2g}]"
+    for name, model in [
+        ("adding_indrnn_T100", "indrnn"),
+        ("adding_indrnn_1layer_T100", "indrnn"),
+        ("adding_indrnn_T500", "indrnn"),
+        ("adding_cornn_T100", "cornn"),
+    ]:
+        mse = results(name)["models"][model]["points"][0]["test_mse"]
+        assert fmt(mse) in text, f"reproductions.md does not quote {name}: {fmt(mse)}"
