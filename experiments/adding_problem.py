@@ -238,6 +238,7 @@ def save_figure(cfg: Config, run: RunDir, trained: dict, results: dict):
             baseline_label="predict 1" if cfg.variant == "adding" else "predict mean",
         )
     sizes = f"H={cfg.hidden}" if not cfg.model_hidden else "H per model"
+    sizes += f", {cfg.num_layers} layers" if cfg.num_layers > 1 else ""
     title = (
         f"{cfg.variant} problem, T={cfg.seq_len}, {sizes}, {cfg.optimizer}, batch {cfg.batch_size}, {cfg.steps} steps"
     )

@@ -3,6 +3,8 @@ figure) and returns the figure, so scripts save it and notebooks show it."""
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt  # headless machines fall back to Agg by themselves
 import numpy as np
 
@@ -57,7 +59,10 @@ def learning_curves(
     colors = colors or {}
     for model, (steps, losses_sn) in curves.items():
         color = colors.get(model, model_color(model))
-        band(ax, steps, losses_sn, f"{model} (median of {np.shape(losses_sn)[0]} seeds)", color, 0, 100)
+        label = textwrap.fill(
+            f"{model} (median of {np.shape(losses_sn)[0]} seeds)", 42
+        )  # a long name wraps, the axes keep their width
+        band(ax, steps, losses_sn, label, color, 0, 100)
     if baseline is not None:
         ax.axhline(baseline, color="k", ls="--", lw=1, label=f"{baseline_label} = {baseline:.3g}")
     ax.set_yscale("log")

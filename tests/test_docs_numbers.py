@@ -222,5 +222,7 @@ def test_the_indrnn_and_cornn_adding_runs_in_reproductions():
         ("adding_indrnn_T500", "indrnn"),
         ("adding_cornn_T100", "cornn"),
     ]:
-        mse = results(name)["models"][model]["points"][0]["test_mse"]
+        run = results(name)
+        mse = run["models"][model]["points"][0]["test_mse"]
         assert fmt(mse) in text, f"reproductions.md does not quote {name}: {fmt(mse)}"
+        assert f"{run['baseline_test_mse']:.3f} " in text  # the baseline it is compared with
