@@ -494,9 +494,10 @@ class IndRNNCell(CellBase):
     with ``input_std = 0.001``, ``b_ih = 0``, ``U_bound = mag^(1/t_max)`` with ``mag = 2``, and
     ``u ~ U(0, U_bound)`` (``u_init="uniform"``, their first layer) or
     ``U(mag^(-1/t_max), U_bound)`` (``"last_layer"``, the layer that feeds the output, the
-    default).  ``constrain`` clips ``u`` to ``[-U_bound, U_bound]``, which their training loop
-    does before every step.  Without ``t_max`` the bound is 1 and ``u ~ U(0, 1)`` (their README:
-    "the constraint can always set to [-1, 1]").
+    default with ``t_max``).  ``constrain`` clips ``u`` to ``[-U_bound, U_bound]``, which their
+    training loop does before every step.  Without ``t_max`` the bound is 1 and ``u ~ U(0, 1)``
+    (their README: "the constraint can always set to [-1, 1]"); ``mag`` or ``u_init="last_layer"``
+    given without ``t_max`` would have no effect and is refused.
 
     >>> import jax, jax.numpy as jnp
     >>> cell = IndRNNCell(4, t_max=100)
@@ -507,27 +508,32 @@ class IndRNNCell(CellBase):
     """
 
     t_max: float | None = None
-    mag: float = 2.0
-    u_init: str = "last_layer"
+    mag: float | None = None  # None: the authors' 2 (with t_max)
+    u_init: str | None = None  # None: "last_layer" with t_max, "uniform" without
     input_std: float = 0.001
 
     def __post_init__(self):
         super().__post_init__()
-        initializers.check_name("u_init", self.u_init, ("last_layer", "uniform"))
+        if self.u_init is not None:
+            initializers.check_name("u_init", self.u_init, ("last_layer", "uniform"))
         if self.t_max is not None and is_concrete(self.t_max) and not self.t_max >= 1:
             raise ValueError(f"IndRNN t_max must be >= 1 (the sequence length), got {self.t_max!r}")
-        if is_concrete(self.mag) and not self.mag > 1:
+        if self.mag is not None and is_concrete(self.mag) and not self.mag > 1:
             raise ValueError(f"IndRNN mag must be > 1 (U_bound = mag^(1/t_max)), got {self.mag!r}")
+        if self.t_max is None and (self.mag is not None or self.u_init == "last_layer"):
+            given = "mag" if self.mag is not None else "u_init='last_layer'"
+            raise ValueError(f"IndRNN {given} needs t_max (U_bound = mag^(1/t_max)); without t_max the bound is 1")
 
     @property
     def u_bound(self):
-        return 1.0 if self.t_max is None else self.mag ** (1.0 / self.t_max)
+        return 1.0 if self.t_max is None else (2.0 if self.mag is None else self.mag) ** (1.0 / self.t_max)
 
     def init(self, key, input_size: int, dtype=jnp.float32):
         check_positive_int("input_size", input_size)
         k_w, k_u = jax.random.split(key)
         H = self.hidden_size
-        low = 0.0 if self.u_init == "uniform" or self.t_max is None else 1.0 / self.u_bound
+        last_layer = self.u_init == "last_layer" or (self.u_init is None and self.t_max is not None)
+        low = 1.0 / self.u_bound if last_layer else 0.0
         return {
             "w_ih": self.input_std * jax.random.normal(k_w, (H, input_size), dtype),
             "b_ih": jnp.zeros((H,), dtype),

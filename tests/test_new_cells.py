@@ -90,6 +90,21 @@ def test_indrnn_init_and_constraint_are_the_authors():
     assert clipped["w_ih"] is wild["w_ih"]
 
 
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: IndRNNCell(4, mag=5.0), "IndRNN mag needs t_max"),
+        (lambda: IndRNNCell(4, u_init="last_layer"), "IndRNN u_init='last_layer' needs t_max"),
+        (lambda: IndRNNCell(4, t_max=10, mag=1.0), "IndRNN mag must be > 1"),
+        (lambda: IndRNNCell(4, t_max=10, u_init="ones"), "unknown u_init 'ones'"),
+        (lambda: CoRNNCell(4, dt=0.0), "coRNN dt must be > 0"),
+    ],
+)
+def test_an_option_that_cannot_apply_is_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
 def test_a_training_step_keeps_indrnn_inside_its_bound():
     """The constraint is applied after the optimiser's update, as the authors' loop clips before
     every step: a learning rate that pushes u past the bound leaves it on the bound."""
