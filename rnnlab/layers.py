@@ -15,7 +15,7 @@ Semantics are PyTorch's ``nn.RNN``/``nn.LSTM``/``nn.GRU``:
 
 Params: ``{"l0": {"fwd": cell_params, "bwd": cell_params}, "l1": ...}``
 (``"bwd"`` only when bidirectional).  Every layer and direction is one
-``rnnlab.scan.unroll``: one scan per layer and direction, on every backend.
+``rnnlab.unroll.unroll``: one scan per layer and direction, on every backend.
 Other batchings (both directions in one scan, the layer wavefront) are in
 ``rnnlab.experimental``, called on purpose.
 """
@@ -192,7 +192,7 @@ class RNN:
 
         ``hidden_perturbation``, for gradient diagnostics, is ``[D*L, B, T, H]``
         (``[D*L, T, B, H]`` if not batch_first), indexed like ``h_n``: slice k is
-        added to layer-direction k's hidden states (see ``rnnlab.scan.unroll``).
+        added to layer-direction k's hidden states (see ``rnnlab.unroll.unroll``).
         """
         x, lengths = self.check_inputs(params, x, lengths, initial_carry, hidden_perturbation)
         x, params = self.cast(x, params)

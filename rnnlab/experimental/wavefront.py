@@ -171,7 +171,7 @@ def _wave_update(cell, carry_l, proj_l, valid_lb):
     return jax.vmap(lambda c, p, v: update(cell, c, p, {}, v))(carry_l, proj_l, valid_lb)
 
 
-def _wave_scan(cell, unroll, stacked, carry0_l, inputs, *, remat=False, save=False):
+def _wave_scan(cell, scan_unroll, stacked, carry0_l, inputs, *, remat=False, save=False):
     """All wave steps: ``(final carry_l, top layer's outputs [S, B, H])``, and with ``save``
     each step's inputs, projections and previous carry for the fused VJP."""
 
@@ -182,21 +182,21 @@ def _wave_scan(cell, unroll, stacked, carry0_l, inputs, *, remat=False, save=Fal
         new_carry_l, y_lbh = _wave_update(cell, carry_l, proj_l, valid_lb)
         return new_carry_l, ((y_lbh[-1], (u_lbp, proj_l, carry_l)) if save else y_lbh[-1])
 
-    return jax.lax.scan(jax.checkpoint(step) if remat else step, carry0_l, inputs, unroll=unroll)
+    return jax.lax.scan(jax.checkpoint(step) if remat else step, carry0_l, inputs, unroll=scan_unroll)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _fused_wavefront(cell, unroll, stacked, carry0_l, inputs):
+def _fused_wavefront(cell, scan_unroll, stacked, carry0_l, inputs):
     # Not differentiated (inference): the plain scan, saving nothing.
-    return _wave_scan(cell, unroll, stacked, carry0_l, inputs)
+    return _wave_scan(cell, scan_unroll, stacked, carry0_l, inputs)
 
 
-def _fused_wavefront_forward(cell, unroll, stacked, carry0_l, inputs):
-    final_l, (y_sbh, saved) = _wave_scan(cell, unroll, stacked, carry0_l, inputs, save=True)
+def _fused_wavefront_forward(cell, scan_unroll, stacked, carry0_l, inputs):
+    final_l, (y_sbh, saved) = _wave_scan(cell, scan_unroll, stacked, carry0_l, inputs, save=True)
     return (final_l, y_sbh), (stacked, inputs, saved)
 
 
-def _fused_wavefront_backward(cell, unroll, residuals, cotangents):
+def _fused_wavefront_backward(cell, scan_unroll, residuals, cotangents):
     """Reverse scan over the L layers' state gradients: per step the cells' elementwise VJP,
     the recurrent projection's VJP into the previous carry and, for the layer below, the input
     projection's VJP (times the dropout scale); then every layer's weight gradients as one
@@ -220,7 +220,7 @@ def _fused_wavefront_backward(cell, unroll, residuals, cotangents):
 
     # projections in as scan inputs, their gradients out as outputs (as rnnlab.fused: O(T) under vmap)
     d_carry0_l, d_proj_sl = jax.lax.scan(
-        step, d_final_l, (proj_sl, carries_sl, u_slbp, valid_slb, scale_slbh, dy_sbh), reverse=True, unroll=unroll
+        step, d_final_l, (proj_sl, carries_sl, u_slbp, valid_slb, scale_slbh, dy_sbh), reverse=True, unroll=scan_unroll
     )
     # per layer, all wave steps as rows: [S, L, B, ...] -> [L, S*B, ...]
     rows = lambda a: jnp.moveaxis(a, 1, 0).reshape(a.shape[1], -1, a.shape[-1])

@@ -263,7 +263,7 @@ def from_flax(module, variables=None, dtype=jnp.float32):
             raise ValueError(
                 f"{kind}(reverse=True, keep_order=False) returns its outputs in reversed order and rnnlab "
                 "in input order: build it with keep_order=True (the same weights), or flip rnnlab's "
-                "outputs with rnnlab.scan.reverse_valid_prefix"
+                "outputs with rnnlab.unroll.reverse_valid_prefix"
             )
         cell, cell_params = _direction(module, params)
         layer = RNN(cell, batch_first=not module.time_major, reverse=module.reverse)
