@@ -142,10 +142,12 @@ class SequentialCell(Protocol):
 SEQUENTIAL_PATHS = ("fused", "autodiff", "remat")
 
 
-class CarryLayout:
-    """``initial_carry``, ``carry_hidden`` and ``replace_hidden`` from two class attributes:
-    ``carry_type``, a NamedTuple of ``[..., H]`` fields (None: the carry is ``h`` itself), and
-    ``hidden_field``, the field that holds ``h`` (the LSTM's ``h``, coRNN's ``y``)."""
+class CellDefaults:
+    """What sequential and linear cells share.  The carry methods come from two class
+    attributes: ``carry_type``, a NamedTuple of ``[..., H]`` fields (None: the carry is ``h``
+    itself), and ``hidden_field``, the field that holds ``h`` (the LSTM's ``h``, coRNN's ``y``).
+    The input matrix is ``w_ih [rows, I]`` with a bias ``b_ih``, as in every rnnlab cell; no
+    constraint; no fixed recurrent matrix."""
 
     carry_type: ClassVar[type | None] = None
     hidden_field: ClassVar[str] = ""
@@ -160,12 +162,29 @@ class CarryLayout:
     def replace_hidden(self, carry, h: jax.Array):
         return h if self.carry_type is None else carry._replace(**{self.hidden_field: h})
 
+    def input_size_of(self, params: Params) -> int:
+        try:
+            return int(params["w_ih"].shape[-1])
+        except (KeyError, TypeError, IndexError, AttributeError):
+            raise ValueError(f"params must be a dict with 'w_ih' [rows, I] for {type(self).__name__}") from None
+
+    def project_inputs(self, params: Params, x: jax.Array) -> jax.Array:
+        """``x W_ih^T + b_ih``."""
+        return x @ params["w_ih"].T + params["b_ih"]
+
+    def constrain(self, params: Params) -> Params:
+        return params
+
+    def recurrent_blocks(self, params: Params) -> jax.Array | None:
+        return None
+
 
 @dataclasses.dataclass(frozen=True)
-class CellBase(CarryLayout):
+class CellBase(CellDefaults):
     """What every sequential cell shares: the contract's plumbing, with defaults a new cell
-    inherits.  A subclass gives ``init``, ``project_inputs``, ``project_recurrent`` and ``gates``;
-    ``recurrent_vjp`` defaults to JAX's VJP of ``project_recurrent`` (exact: it is affine)."""
+    inherits.  A subclass gives ``init``, ``project_recurrent`` and ``gates`` (and ``project_inputs``
+    unless it is ``x W_ih^T + b_ih``); ``recurrent_vjp`` and ``projection_vjp`` default to JAX's VJPs
+    of the projections (exact: they are affine)."""
 
     hidden_size: int
 
@@ -180,17 +199,8 @@ class CellBase(CarryLayout):
         params = jax.eval_shape(lambda: self.init(jax.random.key(0), input_size, dtype))
         return {name: jax.ShapeDtypeStruct(p.shape, p.dtype) for name, p in params.items()}
 
-    def input_size_of(self, params: Params) -> int:
-        return input_size_of(self, params)
-
     def elementwise_params(self, params: Params) -> Params:
         return {name: params[name] for name in self.elementwise}
-
-    def constrain(self, params: Params) -> Params:
-        return params
-
-    def recurrent_blocks(self, params: Params) -> jax.Array | None:
-        return None
 
     def recurrent_vjp(self, params: Params, d_carry, d_hp: jax.Array):
         _, vjp = jax.vjp(lambda c: self.project_recurrent(params, c), d_carry)  # affine: any point will do
@@ -315,14 +325,6 @@ class DenseCell(CellBase):
 
     def gates(self, carry, proj, elementwise: Params):  # pragma: no cover - abstract
         raise NotImplementedError
-
-
-def input_size_of(cell, params) -> int:
-    """The input width of params whose input matrix is ``w_ih [rows, I]`` (every cell in rnnlab)."""
-    try:
-        return int(params["w_ih"].shape[-1])
-    except (KeyError, TypeError, IndexError, AttributeError):
-        raise ValueError(f"params must be a dict with 'w_ih' [rows, I] for {type(cell).__name__}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -540,14 +542,8 @@ class IndRNNCell(CellBase):
             "u": jax.random.uniform(k_u, (H,), dtype, low, self.u_bound),
         }
 
-    def project_inputs(self, params, x):
-        return x @ params["w_ih"].T + params["b_ih"]
-
     def project_recurrent(self, params, h):
         return params["u"] * h
-
-    def recurrent_vjp(self, params, d_h, d_hp):
-        return d_h + params["u"] * d_hp
 
     def gates(self, h, proj, elementwise):
         (z,) = proj
@@ -610,15 +606,8 @@ class CoRNNCell(CellBase):
         uniform = lambda k, shape: jax.random.uniform(k, shape, dtype, -bound, bound)
         return {"w_ih": uniform(k_x, (H, input_size)), "w_hh": uniform(k_h, (H, 2 * H)), "b_ih": uniform(k_b, (H,))}
 
-    def project_inputs(self, params, x):
-        return x @ params["w_ih"].T + params["b_ih"]
-
     def project_recurrent(self, params, carry):
         return jnp.concatenate([carry.z, carry.y], axis=-1) @ params["w_hh"].T
-
-    def recurrent_vjp(self, params, d_carry, d_hp):
-        d_z, d_y = jnp.split(d_hp @ params["w_hh"], 2, axis=-1)
-        return CoRNNState(d_carry.y + d_y, d_carry.z + d_z)
 
     def gates(self, carry, proj, elementwise):
         (s,) = proj

@@ -44,7 +44,7 @@ from typing import ClassVar, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 
-from rnnlab.cells import CarryLayout, input_size_of
+from rnnlab.cells import CellDefaults
 from rnnlab.validation import check_positive_int, is_concrete
 
 LINEAR_PATHS = ("sequential", "associative")
@@ -105,7 +105,7 @@ class LRUState(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class LinearCellBase(CarryLayout):
+class LinearCellBase(CellDefaults):
     """``LinearCell`` with real coefficients; subclasses give ``init``, ``coefficients`` and ``readout``."""
 
     hidden_size: int
@@ -118,16 +118,6 @@ class LinearCellBase(CarryLayout):
     def param_specs(self, input_size: int, dtype=jnp.float32):
         params = jax.eval_shape(lambda: self.init(jax.random.key(0), input_size, dtype))
         return {name: jax.ShapeDtypeStruct(p.shape, p.dtype) for name, p in params.items()}
-
-    def input_size_of(self, params) -> int:
-        return input_size_of(self, params)
-
-    def constrain(self, params):
-        return params
-
-    def recurrent_blocks(self, params):
-        """``None``: minGRU's and minLSTM's coefficients depend on the input."""
-        return None
 
     # the algebra of the coefficients: real numbers here, complex pairs in the LRU
     def mul(self, u, v):
@@ -174,10 +164,6 @@ class LinearCellBase(CarryLayout):
         return carry, self.readout(params, jax.tree.map(lambda v: v[None], carry), inputs)[0]
 
 
-def _linear(params, name, x):
-    return x @ params[f"w_{name}"].T + params[f"b_{name}"]
-
-
 def _pytorch_linear(key, rows: int, input_size: int, dtype):
     """``torch.nn.Linear``'s init: weight and bias ``U(±1/sqrt(fan_in))``."""
     k_w, k_b = jax.random.split(key)
@@ -215,7 +201,7 @@ class MinGRUCell(LinearCellBase):
         return {"w_ih": w, "b_ih": b}
 
     def coefficients(self, params, x_tbi):
-        k_z, v = jnp.split(_linear(params, "ih", x_tbi), 2, axis=-1)
+        k_z, v = jnp.split(self.project_inputs(params, x_tbi), 2, axis=-1)
         z = jax.nn.sigmoid(k_z)
         return 1.0 - z, z * positive_values(v)
 
@@ -245,7 +231,7 @@ class MinLSTMCell(LinearCellBase):
         return {"w_ih": w, "b_ih": b}
 
     def coefficients(self, params, x_tbi):
-        k_f, k_i, v = jnp.split(_linear(params, "ih", x_tbi), 3, axis=-1)
+        k_f, k_i, v = jnp.split(self.project_inputs(params, x_tbi), 3, axis=-1)
         diff = jax.nn.log_sigmoid(k_f) - jax.nn.log_sigmoid(k_i)  # log f - log i
         return jax.nn.sigmoid(diff), jax.nn.sigmoid(-diff) * positive_values(v)
 
@@ -362,7 +348,7 @@ class LRUBlock(LinearCellBase):
 
     def prepare(self, params, x_tbi):
         """The block's input ``u`` and its normalisation ``v``: the LRU reads ``v``, the residual ``u``."""
-        u = x_tbi @ params["w_ih"].T + params["b_ih"]
+        u = self.project_inputs(params, x_tbi)
         return u, _layer_norm(u, params["norm_scale"], params["norm_bias"])
 
     def coefficients(self, params, inputs):

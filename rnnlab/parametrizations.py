@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import validation
+from rnnlab.cells import IndRNNCell
 from rnnlab.layers import DIRECTIONS, RNN
 
 
@@ -142,7 +143,7 @@ class IndRNNStack:
     layer: RNN
 
     def __post_init__(self):
-        if "u" not in self.layer.cell.param_specs(1) or not hasattr(self.layer.cell, "u_init"):
+        if not isinstance(self.layer.cell, IndRNNCell):
             raise ValueError(f"IndRNNStack wraps a layer of IndRNNCell, got {type(self.layer.cell).__name__}")
 
     def __getattr__(self, name):
