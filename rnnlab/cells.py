@@ -139,7 +139,7 @@ class SequentialCell(Protocol):
         (IndRNN's ``|u| <= U_bound``); the identity for most cells."""
 
 
-SEQUENTIAL_PATHS = ("fused", "autodiff", "remat")
+SEQUENTIAL_PATHS = ("fused", "autodiff", "remat", "newton", "quasi_newton")
 
 
 class CellDefaults:

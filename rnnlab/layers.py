@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import validation
+from rnnlab.newton import NewtonOptions
 from rnnlab.unroll import Cell, resolve_path, unroll
 
 DIRECTIONS = ("fwd", "bwd")
@@ -61,6 +62,7 @@ class RNN:
     batch_first: bool = True
     scan_unroll: int = 1  # steps per lax.scan iteration
     path: str | None = None  # the execution path (rnnlab.unroll): None is the cell's default
+    newton: NewtonOptions | None = None  # the newton/quasi_newton paths' options (rnnlab.newton)
     # one direction that reads each sequence's valid prefix from its end (outputs in input order)
     reverse: bool = False
     # the computation dtype (Flax's ``dtype``): inputs and params are cast to it; None promotes
@@ -73,7 +75,7 @@ class RNN:
             raise ValueError(f"num_layers must be a positive int, got {self.num_layers!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
-        resolve_path(self.cell, self.path, self.scan_unroll)
+        resolve_path(self.cell, self.path, self.scan_unroll, self.newton)
         if self.dtype is not None and not jnp.issubdtype(jnp.dtype(self.dtype), jnp.floating):
             raise ValueError(f"dtype must be a floating-point dtype (e.g. jnp.bfloat16), got {self.dtype!r}")
         if self.reverse and self.bidirectional:
@@ -187,12 +189,24 @@ class RNN:
             )
         return x, lengths
 
-    def apply(self, params, x, lengths=None, initial_carry=None, *, dropout_key=None, hidden_perturbation=None):
+    def apply(
+        self,
+        params,
+        x,
+        lengths=None,
+        initial_carry=None,
+        *,
+        dropout_key=None,
+        hidden_perturbation=None,
+        return_info=False,
+    ):
         """Run the stack; see the module docstring for layouts.  Returns ``(outputs, final)``.
 
         ``hidden_perturbation``, for gradient diagnostics, is ``[D*L, B, T, H]``
         (``[D*L, T, B, H]`` if not batch_first), indexed like ``h_n``: slice k is
         added to layer-direction k's hidden states (see ``rnnlab.unroll.unroll``).
+        ``return_info`` (the ``newton``/``quasi_newton`` paths) appends the list of every
+        layer-direction's ``rnnlab.newton.NewtonInfo``, indexed like ``h_n``.
         """
         x, lengths = self.check_inputs(params, x, lengths, initial_carry, hidden_perturbation)
         x, params = self.cast(x, params)
@@ -203,14 +217,14 @@ class RNN:
         initial_carry = jax.tree.map(lambda c: jnp.asarray(c, carry_dtype), initial_carry)
         scales = self.dropout_scales(dropout_key, x.shape[:-1] + (self.output_size,), x.dtype)
         index = lambda tree, k: None if tree is None else jax.tree.map(lambda a: a[k], tree)
-        finals = []
+        finals, infos = [], []
         for layer in range(self.num_layers):
             if layer > 0 and scales is not None:
                 x = x * scales[layer - 1]
             outputs = []
             for d, name in enumerate(DIRECTIONS[: self.num_directions]):
                 k = layer * self.num_directions + d  # this layer-direction's index in h_n
-                y, final = unroll(
+                y, final, *info = unroll(
                     self.cell,
                     params[f"l{layer}"][name],
                     x.astype(compute_dtype),  # a deeper layer's inputs are the float32 carry's outputs
@@ -221,8 +235,12 @@ class RNN:
                     scan_unroll=self.scan_unroll,
                     hidden_perturbation=index(hidden_perturbation, k),
                     path=self.path,
+                    newton=self.newton,
+                    return_info=return_info,
                 )
                 outputs.append(y)
                 finals.append(final)
+                infos.extend(info)
             x = jnp.concatenate(outputs, axis=-1) if len(outputs) > 1 else outputs[0]
-        return x, jax.tree.map(lambda *leaves: jnp.stack(leaves), *finals)
+        final = jax.tree.map(lambda *leaves: jnp.stack(leaves), *finals)
+        return (x, final, infos) if return_info else (x, final)

@@ -19,12 +19,20 @@ How the recurrence is computed is one option, ``path``, resolved in one ``match`
                      path for forward mode (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``);
   ``"remat"``        JAX's derivative with each step recomputed in the backward pass
                      (``jax.checkpoint``): activations O(T*H) instead of O(T*G*H);
+  ``"newton"``       sequential cells: Newton's method over the whole sequence (DEER), each
+                     iteration a linear recurrence solved by ``jax.lax.associative_scan``,
+                     gradients by the implicit function theorem (``rnnlab.newton``);
+  ``"quasi_newton"`` the same with diagonal Jacobians (quasi-DEER): O(T*B*H) memory.
+                     Both take ``newton=NewtonOptions(...)`` (tolerance, ``max_iter``, damping,
+                     sequential fallback) and an ``initial_guess``; not converging is an error
+                     naming the residual, unless the fallback was asked for;
   ``"sequential"``   linear cells' default (``rnnlab.linear``): every step's coefficients at
                      once, then ``jax.lax.scan`` over the affine maps;
   ``"associative"``  linear cells: ``jax.lax.associative_scan``, parallel over time.
 
 A cell lists the paths it supports (``cell.paths``); any other pair is refused in one line
-naming both, and so is ``scan_unroll`` where no ``lax.scan`` runs (the associative path).
+naming both, and so are ``scan_unroll`` where no ``lax.scan`` runs (the associative and Newton
+paths) and Newton's options on any other path.
 Every path takes every input (lengths, initial carry, ``hidden_perturbation``).
 """
 
@@ -33,17 +41,18 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rnnlab import fused, linear, scan, validation
+from rnnlab import fused, linear, newton, scan, validation
 from rnnlab.cells import SequentialCell
 from rnnlab.linear import LinearCell
 
 Cell = SequentialCell | LinearCell
-PATHS = ("fused", "autodiff", "remat", "sequential", "associative")
+PATHS = ("fused", "autodiff", "remat", "newton", "quasi_newton", "sequential", "associative")
 
 
-def resolve_path(cell: Cell, path: str | None, scan_unroll: int = 1) -> str:
+def resolve_path(cell: Cell, path: str | None, scan_unroll: int = 1, newton_options=None) -> str:
     """The path ``cell`` runs with: ``path``, or its default when ``None``; a path the cell
-    does not support, or ``scan_unroll`` on a path without ``lax.scan``, is a ``ValueError``."""
+    does not support, ``scan_unroll`` on a path without ``lax.scan``, or Newton's options
+    off the Newton paths, is a ``ValueError``."""
     if path is None:
         path = cell.paths[0]
     if path not in PATHS:
@@ -56,14 +65,39 @@ def resolve_path(cell: Cell, path: str | None, scan_unroll: int = 1) -> str:
         )
     if not isinstance(scan_unroll, int) or isinstance(scan_unroll, bool) or scan_unroll < 1:
         raise ValueError(f"scan_unroll must be a positive int, got {scan_unroll!r}")
-    if path == "associative" and scan_unroll != 1:
-        raise ValueError(f"scan_unroll={scan_unroll} does not apply to path='associative' (no lax.scan runs)")
+    if path in ("associative",) + newton.NEWTON_PATHS and scan_unroll != 1:
+        raise ValueError(f"scan_unroll={scan_unroll} does not apply to path={path!r} (no lax.scan runs)")
+    if newton_options is not None:
+        if path not in newton.NEWTON_PATHS:
+            raise ValueError(f"newton options apply to paths {newton.NEWTON_PATHS}, not path={path!r}")
+        if not isinstance(newton_options, newton.NewtonOptions):
+            raise TypeError(f"newton must be a rnnlab.newton.NewtonOptions, got {type(newton_options).__name__}")
     return path
 
 
-def recurrence(cell: Cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, path=None, scan_unroll=1):
-    """``(final carry, y [T, B, H])`` of the prepared inputs, by ``path``: the one dispatch."""
-    match resolve_path(cell, path, scan_unroll):
+def recurrence(
+    cell: Cell,
+    params,
+    x_tbi,
+    carry0,
+    mask_tb=None,
+    eps_tbh=None,
+    *,
+    path=None,
+    scan_unroll=1,
+    newton_options=None,
+    guess=None,
+    return_info=False,
+):
+    """``(final carry, y [T, B, H])`` of the prepared inputs, by ``path``: the one dispatch.
+
+    On the Newton paths, ``guess`` (a carry of ``[T, B, H]`` leaves) starts the iteration and
+    ``return_info`` appends its ``rnnlab.newton.NewtonInfo``."""
+    path = resolve_path(cell, path, scan_unroll, newton_options)
+    if (guess is not None or return_info) and path not in newton.NEWTON_PATHS:
+        given = "initial_guess" if guess is not None else "return_info"
+        raise ValueError(f"{given} applies to paths {newton.NEWTON_PATHS}, not path={path!r}")
+    match path:
         case "fused":
             return fused.recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh, scan_unroll=scan_unroll)
         case "autodiff":
@@ -74,6 +108,22 @@ def recurrence(cell: Cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *,
             return linear.recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh, scan_unroll=scan_unroll)
         case "associative":
             return linear.recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh, associative=True)
+        case "newton" | "quasi_newton":
+            options = newton.NewtonOptions() if newton_options is None else newton_options
+            *result, info = newton.recurrence(
+                cell,
+                params,
+                x_tbi,
+                carry0,
+                mask_tb,
+                eps_tbh,
+                quasi=path == "quasi_newton",
+                options=options,
+                guess=guess,
+            )
+            sequential = lambda: fused.recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh)
+            result = newton.settle(path, options, tuple(result), info, sequential)
+            return (*result, info) if return_info else result
 
 
 def reverse_valid_prefix(x_tb, lengths_b=None):
@@ -146,6 +196,9 @@ def unroll(
     scan_unroll: int = 1,
     hidden_perturbation=None,
     path: str | None = None,
+    newton: newton.NewtonOptions | None = None,
+    initial_guess=None,
+    return_info: bool = False,
 ):
     """Run ``cell`` over a sequence.
 
@@ -162,11 +215,16 @@ def unroll(
         order, like the outputs.
       path: the execution path (module docstring); ``None`` is the cell's default.
         Speeds: benchmarks/README.md.
+      newton: ``rnnlab.newton.NewtonOptions`` for the ``newton``/``quasi_newton`` paths.
+      initial_guess: those paths' starting trajectory (a warm start), a carry whose leaves
+        are laid out like the outputs (``[B, T, H]``, or ``[T, B, H]``); zeros by default.
+      return_info: on those paths, also return their ``rnnlab.newton.NewtonInfo``
+        (iterations, final residual, converged).
 
     Returns:
       ``(outputs, final_carry)``: outputs ``[B, T, H]`` (or ``[T, B, H]``),
       zero at padding, in the input's time order; the carry after each
-      sequence's last valid step.
+      sequence's last valid step.  ``(outputs, final_carry, info)`` with ``return_info``.
 
     >>> import jax, jax.numpy as jnp
     >>> from rnnlab import LSTMCell
@@ -177,15 +235,36 @@ def unroll(
     >>> bool(jnp.all(final.h[1] == outputs[1, 1]))   # the carry at each sequence's last valid step
     True
     """
-    resolve_path(cell, path, scan_unroll)
+    resolve_path(cell, path, scan_unroll, newton)
     x_tbi, lengths_b, mask_tb, carry0 = prepare(cell, params, x, lengths, initial_carry, time_major)
-    eps_tbh = None
+    eps_tbh = guess_tbh = None
+    shape_tbh = x_tbi.shape[:2] + (cell.hidden_size,)
     if hidden_perturbation is not None:
-        eps_tbh = check_perturbation(hidden_perturbation, x_tbi.shape[:2] + (cell.hidden_size,), time_major)
+        eps_tbh = check_perturbation(hidden_perturbation, shape_tbh, time_major)
+    if initial_guess is not None:
+        expected = jax.tree.map(lambda c: jax.ShapeDtypeStruct(shape_tbh, c.dtype), carry0)
+        if not time_major:
+            expected = jax.tree.map(
+                lambda s: jax.ShapeDtypeStruct((s.shape[1], s.shape[0], s.shape[2]), s.dtype), expected
+            )
+        validation.check_tree_shapes("initial_guess", initial_guess, expected)
+        guess_tbh = initial_guess if time_major else jax.tree.map(lambda g: jnp.swapaxes(g, 0, 1), initial_guess)
     if reverse:
-        x_tbi = reverse_valid_prefix(x_tbi, lengths_b)
-        eps_tbh = None if eps_tbh is None else reverse_valid_prefix(eps_tbh, lengths_b)
-    final_carry, y_tbh = recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh, path=path, scan_unroll=scan_unroll)
+        flip = lambda a: None if a is None else jax.tree.map(lambda v: reverse_valid_prefix(v, lengths_b), a)
+        x_tbi, eps_tbh, guess_tbh = flip(x_tbi), flip(eps_tbh), flip(guess_tbh)
+    final_carry, y_tbh, *info = recurrence(
+        cell,
+        params,
+        x_tbi,
+        carry0,
+        mask_tb,
+        eps_tbh,
+        path=path,
+        scan_unroll=scan_unroll,
+        newton_options=newton,
+        guess=guess_tbh,
+        return_info=return_info,
+    )
     if reverse:
         y_tbh = reverse_valid_prefix(y_tbh, lengths_b)
-    return (y_tbh if time_major else jnp.swapaxes(y_tbh, 0, 1)), final_carry
+    return ((y_tbh if time_major else jnp.swapaxes(y_tbh, 0, 1)), final_carry, *info)
