@@ -52,7 +52,7 @@ class RNN:
     >>> RNN(GRUCell(8), path="associative")
     Traceback (most recent call last):
     ...
-    ValueError: path='associative' does not apply to GRUCell: it runs 'fused', 'autodiff', 'remat'
+    ValueError: path='associative' does not apply to GRUCell: it runs 'fused', 'autodiff', 'remat', 'newton', 'quasi_newton'
     """
 
     cell: Cell

@@ -158,7 +158,7 @@ def test_lru_ring_init_puts_the_eigenvalues_on_the_ring():
         (lambda: LRUBlock(4, max_phase=0.0), r"LRU max_phase must lie in \(0, 2\*pi\]"),
         (
             lambda: RNN(MinGRUCell(4), path="parallel"),
-            "path must be one of 'fused', 'autodiff', 'remat', 'sequential', 'associative'",
+            "path must be one of 'fused', 'autodiff', 'remat', 'newton', 'quasi_newton', 'sequential', 'associative'",
         ),
     ],
 )
@@ -171,7 +171,8 @@ def test_a_nonlinear_cell_cannot_be_evaluated_associatively():
     from rnnlab import LSTMCell
 
     with pytest.raises(
-        ValueError, match="path='associative' does not apply to LSTMCell: it runs 'fused', 'autodiff', 'remat'"
+        ValueError,
+        match="path='associative' does not apply to LSTMCell: it runs 'fused', 'autodiff', 'remat', 'newton', 'quasi_newton'",
     ):
         RNN(LSTMCell(4), path="associative")
     # nothing a linear cell cannot use is silently dropped: the sequential cells' paths, and unroll without a scan

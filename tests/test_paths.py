@@ -117,16 +117,24 @@ def test_gradient_paths_equal_jax_derivative(name, bidirectional, lengths, backw
 
 
 def test_each_path_name_is_one_path_and_others_are_refused():
-    assert LSTMCell(H).paths[0] == "fused" and set(SEQUENTIAL_PATHS) == {"fused", "autodiff", "remat"}
+    assert LSTMCell(H).paths[0] == "fused" and set(SEQUENTIAL_PATHS) == {
+        "fused",
+        "autodiff",
+        "remat",
+        "newton",
+        "quasi_newton",
+    }
     with pytest.raises(
-        ValueError, match="path must be one of 'fused', 'autodiff', 'remat', 'sequential', 'associative'"
+        ValueError,
+        match="path must be one of 'fused', 'autodiff', 'remat', 'newton', 'quasi_newton', 'sequential', 'associative'",
     ):
         RNN(GRUCell(H), path="manual")
     params, x, _ = setup(CELLS["gru"])
     with pytest.raises(ValueError, match="path must be one of"):
         unroll(CELLS["gru"], params, x, path="checkpoint")
     with pytest.raises(
-        ValueError, match="path='associative' does not apply to GRUCell: it runs 'fused', 'autodiff', 'remat'"
+        ValueError,
+        match="path='associative' does not apply to GRUCell: it runs 'fused', 'autodiff', 'remat', 'newton', 'quasi_newton'",
     ):
         RNN(GRUCell(H), path="associative")
     # the default layer runs the fused custom VJP; "remat" runs a checkpointed step instead
