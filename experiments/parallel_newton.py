@@ -28,10 +28,9 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from rnnlab import RNN, ElmanCell, diagnostics, plots, unroll, zoo
+from rnnlab import ElmanCell, diagnostics, plots, unroll, zoo
 from rnnlab.data import synthetic
 from rnnlab.experiment import RunDir, cli, option, parse_config, setup
 from rnnlab.experiment.cli import BaseConfig
@@ -43,7 +42,7 @@ METHODS = ("newton", "quasi_newton")
 @dataclasses.dataclass
 class Config(BaseConfig):
     out: str = "runs/parallel_newton"
-    radii: tuple[float, ...] = option((0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0), gt=0.0)
+    radii: tuple[float, ...] = option((0.5, 1.0, 1.25, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0, 2.5, 3.0, 4.0), gt=0.0)
     lengths: tuple[int, ...] = option((100, 1000, 10000), ge=2)
     hidden: int = option(32, ge=1)  # the radius sweep's tanh RNN
     models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=("rnn", "lstm", "gru"))
@@ -52,8 +51,8 @@ class Config(BaseConfig):
     steps: int = option(100, ge=1)  # the main job's Adam steps before "trained"
     train_length: int = option(100, ge=2)
     tol: float = option(1e-8, gt=0.0)
-    max_iter: int = option(100, ge=1)  # Newton's
-    quasi_max_iter: int = option(400, ge=1)
+    max_iter: int = option(300, ge=1)  # Newton's
+    quasi_max_iter: int = option(1000, ge=1)
     quasi_max_length: int = option(10000, ge=2)  # quasi-Newton only up to this T
 
     def apply_quick(self):
@@ -89,11 +88,24 @@ def records(cfg, say, model, radius, T, phase, cell, params, x_bti):
         t0 = time.perf_counter()
         iterations, converged, residual, error = solve(cell, params, x_bti, method, cfg)
         out.append(
-            dict(model=model, radius=radius, T=T, phase=phase, lambda_1=lam, method=method, iterations=iterations,
-                 converged=converged, residual=residual, max_error_vs_sequential=error)  # fmt: skip
+            dict(
+                model=model,
+                radius=radius,
+                T=T,
+                phase=phase,
+                lambda_1=lam,
+                method=method,
+                iterations=iterations,
+                converged=converged,
+                residual=residual,
+                max_error_vs_sequential=error,
+            )  # fmt: skip
         )
         how = f"{iterations:4d} iterations" + ("" if converged else f", not converged (residual {residual:.2g})")
-        say(f"{model:4s} rho={radius} T={T:6d} {phase:7s} lambda_1={lam:+.3f} {method:12s} {how}", f"({time.perf_counter() - t0:.1f} s)")
+        say(
+            f"{model:4s} rho={radius} T={T:6d} {phase:7s} lambda_1={lam:+.3f} {method:12s} {how}",
+            f"({time.perf_counter() - t0:.1f} s)",
+        )
     return out
 
 
@@ -153,9 +165,16 @@ def main(argv=None):
     with jax.enable_x64(True):
         runs = radius_sweep(cfg, say) + main_models(cfg, say)
     results = {
-        "settings": {"dtype": "float64", "tol": cfg.tol, "max_iter": cfg.max_iter, "quasi_max_iter": cfg.quasi_max_iter,
-                     "hidden": cfg.hidden, "model_hidden": cfg.model_hidden, "inputs": "tanh sweep: 4 ~ N(0,1); models: adding problem",
-                     "residual": "max |h_t - f(h_{t-1}, x_t)| over t and units"},  # fmt: skip
+        "settings": {
+            "dtype": "float64",
+            "tol": cfg.tol,
+            "max_iter": cfg.max_iter,
+            "quasi_max_iter": cfg.quasi_max_iter,
+            "hidden": cfg.hidden,
+            "model_hidden": cfg.model_hidden,
+            "inputs": "tanh sweep: 4 ~ N(0,1); models: adding problem",
+            "residual": "max |h_t - f(h_{t-1}, x_t)| over t and units",
+        },  # fmt: skip
         "runs": runs,
         "runtime_s": time.perf_counter() - t_start,
     }
@@ -177,10 +196,11 @@ def figure(cfg, runs):
             if not sweep:
                 continue
             lam = [r["lambda_1"] for r in sweep]
-            line = ax.plot(lam, [r["iterations"] for r in sweep], "o-", label=f"tanh RNN, T={T}")[0]
-            failed = [r for r in sweep if not r["converged"]]
-            ax.plot([r["lambda_1"] for r in failed], [r["iterations"] for r in failed], "o", ms=11,
-                    mfc="none", color=line.get_color())  # fmt: skip
+            cap = cfg.max_iter if method == "newton" else cfg.quasi_max_iter
+            shown = [r["iterations"] if r["converged"] else cap for r in sweep]  # not converged: at the cap
+            line = ax.plot(lam, shown, "o-", label=f"tanh RNN, T={T}")[0]
+            failed = [(x, y) for x, y, r in zip(lam, shown, sweep) if not r["converged"]]
+            ax.plot([x for x, _ in failed], [y for _, y in failed], "o", ms=11, mfc="none", color=line.get_color())
         for name, marker in zip(cfg.models, "s^D"):
             for phase, fill in (("init", None), ("trained", "none")):
                 pts = [r for r in runs if r["model"] == name and r["phase"] == phase and r["method"] == method]
@@ -191,7 +211,8 @@ def figure(cfg, runs):
         ax.set_yscale("log")
         ax.set_xlabel(r"largest Lyapunov exponent $\lambda_1$ (per step)")
         ax.set_ylabel("iterations to tolerance")
-        ax.set_title(f"{method.replace('_', '-')} (circled: not converged)", fontsize=9)
+        cap = cfg.max_iter if method == "newton" else cfg.quasi_max_iter
+        ax.set_title(f"{method.replace('_', '-')} (circled: not converged in max_iter = {cap})", fontsize=9)
         ax.legend(fontsize=6)
     fig.suptitle(
         f"Newton over the sequence: iterations vs λ_1 (float64, tol {cfg.tol:g}; tanh RNN H={cfg.hidden}, one "

@@ -25,9 +25,10 @@ NeurIPS 2025, lindermanlab/predictability_enables_parallelization ``src/deer.py`
 step where plain Newton overshoots.  Neither the diagonal nor the damping moves the fixed
 point: ``h = f(h_prev)`` solves every variant, only the way there changes.
 
-Stopping: the residual ``max_{t,b,i} |h_t - f(h_{t-1}, x_t)|`` at or below ``tol`` (times
-``max |h|`` when that exceeds 1; ``default_tol``: 1e-12 in float64, 1e-6 in float32), or
-``max_iter`` linear solves, or a non-finite residual (divergence).  One
+Stopping: the residual ``max_{t,b,i} |h_t - f(h_{t-1}, x_t)|`` at or below ``tol`` (absolute;
+``default_tol``: 1e-12 in float64, 1e-6 in float32, where states of size ~10 sit at the
+rounding floor: raise ``tol`` for larger ones), or ``max_iter`` linear solves, or a non-finite
+residual (divergence).  One
 iteration is one linear solve; an exactly linear cell is solved by the first.  Full Newton
 reaches the sequential answer in at most T iterations in exact arithmetic (iteration k fixes
 step k at the latest), but whether it gets there sooner is the dynamics' business: with the
@@ -61,6 +62,7 @@ from rnnlab.validation import check_positive_int, is_concrete
 NEWTON_PATHS = ("newton", "quasi_newton")
 # rows of J per chunk when the quasi path reads diag(J): bounds its transient memory to ~2^24 numbers
 _DIAGONAL_CHUNK_ELEMENTS = 1 << 24
+_CLIP = 1e8  # DEER's bound on an iterate's entries
 
 
 def default_tol(dtype) -> float:
@@ -68,11 +70,10 @@ def default_tol(dtype) -> float:
     return {8: 1e-12, 4: 1e-6}.get(jnp.dtype(dtype).itemsize, 1e-2)
 
 
-def tolerance(options, h_tbd) -> jax.Array:
-    """What the residual must reach: ``tol * max(1, max |h|)`` (relative for states above 1,
-    where float rounding of ``f`` alone exceeds an absolute ``tol``)."""
-    tol = default_tol(h_tbd.dtype) if options.tol is None else options.tol
-    return tol * jnp.maximum(1.0, jnp.max(jnp.abs(h_tbd)))
+def tolerance(options, dtype) -> float:
+    """What the residual must reach: ``options.tol``, or the dtype's default.  Absolute: a
+    tolerance relative to ``|h|`` would call a diverged trajectory converged."""
+    return default_tol(dtype) if options.tol is None else options.tol
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,18 +206,24 @@ def _transpose(a, diagonal):
 def _iterate(cell, quasi, options, params, x_tbi, h0_bd, mask_tb, eps_tbh, guess_tbd, treedef):
     """The Newton iterations: ``(h [T, B, D], iterations, residual)``; ``lax.while_loop``."""
     values, jacobians = _step_fns(cell, params, treedef, x_tbi, mask_tb, eps_tbh)
-    residual_of = lambda h_tbd: jnp.max(jnp.abs(h_tbd - values(_previous(h0_bd, h_tbd))))
+
+    def residual_of(h_tbd):
+        r = jnp.abs(h_tbd - values(_previous(h0_bd, h_tbd)))
+        return jnp.where(jnp.all(jnp.isfinite(r)), jnp.max(r), jnp.inf)  # XLA's max may skip NaNs
 
     def newton_step(h_tbd):
         h_prev = _previous(h0_bd, h_tbd)
         f_tbd, a = values(h_prev), (1.0 - options.damping) * jacobians(h_prev, quasi)
         # b_t = f(h_{t-1}) - A_t h_{t-1}; at t = 0 the start is exact, so the solve gives f(h_0) there
         b_tbd = (f_tbd - _apply(a, h_prev, quasi)).at[0].set(f_tbd[0])
-        return solve_linear(a, b_tbd, quasi)
+        h_tbd = solve_linear(a, b_tbd, quasi)
+        # DEER's safeguard (deer/deer_iter.py, clip_ytnext): a linearisation that expands where the
+        # trajectory does not (at h = 0, say) overflows over long T; clip and restart such states
+        return jnp.where(jnp.isnan(h_tbd), 0.0, jnp.clip(h_tbd, -_CLIP, _CLIP))
 
     def keep_going(state):
         k, h, res = state
-        return (k < options.max_iter) & (res > tolerance(options, h)) & jnp.isfinite(res)
+        return (k < options.max_iter) & (res > tolerance(options, h.dtype)) & jnp.isfinite(res)
 
     def body(state):
         k, h, _ = state
@@ -278,7 +285,7 @@ def recurrence(cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, quasi
     iterations, h_tbd, residual = _trajectory(
         cell, quasi, options, treedef, params, x_tbi, h0_bd, mask_tb, eps_tbh, guess_tbd
     )
-    info = NewtonInfo(iterations, residual, residual <= tolerance(options, h_tbd))
+    info = NewtonInfo(iterations, residual, residual <= tolerance(options, h_tbd.dtype))
     # the outputs from the converged trajectory, by the same step: y_t as the sequential paths make it
     f = _row_step(cell, params, treedef)
     y_n = f(_rows(_previous(h0_bd, h_tbd)), _rows(x_tbi), _rows(mask_tb), _rows(eps_tbh))[1]
