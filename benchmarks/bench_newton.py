@@ -1,6 +1,7 @@
 """Newton over the sequence against the sequential scan: forward evaluation of one layer.
 
-GRU and LSTM at init (float32, inputs ~ N(0, 1) of width 8, batch 16), ``path="fused"`` (the
+GRU and LSTM at init (float32, inputs ~ N(0, 1) of width 2 and batch 16, as DEER's demo,
+machine-discovery/deer ``deer/demo.py``, whose H = 2 GRU at T = 10k is the 68x of its README), ``path="fused"`` (the
 sequential scan) against ``"newton"`` (full Jacobians) and ``"quasi_newton"`` (diagonal), each
 to its default tolerance.  Medians of ``--repeats`` interleaved runs after a warm-up; the
 iterations each Newton path took; and the memory the Jacobians need, ``T*B*D^2`` numbers
@@ -19,7 +20,6 @@ import os
 import sys
 
 import jax
-import jax.numpy as jnp
 
 from rnnlab import RNN, GRUCell, LSTMCell
 
@@ -34,11 +34,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
     parser.add_argument("--lengths", type=int, nargs="+", default=[1000, 10000, 100000])
-    parser.add_argument("--hidden", type=int, nargs="+", default=[8, 32, 128, 256])
+    parser.add_argument("--hidden", type=int, nargs="+", default=[2, 8, 32, 128, 256])
+    parser.add_argument("--input-size", type=int, default=2)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-jacobian-gib", type=float, default=2.0)
-    parser.add_argument("--max-work", type=float, default=2e9, help="skip cases with T*B*H^2 above this")
+    parser.add_argument("--max-work", type=float, default=3e8, help="skip cases with T*B*H^2 above this")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     rows = []
@@ -52,9 +53,10 @@ def main():
                 if T * args.batch * H * H > args.max_work:
                     rows.append(row | {"skipped": f"T*B*H^2 = {T * args.batch * H * H:.1e} > --max-work"})
                     print(json.dumps(rows[-1]), flush=True)
+                    write(args, rows)
                     continue
-                x = jax.random.normal(jax.random.key(1), (args.batch, T, 8))
-                params = RNN(make(H)).init(jax.random.key(0), 8)
+                x = jax.random.normal(jax.random.key(1), (args.batch, T, args.input_size))
+                params = RNN(make(H)).init(jax.random.key(0), args.input_size)
                 programs = {}
                 for path in PATHS:
                     if path == "newton" and row["newton_jacobian_gib"] > args.max_jacobian_gib:
@@ -72,6 +74,10 @@ def main():
                 row |= {f"fused_over_{p}": med["fused"] / med[p] for p in med if p != "fused"}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+                write(args, rows)  # after every case: a long grid keeps what it measured
+
+
+def write(args, rows):
     if args.out:
         meta = {
             "jax": jax.__version__,
@@ -79,6 +85,7 @@ def main():
             "cpu_count": os.cpu_count(),
             "dtype": "float32",
         }
+        meta |= {"batch": args.batch, "input_size": args.input_size, "repeats": args.repeats}
         with open(args.out, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=1)
 

@@ -190,6 +190,7 @@ def figure(cfg, runs):
     fig, axes = plots.panels(2, width=5.5, sharey=False)
     for ax, method in zip(axes, METHODS):
         lengths = sorted({r["T"] for r in runs if r["method"] == method})
+        shades = dict(zip(lengths, ("#9ecae1", "#4292c6", "#08306b", "#000000")))  # T: light to dark
         for T in lengths:
             sweep = sorted((r for r in runs if r["model"] == "tanh" and r["T"] == T and r["method"] == method),
                            key=lambda r: r["lambda_1"])  # fmt: skip
@@ -198,7 +199,7 @@ def figure(cfg, runs):
             lam = [r["lambda_1"] for r in sweep]
             cap = cfg.max_iter if method == "newton" else cfg.quasi_max_iter
             shown = [r["iterations"] if r["converged"] else cap for r in sweep]  # not converged: at the cap
-            line = ax.plot(lam, shown, "o-", label=f"tanh RNN, T={T}")[0]
+            line = ax.plot(lam, shown, "o-", color=shades.get(T), label=f"tanh RNN, T={T}")[0]
             failed = [(x, y) for x, y, r in zip(lam, shown, sweep) if not r["converged"]]
             ax.plot([x for x, _ in failed], [y for _, y in failed], "o", ms=11, mfc="none", color=line.get_color())
         for name, marker in zip(cfg.models, "s^D"):

@@ -199,12 +199,8 @@ def _apply(a, v, diagonal):
     return a * v if diagonal else jnp.einsum("...ij,...j->...i", a, v)
 
 
-def _transpose(a, diagonal):
-    return a if diagonal else jnp.swapaxes(a, -1, -2)
-
-
 def _iterate(cell, quasi, options, params, x_tbi, h0_bd, mask_tb, eps_tbh, guess_tbd, treedef):
-    """The Newton iterations: ``(h [T, B, D], iterations, residual)``; ``lax.while_loop``."""
+    """The Newton iterations: ``(iterations, h [T, B, D], residual)``; ``lax.while_loop``."""
     values, jacobians = _step_fns(cell, params, treedef, x_tbi, mask_tb, eps_tbh)
 
     def residual_of(h_tbd):
@@ -251,7 +247,7 @@ def _trajectory_bwd(cell, quasi, options, treedef, saved, cotangents):
     h_prev = _previous(h0_bd, h_tbd)
     _, jacobians = _step_fns(cell, params, treedef, x_tbi, mask_tb, eps_tbh)
     # the exact gradient needs the full Jacobians, on both paths
-    jt_rev = jnp.flip(_transpose(jacobians(h_prev, False), False), axis=0)  # J_{T-1-s}^T at s
+    jt_rev = jnp.flip(jnp.swapaxes(jacobians(h_prev, False), -1, -2), axis=0)  # J_{T-1-s}^T at s
     # lambda_t = g_t + J_{t+1}^T lambda_{t+1}, lambda_{T-1} = g_{T-1}: a forward recurrence in reversed time
     a_rev = jnp.concatenate([jnp.zeros_like(jt_rev[:1]), jt_rev[:-1]])
     lam_tbd = jnp.flip(solve_linear(a_rev, jnp.flip(g_tbd, axis=0), False), axis=0)

@@ -46,6 +46,7 @@ class RNN(nnx.Module):
         dropout: float = 0.0,
         batch_first: bool = True,
         path: str | None = None,
+        newton=None,
         scan_unroll: int = 1,
         dtype=None,
         param_dtype=jnp.float32,
@@ -60,6 +61,7 @@ class RNN(nnx.Module):
             dropout=dropout,
             batch_first=batch_first,
             path=path,
+            newton=newton,
             scan_unroll=scan_unroll,
             dtype=dtype,
         )
@@ -88,6 +90,7 @@ class RNN(nnx.Module):
             dropout=layer.dropout,
             batch_first=layer.batch_first,
             path=layer.path,
+            newton=layer.newton,
             scan_unroll=layer.scan_unroll,
             deterministic=deterministic,
             rngs=rngs if rngs is not None else nnx.Rngs(0),

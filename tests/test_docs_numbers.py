@@ -226,3 +226,82 @@ def test_the_indrnn_and_cornn_adding_runs_in_reproductions():
         mse = run["models"][model]["points"][0]["test_mse"]
         assert fmt(mse) in text, f"reproductions.md does not quote {name}: {fmt(mse)}"
         assert f"{run['baseline_test_mse']:.3f} " in text  # the baseline it is compared with
+
+
+def newton_run(runs, **match):
+    return next(r for r in runs if all(r[k] == v for k, v in match.items()))
+
+
+def newton_iterations(run, config) -> str:
+    """Iterations to tolerance, or ``> cap`` when it was not reached."""
+    cap = config["max_iter"] if run["method"] == "newton" else config["quasi_max_iter"]
+    return str(run["iterations"]) if run["converged"] else f"> {cap}"
+
+
+def newton_tables(r: dict) -> tuple[str, str]:
+    """docs/reproductions.md section 8's two tables, rendered from results/parallel_newton.json."""
+    runs, config = r["runs"], r["config"]
+    lengths = sorted({x["T"] for x in runs if x["model"] == "tanh"})
+    radii = sorted({x["radius"] for x in runs if x["model"] == "tanh"})
+    span = " / ".join(f"{T:,}" for T in lengths)
+    lines = [f"| ρ | λ_1 at T = {span} | Newton, T = {span} | quasi-Newton, T = {span} |", "| --- | --- | --- | --- |"]
+    for rho in radii:
+        at = lambda T, method: newton_run(runs, model="tanh", radius=rho, T=T, method=method)
+        lam = " / ".join(f"{at(T, 'newton')['lambda_1']:.2f}" for T in lengths)
+        its = [" / ".join(newton_iterations(at(T, m), config) for T in lengths) for m in ("newton", "quasi_newton")]
+        lines.append(f"| {rho:g} | {lam} | {its[0]} | {its[1]} |")
+    models = ["| model | phase | λ_1 | Newton | quasi-Newton |", "| --- | --- | --- | --- | --- |"]
+    for name in config["models"]:
+        for phase in ("init", "trained"):
+            at = lambda method: newton_run(runs, model=name, phase=phase, T=1000, method=method)
+            models.append(
+                f"| {name} | {phase} | {at('newton')['lambda_1']:.2f} | "
+                f"{newton_iterations(at('newton'), config)} | {newton_iterations(at('quasi_newton'), config)} |"
+            )
+    return "\n".join(lines), "\n".join(models)
+
+
+def newton_quotes(r: dict, bench: dict) -> dict[str, str]:
+    """The numbers section 8 and the README quote, by placeholder name."""
+    runs, config = r["runs"], r["config"]
+    chaos = newton_run(runs, model="tanh", radius=4.0, T=100, method="newton")
+    demo = newton_run(bench["rows"], cell="gru", H=2, T=10000)
+    timed = [row for row in bench["rows"] if "fused_s" in row]
+    ratios = [row[k] for row in timed for k in ("fused_over_newton", "fused_over_quasi_newton") if k in row]
+    tanh = lambda rho, method: newton_run(runs, model="tanh", radius=rho, T=10000, method=method)
+    sweep = ", ".join(
+        f"{newton_iterations(tanh(rho, 'newton'), config)} at λ_1 = {tanh(rho, 'newton')['lambda_1']:.2f}"
+        for rho in (0.5, 1.25, 1.7, 1.8)
+    )
+    quasi = ", ".join(newton_iterations(tanh(rho, "quasi_newton"), config) for rho in (0.5, 1.25, 1.7, 1.8))
+    trained = ", ".join(
+        f"{name} {newton_run(runs, model=name, phase='trained', T=1000, method='newton')['iterations']}"
+        for name in config["models"]
+    )
+    return {
+        "CHAOS_LAMBDA": f"{chaos['lambda_1']:.2f}",
+        "CHAOS_ERROR": f"{chaos['max_error_vs_sequential']:.2g}",
+        "BENCH_SENTENCE": (
+            f"DEER's demo case (GRU, H = 2, batch 16, T = 10,000) takes {demo['fused_s'] * 1e3:.2g} ms sequentially, "
+            f"{demo['newton_s'] * 1e3:.2g} ms by Newton ({demo['newton_iterations']} iterations) and "
+            f"{demo['quasi_newton_s'] * 1e3:.2g} ms by quasi-Newton ({demo['quasi_newton_iterations']} iterations); "
+            f"over the {len(timed)} cases timed, the sequential scan runs {1 / max(ratios):.2g} to "
+            f"{1 / min(ratios):.2g} times faster than either parallel path."
+        ),
+        "README_SWEEP": f"Newton needs {sweep} iterations; quasi-Newton {quasi}",
+        "README_TRAINED": f"after the main job's training, {trained} Newton iterations at T = 1000",
+    }
+
+
+def test_the_newton_section_and_paragraph():
+    """reproductions.md section 8 and the README quote results/parallel_newton.json and the benchmark."""
+    r = results("parallel_newton")
+    bench = json.loads((ROOT / "benchmarks" / "results_newton_cpu.json").read_text())
+    text = (ROOT / "docs" / "reproductions.md").read_text()
+    for table in newton_tables(r):
+        assert table in text, f"reproductions.md section 8 does not hold the table rendered from its results:\n{table}"
+    quotes = newton_quotes(r, bench)
+    flowing_text = flowing(text)
+    for key in ("CHAOS_LAMBDA", "CHAOS_ERROR", "BENCH_SENTENCE"):
+        assert flowing(quotes[key]) in flowing_text, f"reproductions.md section 8 does not say {quotes[key]!r}"
+    assert_quoted(quotes["README_SWEEP"], quotes["README_TRAINED"])

@@ -158,3 +158,22 @@ def test_options_are_refused_where_they_do_nothing():
         NewtonOptions(damping=1.0)
     with pytest.raises(ValueError, match="tol must be a positive"):
         NewtonOptions(tol=0.0)
+
+
+def test_the_experiment_records_iterations_against_lambda_1(tmp_path):
+    """experiments/parallel_newton.py --quick: the flat records the docs quote, and the claim's
+    direction: contracting dynamics converge to the scan's trajectory, chaotic ones do not."""
+    from conftest import load_script
+
+    results = load_script("parallel_newton").main(["--quick", "--quiet", "--out", str(tmp_path)])
+    runs = results["runs"]
+    keys = {"model", "radius", "T", "phase", "lambda_1", "method", "iterations", "converged", "max_error_vs_sequential"}
+    assert all(keys <= set(r) for r in runs) and (tmp_path / "iterations_vs_lambda.png").is_file()
+    assert {r["model"] for r in runs} == {"tanh", "rnn", "lstm", "gru"}
+    assert {r["phase"] for r in runs if r["model"] == "gru"} == {"init", "trained"}
+    contracting = [r for r in runs if r["lambda_1"] < -0.1]
+    assert contracting and all(r["converged"] and r["max_error_vs_sequential"] <= 1e-10 for r in contracting)
+    newton = {r["T"]: r for r in runs if r["model"] == "tanh" and r["radius"] == 1.0 and r["method"] == "newton"}
+    assert all(r["iterations"] < 10 for r in newton.values())  # few, whatever T
+    chaotic = [r for r in runs if r["lambda_1"] > 0.05 and r["T"] == 200]
+    assert chaotic and not any(r["converged"] for r in chaotic)
