@@ -102,7 +102,7 @@ CASES = [
         "copy_memory",
         ["--model-path", "lru=parallel"],
         {},
-        "--model-path 'lru=parallel': a path is one of fused, autodiff, remat, sequential, associative",
+        "--model-path 'lru=parallel': a path is one of fused, autodiff, remat, newton, quasi_newton, sequential, associative",
     ),
     (
         "copy_memory",

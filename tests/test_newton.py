@@ -36,8 +36,8 @@ def outputs_and_gradients(layer, params, x, lengths, carry0):
         y, final = layer.apply(params, x, lengths, carry0)
         return jnp.sum(jnp.sin(3 * y)) + sum(jnp.sum(c**2) for c in jax.tree.leaves(final))
 
-    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(params, x, carry0)
-    return layer.apply(params, x, lengths, carry0), grads
+    outputs = jax.jit(lambda params, x, carry0: layer.apply(params, x, lengths, carry0))(params, x, carry0)
+    return outputs, jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(params, x, carry0)
 
 
 @pytest.mark.parametrize("path", NEWTON)
@@ -45,16 +45,18 @@ def outputs_and_gradients(layer, params, x, lengths, carry0):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_equals_the_sequential_scan_with_gradients(path, name, dtype):
     """Outputs, final carry and every gradient (params, x, h_0) as the sequential scan's: lengths,
-    a nonzero initial carry, a bidirectional stack (so the valid-prefix reverse too)."""
+    a nonzero initial carry, a bidirectional layer (so the valid-prefix reverse too), stacked
+    in float64 (one layer in float32, to keep the suite's compile time down)."""
     with jax.enable_x64(dtype == "float64"):
         cell = CELLS[name]()
         x = jax.random.normal(jax.random.key(1), (3, 16, 2), dtype)
         lengths = jnp.array([16, 5, 1])
-        reference = RNN(cell, num_layers=2, bidirectional=True, path="autodiff")
+        num_layers = 2 if dtype == "float64" else 1
+        reference = RNN(cell, num_layers=num_layers, bidirectional=True, path="autodiff")
         params = reference.init(jax.random.key(0), 2, dtype)
         carry0 = jax.tree.map(lambda c: c + 0.1, reference.initial_carry(3, dtype))
         expected = outputs_and_gradients(reference, params, x, lengths, carry0)
-        layer = RNN(cell, num_layers=2, bidirectional=True, path=path, newton=NewtonOptions(max_iter=60))
+        layer = RNN(cell, num_layers=num_layers, bidirectional=True, path=path, newton=NewtonOptions(max_iter=60))
         actual = outputs_and_gradients(layer, params, x, lengths, carry0)
         assert scaled_error(actual, expected) <= (1e-10 if dtype == "float64" else 1e-5)
         assert float(jnp.max(jnp.abs(actual[0][0][1, 5:]))) == 0.0  # padding is zero
@@ -66,8 +68,8 @@ def test_gradients_match_finite_differences(path):
         cell = GRUCell(4)
         params = cell.init(jax.random.key(0), 3, jnp.float64)
         x = jax.random.normal(jax.random.key(1), (2, 12, 3), jnp.float64)
-        loss = lambda p: jnp.sum(jnp.tanh(unroll(cell, p, x, lengths=jnp.array([12, 7]), path=path)[0]) ** 2)
-        grads = jax.grad(loss)(params)
+        loss = jax.jit(lambda p: jnp.sum(jnp.tanh(unroll(cell, p, x, lengths=jnp.array([12, 7]), path=path)[0]) ** 2))
+        grads = jax.jit(jax.grad(loss))(params)
         direction = jax.tree.map(lambda p: jax.random.normal(jax.random.key(2), p.shape, p.dtype), params)
         step = 1e-6
         shifted = lambda s: loss(jax.tree.map(lambda p, d: p + s * d, params, direction))
@@ -84,8 +86,8 @@ def test_hidden_perturbation_gives_the_gradient_profile(path):
         reference = RNN(LSTMCell(4), path="autodiff")
         params = reference.init(jax.random.key(0), 3, jnp.float64)
         loss = lambda y: jnp.sum(y[:, -1] ** 2)
-        expected = diagnostics.gradient_profile(reference, params, loss, x)
-        actual = diagnostics.gradient_profile(RNN(LSTMCell(4), path=path), params, loss, x)
+        profile = lambda layer: diagnostics.gradient_profile(layer, params, loss, x, jacobian=False)
+        expected, actual = profile(reference), profile(RNN(LSTMCell(4), path=path))
         assert scaled_error(actual, expected) <= 1e-10
 
 
@@ -171,8 +173,8 @@ def test_the_experiment_records_iterations_against_lambda_1(tmp_path):
     assert all(keys <= set(r) for r in runs) and (tmp_path / "iterations_vs_lambda.png").is_file()
     assert {r["model"] for r in runs} == {"tanh", "rnn", "lstm", "gru"}
     assert {r["phase"] for r in runs if r["model"] == "gru"} == {"init", "trained"}
-    contracting = [r for r in runs if r["lambda_1"] < -0.1]
-    assert contracting and all(r["converged"] and r["max_error_vs_sequential"] <= 1e-10 for r in contracting)
+    contracting = [r for r in runs if r["lambda_1"] < -0.1]  # residual 1e-8, amplified by at most ~1/(1 - e^-0.1)
+    assert contracting and all(r["converged"] and r["max_error_vs_sequential"] <= 1e-6 for r in contracting)
     newton = {r["T"]: r for r in runs if r["model"] == "tanh" and r["radius"] == 1.0 and r["method"] == "newton"}
     assert all(r["iterations"] < 10 for r in newton.values())  # few, whatever T
     chaotic = [r for r in runs if r["lambda_1"] > 0.05 and r["T"] == 200]
