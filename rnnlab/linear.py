@@ -372,7 +372,10 @@ def recurrence(cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, assoc
     Padded steps (``mask_tb`` false) are the identity map, so the last state is each
     sequence's last valid one; their outputs are zero.  ``eps_tbh`` is added to ``b_t``."""
     inputs = cell.prepare(params, x_tbi)
-    a, b = cell.coefficients(params, inputs)
+    # the state in the carry's dtype: float32 for a half-precision layer, as the sequential cells keep
+    # it (and the associative scan's complex numbers have no bfloat16 kind)
+    carry_dtype = jax.tree.leaves(carry0)[0].dtype
+    a, b = jax.tree.map(lambda v: v.astype(carry_dtype), cell.coefficients(params, inputs))
     if eps_tbh is not None:
         b = cell.add_real(b, eps_tbh)
     if mask_tb is not None:

@@ -54,6 +54,8 @@ class RNN(nnx.Module):
         rngs: nnx.Rngs,
     ):
         # Flax's convention: params stored in param_dtype, computed in dtype (None: promoted)
+        if not jnp.issubdtype(jnp.dtype(param_dtype), jnp.floating):
+            raise ValueError(f"param_dtype must be a floating-point dtype (e.g. jnp.float32), got {param_dtype!r}")
         layer = layers.RNN(
             cell,
             num_layers=num_layers,

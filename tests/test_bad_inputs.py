@@ -110,6 +110,22 @@ CASES = [
         {},
         "--model-path lru: path='fused' does not apply to LRUBlock",
     ),
+    ("copy_memory", ["--model-options", "lru=r_min:0.1,r_min:0.9"], {}, "r_min is given twice"),
+    ("copy_memory", ["--model-options", "rnn=spectral_radius:inf"], {}, "spectral_radius must be a finite number"),
+    (
+        "copy_memory",
+        ["--models", "rnn", "--model-options", "lru=r_min:0.5"],
+        {},
+        "--model-options 'lru=r_min:0.5': lru is not trained by this run (--models rnn)",
+    ),
+    (
+        "adding_problem",
+        ["--models", "rnn", "--model-path", "lru=associative"],
+        {},
+        "--model-path 'lru=associative': lru is not trained by this run (--models rnn)",
+    ),
+    ("adding_problem", ["--models", "rnn", "--model-hidden", "gru=8"], {}, "gru is not trained by this run"),
+    ("adding_problem", ["--out", "taken"], {"taken": "a file"}, "--out taken is a file, not a folder"),
     # -- files
     ("forecast", ["--csv", "missing.csv"], {}, "no such file: missing.csv"),
     ("forecast", ["--csv", "p.csv", "--column", "Open"], {"p.csv": PRICES}, "p.csv has no column 'Open'"),
@@ -353,3 +369,59 @@ def test_token_ids_outside_the_vocabulary_are_an_error_not_a_clamp(name, bad_id)
         jax.block_until_ready(jax.jit(lambda p, x: call(model, p, x))(params, ids))
     good = jnp.array([[1, vocab - 1, 0]])
     assert np.all(np.isfinite(np.asarray(jax.jit(lambda p, x: call(model, p, x))(params, good))))
+
+
+def test_an_explicit_run_wide_flag_beats_the_scripts_per_model_defaults():
+    """copy_memory's default --model-hidden rnn=80 yields to a typed --hidden (and --model-clip to
+    a typed --clip); a typed per-model entry still wins for its model."""
+    from rnnlab.experiment.cli import parse_config
+    from rnnlab.experiment.models import model_clip, model_hidden
+
+    config = load_script("copy_memory").Config
+    default = parse_config(config, ["--models", "rnn"])
+    assert model_hidden(default, "rnn") == 80 and model_clip(default, "rnn") == {"clip_norm": 0.0, "clip_value": 1.0}
+    typed = parse_config(config, ["--models", "rnn", "lstm", "--hidden", "16", "--clip", "norm:5"])
+    assert model_hidden(typed, "rnn") == model_hidden(typed, "lstm") == 16
+    assert model_clip(typed, "rnn") is None and typed.clip == "norm:5"  # the run's --clip applies
+    both = parse_config(config, ["--models", "rnn", "lstm", "--hidden", "16", "--model-hidden", "rnn=20"])
+    assert model_hidden(both, "rnn") == 20 and model_hidden(both, "lstm") == 16
+
+
+def test_resume_on_a_folder_without_a_run_says_so(tmp_path, capsys):
+    from rnnlab.experiment.cli import BaseConfig
+    from rnnlab.experiment.rundir import RunDir
+
+    RunDir(BaseConfig(out=str(tmp_path / "new"), resume=True))
+    err = capsys.readouterr().err.strip()
+    assert err == f"--resume: {tmp_path / 'new'} holds no run yet; starting one from scratch"
+
+
+@pytest.mark.parametrize(
+    "files, dest, words",
+    [
+        ({"results.json": "{not json", "config.json": "{}"}, "out.json", "results.json is not JSON"),
+        ({"results.json": "{}"}, "out.json", "holds no config.json"),
+        ({"results.json": "{}", "config.json": "{}"}, "missing/out.json", "the folder of"),
+    ],
+)
+def test_publish_refuses_in_one_line(tmp_path, files, dest, words):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name, text in files.items():
+        (run / name).write_text(text)
+    publish = ROOT / "docs" / "results" / "publish.py"
+    proc = subprocess.run(
+        [sys.executable, str(publish), str(run), str(tmp_path / dest)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert words in proc.stderr.strip().splitlines()[-1]
+
+
+def test_nnx_param_dtype_must_be_floating():
+    from flax import nnx
+
+    from rnnlab import GRUCell
+    from rnnlab.nnx import RNN as NNXRNN
+
+    with pytest.raises(ValueError, match="param_dtype must be a floating-point dtype"):
+        NNXRNN(GRUCell(4), 3, param_dtype=jnp.int32, rngs=nnx.Rngs(0))

@@ -222,3 +222,22 @@ def test_the_scripts_flags_reach_the_lru_ring_and_the_path(capsys):
         parse_config(script.Config, ["--models", "lstm", "--model-path", "lstm=associative"])
     assert "--model-path lstm: path='associative' does not apply to LSTMCell" in capsys.readouterr().err
     assert model_spec(parse_config(script.Config, ["--models", "lru"]), "lru").layer().cell.r_min == 0.0
+
+
+@pytest.mark.parametrize("name", ["lru", "mingru"])
+def test_bfloat16_runs_on_both_paths_without_warnings(name):
+    """A half-precision layer keeps the linear state in float32, as the sequential cells do: no
+    dtype-mixing scatter, and the associative path's complex scan in complex64."""
+    import warnings
+
+    cell = {"lru": LRUBlock(8), "mingru": MinGRUCell(8)}[name]
+    x = jax.random.normal(jax.random.key(3), (2, 40, 3))
+    params = RNN(cell).init(jax.random.key(0), 3)
+    outputs = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for path in ("sequential", "associative"):
+            outputs[path] = RNN(cell, path=path, dtype="bfloat16").apply(params, x)[0]
+    full = RNN(cell, path="sequential").apply(params, x)[0]
+    np.testing.assert_allclose(outputs["associative"], outputs["sequential"], atol=1e-2)
+    assert float(jnp.max(jnp.abs(outputs["sequential"] - full))) < 0.2  # bf16 params and inputs

@@ -33,8 +33,16 @@ def main(argv=None) -> None:
     parser.add_argument("dest", type=pathlib.Path, help="the file under docs/results/")
     parser.add_argument("--drop", nargs="*", default=[], help="results keys to leave out (large per-step curves)")
     args = parser.parse_args(argv)
-    if not (args.run / "results.json").is_file():
-        parser.error(f"{args.run} holds no results.json: is it a finished run's --out folder?")
+    for name in ("results.json", "config.json"):
+        path = args.run / name
+        if not path.is_file():
+            parser.error(f"{args.run} holds no {name}: is it a finished run's --out folder?")
+        try:
+            json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            parser.error(f"{path} is not JSON ({e})")
+    if not args.dest.parent.is_dir():
+        parser.error(f"the folder of {args.dest} does not exist")
     args.dest.write_text(json.dumps(published(args.run, tuple(args.drop)), indent=1) + "\n")
     print(f"wrote {args.dest}")
 

@@ -102,6 +102,10 @@ class BaseConfig:
     def apply_quick(self) -> None:
         """Shrink the run for CI and a first look (scripts override)."""
 
+    def apply_explicit(self, explicit: frozenset[str]) -> None:
+        """What the fields typed on the command line (``explicit``) change in the script's
+        defaults (scripts override: a default never overrides what the user typed)."""
+
     def check(self) -> None:
         """Rules between fields (scripts extend); raise ``ConfigError`` naming the flag."""
         if self.num_processes is not None and self.process_id is not None and self.process_id >= self.num_processes:
@@ -146,13 +150,16 @@ def parse_config(cls, argv=None, description: str | None = None):
     args = parser.parse_args(argv)
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()}
     cfg = cls(**values)
+    explicit = {a.split("=")[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
+    explicit = frozenset((explicit | {name[3:] for name in explicit if name.startswith("no_")}) & values.keys())
     if getattr(cfg, "quick", False):
-        explicit = {a.split("=")[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
-        explicit |= {name[3:] for name in explicit if name.startswith("no_")}
         cfg.apply_quick()
         # flags given on the command line win over --quick's defaults
-        for name in explicit & values.keys():
+        for name in explicit:
             setattr(cfg, name, values[name])
+    cfg.explicit_flags = explicit  # not a field: what was typed, for the checks
+    if hasattr(cfg, "apply_explicit"):
+        cfg.apply_explicit(explicit)
     try:
         check_fields(cfg)
     except ConfigError as e:

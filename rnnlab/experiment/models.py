@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+from typing import ClassVar
 
 from rnnlab import zoo
 from rnnlab.experiment.cli import BaseConfig, ConfigError, flag
@@ -76,16 +77,23 @@ def model_clip(cfg, name: str) -> dict[str, float] | None:
 
 
 def cell_options(text: str) -> dict[str, float]:
-    """``"r_min:0.9,r_max:0.999"`` -> ``{"r_min": 0.9, "r_max": 0.999}``: options for a model's cell."""
+    """``"r_min:0.9,r_max:0.999"`` -> ``{"r_min": 0.9, "r_max": 0.999}``: options for a model's cell
+    (a key given twice, or a value that is not a finite number, is refused)."""
     out = {}
     for item in text.split(","):
         key, sep, value = item.partition(":")
+        key = key.strip()
         try:
-            out[key.strip()] = float(value)
+            number = float(value)
         except ValueError:
             sep = ""
-        if not sep or not key.strip():
+        if not sep or not key:
             raise ValueError(f"cell options are KEY:NUMBER entries joined by commas, got {item!r}")
+        if not math.isfinite(number):
+            raise ValueError(f"{key} must be a finite number, got {value.strip()!r}")
+        if key in out:
+            raise ValueError(f"{key} is given twice")
+        out[key] = number
     return out
 
 
@@ -141,13 +149,27 @@ def model_spec(cfg, name: str) -> ModelSpec:
     )
 
 
+PER_MODEL_FIELDS = ("model_hidden", "model_clip", "model_options", "model_path")
+
+
 def check_per_model(cfg) -> None:
     """``ConfigError`` for a bad ``--model-hidden``, ``--model-clip`` or ``--model-options`` entry
-    (for ``Config.check``); the options of each model the run trains must build its cell."""
+    (for ``Config.check``); the options of each model the run trains must build its cell.  An
+    entry typed on the command line for a model the run does not train is refused (a script's
+    defaults may name such models: they are ignored)."""
     if hasattr(cfg, "model_hidden"):
         model_hidden(cfg, "")
     if hasattr(cfg, "model_clip"):
         model_clip(cfg, "")
+    model_options(cfg, ""), model_path(cfg, "")  # every entry parses, trained or not
+    models = getattr(cfg, "models", None)
+    for field in set(PER_MODEL_FIELDS) & getattr(cfg, "explicit_flags", frozenset()):
+        for entry in getattr(cfg, field):
+            name = entry.partition("=")[0]
+            if models is not None and name in MODELS and name not in models:
+                raise ConfigError(
+                    f"{flag(field)} {entry!r}: {name} is not trained by this run (--models {' '.join(models)})"
+                )
     for name in getattr(cfg, "models", ()):
         try:
             resolve_path(_probe_cell(name), model_path(cfg, name))
@@ -180,6 +202,19 @@ class PerModelConfig(BaseConfig):
 
     model_options: tuple[str, ...] = ()  # MODEL=KEY:X,KEY:X: a model's cell options, e.g. lru=r_min:0.9
     model_path: tuple[str, ...] = ()  # MODEL=PATH: a model's execution path (rnnlab.unroll.PATHS)
+
+    # the run-wide flags a per-model default yields to: a typed --hidden beats the script's
+    # default --model-hidden entries (typed --model-hidden entries still win for their models)
+    RUN_WIDE: ClassVar[dict[str, tuple[str, ...]]] = {
+        "model_hidden": ("hidden",),
+        "model_clip": ("clip", "clip_norm", "clip_value"),
+    }
+
+    def apply_explicit(self, explicit: frozenset[str]) -> None:
+        super().apply_explicit(explicit)
+        for field, run_wide in self.RUN_WIDE.items():
+            if hasattr(self, field) and field not in explicit and explicit & set(run_wide):
+                setattr(self, field, ())
 
     def check(self) -> None:
         super().check()

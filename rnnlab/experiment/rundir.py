@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import socket
+import sys
 
 import jax
 import numpy as np
@@ -83,6 +84,8 @@ class RunDir:
         self.writes = parallel.is_primary()
         if not self.writes:
             return
+        if self.path.exists() and not self.path.is_dir():
+            raise NotADirectoryError(f"--out {self.path} is a file, not a folder: choose a folder for the run")
         # one run per folder: two into one would interleave their metrics and checkpoints
         self.path.mkdir(parents=True, exist_ok=True)
         lock_folder(self.path)
@@ -99,6 +102,8 @@ class RunDir:
             )
         if cfg.resume and self.config_path.exists():
             check_compatible(json.loads(self.config_path.read_text()), config_dict(cfg))
+        if cfg.resume and not holds_run:
+            print(f"--resume: {self.path} holds no run yet; starting one from scratch", file=sys.stderr)
         write_json(self.config_path, config_dict(cfg))
 
     def checkpoint_dir(self, name: str = "") -> pathlib.Path:
