@@ -69,3 +69,14 @@ def test_script_writes_losses_per_model_and_length_and_the_gradient_profiles(tmp
             assert norms.shape == (25,) and np.all(np.isfinite(norms)) and np.all(norms >= 0)
     for figure in ("learning_curves.png", "gradient_norms.png"):
         assert (tmp_path / figure).stat().st_size > 0
+
+
+def test_every_seed_and_length_trains_on_its_own_stream():
+    """(--seed, T) -> a distinct training stream (seed * 1000 + T alone repeats: 0, 1500 = 1, 500),
+    while the lengths of the committed runs (T <= 1000) keep the stream they were trained on."""
+    data_seed = load_script("copy_memory").data_seed
+    pairs = [(seed, T) for seed in range(4) for T in (10, 100, 500, 1000, 1500, 2000, 3000)]
+    assert len({data_seed(seed, T) for seed, T in pairs}) == len(pairs)
+    assert data_seed(0, 100) == 100 and data_seed(2, 1000) == 3000
+    first = lambda seed, T: synthetic.seeded_batches(synthetic.copy_memory, data_seed(seed, T), 1, 2, T)(0)["tokens"]
+    assert not np.array_equal(first(0, 1500)[..., :10], first(1, 500)[..., :10])  # the symbols to recall

@@ -99,12 +99,13 @@ TASKS = {"adding": adding_problem, "adding_hs97": adding_problem_hs97, "copy": c
 
 def seeded_batches(task, seed: int, runs, batch_size: int, num_steps: int):
     """``batch(step) -> {k: [S, B, ...]}``: fresh data for each run at every step, a pure
-    function of ``(seed, run, step)``.  ``runs``: a count (runs 0..S-1) or each row's run
-    index (sweep points that share a seed share its data)."""
+    function of ``(seed, run, step)`` (``seed`` an int or a tuple of ints).  ``runs``: a count
+    (runs 0..S-1) or each row's run index (sweep points that share a seed share its data)."""
     runs = range(runs) if isinstance(runs, int) else [int(r) for r in runs]
+    prefix = tuple(seed) if isinstance(seed, tuple) else (seed,)
 
     def batch(step: int) -> dict:
-        per_run = [task((seed, run, step), batch_size, num_steps) for run in runs]
+        per_run = [task((*prefix, run, step), batch_size, num_steps) for run in runs]
         return {k: np.stack([b[k] for b in per_run]) for k in per_run[0]}
 
     return batch
