@@ -71,7 +71,8 @@ class Config(PerModelConfig):
     lengths: tuple[int, ...] = option((100,), ge=1)
     models: tuple[str, ...] = option(("rnn", "lstm", "exprnn"), choices=tuple(MODELS))
     hidden: int = option(128, ge=2)
-    # MODEL=H overrides --hidden; the default is the uRNN paper's parameter-matched sizes
+    # MODEL=H overrides --hidden; the default is the uRNN paper's parameter-matched sizes, and a
+    # typed --hidden replaces it (PerModelConfig.apply_explicit: a default never beats what was typed)
     model_hidden: tuple[str, ...] = ("rnn=80", "lstm=40")
     seeds: int = option(3, ge=1)
     batch_size: int = option(128, ge=1)
@@ -83,6 +84,7 @@ class Config(PerModelConfig):
     rmsprop_decay: float = option(0.99, ge=0.0, lt=1.0)  # torch's alpha, as in lezcano/expRNN
     clip: str = "off"  # off, norm:X (global norm) or value:X (each entry to ±X)
     # MODEL=RULE overrides --clip; the default clips the tanh RNN and the LSTM as the uRNN authors did
+    # (replaced, like --model-hidden's default, by a typed --clip)
     model_clip: tuple[str, ...] = ("rnn=value:1", "lstm=value:1")
     test_size: int = option(256, ge=1)
     log_every: int = option(20, ge=1)

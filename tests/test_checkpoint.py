@@ -127,13 +127,17 @@ def test_ctrl_c_is_one_line_and_the_resumed_run_is_bit_identical(uninterrupted, 
     """A real SIGINT mid-training: exit 130, one line naming the last checkpoint and the command
     that continues (no traceback); that command finishes as an uninterrupted run."""
     out = tmp_path / "interrupted"
+    # a shell without job control starts background jobs with SIGINT ignored, and Python then
+    # never raises KeyboardInterrupt: the child restores Python's handler itself before the script
+    # runs (a preexec_fn would fork this multithreaded JAX process)
+    restore = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
     proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), *SMALL, "--out", str(out)],
+        [sys.executable, "-c", restore, str(SCRIPT), *SMALL, "--out", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        # a shell without job control starts background jobs with SIGINT ignored, and Python
-        # then never raises KeyboardInterrupt: give the script the terminal's default
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     marker = out / "checkpoints" / "rnn" / "20" / "commit_success.txt"
     deadline = time.time() + 300

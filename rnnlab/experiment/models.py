@@ -24,7 +24,8 @@ def per_model(field: str, entries: tuple[str, ...], models: tuple[str, ...], par
     setting (``--model-hidden``, ``--model-clip``).  A ``ConfigError`` naming the flag for an
     entry without ``=``, a model not in ``models``, a model named twice or a value ``parse``
     refuses (it raises ``ValueError`` with the reason).  An entry for a model the run does not
-    train is ignored, so a script's defaults can name models a user leaves out."""
+    train is ignored here, so a script's defaults can name models a user leaves out
+    (``check_per_model`` refuses such an entry when the user typed it)."""
     out = {}
     for entry in entries:
         name, sep, text = entry.partition("=")
