@@ -29,6 +29,8 @@ hold.  A sweep of one point is an ordinary run.
 from __future__ import annotations
 
 import itertools
+import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +39,7 @@ import numpy as np
 
 from rnnlab import parallel
 from rnnlab.train import Optimizer, TrainState, fit, init_state, make_train_step
+from rnnlab.validation import InputError
 
 
 def grid(**axes: Sequence) -> list[dict]:
@@ -145,6 +148,27 @@ def _key_data(sweep: Sweep, init_keys) -> np.ndarray:
     return data
 
 
+def machine_memory_bytes() -> int:
+    """What this machine can hold: its physical memory, or the first device's, if smaller."""
+    limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    stats = jax.devices()[0].memory_stats() or {}  # None on the CPU backend
+    return min(limit, stats.get("bytes_limit", limit))
+
+
+def check_fits(param_shapes, num_points: int, *, copies: int = 4) -> None:
+    """``InputError`` when the params of ``num_points`` points, ``copies`` times over (params,
+    gradients and Adam's two moments), exceed the machine's memory: one line before anything
+    is compiled or allocated (XLA would abort with a C++ stack).  Activations come on top."""
+    per_point = sum(math.prod(p.shape) * np.dtype(p.dtype).itemsize for p in jax.tree.leaves(param_shapes))
+    need, limit = copies * per_point * num_points, machine_memory_bytes()
+    if need > limit:
+        raise InputError(
+            f"the run's parameters need about {need / 2**30:.3g} GiB ({num_points} points x {per_point / 2**30:.3g} "
+            f"GiB, {copies} copies: params, gradients, optimizer moments) and this machine holds {limit / 2**30:.3g} "
+            "GiB: use smaller models (--hidden, --model-hidden) or fewer points"
+        )
+
+
 def init_params(sweep: Sweep, init_fn: Callable, init_keys):
     """Host params rows ``[S, ...]``: ``init_fn(key, point)`` for every point (``point``: its dict).
 
@@ -154,6 +178,7 @@ def init_params(sweep: Sweep, init_fn: Callable, init_keys):
     point, and every later sweep of the same shapes, reuses its one compile.
     """
     keys = jax.random.wrap_key_data(_key_data(sweep, init_keys))
+    check_fits(jax.eval_shape(lambda key: init_fn(key, sweep.points[0]), keys[0]), len(sweep.points))
     rows = [jax.tree.map(np.asarray, init_fn(key, point)) for key, point in zip(keys, sweep.points)]
     return jax.tree.map(lambda *leaves: np.stack(leaves), *rows)
 

@@ -126,6 +126,13 @@ CASES = [
     ),
     ("adding_problem", ["--models", "rnn", "--model-hidden", "gru=8"], {}, "gru is not trained by this run"),
     ("adding_problem", ["--out", "taken"], {"taken": "a file"}, "--out taken is a file, not a folder"),
+    (
+        "adding_problem",
+        ["--models", "rnn", "--model-hidden", "rnn=1000000000"],
+        {},
+        "GiB: use smaller models (--hidden, --model-hidden) or fewer points",
+    ),
+    ("copy_memory", ["--models", "rnn", "--hidden", "3000000"], {}, "the run's parameters need about"),
     # -- files
     ("forecast", ["--csv", "missing.csv"], {}, "no such file: missing.csv"),
     ("forecast", ["--csv", "p.csv", "--column", "Open"], {"p.csv": PRICES}, "p.csv has no column 'Open'"),
