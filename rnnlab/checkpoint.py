@@ -32,9 +32,12 @@ caller broadcasts what process 0 restored (``rnnlab.experiment.resume``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import pathlib
+import signal
+import threading
 import warnings
 
 import jax
@@ -95,6 +98,23 @@ def _check_file_digests(folder: pathlib.Path) -> None:
             raise CorruptCheckpointError(f"checkpoint {folder}: file {name} differs from when it was saved")
 
 
+@contextlib.contextmanager
+def _deferred_sigint():
+    """SIGINT inside the block is held until its end, then raised as ``KeyboardInterrupt``
+    (only the main thread can hold it; elsewhere the block runs as it is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 class Checkpointer:
     """Save every ``every`` steps (and whenever asked), keep the last ``keep``."""
 
@@ -136,8 +156,14 @@ class Checkpointer:
         return self.every > 0 and step % self.every == 0
 
     def save(self, step: int, state, meta: dict) -> None:
+        """Write one step's checkpoint.  A Ctrl-C that lands inside waits for the save to finish,
+        then raises: a checkpoint is whole or absent, and Orbax is never cut mid-write."""
         if not self.active:
             return
+        with _deferred_sigint():
+            self._save(step, state, meta)
+
+    def _save(self, step: int, state, meta: dict) -> None:
         state = jax.device_get(state)
         meta = dict(meta, step=int(step), digest=tree_digest(state))
         try:

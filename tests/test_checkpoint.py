@@ -390,3 +390,33 @@ def test_the_console_summary_prints_the_results_numbers_readably(tmp_path, capsy
     printed = capsys.readouterr().out
     per_seed = results["models"]["rnn"]["points"][0]["test_mse"]["per_seed"]
     assert f"test MSE per seed [{', '.join(f'{v:.3g}' for v in per_seed)}]" in printed
+
+
+INTERRUPTED_SAVE = """
+import os, signal, sys
+import numpy as np
+from rnnlab.checkpoint import Checkpointer
+checkpointer = Checkpointer(sys.argv[1], keep=2)
+state = {"w": np.arange(6.0).reshape(2, 3)}
+real_save = checkpointer._manager.save
+def save_interrupted(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C lands inside the save, before Orbax writes
+    return real_save(*args, **kwargs)
+checkpointer._manager.save = save_interrupted
+try:
+    checkpointer.save(7, state, {})
+except KeyboardInterrupt:
+    print("interrupted after the save")
+restored, _ = checkpointer.restore(7, state)
+print("steps", checkpointer.steps(), "equal", bool(np.array_equal(restored["w"], state["w"])))
+"""
+
+
+def test_ctrl_c_inside_a_save_waits_for_a_whole_checkpoint(tmp_path):
+    """SIGINT in the middle of Checkpointer.save: the save finishes, then KeyboardInterrupt (which
+    the scripts turn into one line and exit 130); the checkpoint is whole, so --resume reads it."""
+    proc = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_SAVE, str(tmp_path / "ckpt")], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["interrupted", "after", "the", "save", "steps", "[7]", "equal", "True"]
