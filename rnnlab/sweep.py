@@ -151,7 +151,7 @@ def _key_data(sweep: Sweep, init_keys) -> np.ndarray:
 def machine_memory_bytes() -> int:
     """What this machine can hold: its physical memory, or the first device's, if smaller."""
     limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    stats = jax.devices()[0].memory_stats() or {}  # None on the CPU backend
+    stats = jax.local_devices()[0].memory_stats() or {}  # this process's own device; None on the CPU backend
     return min(limit, stats.get("bytes_limit", limit))
 
 
