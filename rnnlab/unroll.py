@@ -238,15 +238,11 @@ def unroll(
     resolve_path(cell, path, scan_unroll, newton)
     x_tbi, lengths_b, mask_tb, carry0 = prepare(cell, params, x, lengths, initial_carry, time_major)
     eps_tbh = guess_tbh = None
-    shape_tbh = x_tbi.shape[:2] + (cell.hidden_size,)
     if hidden_perturbation is not None:
-        eps_tbh = check_perturbation(hidden_perturbation, shape_tbh, time_major)
+        eps_tbh = check_perturbation(hidden_perturbation, x_tbi.shape[:2] + (cell.hidden_size,), time_major)
     if initial_guess is not None:
-        expected = jax.tree.map(lambda c: jax.ShapeDtypeStruct(shape_tbh, c.dtype), carry0)
-        if not time_major:
-            expected = jax.tree.map(
-                lambda s: jax.ShapeDtypeStruct((s.shape[1], s.shape[0], s.shape[2]), s.dtype), expected
-            )
+        # laid out like the outputs: x's first two axes, then H
+        expected = jax.tree.map(lambda c: jax.ShapeDtypeStruct(jnp.shape(x)[:2] + (cell.hidden_size,), c.dtype), carry0)
         validation.check_tree_shapes("initial_guess", initial_guess, expected)
         guess_tbh = initial_guess if time_major else jax.tree.map(lambda g: jnp.swapaxes(g, 0, 1), initial_guess)
     if reverse:
