@@ -365,6 +365,24 @@ class LRUBlock(LinearCellBase):
         return u + z1 * jax.nn.sigmoid(z2)
 
 
+def apply_coefficient(a, v, diagonal: bool = True):
+    """``A v``: elementwise for diagonal coefficients ``[..., D]``, a matrix product for ``[..., D, D]``."""
+    return a * v if diagonal else jnp.einsum("...ij,...j->...i", a, v)
+
+
+def solve_affine(a_t, b_t, diagonal: bool = True):
+    """``h_t = A_t h_{t-1} + b_t`` from ``h_{-1} = 0`` (fold a nonzero start into ``b_0``) along axis 0,
+    by ``jax.lax.associative_scan`` over the composition of affine maps
+    ``(A1, b1) then (A2, b2) = (A2 A1, A2 b1 + b2)``; ``A_t`` diagonal ``[T, ..., D]`` or full ``[T, ..., D, D]``.
+    The associative path here and Newton's iterations (``rnnlab.newton``) both solve with it."""
+
+    def compose(earlier, later):
+        (a1, b1), (a2, b2) = earlier, later
+        return (a2 * a1 if diagonal else a2 @ a1), apply_coefficient(a2, b1, diagonal) + b2
+
+    return jax.lax.associative_scan(compose, (a_t, b_t), axis=0)[1]
+
+
 def recurrence(cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, associative=False, scan_unroll=1):
     """``(final carry, y [T, B, H])`` of a linear cell: ``jax.lax.scan`` (``scan_unroll`` steps per
     iteration), or ``jax.lax.associative_scan`` when ``associative``.
@@ -395,13 +413,7 @@ def recurrence(cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, assoc
         zero_carry = jax.tree.map(jnp.zeros_like, carry0)
         _, h_t = jax.lax.scan(step, zero_carry, (a, b), unroll=scan_unroll)
     else:
-
-        def compose(earlier, later):  # (a1, b1) then (a2, b2)
-            (a1, b1), (a2, b2) = earlier, later
-            return a2 * a1, a2 * b1 + b2
-
-        _, h_scan = jax.lax.associative_scan(compose, (cell.to_scan(a), cell.to_scan(b)), axis=0)
-        h_t = cell.from_scan(h_scan)
+        h_t = cell.from_scan(solve_affine(cell.to_scan(a), cell.to_scan(b)))
     y_tbh = cell.readout(params, h_t, inputs)
     if mask_tb is not None:
         y_tbh = jnp.where(mask_tb[..., None], y_tbh, 0)

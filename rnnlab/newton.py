@@ -57,6 +57,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import scan
+from rnnlab.linear import apply_coefficient, solve_affine
 from rnnlab.validation import check_positive_int, is_concrete
 
 NEWTON_PATHS = ("newton", "quasi_newton")
@@ -182,23 +183,6 @@ def _step_fns(cell, params, treedef, x_tbi, mask_tb, eps_tbh):
     return values, jacobians
 
 
-def _compose(diagonal):
-    """``(A1, b1) then (A2, b2) = (A2 A1, A2 b1 + b2)``: the associative scan's operator."""
-    if diagonal:
-        return lambda e1, e2: (e2[0] * e1[0], e2[0] * e1[1] + e2[1])
-    return lambda e1, e2: (e2[0] @ e1[0], jnp.einsum("...ij,...j->...i", e2[0], e1[1]) + e2[1])
-
-
-def solve_linear(a_tb, b_tbd, diagonal):
-    """``h_t = A_t h_{t-1} + b_t`` from ``h_{-1} = 0`` (fold a nonzero start into ``b_0``), by
-    ``jax.lax.associative_scan``; ``A_t`` is ``[T, B, D, D]`` or, ``diagonal``, ``[T, B, D]``."""
-    return jax.lax.associative_scan(_compose(diagonal), (a_tb, b_tbd))[1]
-
-
-def _apply(a, v, diagonal):
-    return a * v if diagonal else jnp.einsum("...ij,...j->...i", a, v)
-
-
 def _iterate(cell, quasi, options, params, x_tbi, h0_bd, mask_tb, eps_tbh, guess_tbd, treedef):
     """The Newton iterations: ``(iterations, h [T, B, D], residual)``; ``lax.while_loop``."""
     values, jacobians = _step_fns(cell, params, treedef, x_tbi, mask_tb, eps_tbh)
@@ -211,8 +195,8 @@ def _iterate(cell, quasi, options, params, x_tbi, h0_bd, mask_tb, eps_tbh, guess
         h_prev = _previous(h0_bd, h_tbd)
         f_tbd, a = values(h_prev), (1.0 - options.damping) * jacobians(h_prev, quasi)
         # b_t = f(h_{t-1}) - A_t h_{t-1}; at t = 0 the start is exact, so the solve gives f(h_0) there
-        b_tbd = (f_tbd - _apply(a, h_prev, quasi)).at[0].set(f_tbd[0])
-        h_tbd = solve_linear(a, b_tbd, quasi)
+        b_tbd = (f_tbd - apply_coefficient(a, h_prev, quasi)).at[0].set(f_tbd[0])
+        h_tbd = solve_affine(a, b_tbd, quasi)
         # DEER's safeguard (deer/deer_iter.py, clip_ytnext): a linearisation that expands where the
         # trajectory does not (at h = 0, say) overflows over long T; clip and restart such states
         return jnp.where(jnp.isnan(h_tbd), 0.0, jnp.clip(h_tbd, -_CLIP, _CLIP))
@@ -250,7 +234,7 @@ def _trajectory_bwd(cell, quasi, options, treedef, saved, cotangents):
     jt_rev = jnp.flip(jnp.swapaxes(jacobians(h_prev, False), -1, -2), axis=0)  # J_{T-1-s}^T at s
     # lambda_t = g_t + J_{t+1}^T lambda_{t+1}, lambda_{T-1} = g_{T-1}: a forward recurrence in reversed time
     a_rev = jnp.concatenate([jnp.zeros_like(jt_rev[:1]), jt_rev[:-1]])
-    lam_tbd = jnp.flip(solve_linear(a_rev, jnp.flip(g_tbd, axis=0), False), axis=0)
+    lam_tbd = jnp.flip(solve_affine(a_rev, jnp.flip(g_tbd, axis=0), False), axis=0)
 
     def step_all(params, x_tbi, h_prev, eps_tbh):
         values, _ = _step_fns(cell, params, treedef, x_tbi, mask_tb, eps_tbh)
