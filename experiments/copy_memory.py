@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import textwrap
+import time
 
 import jax
 import jax.numpy as jnp
@@ -47,12 +49,12 @@ from rnnlab.experiment import (
     RunDir,
     cli,
     clip_rule,
+    clip_written,
     model_clip,
     model_hidden,
     model_spec,
     option,
     parse_config,
-    per_model,
     setup,
     train_sweep,
 )
@@ -78,8 +80,11 @@ class Config(PerModelConfig):
     batch_size: int = option(128, ge=1)
     steps: int = option(1000, ge=1)
     optimizer: str = option("rmsprop", choices=OPTIMIZERS)
-    learning_rate: float = option(1e-3, gt=0.0)
-    # expRNN's orthogonal generators (a_hh) train at their own rate: its authors' README says lr / 10
+    # a sweep axis: with several values every model trains at each (x seeds, one program) and
+    # keeps the one whose median loss on a validation stream is lowest (the same sweep for all)
+    learning_rate: tuple[float, ...] = option((1e-3,), gt=0.0)
+    # expRNN's orthogonal generators (a_hh) train at their own rate: its authors' README says lr / 10;
+    # under a --learning-rate sweep the generators keep this rate's ratio to the first value
     orthogonal_learning_rate: float = option(1e-4, gt=0.0)
     rmsprop_decay: float = option(0.99, ge=0.0, lt=1.0)  # torch's alpha, as in lezcano/expRNN
     clip: str = "off"  # off, norm:X (global norm) or value:X (each entry to ±X)
@@ -104,12 +109,12 @@ class Config(PerModelConfig):
 
     def clip_of(self, name: str) -> str:
         """Model ``name``'s clip rule as written (``--model-clip``, else ``--clip``)."""
-        return per_model("model_clip", self.model_clip, tuple(MODELS), str).get(name, self.clip)
+        return clip_written(self, name)
 
     def optimizer_of(self, name: str) -> OptimConfig:
         return OptimConfig(
             self.optimizer,
-            self.learning_rate,
+            self.learning_rate[0],  # the sweep's points set their own (TrainState hyperparameters)
             rmsprop_decay=self.rmsprop_decay,
             group_learning_rates=(("a_hh", self.orthogonal_learning_rate),),
             **(model_clip(self, name) or clip_rule(self.clip)),
@@ -123,64 +128,108 @@ def data_seed(seed: int, T: int):
     return seed * 1000 + T if T <= 1000 else (seed, T)
 
 
-def cross_entropy(logits_btv, targets_bt):
-    """Nats per step, averaged over every step of every sequence."""
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_btv, targets_bt))
+def copy_metrics(logits_btv, targets_bt) -> dict:
+    r"""What a copy model learned, from one forward pass.
+
+    ``loss``: cross-entropy in nats per step over all T + 20 steps (the training loss;
+    memoryless baseline ``10 ln 8 / (T + 20)``).  Most of those steps are blanks that need no
+    memory, so the 10 answer steps are also scored alone: ``recall_loss``, their cross-entropy
+    (memoryless ``ln 8 = 2.079`` at every T), and ``recall_accuracy``, the share of symbols
+    whose most likely output is right (chance 1/8)."""
+    ce_bt = optax.softmax_cross_entropy_with_integer_labels(logits_btv, targets_bt)
+    recall = slice(-synthetic.COPY_LENGTH, None)
+    hits_bt = jnp.argmax(logits_btv[:, recall], axis=-1) == targets_bt[:, recall]
+    return {"loss": jnp.mean(ce_bt), "recall_loss": jnp.mean(ce_bt[:, recall]), "recall_accuracy": jnp.mean(hits_bt)}
+
+
+RECALL_METRICS = ("recall_loss", "recall_accuracy")
 
 
 def recall_loss_with_perturbation(model: LanguageModel, params, batch, eps_bth):
     """The loss of the last 10 steps (recalling the symbols) with ``eps`` added to the hidden
     states: its gradient at 0 is how much of the recall error reaches each h_t."""
     logits_btv, _ = model.apply(params, batch["tokens"], hidden_perturbation=eps_bth[None])
-    recall = slice(-synthetic.COPY_LENGTH, None)
-    return cross_entropy(logits_btv[:, recall], batch["targets"][:, recall])
+    return copy_metrics(logits_btv, batch["targets"])["recall_loss"]
 
 
 @functools.cache
 def programs(spec: ModelSpec, T: int):
-    """The jitted init, test loss and gradient profile of one (model, T)."""
+    """The init, metrics (``copy_metrics``) and gradient profile of one (model, T)."""
     # chrono's T_max: the whole sequence, T + 20 steps
     model = LanguageModel(VOCAB, None, spec.layer(t_max=T + 2 * synthetic.COPY_LENGTH))  # one-hot
     init = jax.jit(lambda key: model.init(key, jnp.zeros((1, T + 2 * synthetic.COPY_LENGTH), jnp.int32)))
-    test_loss = lambda p, b: cross_entropy(model.apply(p, b["tokens"])[0], b["targets"])  # also the training loss
+    metrics = lambda p, b: copy_metrics(model.apply(p, b["tokens"])[0], b["targets"])
     profile = lambda p, b: jnp.median(
         hidden_gradient_norms(
             lambda eps: recall_loss_with_perturbation(model, p, b, eps), b["tokens"].shape + (spec.hidden,)
         ),
         axis=0,
     )
-    return model, init, test_loss, profile
+    return model, init, metrics, profile
+
+
+def held_out(cfg: Config, T: int, stream: int) -> dict:
+    """A held-out batch no training batch uses: ``stream`` 0 the test set, 1 the validation set
+    that picks the learning rate (the test set never chooses anything)."""
+    return synthetic.copy_memory((cfg.seed, 10**9 + stream, T) if stream else (cfg.seed, 10**9, T), cfg.test_size, T)
 
 
 def run_model(cfg: Config, run: RunDir, name: str, T: int) -> dict:
-    """Train every seed of (model, T) in one program; the held-out loss and gradient profiles."""
-    model, init, test_loss, profile = programs(model_spec(cfg, name), T)
-    sweep = Sweep(grid(seed=range(cfg.seeds)))
-    keys = jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), T), cfg.seeds)
-    test = synthetic.copy_memory((cfg.seed, 10**9, T), cfg.test_size, T)  # a stream no training batch uses
-    test_s = {k: np.broadcast_to(v, (cfg.seeds,) + v.shape) for k, v in test.items()}
+    """Train every learning rate x seed of (model, T) in one program; the validation loss that
+    picks the learning rate, then at the chosen one the held-out metrics and gradient profiles."""
+    model, init, metrics, profile = programs(model_spec(cfg, name), T)
+    sweep = Sweep(grid(learning_rate=cfg.learning_rate, seed=range(cfg.seeds)))
+    seed_s = sweep.column("seed")
+    keys = jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), T), cfg.seeds)[seed_s]
+    rows = lambda batch: {k: np.broadcast_to(v, (len(sweep),) + v.shape) for k, v in batch.items()}
     params0 = init_params(sweep, lambda key, p: init(key), keys)
-    grad_init = sweep.run(profile, params0, test_s)
+
+    def loss_fn(params, batch, key):
+        m = metrics(params, batch)
+        return m["loss"], {k: m[k] for k in RECALL_METRICS}
+
+    started = time.perf_counter()
     state = train_sweep(
         run,
         f"{name}/T{T}",
         cfg,
         sweep,
         params=params0,
-        loss_fn=lambda params, batch, key: (test_loss(params, batch), {}),
+        loss_fn=loss_fn,
         optimizer=make_optimizer(cfg.optimizer_of(name), cfg.steps),
-        batch_fn=synthetic.seeded_batches(synthetic.copy_memory, data_seed(cfg.seed, T), cfg.seeds, cfg.batch_size, T),
+        hyperparameters=("learning_rate",),
+        # every learning rate of a seed sees the seed's data stream: paired comparisons
+        batch_fn=synthetic.seeded_batches(synthetic.copy_memory, data_seed(cfg.seed, T), seed_s, cfg.batch_size, T),
         init_keys=keys,
         tolerate_diverged=True,
         constrain=functools.partial(constrain_recurrent, model.layer),
     )
-    losses = sweep.run(test_loss, state.params, test_s)
-    size = sum(leaf[0].size for leaf in jax.tree.leaves(params0))
+    wall_s = time.perf_counter() - started
+    test_s = sweep.run(metrics, state.params, rows(held_out(cfg, T, 0)))
+    valid_s = sweep.run(metrics, state.params, rows(held_out(cfg, T, 1))) if len(cfg.learning_rate) > 1 else test_s
+    lr_s = sweep.column("learning_rate")
+    per_lr = [
+        {
+            "learning_rate": lr,
+            "validation_loss": over_seeds(valid_s["loss"][lr_s == lr]),
+            **{k: over_seeds(test_s[k][lr_s == lr]) for k in ("loss",) + RECALL_METRICS},
+        }
+        for lr in cfg.learning_rate
+    ]
+    # a diverged learning rate (median NaN) is never chosen; if every one diverged, the first
+    score = [r["validation_loss"]["median"] for r in per_lr]
+    chosen = cfg.learning_rate[int(np.argmin([np.inf if np.isnan(v) else v for v in score]))]
+    at = np.flatnonzero(lr_s == chosen)
+    test_batch = {k: v[at] for k, v in rows(held_out(cfg, T, 0)).items()}
+    picked = Sweep([sweep.points[i] for i in at])
     return {
-        "test_loss": losses,
-        "grad_init": grad_init,
-        "grad_trained": sweep.run(profile, state.params, test_s),
-        "parameters": int(size),
+        "learning_rate": chosen,
+        "sweep": per_lr,
+        **{k: test_s[k][at] for k in ("loss",) + RECALL_METRICS},
+        "grad_init": picked.run(profile, jax.tree.map(lambda a: a[at], params0), test_batch),
+        "grad_trained": picked.run(profile, jax.tree.map(lambda a: a[at], state.params), test_batch),
+        "parameters": int(sum(leaf[0].size for leaf in jax.tree.leaves(params0))),
+        "wall_s": wall_s,
     }
 
 
@@ -191,29 +240,48 @@ def main(argv=None):
         "lengths": list(cfg.lengths),
         "steps": cfg.steps,
         "seeds": cfg.seeds,
+        "batch_size": cfg.batch_size,
+        "optimizer": cfg.optimizer,
+        "learning_rates": list(cfg.learning_rate),
         "hidden": {name: model_hidden(cfg, name) for name in cfg.models},
         "clip": {name: cfg.clip_of(name) for name in cfg.models},
         "cell_options": {name: dict(model_spec(cfg, name).cell_options) for name in cfg.models},
         "path": {name: model_spec(cfg, name).resolved_path() for name in cfg.models},
         "parameters": {},
         "baseline": {str(T): synthetic.copy_memory_baseline(T) for T in cfg.lengths},
+        "recall_baseline": math.log(synthetic.COPY_SYMBOLS),  # ln 8: guessing among the symbols
+        "recall_chance_accuracy": 1 / synthetic.COPY_SYMBOLS,
+        "chosen_learning_rate": {},
         "final_loss": {},
+        "recall_loss": {},
+        "recall_accuracy": {},
+        "learning_rate_sweep": {},
+        "wall_time_s": {},
         "gradient_norms": {},
     }
+    per_length = ("chosen_learning_rate", "final_loss", "recall_loss", "recall_accuracy", "learning_rate_sweep")
     with parallel.CompileStats() as compile_stats:
         for name in cfg.models:
-            results["final_loss"][name], results["gradient_norms"][name] = {}, {}
+            for key in per_length + ("wall_time_s", "gradient_norms"):
+                results[key][name] = {}
             for T in cfg.lengths:
                 out = run_model(cfg, run, name, T)
                 results["parameters"][name] = out["parameters"]
-                results["final_loss"][name][str(T)] = over_seeds(out["test_loss"])
+                results["chosen_learning_rate"][name][str(T)] = out["learning_rate"]
+                results["final_loss"][name][str(T)] = over_seeds(out["loss"])
+                for k in RECALL_METRICS:
+                    results[k][name][str(T)] = over_seeds(out[k])
+                results["learning_rate_sweep"][name][str(T)] = out["sweep"]
+                results["wall_time_s"][name][str(T)] = out["wall_s"]
                 results["gradient_norms"][name][str(T)] = {
                     phase: np.median(out[f"grad_{phase}"], axis=0).tolist() for phase in ("init", "trained")
                 }
                 if not cfg.quiet and run.writes:
+                    lr = f" at learning rate {out['learning_rate']:g}" if len(cfg.learning_rate) > 1 else ""
                     print(
-                        f"{name} T={T}: held-out loss per seed {', '.join(f'{v:.4g}' for v in out['test_loss'])} "
-                        f"(baseline {results['baseline'][str(T)]:.4f})",
+                        f"{name} T={T}{lr}: held-out loss per seed {', '.join(f'{v:.4g}' for v in out['loss'])} "
+                        f"(baseline {results['baseline'][str(T)]:.4f}), recall accuracy "
+                        f"{', '.join(f'{v:.3f}' for v in out['recall_accuracy'])}",
                         flush=True,
                     )
     results["devices"], results["processes"] = jax.device_count(), jax.process_count()
@@ -228,34 +296,55 @@ def main(argv=None):
 def optimizer_words(cfg: Config) -> str:
     """The run's optimiser in a figure title."""
     name = {"rmsprop": f"RMSprop (alpha {cfg.rmsprop_decay:g})", "adam": "Adam"}.get(cfg.optimizer, cfg.optimizer)
-    words = f"{name} {cfg.learning_rate:g}"
+    rates = "/".join(f"{lr:g}" for lr in cfg.learning_rate)
+    words = f"{name} {rates}" + (" (the best on a validation set, per model)" if len(cfg.learning_rate) > 1 else "")
     if any(MODELS[m].wrap is not None for m in cfg.models):
         words += f", orthogonal generator {cfg.orthogonal_learning_rate:g}"
     return words
 
 
+def chosen_curve(cfg: Config, run: RunDir, results: dict, name: str, T: int, key: str):
+    """``(steps, values [seeds, N])`` of metric ``key`` at the model's chosen learning rate."""
+    steps, values_sn = run.curve(f"{name}/T{T}", key)
+    chosen = results["chosen_learning_rate"][name][str(T)]
+    points = grid(learning_rate=cfg.learning_rate, seed=range(cfg.seeds))  # run_model's rows
+    return steps, values_sn[[i for i, p in enumerate(points) if p["learning_rate"] == chosen]]
+
+
 def save_figures(cfg: Config, run: RunDir, results: dict) -> None:
     clip_words = lambda rule: "no clipping" if rule == "off" else f"clip {rule}"
-    option_words = lambda name: "".join(f", {k} {v:g}" for k, v in model_spec(cfg, name).cell_options)
+    options = lambda name: dict(model_spec(cfg, name).cell_options)
+    option_words = lambda name: "".join(f", {k} {v:g}" for k, v in options(name).items() if k != "t_max")
+    t_max = lambda name: (
+        f"{options(name)['t_max']:g}" if "t_max" in options(name) else "T + 20"
+    )  # typed, or the script's
     labels = {
-        name: f"{label(name, t_max='T + 20')} (H={model_hidden(cfg, name)}{option_words(name)}, "
+        name: f"{label(name, t_max=t_max(name))} (H={model_hidden(cfg, name)}{option_words(name)}, "
         f"{clip_words(cfg.clip_of(name))})"
         for name in cfg.models
     }
     colors = {labels[name]: plots.model_color(name) for name in cfg.models}
-    fig, axes = plots.panels(len(cfg.lengths), width=7.5, height=4.6)
-    for ax, T in zip(axes, cfg.lengths):
-        plots.learning_curves(
-            {labels[name]: run.curve(f"{name}/T{T}") for name in cfg.models},
-            colors=colors,
-            ax=ax,
-            baseline=results["baseline"][str(T)],
-            baseline_label="memoryless baseline",
-            ylabel="cross-entropy, nats per step",
-            title=f"T = {T}",
-        )
+    rows = (  # what is learned: the loss per step, then the 10 answer steps alone
+        ("loss", "cross-entropy, nats per step", "baseline", "memoryless baseline", "log"),
+        ("recall_loss", "recall cross-entropy (10 answer steps)", "recall_baseline", "memoryless ln 8", "log"),
+        ("recall_accuracy", "recall accuracy (10 answer steps)", "recall_chance_accuracy", "chance 1/8", "linear"),
+    )
+    fig, axes = plots.panels(len(cfg.lengths), rows=len(rows), width=8.0, height=3.4, sharey=False)
+    for r, (key, ylabel, baseline_key, baseline_label, yscale) in enumerate(rows):
+        for c, T in enumerate(cfg.lengths):
+            baseline = results[baseline_key]
+            plots.learning_curves(
+                {labels[name]: chosen_curve(cfg, run, results, name, T, key) for name in cfg.models},
+                colors=colors,
+                ax=axes[r * len(cfg.lengths) + c],
+                baseline=baseline[str(T)] if isinstance(baseline, dict) else baseline,
+                baseline_label=baseline_label,
+                ylabel=ylabel,
+                title=f"T = {T}, training batches",
+                yscale=yscale,
+            )
     for ax in axes:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     title = (
         f"Copy memory, one-hot inputs, {optimizer_words(cfg)}, batch {cfg.batch_size}, {cfg.steps} steps: "
         f"median and range of {cfg.seeds} seed{'s' if cfg.seeds > 1 else ''}"

@@ -70,12 +70,19 @@ class Config(PerModelConfig):
     clip_radius: float = option(1.5, gt=0.0)
     clip_steps: int = option(150, ge=1)
     clip_learning_rate: float = option(0.05, gt=0.0)
+    # the demo is chaotic in float32: a different CPU's rounding moves where it diverges, so it also
+    # runs from N copies of each seed's weights multiplied by (1 + scale * N(0, 1)), and the
+    # figures worth quoting are the ranges over them (perturbation 0: the weights as drawn)
+    clip_perturbations: int = option(8, ge=0)
+    clip_perturbation_scale: float = option(1e-7, gt=0.0)
+    clip_perturbation_seed: int = option(0, ge=0)
     checkpoint_every: int = option(0, ge=0)
 
     def apply_quick(self):
         self.lengths, self.hidden, self.seeds, self.steps = (20, 50), 32, 3, 30
         self.batch_size, self.measure_size, self.sweep_length = 10, 8, 50
         self.radii, self.clip_length, self.clip_steps = (0.5, 1.0, 1.5), 50, 60
+        self.clip_perturbations = 2
 
 
 @functools.cache
@@ -135,7 +142,7 @@ def train_and_measure(cfg, run, name: str, lengths: tuple[int, ...]) -> dict[int
     """Every (T, seed) of one model in one sweep: init, measure, train ``cfg.steps``, measure.
 
     Returns ``{T: {"curve": (steps, losses [S_T, N]), phase: {"grad", "jac" [S_T, T], "radii", "sv" [S_T, G],
-    "lyap" [S_T, K]}}}``."""
+    "lyap" [S_T, K], "finite_time" [S_T]}}}``."""
     max_T, tag, layer = max(lengths), f"{name}/T{'-'.join(map(str, lengths))}", apply_layer(cfg, name, lengths)
     sweep = Sweep(grid(T=lengths, seed=range(cfg.seeds)))
     keys, measure_batch = point_keys(cfg, sweep), adding_rows(cfg, sweep, lambda T: 10**6, cfg.measure_size, max_T)(0)
@@ -150,7 +157,7 @@ def train_and_measure(cfg, run, name: str, lengths: tuple[int, ...]) -> dict[int
     rows = {T: np.flatnonzero(sweep.column("T") == T) for T in lengths}
     out = {T: {"curve": (steps, loss_sn[rows[T]])} for T in lengths}
     for phase in PHASES:
-        grad_st, jac_st, lyap_sk = map(np.asarray, measure(cfg, layer, sweep, params[phase], measure_batch))
+        grad_st, jac_st, lyap_sk, finite_s = map(np.asarray, measure(cfg, layer, sweep, params[phase], measure_batch))
         radii, sv = diagnostics.gate_spectra(layer, recurrent_params(params[phase]))
         for T, r in rows.items():
             out[T][phase] = {
@@ -159,6 +166,7 @@ def train_and_measure(cfg, run, name: str, lengths: tuple[int, ...]) -> dict[int
                 "radii": radii[r],
                 "sv": sv[r],
                 "lyap": lyap_sk[r],
+                "finite_time": finite_s[r],
             }
     return out
 
@@ -190,10 +198,13 @@ def clipping_demo(cfg, run) -> tuple[dict, dict]:
     and each arm's ``(steps, grad norms, losses)`` for the figure, read once from the run's log."""
     T = cfg.clip_length
     model = SequenceRegressor(zoo.make_layer("rnn", cfg.hidden, cell_options={"spectral_radius": cfg.clip_radius}))
-    sweep = Sweep(grid(clip_norm=[1.0, 0.0], seed=range(cfg.seeds), T=[T]))
+    perturbations = range(cfg.clip_perturbations + 1)
+    sweep = Sweep(grid(clip_norm=[1.0, 0.0], perturbation=perturbations, seed=range(cfg.seeds), T=[T]))
     optimizer = make_optimizer(OptimConfig("sgd", cfg.clip_learning_rate, clip_norm=1.0), cfg.clip_steps)
     batch_fn = adding_rows(cfg, sweep, lambda T: 2 * 10**6 + T, cfg.batch_size, T)
-    kwargs = dict(init_fn=init_fn(cfg, "rnn", rescaled=True), loss_fn=mse_loss(model), optimizer=optimizer)
+    init = init_fn(cfg, "rnn", rescaled=True)
+    init_perturbed = lambda key, p: perturb(init(key, p), cfg, p["perturbation"], p["seed"])
+    kwargs = dict(init_fn=init_perturbed, loss_fn=mse_loss(model), optimizer=optimizer)
     kwargs |= dict(init_keys=point_keys(cfg, sweep), hyperparameters=("clip_norm",), num_steps=cfg.clip_steps)
     try:
         train_sweep(run, "clipping", cfg, sweep, log_every=1, tolerate_diverged=True, batch_fn=batch_fn, **kwargs)
@@ -203,13 +214,51 @@ def clipping_demo(cfg, run) -> tuple[dict, dict]:
         return {}, {}
     (steps, loss_sn), grad_sn = run.curve("clipping"), run.curve("clipping", "grad_norm")[1]
     out = {"radius": cfg.clip_radius, "length": T, "optimizer": "sgd", "learning_rate": cfg.clip_learning_rate}
+    out["perturbations"] = {"count": cfg.clip_perturbations, "scale": cfg.clip_perturbation_scale}
     traces = {}
     for label, clip in (("clip 1.0", 1.0), ("no clipping", 0.0)):
-        rows = np.flatnonzero(sweep.column("clip_norm") == clip)
-        out[label] = divergence_summary(steps, loss_sn[rows], grad_sn[rows], sweep.column("seed")[rows])
+        arm = sweep.column("clip_norm") == clip
+        rows_of = lambda k: np.flatnonzero(arm & (sweep.column("perturbation") == k))
+        summaries = [
+            divergence_summary(steps, loss_sn[r], grad_sn[r], sweep.column("seed")[r])
+            for r in map(rows_of, perturbations)
+        ]
+        out[label] = summaries[0] | {"under_perturbation": perturbation_ranges(summaries)}
         bad = [b for b in out[label]["diverged_at_step"] if b]
+        rows = rows_of(0)
         traces[f"{label} (non-finite from step {min(bad)})" if bad else label] = (steps, grad_sn[rows], loss_sn[rows])
     return out, traces
+
+
+def perturb(params, cfg, perturbation: int, seed: int):
+    """Perturbation 0: ``params`` as drawn; k > 0: every weight times ``1 + scale * N(0, 1)``
+    (a draw of its own for each (k, seed)), rounding-level when the scale is 1e-7."""
+    if perturbation == 0:
+        return params
+    rng = np.random.default_rng((cfg.clip_perturbation_seed, int(perturbation), int(seed)))
+    scale = cfg.clip_perturbation_scale
+    return jax.tree.map(lambda w: (w * (1 + scale * rng.standard_normal(w.shape))).astype(w.dtype), params)
+
+
+def perturbation_ranges(summaries: list[dict]) -> dict:
+    """What holds over the weights as drawn and every perturbation of them: for each seed the
+    earliest and latest step it went non-finite (None if it never did in any), the range of the
+    largest gradient norm and of the median final loss, and the fewest steps completed."""
+    steps_ps = [s["diverged_at_step"] for s in summaries]
+    per_seed = []
+    for column in zip(*steps_ps):
+        bad = [b for b in column if b]
+        per_seed.append(
+            None if not bad else {"first": min(bad), "last": max(bad), "diverged": len(bad), "of": len(column)}
+        )
+    span = lambda key: [float(f([s[key] for s in summaries])) for f in (np.min, np.max)]  # NaN (diverged) spreads
+    return {
+        "diverged_at_step": steps_ps,
+        "per_seed": per_seed,
+        "max_grad_norm": span("max_grad_norm"),
+        "final_loss_median": span("final_loss_median"),
+        "steps_completed_min": min(s["steps_completed"] for s in summaries),
+    }
 
 
 def main(argv=None):

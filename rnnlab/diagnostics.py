@@ -202,6 +202,60 @@ def lyapunov_exponents(cell, params, x_ti, length=None, *, count: int = 4) -> ja
     return jnp.sort(log_r_k / length)[::-1]
 
 
+def finite_time_exponent(cell, params, x_ti, length=None) -> jax.Array:
+    r"""The largest finite-time Lyapunov exponent of one sequence, exactly:
+    ``lambda_1(T) = (1/T) ln ||J_T ... J_1||_2`` (``J_t = dc_t/dc_{t-1}`` along the model's own
+    trajectory from zeros, as ``lyapunov_exponents``).
+
+    ``lyapunov_exponents`` follows a few directions from a random start frame; its estimate of
+    ``lambda_1`` is short by up to ``ln(D) / (2T)`` when the frame has not turned onto the top
+    direction within T steps, which slow dynamics with nearly equal rates (an LRU ring near 1)
+    never do.  Here no direction is chosen: every coordinate vector ``e_j`` is pushed through the
+    maps, each column renormalised every step with its log-norm ``s_j`` kept, so the product is
+    ``P = [exp(s_1) u_1, ..., exp(s_D) u_D]`` with unit ``u_j``, and
+    ``ln ||P||_2 = max_j s_j + ln ||U diag(exp(s - max s))||_2``: no overflow, no underflow
+    that matters.  D pushes per step (D the carry's size).  For a linear cell with a normal
+    ``W`` it is ``ln max |eig(W)|``:
+
+    >>> import jax.numpy as jnp
+    >>> from rnnlab import ElmanCell
+    >>> cell = ElmanCell(2, activation="linear", use_bias=False)
+    >>> params = {"w_ih": jnp.zeros((2, 1)), "w_hh": jnp.diag(jnp.array([0.5, 0.999]))}
+    >>> round(float(finite_time_exponent(cell, params, jnp.zeros((300, 1)))), 5), round(float(jnp.log(0.999)), 5)
+    (-0.001, -0.001)
+    """
+    num_steps = x_ti.shape[0]
+    length = num_steps if length is None else length
+    flat0, unravel = ravel_pytree(cell.initial_carry((), x_ti.dtype))
+    tiny = jnp.finfo(x_ti.dtype).tiny
+
+    def step(state, inputs):
+        flat, u_dd, log_s_d = state
+        t, x_i = inputs
+        advance = lambda v: ravel_pytree(cell.step(params, unravel(v), x_i)[0])[0]
+        new_flat, tangent = jax.linearize(advance, flat)
+        pushed_dd = jax.vmap(tangent, in_axes=1, out_axes=1)(u_dd)
+        norms_d = jnp.maximum(jnp.linalg.norm(pushed_dd, axis=0), tiny)
+        valid = t < length  # past the sequence's length: nothing moves
+        keep = lambda new, old: jnp.where(valid, new, old)
+        return (keep(new_flat, flat), keep(pushed_dd / norms_d, u_dd), keep(log_s_d + jnp.log(norms_d), log_s_d)), None
+
+    eye = jnp.eye(flat0.size, dtype=x_ti.dtype)
+    state0 = (flat0, eye, jnp.zeros(flat0.size, x_ti.dtype))
+    (_, u_dd, log_s_d), _ = jax.lax.scan(step, state0, (jnp.arange(num_steps), x_ti))
+    top = jnp.max(log_s_d)
+    scaled_dd = u_dd * jnp.exp(log_s_d - top)
+    return (top + jnp.log(jnp.linalg.norm(scaled_dd, ord=2))) / length
+
+
+def layer_finite_time_exponent(layer, params, x_bti, lengths_b=None) -> jax.Array:
+    """``finite_time_exponent`` of a one-layer forward ``layer``'s cell along each sequence of the
+    batch, averaged over the batch: a scalar."""
+    cell_params = layer.materialize(params)["l0"]["fwd"]
+    lengths_b = jnp.full(x_bti.shape[0], x_bti.shape[1]) if lengths_b is None else lengths_b
+    return jnp.mean(jax.vmap(lambda x_ti, n: finite_time_exponent(layer.cell, cell_params, x_ti, n))(x_bti, lengths_b))
+
+
 def layer_lyapunov_exponents(layer, params, x_bti, lengths_b=None, *, count: int = 4) -> jax.Array:
     """``lyapunov_exponents`` of a one-layer forward ``layer``'s cell (as it computes: ``layer.materialize``)
     along each sequence of the batch, averaged over the batch: ``[count]``."""
@@ -265,7 +319,8 @@ def profile_results(measured: dict, *, jacobian: bool = True) -> dict:
     for each of ``PROFILE_KEYS`` (the main job's results.json).
 
     ``measured[phase]`` holds ``"grad"`` and ``"jac"`` ``[S, T]`` (``gradient_profile``), the
-    spectra ``"radii"``, ``"sv"`` ``[S, G]`` (``gate_spectra``) and ``"lyap"`` ``[S, K]``.  The
+    spectra ``"radii"``, ``"sv"`` ``[S, G]`` (``gate_spectra``), ``"lyap"`` ``[S, K]`` and, optionally,
+    ``"finite_time"`` ``[S]`` (``finite_time_exponent``).  The
     Lyapunov entry sets the exponent beside the gradient's fitted decay rate; Pascanu's bound is
     checked where there is one recurrent block with a largest singular value (an Elman cell,
     IndRNN, the LRU), diverged seeds left out."""
@@ -277,6 +332,8 @@ def profile_results(measured: dict, *, jacobian: bool = True) -> dict:
         out["largest_singular_values"][phase] = over_seeds(m["sv"])["median"]
         decay = [decay_rate(g) for g in m["grad"]]  # ln ||dL/dh_t|| per step back; lambda_1 predicts it
         lyap = {"exponents": over_seeds(m["lyap"])["median"], "gradient_decay": over_seeds(decay)["median"]}
+        if "finite_time" in m:  # the exact lambda_1(T) (finite_time_exponent), beside the QR estimate
+            lyap["finite_time_exponent"] = over_seeds(m["finite_time"])["median"]
         out["lyapunov"][phase] = {"exponent": lyap["exponents"][0], **lyap}
         if jacobian:
             out["jacobian_norms"][phase] = summarize(m["jac"])

@@ -257,7 +257,8 @@ class LRUBlock(LinearCellBase):
         y_t = u_t + GLU(gelu(Re(C s_t) + D ⊙ v_t))   GLU(z) = (W_1 z + b_1) ⊙ σ(W_2 z + b_2); residual
 
     ``λ = exp(-exp(ν_log) + i exp(θ_log))``, ``γ = exp(γ_log)``, ``γ_log = log sqrt(1 - |λ|^2)``
-    at init (the γ normalisation).  Ring init (the paper's): ``|λ|^2 ~ U(r_min^2, r_max^2)``
+    at init (the γ normalisation, §3.3; ``gamma_normalization=False`` is the ablation without it,
+    ``γ = 1`` and no ``gamma_log`` parameter).  Ring init (the paper's): ``|λ|^2 ~ U(r_min^2, r_max^2)``
     (``ν_log = log(-log(u1 (r_max^2 - r_min^2) + r_min^2) / 2)``), phase ``θ = max_phase u2``;
     ``B = (N(0,1) + i N(0,1)) / sqrt(2 H)``, ``C = (N(0,1) + i N(0,1)) / sqrt(H)``, ``D ~ N(0, 1)``
     (as the minimal-LRU code an author recommends, NicolasZucchet/minimal-LRU).  The Dense
@@ -278,6 +279,7 @@ class LRUBlock(LinearCellBase):
     r_min: float = 0.0
     r_max: float = 1.0
     max_phase: float = 2 * math.pi
+    gamma_normalization: bool = True
     carry_type: ClassVar[type] = LRUState
     hidden_field: ClassVar[str] = "re"  # the real part is what the hidden perturbation moves
 
@@ -288,6 +290,10 @@ class LRUBlock(LinearCellBase):
                 raise ValueError(f"LRU needs 0 <= r_min < r_max <= 1, got r_min={self.r_min}, r_max={self.r_max}")
         if is_concrete(self.max_phase) and not 0.0 < self.max_phase <= 2 * math.pi:
             raise ValueError(f"LRU max_phase must lie in (0, 2*pi], got {self.max_phase}")
+        if self.gamma_normalization not in (0, 1):  # also 0.0 / 1.0, as --model-options parses it
+            raise ValueError(
+                f"LRU gamma_normalization must be true or false (1 or 0), got {self.gamma_normalization!r}"
+            )
 
     def init(self, key, input_size: int, dtype=jnp.float32):
         H = self.hidden_size
@@ -297,6 +303,7 @@ class LRUBlock(LinearCellBase):
         nu_log = jnp.log(-0.5 * jnp.log(u1 * (self.r_max**2 - self.r_min**2) + self.r_min**2))
         modulus = jnp.exp(-jnp.exp(nu_log))
         normal = lambda k, shape, scale: jax.random.normal(k, shape, dtype) * scale
+        gamma = {"gamma_log": jnp.log(jnp.sqrt(1.0 - modulus**2))} if self.gamma_normalization else {}
         return {
             "w_ih": _lecun_normal(k_in, H, input_size, dtype),
             "b_ih": jnp.zeros((H,), dtype),
@@ -304,7 +311,7 @@ class LRUBlock(LinearCellBase):
             "norm_bias": jnp.zeros((H,), dtype),
             "nu_log": nu_log,
             "theta_log": jnp.log(self.max_phase * u2),
-            "gamma_log": jnp.log(jnp.sqrt(1.0 - modulus**2)),
+            **gamma,
             "B_re": normal(k_b, (H, H), 1.0 / math.sqrt(2 * H)),
             "B_im": normal(k_bi, (H, H), 1.0 / math.sqrt(2 * H)),
             "C_re": normal(k_c, (H, H), 1.0 / math.sqrt(H)),
@@ -353,7 +360,7 @@ class LRUBlock(LinearCellBase):
 
     def coefficients(self, params, inputs):
         _, v = inputs
-        gamma = jnp.exp(params["gamma_log"])
+        gamma = jnp.exp(params["gamma_log"]) if self.gamma_normalization else 1.0
         b = LRUState(gamma * (v @ params["B_re"].T), gamma * (v @ params["B_im"].T))
         a = jax.tree.map(lambda lam, like: jnp.broadcast_to(lam, like.shape), self.eigenvalues(params), b)
         return a, b

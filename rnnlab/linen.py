@@ -49,18 +49,32 @@ def constrain_recurrent(layer, variables):
     return {**variables, "params": {**params, "recurrent": recurrent}}
 
 
+READOUTS = ("last", "flatten")
+
+
 class SequenceRegressor(nn.Module):
-    """RNN over a sequence, then ``Dense(out_features)`` on the last valid step's output: ``[B, out]``."""
+    """RNN over a sequence, then ``Dense(out_features)``: ``[B, out]`` (regression, or the logits
+    of a sequence classifier).
+
+    ``readout``: ``"last"`` reads the last valid step's output (the long-range papers'
+    classifiers); ``"flatten"`` reads every step's output at once, ``[B, T * H]``
+    (MNIST-1D's GRU baseline; needs full-length sequences)."""
 
     layer: RNN
     out_features: int = 1
+    readout: str = "last"
 
     @nn.compact
     def __call__(self, x, lengths=None, *, deterministic: bool = True, hidden_perturbation=None):
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
+        if self.readout == "flatten" and lengths is not None:
+            raise ValueError("readout='flatten' reads every step, so it takes no lengths (pad-free sequences)")
         outputs, _ = Recurrent(self.layer, name="recurrent")(
             x, lengths, deterministic=deterministic, hidden_perturbation=hidden_perturbation
         )
-        return nn.Dense(self.out_features, name="head")(last_valid(outputs, lengths))
+        features = outputs.reshape(outputs.shape[0], -1) if self.readout == "flatten" else last_valid(outputs, lengths)
+        return nn.Dense(self.out_features, name="head")(features)
 
 
 def regressor_gradient_profile(model: SequenceRegressor, variables, x_bti, y_b, lengths_b=None, *, jacobian=True):
@@ -82,10 +96,13 @@ def regressor_mse(model: SequenceRegressor, variables, batch) -> jax.Array:
 
 def regressor_profile(model: SequenceRegressor, variables, x_bti, y_b, lengths_b=None, *, jacobian=True):
     """``regressor_gradient_profile`` and, along the same inputs, the layer's Lyapunov exponents
-    (``diagnostics.layer_lyapunov_exponents``): ``(grad_t [T], jac_t [T], lambda_k [K])``."""
+    (``diagnostics.layer_lyapunov_exponents``, the QR estimate) and its exact finite-time
+    ``lambda_1(T)`` (``diagnostics.layer_finite_time_exponent``):
+    ``(grad_t [T], jac_t [T], lambda_k [K], lambda_1_T [])``."""
     grad_t, jac_t = regressor_gradient_profile(model, variables, x_bti, y_b, lengths_b, jacobian=jacobian)
-    exponents = diagnostics.layer_lyapunov_exponents(model.layer, recurrent_params(variables), x_bti, lengths_b)
-    return grad_t, jac_t, exponents
+    params = recurrent_params(variables)
+    exponents = diagnostics.layer_lyapunov_exponents(model.layer, params, x_bti, lengths_b)
+    return grad_t, jac_t, exponents, diagnostics.layer_finite_time_exponent(model.layer, params, x_bti, lengths_b)
 
 
 class LanguageModel(nn.Module):

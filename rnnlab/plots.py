@@ -52,9 +52,11 @@ def learning_curves(
     ylabel: str = "training MSE",
     ax=None,
     colors: dict | None = None,
+    yscale: str = "log",
 ):
-    """``curves[model] = (steps [N], losses [S, N])``: median over seeds with the min-max range, log y.
-    ``colors[model]`` overrides the zoo's colour of ``model``."""
+    """``curves[model] = (steps [N], losses [S, N])``: median over seeds with the min-max range, log y
+    (``yscale="linear"`` for a bounded metric such as an accuracy).  ``colors[model]`` overrides
+    the zoo's colour of ``model``."""
     fig, ax = _axes(ax)
     colors = colors or {}
     for model, (steps, losses_sn) in curves.items():
@@ -65,9 +67,9 @@ def learning_curves(
         band(ax, steps, losses_sn, label, color, 0, 100)
     if baseline is not None:
         ax.axhline(baseline, color="k", ls="--", lw=1, label=f"{baseline_label} = {baseline:.3g}")
-    ax.set_yscale("log")
+    ax.set_yscale(yscale)
     ax.set_xlabel("training step")
-    ax.set_ylabel(ylabel + " (log scale)")
+    ax.set_ylabel(ylabel + (" (log scale)" if yscale == "log" else ""))
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()

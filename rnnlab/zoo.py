@@ -198,12 +198,23 @@ def make_cell(name: str, hidden_size: int, *, forget_bias: float = 1.0, t_max=No
     return model.cell(hidden_size, **cell_options)
 
 
+def typed_t_max(name: str, t_max, cell_options: dict):
+    """``(t_max, the other options)``: a ``t_max`` among a model's cell options is one the user typed
+    (``--model-options lstm_chrono=t_max:1500``) and replaces the script's ``t_max``; refused for a
+    model without a chrono initialisation."""
+    options = dict(cell_options)
+    if "t_max" in options and not _model(name).needs_t_max:
+        raise ValueError(f"{name} has no chrono initialisation, so t_max does not apply to it")
+    return options.pop("t_max", t_max), options
+
+
 def make_layer(
     name: str, hidden_size: int, *, forget_bias: float = 1.0, t_max=None, cell_options=None, **layer_options
 ):
     """The layer of model ``name``: ``RNN(make_cell(...), **layer_options)``, wrapped by its
     parametrisation if it has one (e.g. ``num_layers=2, bidirectional=True``)."""
-    cell = make_cell(name, hidden_size, forget_bias=forget_bias, t_max=t_max, **(cell_options or {}))
+    t_max, options = typed_t_max(name, t_max, cell_options or {})
+    cell = make_cell(name, hidden_size, forget_bias=forget_bias, t_max=t_max, **options)
     layer = RNN(cell, **layer_options)
     wrap = MODELS[name].wrap
     return layer if wrap is None else wrap(layer)

@@ -5,6 +5,7 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from conftest import load_script
 
 from rnnlab.data import synthetic
@@ -22,9 +23,84 @@ def test_the_memoryless_strategy_scores_the_baseline():
     logits = np.full((4, T + 20, copy.VOCAB), -1e9, np.float32)
     logits[:, : T + 10, synthetic.COPY_BLANK] = 0.0
     logits[:, T + 10 :, 1 : 1 + synthetic.COPY_SYMBOLS] = 0.0
-    loss = float(copy.cross_entropy(jnp.asarray(logits), jnp.asarray(batch["targets"])))
+    metrics = copy.copy_metrics(jnp.asarray(logits), jnp.asarray(batch["targets"]))
+    loss = float(metrics["loss"])
     assert math.isclose(loss, synthetic.copy_memory_baseline(T), rel_tol=1e-6)  # float32 loss
     assert math.isclose(loss, 10 * math.log(8) / (T + 20), rel_tol=1e-6)
+    # the 10 answer steps alone: ln 8 whatever T, and the argmax of a uniform guess is symbol 1
+    assert math.isclose(float(metrics["recall_loss"]), math.log(8), rel_tol=1e-6)
+    assert math.isclose(float(metrics["recall_accuracy"]), np.mean(batch["targets"][:, -10:] == 1), rel_tol=1e-6)
+
+
+def test_recall_metrics_score_only_the_answer_steps():
+    """A model that copies perfectly but is wrong on every blank: recall cross-entropy 0 and
+    accuracy 1, while the per-step loss is large; one wrong symbol costs 1/(10 B) of accuracy."""
+    copy = load_script("copy_memory")
+    T, B = 30, 3
+    batch = synthetic.copy_memory(1, B, T)
+    logits = np.full((B, T + 20, copy.VOCAB), -30.0, np.float32)
+    np.put_along_axis(logits, batch["targets"][..., None], 30.0, axis=-1)  # right everywhere
+    logits[:, : T + 10] = 0.0  # uniform (ln 10 nats) on the blank steps
+    targets = jnp.asarray(batch["targets"])
+    m = copy.copy_metrics(jnp.asarray(logits), targets)
+    assert float(m["recall_loss"]) < 1e-6 and float(m["recall_accuracy"]) == 1.0
+    assert math.isclose(float(m["loss"]), (T + 10) * math.log(10) / (T + 20), rel_tol=1e-5)
+    wrong = batch["targets"][0, -1] % 8 + 1  # another symbol
+    logits[0, -1, wrong] = 60.0
+    m = copy.copy_metrics(jnp.asarray(logits), targets)
+    assert math.isclose(float(m["recall_accuracy"]), 1 - 1 / (10 * B), rel_tol=1e-6)
+
+
+def test_a_learning_rate_sweep_keeps_the_rate_with_the_lowest_validation_loss(tmp_path):
+    """Every model trains at each --learning-rate (one program) and keeps the rate whose median
+    loss on the validation stream is lowest; a rate of 1e3 diverges (Adam) and is never chosen."""
+    copy = load_script("copy_memory")
+    argv = ["--quick", "--quiet", "--compile-cache", "off", "--lengths", "5", "--steps", "15", "--hidden", "8"]
+    argv += ["--models", "rnn", "lru", "--optimizer", "adam", "--learning-rate", "1e-2", "1e3", "--out", str(tmp_path)]
+    results = copy.main(argv)
+    assert results["learning_rates"] == [1e-2, 1e3]
+    for model in ("rnn", "lru"):
+        sweep = results["learning_rate_sweep"][model]["5"]
+        assert [row["learning_rate"] for row in sweep] == [1e-2, 1e3]
+        valid = [row["validation_loss"]["median"] for row in sweep]
+        best = int(np.nanargmin([np.inf if np.isnan(v) else v for v in valid]))
+        assert results["chosen_learning_rate"][model]["5"] == sweep[best]["learning_rate"] == 1e-2
+        # the reported held-out numbers are the chosen rate's
+        assert results["final_loss"][model]["5"] == sweep[best]["loss"]
+        assert results["recall_accuracy"][model]["5"] == sweep[best]["recall_accuracy"]
+        assert 0 <= results["recall_accuracy"][model]["5"]["median"] <= 1
+    assert results["recall_baseline"] == math.log(8) and results["recall_chance_accuracy"] == 1 / 8
+
+
+def test_a_typed_chrono_t_max_wins_and_other_models_refuse_it(tmp_path, capsys):
+    from rnnlab import zoo
+
+    layer = zoo.make_layer("lstm_chrono", 4, t_max=1020, cell_options={"t_max": 1500.0})
+    assert layer.cell.chrono_t_max == 1500.0  # what the user typed, not the script's T + 20
+    copy = load_script("copy_memory")
+    argv = ["--quick", "--quiet", "--models", "lstm", "--model-options", "lstm=t_max:100", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        copy.main(argv)
+    assert "lstm has no chrono initialisation, so t_max does not apply to it" in capsys.readouterr().err
+
+
+def test_the_fair_comparison_merges_every_variant(tmp_path):
+    """The fair T = 1000 script at T = 10: every variant's run folder, then one results file
+    keyed by variant with the parameters, swept and chosen learning rates and recall metrics."""
+    fair = load_script("copy_memory_fair")
+    argv = ["--quick", "--quiet", "--steps", "6", "--learning-rate", "1e-3", "1e-2", "--out", str(tmp_path)]
+    results = fair.main(argv + ["--variants", "lstm_chrono", "lru_no_gamma", "lru_ring_0_1"])
+    assert set(results["parameters"]) == {"lstm_chrono", "lru_no_gamma", "lru_ring_0_1"}
+    assert results["learning_rates"] == [1e-3, 1e-2]
+    assert all(results["chosen_learning_rate"][v] in (1e-3, 1e-2) for v in results["parameters"])
+    # chrono's T_max = 3T/2, the LRU without gamma has no gamma_log (H fewer parameters), default ring
+    assert results["cell_options"]["lstm_chrono"] == {"t_max": 15.0}
+    assert results["parameters"]["lru_ring_0_1"] - results["parameters"]["lru_no_gamma"] == 8
+    assert results["cell_options"]["lru_ring_0_1"] == {}
+    for key in ("final_loss", "recall_loss", "recall_accuracy"):
+        assert set(results[key]) == set(results["parameters"])
+    assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(results))
+    assert (tmp_path / "learning_curves.png").stat().st_size > 0
 
 
 def test_script_writes_losses_per_model_and_length_and_the_gradient_profiles(tmp_path):

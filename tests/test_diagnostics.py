@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from rnnlab import RNN, ElmanCell, LSTMCell, diagnostics, unroll
+from rnnlab.linear import LRUBlock
 
 T, B, I, H = 12, 3, 2, 5
 
@@ -138,6 +139,44 @@ def test_lyapunov_exponents_of_a_linear_rnn_are_the_logs_of_its_eigenvalue_modul
         # only the valid prefix counts: length 2000 of 4000 steps gives the same exponents to 1/T
         half = diagnostics.lyapunov_exponents(cell, params, x, 2000, count=4)
         assert_close("Lyapunov exponents over a length", half, np.log(np.abs(eig[:4])), atol=4e-3, rtol=0)
+
+
+@pytest.mark.parametrize("ring", [(0.0, 1.0), (0.9, 0.999), (0.999, 0.9999)])
+def test_finite_time_exponent_of_the_lru_is_the_log_of_its_largest_eigenvalue_modulus(ring):
+    """The LRU's tangent map is diag(lambda) at every step, so lambda_1(T) = ln max |lambda| exactly
+    (the three rings of the committed gradient runs, T = 500, 64 complex states).  The QR
+    estimate from a random frame is 1.5-4x too negative there: its frame never turns onto the
+    top mode among nearly equal rates (the bias the exact estimator removes)."""
+    with jax.enable_x64(True):
+        cell = LRUBlock(64, r_min=ring[0], r_max=ring[1])
+        params = cell.init(jax.random.key(0), 1, jnp.float64)
+        lam = cell.eigenvalues(params)
+        exact = float(np.log(np.max(np.hypot(lam.re, lam.im))))
+        x = jax.random.normal(jax.random.key(1), (500, 1), jnp.float64)
+        got = float(diagnostics.finite_time_exponent(cell, params, x))
+        assert got == pytest.approx(exact, rel=0.05)
+        assert got == pytest.approx(exact, rel=1e-8)  # in fact exact to rounding
+        qr = float(diagnostics.lyapunov_exponents(cell, params, x)[0])
+        assert qr < 1.3 * exact  # the start-frame bias, still there in the QR estimate
+
+
+def test_finite_time_exponent_is_the_log_norm_of_the_jacobian_product_from_numpy():
+    """A tanh RNN in float64 against numpy: J_t = diag(1 - h_t^2) W_hh multiplied out and its
+    largest singular value (the 2-norm), with a length shorter than the sequence."""
+    with jax.enable_x64(True):
+        H, T, n = 5, 60, 45
+        cell = ElmanCell(H)
+        params = cell.init(jax.random.key(2), 3, jnp.float64)
+        params["w_hh"] = params["w_hh"] * 4.0  # a mix of expanding and contracting directions
+        x = np.random.default_rng(3).normal(size=(T, 3))
+        p = {k: np.asarray(v) for k, v in params.items()}
+        h, product = np.zeros(H), np.eye(H)
+        for t in range(n):
+            h = np.tanh(p["w_ih"] @ x[t] + p["b_ih"] + p["w_hh"] @ h + p["b_hh"])
+            product = np.diag(1 - h**2) @ p["w_hh"] @ product
+        want = np.log(np.linalg.norm(product, 2)) / n
+        got = float(diagnostics.finite_time_exponent(cell, params, jnp.asarray(x), n))
+        assert got == pytest.approx(want, rel=1e-10)
 
 
 def test_decay_rate_is_the_slope_per_step_back():

@@ -72,6 +72,11 @@ def model_hidden(cfg, name: str) -> int:
     return per_model("model_hidden", cfg.model_hidden, tuple(MODELS), positive_int).get(name, cfg.hidden)
 
 
+def clip_written(cfg, name: str) -> str:
+    """Model ``name``'s clip rule as written: its ``--model-clip`` entry, else the run's ``--clip``."""
+    return per_model("model_clip", cfg.model_clip, tuple(MODELS), str).get(name, cfg.clip)
+
+
 def model_clip(cfg, name: str) -> dict[str, float] | None:
     """Model ``name``'s ``--model-clip`` rule as ``{"clip_norm", "clip_value"}``, or None (the run's own)."""
     return per_model("model_clip", cfg.model_clip, tuple(MODELS), clip_rule).get(name)
@@ -137,7 +142,8 @@ class ModelSpec:
 
 def _probe_cell(name: str, **options):
     """Model ``name``'s cell at a tiny size, to read its kind and options (chrono's T_max must exceed 2)."""
-    return zoo.make_cell(name, 3, t_max=3, **options)
+    t_max, options = zoo.typed_t_max(name, 3, options)
+    return zoo.make_cell(name, 3, t_max=t_max, **options)
 
 
 def model_spec(cfg, name: str) -> ModelSpec:
@@ -172,6 +178,8 @@ def check_per_model(cfg) -> None:
                     f"{flag(field)} {entry!r}: {name} is not trained by this run (--models {' '.join(models)})"
                 )
     for name in getattr(cfg, "models", ()):
+        if name not in MODELS:  # a script's own entry (the --models choices admitted it), not the zoo's
+            continue
         try:
             resolve_path(_probe_cell(name), model_path(cfg, name))
         except ValueError as e:
@@ -179,11 +187,16 @@ def check_per_model(cfg) -> None:
         options = model_options(cfg, name)
         if not options:
             continue
-        # make_cell's own keywords (forget_bias, t_max) come from the script, not from the cell options
-        own = sorted(set(options) & set(inspect.signature(zoo.make_cell).parameters))
+        try:  # a chrono model's T_max may be typed (t_max:1500); any other model has none
+            zoo.typed_t_max(name, None, options)
+        except ValueError as e:
+            raise ConfigError(f"--model-options {name}: {e}") from None
+        # make_cell's other keywords (forget_bias) come from the script, not from the cell options
+        own = sorted(set(options) & set(inspect.signature(zoo.make_cell).parameters) - {"t_max"})
         if own:
             raise ConfigError(f"--model-options: {name}'s {own[0]} is set by the script, not as a cell option")
         accepted = {f.name for f in dataclasses.fields(_probe_cell(name))} - {"hidden_size"}
+        accepted |= {"t_max"} if MODELS[name].needs_t_max else set()
         unknown = sorted(set(options) - accepted)
         if unknown:
             raise ConfigError(

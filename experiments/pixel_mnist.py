@@ -1,0 +1,356 @@
+"""Sequence classification on real data: pixel-by-pixel MNIST (sequential and permuted) and
+MNIST-1D, every model of the zoo by name, read out from its last state.
+
+Pixel MNIST (``--dataset mnist``) is the long-range papers' benchmark: each 28 x 28 digit is
+fed one pixel per step, row by row (T = 784, sMNIST), or in one fixed order drawn from
+``--permutation-seed`` (``--permute``, psMNIST), and classified from the last state.  The
+digits come from the Hugging Face Hub (``ylecun/mnist``) when online, or from ``--data-dir``
+offline: a folder of the Hub's parquet files, or an ``.npz`` with ``x_train``, ``y_train``,
+``x_test``, ``y_test``.
+
+MNIST-1D (``--dataset mnist1d``, the default; Greydanus 2020) runs offline: its own generator
+makes 4000 training and 1000 test digits of T = 40 steps (``--permute``: its shuffled
+variant, ``shuffle_seq``; ``--sequence-length``: the generator's ``final_seq_length``,
+stretching the same digits to T = 1000 or more, a long-range variant of ours, not a
+published benchmark).  ``mnist1d_gru`` is its authors' GRU baseline (greydanus/mnist1d
+``notebooks/models.py``, ``train.py``): a bidirectional GRU of 6 units read out by one
+linear layer over all T outputs flattened, Adam 1e-2, batch 100, 8000 steps, the training
+examples in their order (step i takes examples 100 i mod N onward).  Every other model is
+read out from its last state.
+
+Seeds of a model train as one program (``rnnlab.sweep``) with checkpoints, ``--resume``,
+the run folder's lock and progress.  results.json gives ``test_accuracy[model]`` (median,
+quartiles, per seed), the dataset, each model's readout and parameters; the figure is the
+learning curves.
+
+    python experiments/pixel_mnist.py                                   # MNIST-1D: 8 minutes on 2 CPU cores
+    python experiments/pixel_mnist.py --permute                          # MNIST-1D shuffled
+    python experiments/pixel_mnist.py --sequence-length 1000 --models gru lstm lru --steps 2000
+    python experiments/pixel_mnist.py --dataset mnist --data-dir ~/mnist_parquet --models lstm --hidden 128 \\
+        --learning-rate 1e-3 --batch-size 100 --steps 1000                # sMNIST, bounded
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import textwrap
+import time
+import zlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rnnlab import parallel, plots, zoo
+from rnnlab.data import sequences
+from rnnlab.experiment import (
+    ConfigError,
+    PerModelConfig,
+    RunDir,
+    cli,
+    clip_rule,
+    clip_written,
+    model_clip,
+    model_spec,
+    option,
+    parse_config,
+    setup,
+    train_sweep,
+)
+from rnnlab.linen import SequenceRegressor, constrain_recurrent
+from rnnlab.metrics import over_seeds
+from rnnlab.sweep import Sweep, grid, init_params
+from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
+from rnnlab.zoo import MODELS, label
+
+AUTHORS_GRU = "mnist1d_gru"  # greydanus/mnist1d's GRUBase: bidirectional, 6 units, flattened readout
+MNIST1D_ONLY = ("sequence_length", "data_seed")
+MNIST_ONLY = ("data_dir", "hub_name")
+EVAL_CHUNK = 250  # test examples per evaluation program (T = 784 keeps [S, chunk, T, H] outputs in memory)
+
+
+@dataclasses.dataclass
+class Config(PerModelConfig):
+    out: str = "runs/pixel_mnist"
+    dataset: str = option("mnist1d", choices=("mnist1d", "mnist"))
+    data_dir: str = ""  # MNIST offline: a folder of the Hub's parquet files, or an .npz
+    hub_name: str = "ylecun/mnist"  # MNIST online (Hugging Face Hub)
+    # MNIST: one fixed permutation of the 784 pixels from --permutation-seed; MNIST-1D: its shuffle_seq variant
+    permute: bool = False
+    permutation_seed: int = option(0, ge=0)
+    sequence_length: int = option(40, ge=2)  # MNIST-1D's final_seq_length (40: the published dataset)
+    data_seed: int = option(42, ge=0)  # MNIST-1D's generator seed (42: the published dataset)
+    models: tuple[str, ...] = option(
+        (AUTHORS_GRU, "rnn", "lstm", "gru", "lru", "indrnn"), choices=(AUTHORS_GRU, *MODELS)
+    )
+    hidden: int = option(64, ge=1)
+    model_hidden: tuple[str, ...] = ()  # MODEL=H overrides --hidden (mnist1d_gru is always 6)
+    seeds: int = option(3, ge=1)
+    batch_size: int = option(100, ge=1)
+    steps: int = option(8000, ge=1)
+    optimizer: str = option("adam", choices=OPTIMIZERS)
+    learning_rate: float = option(1e-2, gt=0.0)
+    # expRNN's orthogonal generators (a_hh) at their own rate; unset: --learning-rate
+    orthogonal_learning_rate: float | None = option(None, gt=0.0)
+    rmsprop_decay: float = option(0.9, ge=0.0, lt=1.0)
+    clip: str = "off"  # off, norm:X or value:X (the MNIST-1D authors do not clip)
+    model_clip: tuple[str, ...] = ()  # MODEL=RULE overrides --clip
+    train_size: int = option(0, ge=0)  # 0: the whole training split; N: its first N examples
+    test_size: int = option(0, ge=0)  # 0: the whole test split
+    log_every: int = option(100, ge=1)
+    checkpoint_every: int = option(1000, ge=0)
+
+    def apply_quick(self):
+        self.steps, self.seeds, self.hidden, self.log_every = 40, 2, 16, 10
+        self.train_size, self.test_size, self.models = 400, 200, (AUTHORS_GRU, "gru", "lru")
+
+    def check(self):
+        super().check()
+        typed = getattr(self, "explicit_flags", frozenset())
+        other = "mnist" if self.dataset == "mnist1d" else "mnist1d"
+        for name in MNIST_ONLY if self.dataset == "mnist1d" else MNIST1D_ONLY:
+            if name in typed:
+                raise ConfigError(f"--{name.replace('_', '-')} applies to --dataset {other} only")
+        if "permutation_seed" in typed and not (self.dataset == "mnist" and self.permute):
+            raise ConfigError(
+                "--permutation-seed applies to --dataset mnist --permute only (MNIST-1D's shuffle "
+                "comes from its generator's --data-seed)"
+            )
+        if AUTHORS_GRU in self.models and self.dataset != "mnist1d":
+            raise ConfigError(
+                f"{AUTHORS_GRU} is MNIST-1D's baseline; it reads T * 12 features, not for --dataset mnist"
+            )
+        try:
+            clip_rule(self.clip)
+        except ValueError as e:
+            raise ConfigError(f"--clip: {e}") from None
+
+    def optimizer_config(self, name: str) -> OptimConfig:
+        rule = model_clip(self, name) if name != AUTHORS_GRU else None
+        groups = () if self.orthogonal_learning_rate is None else (("a_hh", self.orthogonal_learning_rate),)
+        return OptimConfig(
+            self.optimizer,
+            self.learning_rate,
+            rmsprop_decay=self.rmsprop_decay,
+            group_learning_rates=groups,
+            **(rule or clip_rule(self.clip)),
+        )
+
+
+def load_data(cfg: Config) -> tuple[dict, dict]:
+    """``(arrays, description)``: ``x_train [N, T, 1]``, ``y_train [N]``, ``x_test``, ``y_test``."""
+    if cfg.dataset == "mnist1d":
+        data = sequences.mnist1d(cfg.data_seed, shuffle=cfg.permute, sequence_length=cfg.sequence_length)
+        about = {
+            "name": "MNIST-1D (Greydanus 2020), generated by the mnist1d package",
+            "order": "shuffled (shuffle_seq)" if cfg.permute else "sequential",
+            "generator_seed": cfg.data_seed,
+        }
+    else:
+        images = sequences.load_mnist(cfg.hub_name, cfg.data_dir or None)
+        permutation = sequences.fixed_permutation(cfg.permutation_seed, 28 * 28) if cfg.permute else None
+        data = {
+            "x_train": sequences.pixel_sequences(images["x_train"], permutation),
+            "y_train": images["y_train"],
+            "x_test": sequences.pixel_sequences(images["x_test"], permutation),
+            "y_test": images["y_test"],
+        }
+        about = {
+            "name": "MNIST, pixel by pixel",
+            "source": cfg.data_dir or cfg.hub_name,
+            "order": f"permuted (seed {cfg.permutation_seed})" if cfg.permute else "sequential (row by row)",
+        }
+    for split, size in (("train", cfg.train_size), ("test", cfg.test_size)):
+        if size:
+            if size > len(data[f"y_{split}"]):
+                raise ConfigError(f"--{split}-size {size} exceeds the {len(data[f'y_{split}'])} examples of the split")
+            data[f"x_{split}"], data[f"y_{split}"] = data[f"x_{split}"][:size], data[f"y_{split}"][:size]
+    about |= {
+        "sequence_length": int(data["x_train"].shape[1]),
+        "train_examples": len(data["y_train"]),
+        "test_examples": len(data["y_test"]),
+    }
+    return data, about
+
+
+def classifier(cfg: Config, name: str, T: int) -> tuple[SequenceRegressor, dict]:
+    """The model ``name`` with its readout, and how results describe it."""
+    if name == AUTHORS_GRU:
+        layer = zoo.make_layer("gru", 6, bidirectional=True)
+        return SequenceRegressor(layer, sequences.NUM_CLASSES, readout="flatten"), {
+            "model": "gru",
+            "hidden": 6,
+            "bidirectional": True,
+            "readout": f"flatten: one linear layer over all {T} outputs of both directions",
+            "label": "GRU, bidirectional, flattened readout (MNIST-1D authors' model)",
+        }
+    spec = model_spec(cfg, name)
+    return SequenceRegressor(spec.layer(t_max=T), sequences.NUM_CLASSES, readout="last"), {
+        "model": name,
+        "hidden": spec.hidden,
+        "bidirectional": False,
+        "readout": "last: one linear layer on the last state",
+        "label": label(name, t_max=str(T)),
+        "cell_options": dict(spec.cell_options),
+        "path": spec.resolved_path(),
+    }
+
+
+def cross_entropy_and_accuracy(model: SequenceRegressor, params, batch) -> tuple[jax.Array, jax.Array]:
+    logits_bk = model.apply(params, batch["x"])
+    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_bk, batch["y"]))
+    return loss, jnp.mean(jnp.argmax(logits_bk, -1) == batch["y"])
+
+
+def authors_batches(data: dict, batch_size: int, seeds: int):
+    """``batch(step) -> {x: [S, B, T, 1], y: [S, B]}``: the MNIST-1D authors' order, examples
+    ``(step * B + i) mod N`` for every seed (the seeds differ in their initial draw)."""
+    n = len(data["y_train"])
+
+    def batch(step: int) -> dict:
+        rows = (step * batch_size + np.arange(batch_size)) % n
+        one = {"x": data["x_train"][rows], "y": data["y_train"][rows]}
+        return {k: np.broadcast_to(v, (seeds,) + v.shape) for k, v in one.items()}
+
+    return batch
+
+
+@functools.cache
+def initializer(model: SequenceRegressor, shape: tuple[int, ...]):
+    return jax.jit(lambda key: model.init(key, jnp.zeros(shape, jnp.float32)))
+
+
+def test_accuracy(sweep: Sweep, model: SequenceRegressor, params_s, data: dict) -> np.ndarray:
+    """Each seed's accuracy on the whole test split, in chunks of ``EVAL_CHUNK`` (one program)."""
+    x, y = data["x_test"], data["y_test"]
+    hits = np.zeros(len(sweep))
+    for start in range(0, len(y), EVAL_CHUNK):
+        rows = np.arange(start, start + EVAL_CHUNK) % len(y)  # the last chunk wraps: same shape, counted once
+        keep = np.arange(start, start + EVAL_CHUNK) < len(y)
+        batch = {
+            "x": np.broadcast_to(x[rows], (len(sweep),) + x[rows].shape),
+            "y": np.broadcast_to(y[rows], (len(sweep), EVAL_CHUNK)),
+        }
+        predictions = sweep.run(lambda p, b: jnp.argmax(model.apply(p, b["x"]), -1), params_s, batch)
+        hits += np.sum((predictions == y[rows])[:, keep], axis=1)
+    return hits / len(y)
+
+
+def run_model(cfg: Config, run: RunDir, name: str, data: dict) -> dict:
+    T = data["x_train"].shape[1]
+    model, about = classifier(cfg, name, T)
+    sweep = Sweep(grid(seed=range(cfg.seeds)))
+    keys = jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), zlib_crc(name)), cfg.seeds)
+    init = initializer(model, (1, T, 1))
+    params0 = init_params(sweep, lambda key, p: init(key), keys)
+
+    def loss_fn(params, batch, key):
+        loss, accuracy = cross_entropy_and_accuracy(model, params, batch)
+        return loss, {"accuracy": accuracy}
+
+    started = time.perf_counter()
+    state = train_sweep(
+        run,
+        name,
+        cfg,
+        sweep,
+        params=params0,
+        loss_fn=loss_fn,
+        optimizer=make_optimizer(cfg.optimizer_config(name), cfg.steps),
+        batch_fn=authors_batches(data, cfg.batch_size, cfg.seeds),
+        init_keys=keys,
+        tolerate_diverged=True,
+        constrain=functools.partial(constrain_recurrent, model.layer),
+    )
+    wall_s = time.perf_counter() - started
+    return {
+        **about,
+        "parameters": int(sum(leaf[0].size for leaf in jax.tree.leaves(params0))),
+        "test_accuracy": test_accuracy(sweep, model, state.params, data),
+        "wall_s": wall_s,
+    }
+
+
+def zlib_crc(name: str) -> int:
+    """A model's own stream of initial draws, the same on every machine (``hash`` is salted)."""
+    return zlib.crc32(name.encode())
+
+
+# what the MNIST-1D authors' README reports (greydanus/mnist1d README.md, "Comparing MNIST and MNIST-1D")
+PUBLISHED_MNIST1D = {
+    "sequential": {"GRU (bidirectional, 6 units, flattened readout)": 0.91, "CNN": 0.94},
+    "shuffled (shuffle_seq)": {"GRU (bidirectional, 6 units, flattened readout)": 0.57, "CNN": 0.56},
+}
+
+
+def main(argv=None):
+    cfg = setup(parse_config(Config, argv, __doc__))
+    data, about = load_data(cfg)
+    run = RunDir(cfg)
+    results = {
+        "dataset": about,
+        "steps": cfg.steps,
+        "seeds": cfg.seeds,
+        "batch_size": cfg.batch_size,
+        "optimizer": cfg.optimizer,
+        "learning_rate": cfg.learning_rate,
+        "models": {},
+        "test_accuracy": {},
+        "wall_time_s": {},
+    }
+    if cfg.dataset == "mnist1d" and about["sequence_length"] == 40 and cfg.data_seed == 42:
+        results["published"] = PUBLISHED_MNIST1D["shuffled (shuffle_seq)" if cfg.permute else "sequential"]
+    with parallel.CompileStats() as compile_stats:
+        for name in cfg.models:
+            out = run_model(cfg, run, name, data)
+            results["test_accuracy"][name] = over_seeds(out.pop("test_accuracy"))
+            results["wall_time_s"][name] = out.pop("wall_s")
+            results["models"][name] = out | {"clip": cfg.clip if name == AUTHORS_GRU else clip_written(cfg, name)}
+            if not cfg.quiet and run.writes:
+                acc = results["test_accuracy"][name]
+                print(
+                    f"{name}: test accuracy {acc['median']:.3f} (per seed {', '.join(f'{a:.3f}' for a in acc['per_seed'])})",
+                    flush=True,
+                )
+    results["devices"], results["processes"] = jax.device_count(), jax.process_count()
+    results["compile"] = compile_stats.as_dict()
+    if not run.writes:
+        return None
+    run.write_results(results)
+    save_figure(cfg, run, results)
+    return results
+
+
+def save_figure(cfg: Config, run: RunDir, results: dict) -> None:
+    about = results["dataset"]
+    fig, axes = plots.panels(2, width=6.4, height=4.4, sharey=False)
+    for ax, (key, ylabel, yscale) in zip(
+        axes, (("loss", "cross-entropy, training batch", "log"), ("accuracy", "accuracy, training batch", "linear"))
+    ):
+        curves, colors = {}, {}
+        for name, m in results["models"].items():
+            acc = results["test_accuracy"][name]["median"]
+            legend = f"{m['label']} (H={m['hidden']}, readout {m['readout'].split(':')[0]}, test {acc:.3f})"
+            curves[legend] = run.curve(name, key)
+            colors[legend] = plots.model_color("gru" if name == AUTHORS_GRU else name)
+        plots.learning_curves(
+            curves,
+            colors=colors,
+            ax=ax,
+            ylabel=ylabel,
+            title=f"{about['order']}, T = {about['sequence_length']}",
+            yscale=yscale,
+        )
+        ax.legend(fontsize=6)
+    title = (
+        f"{about['name']}: {about['train_examples']} training / {about['test_examples']} test sequences, "
+        f"{cfg.optimizer} {cfg.learning_rate:g}, batch {cfg.batch_size}, {cfg.steps} steps, {cfg.seeds} seeds"
+    )
+    fig.suptitle(textwrap.fill(title, 150), fontsize=9)
+    run.save_figure(fig, "learning_curves")
+
+
+if __name__ == "__main__":
+    cli(main)

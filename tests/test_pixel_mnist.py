@@ -1,0 +1,168 @@
+"""Pixel MNIST and MNIST-1D: the loaders on local files in MNIST's schema (no network), the
+fixed permutation, MNIST-1D's generator, the script on every model family, and bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import load_script
+
+from rnnlab.data import sequences
+from rnnlab.experiment import cli
+from rnnlab.validation import InputError
+
+
+def digit_images(n: int, offset: int = 0) -> np.ndarray:
+    """Images whose pixel (r, c) of image k holds ``(k + r * 28 + c) mod 256``: the order is readable back."""
+    r, c = np.meshgrid(np.arange(28), np.arange(28), indexing="ij")
+    return np.stack([(k + offset + r * 28 + c) % 256 for k in range(n)]).astype(np.uint8)
+
+
+def write_hub_parquet(folder, train: int = 12, test: int = 6, columns=("image", "label")) -> None:
+    """The Hub's layout of ylecun/mnist: ``mnist/{train,test}-00000-of-00001.parquet`` with an
+    ``Image`` column and a ``ClassLabel``, written by ``datasets`` itself."""
+    import datasets
+    from PIL import Image
+
+    features = datasets.Features(
+        {columns[0]: datasets.Image(), columns[1]: datasets.ClassLabel(names=[str(d) for d in range(10)])}
+    )
+    for split, n in (("train", train), ("test", test)):
+        images = digit_images(n, offset=100 if split == "test" else 0)
+        table = datasets.Dataset.from_dict(
+            {columns[0]: [Image.fromarray(im, mode="L") for im in images], columns[1]: [k % 10 for k in range(n)]},
+            features=features,
+        )
+        (folder / "mnist").mkdir(parents=True, exist_ok=True)
+        table.to_parquet(str(folder / "mnist" / f"{split}-00000-of-00001.parquet"))
+
+
+def test_the_parquet_loader_reads_shapes_labels_and_pixel_order(tmp_path):
+    write_hub_parquet(tmp_path)
+    data = sequences.load_mnist(data_dir=tmp_path)
+    assert data["x_train"].shape == (12, 28, 28) and data["x_test"].shape == (6, 28, 28)
+    np.testing.assert_array_equal(data["y_train"], np.arange(12) % 10)
+    np.testing.assert_array_equal(data["x_test"], digit_images(6, offset=100))
+    x = sequences.pixel_sequences(data["x_train"])
+    assert x.shape == (12, 784, 1) and x.dtype == np.float32
+    t = np.arange(784)  # step t reads row t // 28, column t % 28
+    np.testing.assert_allclose(x[3, :, 0], ((3 + (t // 28) * 28 + t % 28) % 256) / 255.0)
+
+
+def test_the_npz_loader_and_the_permutation(tmp_path):
+    np.savez(
+        tmp_path / "mnist.npz",
+        x_train=digit_images(5),
+        y_train=np.arange(5),
+        x_test=digit_images(2),
+        y_test=np.array([7, 9]),
+    )
+    data = sequences.load_mnist(data_dir=tmp_path / "mnist.npz")
+    perm = sequences.fixed_permutation(3, 784)
+    assert sorted(perm) == list(range(784)) and not np.array_equal(perm, np.arange(784))
+    np.testing.assert_array_equal(perm, sequences.fixed_permutation(3, 784))  # fixed by its seed
+    assert not np.array_equal(perm, sequences.fixed_permutation(4, 784))
+    permuted = sequences.pixel_sequences(data["x_train"], perm)
+    np.testing.assert_array_equal(permuted[:, :, 0], sequences.pixel_sequences(data["x_train"])[:, perm, 0])
+
+
+def test_every_process_draws_the_same_permutation():
+    """A pure function of the seed: another interpreter (another process of a run) draws the same."""
+    code = "from rnnlab.data import sequences; print(','.join(map(str, sequences.fixed_permutation(11, 784))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    np.testing.assert_array_equal(np.array(out.strip().split(","), int), sequences.fixed_permutation(11, 784))
+
+
+def test_mnist1d_is_generated_deterministically_by_seed_and_leaves_the_global_rng_alone():
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    a, b = sequences.mnist1d(42), sequences.mnist1d(42)
+    np.testing.assert_array_equal(np.random.get_state()[1], before)  # the generator's set_seed is undone
+    assert a["x_train"].shape == (4000, 40, 1) and a["x_test"].shape == (1000, 40, 1)
+    assert sorted(np.unique(a["y_train"])) == list(range(10))
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert not np.array_equal(a["x_train"], sequences.mnist1d(7)["x_train"])
+    shuffled = sequences.mnist1d(42, shuffle=True)
+    np.testing.assert_array_equal(shuffled["y_train"], a["y_train"])  # the same digits, steps reordered
+    assert not np.array_equal(shuffled["x_train"], a["x_train"])
+    assert sequences.mnist1d(42, sequence_length=120)["x_train"].shape == (4000, 120, 1)
+
+
+@pytest.mark.parametrize(
+    "models",
+    [
+        ["mnist1d_gru", "rnn", "irnn"],
+        ["lstm", "lstm_chrono", "gru"],
+        ["exprnn", "lru", "mingru", "minlstm"],
+        ["indrnn", "cornn"],
+    ],
+)
+def test_a_two_step_run_of_every_model_family(tmp_path, models):
+    script = load_script("pixel_mnist")
+    argv = ["--quick", "--quiet", "--compile-cache", "off", "--steps", "2", "--seeds", "1", "--hidden", "4"]
+    argv += ["--train-size", "20", "--test-size", "30", "--models", *models, "--out", str(tmp_path)]
+    results = script.main(argv)
+    assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(results))
+    assert results["dataset"]["test_examples"] == 30 and results["dataset"]["sequence_length"] == 40
+    for name in models:
+        acc = results["test_accuracy"][name]
+        assert len(acc["per_seed"]) == 1 and 0 <= acc["median"] <= 1
+        # 30 test examples in chunks of 250 (wrapped): each counted once
+        assert acc["median"] * 30 == pytest.approx(round(acc["median"] * 30))
+        assert results["models"][name]["readout"].startswith("flatten" if name == "mnist1d_gru" else "last")
+    if "mnist1d_gru" in models:
+        assert results["models"]["mnist1d_gru"]["parameters"] == 5134  # greydanus/mnist1d's GRUBase(1, 10)
+    assert (tmp_path / "learning_curves.png").stat().st_size > 0
+
+
+def test_pixel_mnist_from_local_parquet_files_permuted(tmp_path):
+    write_hub_parquet(tmp_path / "data", train=16, test=8)
+    script = load_script("pixel_mnist")
+    argv = ["--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--permute", "--permutation-seed", "5"]
+    argv += ["--models", "lstm", "--hidden", "4", "--steps", "2", "--seeds", "2", "--batch-size", "4"]
+    results = script.main(argv + ["--quiet", "--compile-cache", "off", "--out", str(tmp_path / "run")])
+    assert results["dataset"]["order"] == "permuted (seed 5)" and results["dataset"]["sequence_length"] == 784
+    assert results["dataset"]["train_examples"] == 16 and len(results["test_accuracy"]["lstm"]["per_seed"]) == 2
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--dataset", "mnist", "--data-dir", "/no/such/folder"], "the MNIST data /no/such/folder does not exist"),
+        (["--dataset", "mnist", "--permute", "--permutation-seed", "-1"], "--permutation-seed must be >= 0, got -1"),
+        (["--permutation-seed", "3"], "--permutation-seed applies to --dataset mnist --permute only"),
+        (["--dataset", "mnist", "--sequence-length", "100"], "--sequence-length applies to --dataset mnist1d only"),
+        (["--data-dir", "x"], "--data-dir applies to --dataset mnist only"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as e:
+        cli(load_script("pixel_mnist").main, argv + ["--models", "lstm", "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and message in err[-1]
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_a_file_in_the_wrong_schema_is_named(tmp_path, capsys):
+    write_hub_parquet(tmp_path, train=3, test=2, columns=("img", "y"))
+    with pytest.raises(
+        InputError, match=r"lacks the column\(s\) image, label of MNIST's schema \(image, label\); it has img, y"
+    ):
+        sequences.load_mnist(data_dir=tmp_path)
+    np.savez(tmp_path / "bad.npz", x_train=np.zeros((2, 28, 28)), y_train=np.zeros(2, int))
+    with pytest.raises(InputError, match="lacks x_test, y_test"):
+        sequences.load_mnist(data_dir=tmp_path / "bad.npz")
+    np.savez(
+        tmp_path / "small.npz",
+        x_train=np.zeros((2, 8, 8)),
+        y_train=np.zeros(2, int),
+        x_test=np.zeros((1, 8, 8)),
+        y_test=np.zeros(1, int),
+    )
+    with pytest.raises(InputError, match=r"images must be 28 x 28, got an array of shape \(2, 8, 8\)"):
+        sequences.load_mnist(data_dir=tmp_path / "small.npz")
+    with pytest.raises(InputError, match="the permutation seed must be a whole number >= 0"):
+        sequences.fixed_permutation(-2, 784)
