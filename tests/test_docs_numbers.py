@@ -310,3 +310,30 @@ def test_the_newton_section_and_paragraph():
     for key in ("QUASI_RATIO", "CHAOS_LAMBDA", "CHAOS_ERROR", "BENCH_SENTENCE"):
         assert flowing(quotes[key]) in flowing_text, f"reproductions.md section 8 does not say {quotes[key]!r}"
     assert_quoted(quotes["README_SWEEP"], quotes["README_TRAINED"])
+
+
+def copy_fair_table(r: dict) -> str:
+    """docs/reproductions.md section 6's fair T = 1000 table, rendered from copy_memory_T1000_fair.json."""
+    rates = "/".join(f"{lr:g}" for lr in r["learning_rates"])
+    lines = [
+        f"| model | H | parameters | learning rate chosen (of {rates}) | held-out loss per step "
+        f"(baseline {r['baseline']:.4f}) | recall cross-entropy (memoryless {r['recall_baseline']:.3f}) | "
+        f"recall accuracy (chance {r['recall_chance_accuracy']:.3f}) | training time (this CPU) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for v, about in r["variants"].items():
+        lines.append(
+            f"| {about['label']} (`{v}`) | {r['hidden'][v]} | {r['parameters'][v]:,} | {r['chosen_learning_rate'][v]:g} | "
+            f"{r['final_loss'][v]['median']:.3g} | {r['recall_loss'][v]['median']:.3g} | "
+            f"{r['recall_accuracy'][v]['median']:.3f} | {r['wall_time_s'][v] / 60:.0f} min |"
+        )
+    return "\n".join(lines)
+
+
+def test_the_fair_copy_comparison_table():
+    r = results("copy_memory_T1000_fair")
+    table = copy_fair_table(r)
+    assert table in (ROOT / "docs" / "reproductions.md").read_text(), f"section 6 does not hold the fair table:\n{table}"
+    assert r["steps"] == 600 and r["batch_size"] == 32 and len(set(r["parameters"])) == 6
+    # the parameter-matched LSTM is within 5% of the LRU's parameters
+    assert abs(r["parameters"]["lstm"] / r["parameters"]["lru"] - 1) < 0.05

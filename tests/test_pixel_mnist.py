@@ -136,11 +136,13 @@ def test_pixel_mnist_from_local_parquet_files_permuted(tmp_path):
         (["--permutation-seed", "3"], "--permutation-seed applies to --dataset mnist --permute only"),
         (["--dataset", "mnist", "--sequence-length", "100"], "--sequence-length applies to --dataset mnist1d only"),
         (["--data-dir", "x"], "--data-dir applies to --dataset mnist only"),
+        (["--models", "mnist1d_gru", "--learning-rate", "0.1"], "--learning-rate set the zoo's models; mnist1d_gru"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as e:
-        cli(load_script("pixel_mnist").main, argv + ["--models", "lstm", "--out", str(tmp_path / "run"), "--quiet"])
+        models = [] if "--models" in argv else ["--models", "lstm"]
+        cli(load_script("pixel_mnist").main, argv + models + ["--out", str(tmp_path / "run"), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and message in err[-1]
     assert not (tmp_path / "run" / "results.json").exists()
