@@ -136,6 +136,8 @@ def main(argv=None):
         "gradient_norms": {v: r["gradient_norms"][VARIANTS[v][0]][T] for v, r in merged.items()},
         "devices": first["devices"],
     }
+    config = {k: str(v) if isinstance(v, pathlib.Path) else v for k, v in vars(args).items() if k != "quick_hidden"}
+    write_json(args.out / "config.json", config)  # how to make the results again (docs/results/publish.py keeps it)
     write_json(args.out / "results.json", results)
     save_figure(args, results)
     print(f"wrote {args.out / 'results.json'}")

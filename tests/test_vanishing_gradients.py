@@ -98,3 +98,16 @@ def test_the_largest_lyapunov_exponent_predicts_the_gradient_decay(quick_run):
             assert exponent == lyap["exponents"][0] and exponent < 0, (model, phase)
             assert abs(exponent - decay) <= max(0.02, 0.25 * abs(exponent)), (model, phase, exponent, decay)
     assert (out / "lyapunov.png").stat().st_size > 0
+
+
+def test_results_carry_the_exact_finite_time_exponent_beside_the_qr_estimate(quick_run):
+    """lambda_1(T) = (1/T) ln ||J_T ... J_1|| is recorded per model, phase and T; a finite product's
+    norm is at least what any unit start frame grows to, so it is never below the QR estimate
+    (up to rounding), and for these fast-decaying models the two stay close."""
+    _, results, _ = quick_run
+    for model, by_T in results["lyapunov"].items():
+        for T, phases in by_T.items():
+            for phase, lyap in phases.items():
+                exact, qr = lyap["finite_time_exponent"], lyap["exponent"]
+                assert exact >= qr - 1e-6, (model, T, phase, exact, qr)
+                assert abs(exact - qr) <= max(0.1, 0.3 * abs(qr)), (model, T, phase, exact, qr)
