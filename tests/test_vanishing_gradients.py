@@ -103,11 +103,39 @@ def test_the_largest_lyapunov_exponent_predicts_the_gradient_decay(quick_run):
 def test_results_carry_the_exact_finite_time_exponent_beside_the_qr_estimate(quick_run):
     """lambda_1(T) = (1/T) ln ||J_T ... J_1|| is recorded per model, phase and T; a finite product's
     norm is at least what any unit start frame grows to, so it is never below the QR estimate
-    (up to rounding), and for these fast-decaying models the two stay close."""
+    (up to rounding), and at T = 50 the two are within 0.1 per step for these models."""
     _, results, _ = quick_run
     for model, by_T in results["lyapunov"].items():
         for T, phases in by_T.items():
             for phase, lyap in phases.items():
                 exact, qr = lyap["finite_time_exponent"], lyap["exponent"]
                 assert exact >= qr - 1e-6, (model, T, phase, exact, qr)
-                assert abs(exact - qr) <= max(0.1, 0.3 * abs(qr)), (model, T, phase, exact, qr)
+                if T == "50":  # at short T the norm also counts transient growth the QR frame does not see
+                    assert abs(exact - qr) <= 0.1, (model, T, phase, exact, qr)
+
+
+def test_the_quoted_clipping_claims_hold_under_a_fresh_perturbation(tmp_path):
+    """The clipping demo is chaotic in float32 (another CPU's rounding moves its divergence steps),
+    so the docs quote what held over 9 draws of the weights.  A draw none of them saw (weights x
+    (1 + 1e-7 N(0, 1)), perturbation seed 99) at the committed settings must keep every claim:
+    unclipped, at least one seed goes non-finite; clipped, every seed completes all 150 steps
+    with the pre-clip norm of order 1e3 and a final loss above the 1/6 baseline."""
+    module = load_script("vanishing_gradients")
+    argv = ["--quiet", "--compile-cache", "off", "--out", str(tmp_path), "--models", "rnn", "--lengths", "10"]
+    argv += ["--steps", "1", "--measure-size", "2", "--sweep-length", "10", "--radii", "1.0", "--forget-biases", "1.0"]
+    results = module.main(argv + ["--clip-perturbations", "1", "--clip-perturbation-seed", "99"])
+    clipping = results["clipping"]
+    assert (clipping["length"], clipping["learning_rate"], clipping["radius"]) == (100, 0.05, 1.5)  # the committed demo
+    committed = json.loads((module_root() / "docs" / "results" / "vanishing_gradients.json").read_text())["clipping"]
+    assert committed["perturbations"]["scale"] == clipping["perturbations"]["scale"] == 1e-7
+    unclipped, clipped = (clipping[arm]["under_perturbation"] for arm in ("no clipping", "clip 1.0"))
+    assert all(any(draw) for draw in unclipped["diverged_at_step"])
+    assert clipped["steps_completed_min"] == 150
+    assert 1e3 <= clipped["max_grad_norm"][0] <= clipped["max_grad_norm"][1] < 1e4
+    assert clipped["final_loss_median"][0] > 1 / 6
+
+
+def module_root():
+    import pathlib
+
+    return pathlib.Path(__file__).parents[1]
