@@ -360,7 +360,7 @@ def main(argv=None):
 
 def save_figure(cfg: Config, run: RunDir, results: dict) -> None:
     about = results["dataset"]
-    fig, axes = plots.panels(2, width=6.4, height=4.4, sharey=False)
+    fig, axes = plots.panels(2, width=6.4, height=5.6, sharey=False)
     for ax, (key, ylabel, yscale) in zip(
         axes, (("loss", "cross-entropy, training batch", "log"), ("accuracy", "accuracy, training batch", "linear"))
     ):
@@ -369,7 +369,7 @@ def save_figure(cfg: Config, run: RunDir, results: dict) -> None:
             acc = results["test_accuracy"][name]["median"]
             legend = f"{m['label']} (H={m['hidden']}, readout {m['readout'].split(':')[0]}, test {acc:.3f})"
             curves[legend] = run.curve(name, key)
-            colors[legend] = plots.model_color("gru" if name == AUTHORS_GRU else name)
+            colors[legend] = "tab:olive" if name == AUTHORS_GRU else plots.model_color(name)  # beside the zoo's GRU
         plots.learning_curves(
             curves,
             colors=colors,
@@ -378,7 +378,9 @@ def save_figure(cfg: Config, run: RunDir, results: dict) -> None:
             title=f"{about['order']}, T = {about['sequence_length']}",
             yscale=yscale,
         )
-        ax.legend(fontsize=6)
+        ax.get_legend().remove()
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncol=3, fontsize=7)  # one legend for both panels
     zoo_models = [m for m in results["models"] if m != AUTHORS_GRU]
     title = f"{about['name']}: {about['train_examples']} training / {about['test_examples']} test sequences, {cfg.seeds} seeds"
     if zoo_models:

@@ -398,3 +398,59 @@ def test_the_linear_gradient_table_and_the_exact_exponent():
         r = results(name)
         exact = math.log(r["spectral_radii"]["lru"]["500"]["init"][0])
         assert r["lyapunov"]["lru"]["500"]["init"]["finite_time_exponent"] == pytest.approx(exact, rel=0.05)
+
+
+def pixel_table(r: dict) -> str:
+    """docs/reproductions.md section 9's table of one MNIST-1D run, rendered from its results file."""
+    lines = [
+        "| model | readout | H | parameters | steps, batch, optimiser | test accuracy, median [q25, q75] | training time |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, m in r["models"].items():
+        acc = r["test_accuracy"][name]
+        lines.append(
+            f"| {m['label']} (`{name}`) | {m['readout'].split(':')[0]} | {m['hidden']} | {m['parameters']:,} | "
+            f"{m['steps']}, {m['batch_size']}, {m['optimizer']} {m['learning_rate']:g} | "
+            f"{acc['median']:.3f} [{acc['q25']:.3f}, {acc['q75']:.3f}] | {r['wall_time_s'][name]:.0f} s |"
+        )
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("name", ["pixel_mnist1d", "pixel_mnist1d_shuffled"])
+def test_the_mnist1d_tables(name):
+    r = results(name)
+    table = pixel_table(r).splitlines()
+    lines = [line.strip() for line in (ROOT / "docs" / "reproductions.md").read_text().splitlines()]
+    cited = next((i for i, line in enumerate(lines) if f"(results/{name}.json)" in line), len(lines))
+    at = lines.index(table[0], cited) if table[0] in lines[cited:] else -1
+    assert lines[at : at + len(table)] == table, f"section 9 lacks the table of {name}:\n" + "\n".join(table)
+    gru = r["test_accuracy"]["mnist1d_gru"]["median"]
+    published = r["published"]["GRU (bidirectional, 6 units, flattened readout)"]
+    source = "the authors'" if name == "pixel_mnist1d" else "the README's"
+    said = f"{gru:.3f} against {source} {published:.0%}"
+    assert flowing(said) in flowing((ROOT / "docs" / "reproductions.md").read_text()), said
+
+
+def test_the_lstm_probe_table():
+    """Section 6's LSTM at T = 100, 200, 500 with the fair comparison's budget, from its three files."""
+    text = [line.strip() for line in (ROOT / "docs" / "reproductions.md").read_text().splitlines()]
+    for T in (100, 200, 500):
+        r = results(f"copy_memory_lstm_probe_T{T}")
+        assert (r["steps"], r["batch_size"], r["learning_rates"], r["hidden"]["lstm"]) == (600, 32, [1e-3], 150)
+        row = (
+            f"| {T} | {r['baseline'][str(T)]:.4f} | {r['final_loss']['lstm'][str(T)]['median']:.3g} | "
+            f"{r['recall_loss']['lstm'][str(T)]['median']:.3g} | {r['recall_accuracy']['lstm'][str(T)]['median']:.3f} | "
+            f"[results](results/copy_memory_lstm_probe_T{T}.json) |"
+        )
+        assert row in text, row
+
+
+def test_the_readme_paragraph_on_real_data_and_the_fair_copy_task():
+    seq, shuf, fair = results("pixel_mnist1d"), results("pixel_mnist1d_shuffled"), results("copy_memory_T1000_fair")
+    acc = lambda r: f"{r['test_accuracy']['mnist1d_gru']['median']:.3f}"
+    assert_quoted(
+        f"reaches {acc(seq)} test accuracy against their 91% (median of 3 seeds; {acc(shuf)} against their 57% on the shuffled variant)",
+        f"recalls every symbol (recall accuracy {fair['recall_accuracy']['lru']['median']:.3f})",
+        f"recalls at chance ({fair['recall_accuracy']['lru_ring_0_1']['median']:.3f})",
+    )
+    assert fair["recall_accuracy"]["lstm"]["median"] == fair["recall_accuracy"]["lstm_chrono"]["median"] == 0  # "none"
