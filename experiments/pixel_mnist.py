@@ -109,7 +109,10 @@ class Config(PerModelConfig):
     batch_size: int = option(100, ge=1)
     steps: int = option(2000, ge=1)
     optimizer: str = option("adam", choices=OPTIMIZERS)
-    learning_rate: float = option(1e-2, gt=0.0)
+    # a sweep axis: with several values each zoo model trains at every one (x seeds, one program), the last
+    # --validation-size training examples are held out, and the rate with the best median validation accuracy is kept
+    learning_rate: tuple[float, ...] = option((1e-2,), gt=0.0)
+    validation_size: int = option(500, ge=1)
     # expRNN's orthogonal generators (a_hh) at their own rate; unset: --learning-rate
     orthogonal_learning_rate: float | None = option(None, gt=0.0)
     rmsprop_decay: float = option(0.9, ge=0.0, lt=1.0)
@@ -136,6 +139,10 @@ class Config(PerModelConfig):
                 "--permutation-seed applies to --dataset mnist --permute only (MNIST-1D's shuffle "
                 "comes from its generator's --data-seed)"
             )
+        if "validation_size" in typed and len(self.learning_rate) == 1:
+            raise ConfigError(
+                "--validation-size holds out examples to pick among several --learning-rate values; one is given"
+            )
         ignored = typed & set(ZOO_ONLY) - ({"steps"} if self.quick else set())  # --quick's --steps shortens it too
         if set(self.models) == {AUTHORS_GRU} and ignored:
             flags = ", ".join(f"--{n.replace('_', '-')}" for n in sorted(ignored))
@@ -159,7 +166,7 @@ class Config(PerModelConfig):
             "steps": self.steps,
             "batch_size": self.batch_size,
             "optimizer": self.optimizer,
-            "learning_rate": self.learning_rate,
+            "learning_rate": self.learning_rate[0],  # each sweep point sets its own (TrainState hyperparameters)
             "clip": clip_written(self, name),
         }
 
@@ -203,6 +210,15 @@ def load_data(cfg: Config) -> tuple[dict, dict]:
             if size > len(data[f"y_{split}"]):
                 raise ConfigError(f"--{split}-size {size} exceeds the {len(data[f'y_{split}'])} examples of the split")
             data[f"x_{split}"], data[f"y_{split}"] = data[f"x_{split}"][:size], data[f"y_{split}"][:size]
+    if len(cfg.learning_rate) > 1:  # the learning rate is picked on held-out training examples, never on the test split
+        n = cfg.validation_size
+        if n >= len(data["y_train"]):
+            raise ConfigError(
+                f"--validation-size {n} leaves no training examples (the split has {len(data['y_train'])})"
+            )
+        data["x_valid"], data["y_valid"] = data["x_train"][-n:], data["y_train"][-n:]
+        data["x_train"], data["y_train"] = data["x_train"][:-n], data["y_train"][:-n]
+        about["validation_examples"] = n
     about |= {
         "sequence_length": int(data["x_train"].shape[1]),
         "train_examples": len(data["y_train"]),
@@ -258,9 +274,9 @@ def initializer(model: SequenceRegressor, shape: tuple[int, ...]):
     return jax.jit(lambda key: model.init(key, jnp.zeros(shape, jnp.float32)))
 
 
-def test_accuracy(sweep: Sweep, model: SequenceRegressor, params_s, data: dict) -> np.ndarray:
-    """Each seed's accuracy on the whole test split, in chunks of ``EVAL_CHUNK`` (one program)."""
-    x, y = data["x_test"], data["y_test"]
+def accuracy(sweep: Sweep, model: SequenceRegressor, params_s, data: dict, split: str = "test") -> np.ndarray:
+    """Each sweep point's accuracy on a whole split, in chunks of ``EVAL_CHUNK`` (one program)."""
+    x, y = data[f"x_{split}"], data[f"y_{split}"]
     hits = np.zeros(len(sweep))
     for start in range(0, len(y), EVAL_CHUNK):
         rows = np.arange(start, start + EVAL_CHUNK) % len(y)  # the last chunk wraps: same shape, counted once
@@ -275,10 +291,18 @@ def test_accuracy(sweep: Sweep, model: SequenceRegressor, params_s, data: dict) 
 
 
 def run_model(cfg: Config, run: RunDir, name: str, data: dict) -> dict:
+    """Train every learning rate x seed of one model in one program; the rate the validation split
+    picks (with one rate, no split is held out), and each seed's test accuracy at it."""
     T = data["x_train"].shape[1]
     model, about = classifier(cfg, name, T)
-    sweep = Sweep(grid(seed=range(cfg.seeds)))
+    rates = (AUTHORS_RECIPE["learning_rate"],) if name == AUTHORS_GRU else cfg.learning_rate
+    if name == AUTHORS_GRU and "x_valid" in data:  # its recipe has no sweep: the whole training split, in order
+        data = data | {
+            k: np.concatenate([data[f"{k}"], data[k.replace("train", "valid")]]) for k in ("x_train", "y_train")
+        }
+    sweep = Sweep(grid(learning_rate=rates, seed=range(cfg.seeds)))
     keys = jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), zlib_crc(name)), cfg.seeds)
+    keys = keys[sweep.column("seed")]
     init = initializer(model, (1, T, 1))
     params0 = init_params(sweep, lambda key, p: init(key), keys)
 
@@ -296,18 +320,31 @@ def run_model(cfg: Config, run: RunDir, name: str, data: dict) -> dict:
         params=params0,
         loss_fn=loss_fn,
         optimizer=make_optimizer(cfg.optimizer_config(name), recipe["steps"]),
+        hyperparameters=("learning_rate",),
         num_steps=recipe["steps"],
-        batch_fn=authors_batches(data, recipe["batch_size"], cfg.seeds),
+        batch_fn=authors_batches(data, recipe["batch_size"], len(sweep)),
         init_keys=keys,
         tolerate_diverged=True,
         constrain=functools.partial(constrain_recurrent, model.layer),
     )
     wall_s = time.perf_counter() - started
+    test_s = accuracy(sweep, model, state.params, data)
+    lr_s = sweep.column("learning_rate")
+    sweep_rows = [{"learning_rate": lr, "test_accuracy": over_seeds(test_s[lr_s == lr])} for lr in rates]
+    chosen = rates[0]
+    if len(rates) > 1:
+        valid_s = accuracy(sweep, model, state.params, data, "valid")
+        for row in sweep_rows:
+            row["validation_accuracy"] = over_seeds(valid_s[lr_s == row["learning_rate"]])
+        scores = [row["validation_accuracy"]["median"] for row in sweep_rows]
+        chosen = rates[int(np.argmax([-np.inf if np.isnan(v) else v for v in scores]))]
     return {
         **about,
         **recipe,
+        "learning_rate": chosen,
         "parameters": int(sum(leaf[0].size for leaf in jax.tree.leaves(params0))),
-        "test_accuracy": test_accuracy(sweep, model, state.params, data),
+        "test_accuracy": test_s[lr_s == chosen],
+        "learning_rate_sweep": sweep_rows,
         "wall_s": wall_s,
     }
 
@@ -331,6 +368,7 @@ def main(argv=None):
     results = {
         "dataset": about,
         "seeds": cfg.seeds,
+        "learning_rates": list(cfg.learning_rate),
         "models": {},  # each with its own recipe: steps, batch, optimizer, learning rate, clip
         "test_accuracy": {},
         "wall_time_s": {},
@@ -368,7 +406,13 @@ def save_figure(cfg: Config, run: RunDir, results: dict) -> None:
         for name, m in results["models"].items():
             acc = results["test_accuracy"][name]["median"]
             legend = f"{m['label']} (H={m['hidden']}, readout {m['readout'].split(':')[0]}, test {acc:.3f})"
-            curves[legend] = run.curve(name, key)
+            steps, values_sn = run.curve(name, key)
+            rates = (AUTHORS_RECIPE["learning_rate"],) if name == AUTHORS_GRU else cfg.learning_rate
+            points = grid(learning_rate=rates, seed=range(cfg.seeds))  # run_model's rows
+            curves[legend] = (
+                steps,
+                values_sn[[i for i, p in enumerate(points) if p["learning_rate"] == m["learning_rate"]]],
+            )
             colors[legend] = "tab:olive" if name == AUTHORS_GRU else plots.model_color(name)  # beside the zoo's GRU
         plots.learning_curves(
             curves,
@@ -384,9 +428,9 @@ def save_figure(cfg: Config, run: RunDir, results: dict) -> None:
     zoo_models = [m for m in results["models"] if m != AUTHORS_GRU]
     title = f"{about['name']}: {about['train_examples']} training / {about['test_examples']} test sequences, {cfg.seeds} seeds"
     if zoo_models:
-        title += (
-            f"; last-state models: {cfg.optimizer} {cfg.learning_rate:g}, batch {cfg.batch_size}, {cfg.steps} steps"
-        )
+        rates = "/".join(f"{lr:g}" for lr in cfg.learning_rate)
+        picked = " (picked per model on a validation split)" if len(cfg.learning_rate) > 1 else ""
+        title += f"; last-state models: {cfg.optimizer} {rates}{picked}, batch {cfg.batch_size}, {cfg.steps} steps"
     if AUTHORS_GRU in results["models"]:
         title += "; the authors' GRU: Adam 0.01, batch 100, 8000 steps"
     fig.suptitle(textwrap.fill(title, 150), fontsize=9)

@@ -136,6 +136,10 @@ def test_pixel_mnist_from_local_parquet_files_permuted(tmp_path):
         (["--permutation-seed", "3"], "--permutation-seed applies to --dataset mnist --permute only"),
         (["--dataset", "mnist", "--sequence-length", "100"], "--sequence-length applies to --dataset mnist1d only"),
         (["--data-dir", "x"], "--data-dir applies to --dataset mnist only"),
+        (
+            ["--validation-size", "50"],
+            "--validation-size holds out examples to pick among several --learning-rate values",
+        ),
         (["--models", "mnist1d_gru", "--learning-rate", "0.1"], "--learning-rate set the zoo's models; mnist1d_gru"),
     ],
 )
@@ -168,3 +172,22 @@ def test_a_file_in_the_wrong_schema_is_named(tmp_path, capsys):
         sequences.load_mnist(data_dir=tmp_path / "small.npz")
     with pytest.raises(InputError, match="the permutation seed must be a whole number >= 0"):
         sequences.fixed_permutation(-2, 784)
+
+
+def test_a_learning_rate_sweep_picks_on_held_out_training_examples(tmp_path):
+    """Several --learning-rate values: every zoo model trains at each (one program), the last
+    --validation-size training examples are held out, the rate with the best median validation
+    accuracy is kept and the test accuracy reported is that rate's; the authors' GRU keeps its
+    recipe and the whole training split."""
+    script = load_script("pixel_mnist")
+    argv = ["--quick", "--quiet", "--compile-cache", "off", "--steps", "6", "--seeds", "2", "--train-size", "60"]
+    argv += ["--test-size", "20", "--validation-size", "20", "--learning-rate", "1e-2", "1e3"]
+    results = script.main(argv + ["--models", "mnist1d_gru", "gru", "--out", str(tmp_path)])
+    assert results["dataset"]["train_examples"] == 40 and results["dataset"]["validation_examples"] == 20
+    gru = results["models"]["gru"]
+    valid = [row["validation_accuracy"]["median"] for row in gru["learning_rate_sweep"]]
+    best = gru["learning_rate_sweep"][int(np.argmax(valid))]
+    assert gru["learning_rate"] == best["learning_rate"]
+    assert results["test_accuracy"]["gru"] == best["test_accuracy"]
+    authors = results["models"]["mnist1d_gru"]
+    assert authors["learning_rate"] == 1e-2 and len(authors["learning_rate_sweep"]) == 1
