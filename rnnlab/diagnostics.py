@@ -214,7 +214,8 @@ def finite_time_exponent(cell, params, x_ti, length=None) -> jax.Array:
     maps, each column renormalised every step with its log-norm ``s_j`` kept, so the product is
     ``P = [exp(s_1) u_1, ..., exp(s_D) u_D]`` with unit ``u_j``, and
     ``ln ||P||_2 = max_j s_j + ln ||U diag(exp(s - max s))||_2``: no overflow, no underflow
-    that matters.  D pushes per step (D the carry's size).  For a linear cell with a normal
+    that matters (the last norm by ``spectral_norm``, relative error at most 2e-5 on ``s_1^2``).
+    D pushes per step (D the carry's size).  For a linear cell with a normal
     ``W`` it is ``ln max |eig(W)|``:
 
     >>> import jax.numpy as jnp
@@ -245,7 +246,7 @@ def finite_time_exponent(cell, params, x_ti, length=None) -> jax.Array:
     (_, u_dd, log_s_d), _ = jax.lax.scan(step, state0, (jnp.arange(num_steps), x_ti))
     top = jnp.max(log_s_d)
     scaled_dd = u_dd * jnp.exp(log_s_d - top)
-    return (top + jnp.log(jnp.linalg.norm(scaled_dd, ord=2))) / length
+    return (top + jnp.log(spectral_norm(scaled_dd))) / length  # in matmuls: LAPACK's SVD hangs sharded sweeps
 
 
 def layer_finite_time_exponent(layer, params, x_bti, lengths_b=None) -> jax.Array:

@@ -155,7 +155,7 @@ def test_finite_time_exponent_of_the_lru_is_the_log_of_its_largest_eigenvalue_mo
         x = jax.random.normal(jax.random.key(1), (500, 1), jnp.float64)
         got = float(diagnostics.finite_time_exponent(cell, params, x))
         assert got == pytest.approx(exact, rel=0.05)
-        assert got == pytest.approx(exact, rel=1e-8)  # in fact exact to rounding
+        assert got == pytest.approx(exact, rel=1e-4)  # in fact to spectral_norm's 2e-5 on s_1^2, over T
         qr = float(diagnostics.lyapunov_exponents(cell, params, x)[0])
         assert qr < 1.3 * exact  # the start-frame bias, still there in the QR estimate
 
