@@ -171,7 +171,7 @@ def programs(spec: ModelSpec, T: int):
 def held_out(cfg: Config, T: int, stream: int) -> dict:
     """A held-out batch no training batch uses: ``stream`` 0 the test set, 1 the validation set
     that picks the learning rate (the test set never chooses anything)."""
-    return synthetic.copy_memory((cfg.seed, 10**9 + stream, T) if stream else (cfg.seed, 10**9, T), cfg.test_size, T)
+    return synthetic.copy_memory((cfg.seed, 10**9 + stream, T), cfg.test_size, T)
 
 
 def run_model(cfg: Config, run: RunDir, name: str, T: int) -> dict:
@@ -205,7 +205,8 @@ def run_model(cfg: Config, run: RunDir, name: str, T: int) -> dict:
         constrain=functools.partial(constrain_recurrent, model.layer),
     )
     wall_s = time.perf_counter() - started
-    test_s = sweep.run(metrics, state.params, rows(held_out(cfg, T, 0)))
+    test = rows(held_out(cfg, T, 0))
+    test_s = sweep.run(metrics, state.params, test)
     valid_s = sweep.run(metrics, state.params, rows(held_out(cfg, T, 1))) if len(cfg.learning_rate) > 1 else test_s
     lr_s = sweep.column("learning_rate")
     per_lr = [
@@ -220,7 +221,7 @@ def run_model(cfg: Config, run: RunDir, name: str, T: int) -> dict:
     score = [r["validation_loss"]["median"] for r in per_lr]
     chosen = cfg.learning_rate[int(np.argmin([np.inf if np.isnan(v) else v for v in score]))]
     at = np.flatnonzero(lr_s == chosen)
-    test_batch = {k: v[at] for k, v in rows(held_out(cfg, T, 0)).items()}
+    test_batch = {k: v[at] for k, v in test.items()}
     picked = Sweep([sweep.points[i] for i in at])
     return {
         "learning_rate": chosen,
