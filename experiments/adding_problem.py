@@ -198,12 +198,8 @@ def main(argv=None):
                 "path": spec.resolved_path(),
                 "points": points,
             }
-    results["devices"], results["processes"] = jax.device_count(), jax.process_count()
-    results["compile"] = compile_stats.as_dict()
-    if not run.writes:
+    if run.finish(results, compile_stats, lambda: save_figure(cfg, run, trained, results)) is None:
         return None
-    save_figure(cfg, run, trained, results)
-    run.write_results(results)
     if not cfg.quiet:
         print(f"wrote {run.path}/results.json and learning_curves.png")
     return results

@@ -60,7 +60,7 @@ from rnnlab.experiment import (
 )
 from rnnlab.linen import LanguageModel, constrain_recurrent
 from rnnlab.metrics import over_seeds
-from rnnlab.sweep import Sweep, grid, init_params
+from rnnlab.sweep import Sweep, grid, init_params, rows_where
 from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
 from rnnlab.zoo import MODELS, label
 
@@ -285,13 +285,7 @@ def main(argv=None):
                         f"{', '.join(f'{v:.3f}' for v in out['recall_accuracy'])}",
                         flush=True,
                     )
-    results["devices"], results["processes"] = jax.device_count(), jax.process_count()
-    results["compile"] = compile_stats.as_dict()
-    if not run.writes:
-        return None
-    run.write_results(results)
-    save_figures(cfg, run, results)
-    return results
+    return run.finish(results, compile_stats, lambda: save_figures(cfg, run, results))
 
 
 def optimizer_words(cfg: Config) -> str:
@@ -309,7 +303,7 @@ def chosen_curve(cfg: Config, run: RunDir, results: dict, name: str, T: int, key
     steps, values_sn = run.curve(f"{name}/T{T}", key)
     chosen = results["chosen_learning_rate"][name][str(T)]
     points = grid(learning_rate=cfg.learning_rate, seed=range(cfg.seeds))  # run_model's rows
-    return steps, values_sn[[i for i, p in enumerate(points) if p["learning_rate"] == chosen]]
+    return steps, values_sn[rows_where(points, learning_rate=chosen)]
 
 
 def save_figures(cfg: Config, run: RunDir, results: dict) -> None:

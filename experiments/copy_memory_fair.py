@@ -39,8 +39,8 @@ import textwrap
 import copy_memory
 
 from rnnlab import plots
-from rnnlab.experiment.rundir import write_json
-from rnnlab.sweep import grid
+from rnnlab.experiment.rundir import metric_curve, write_json
+from rnnlab.sweep import grid, rows_where
 
 # variant -> (model of the zoo, hidden units, its --model-options)
 VARIANTS = {
@@ -81,11 +81,6 @@ def variant_argv(variant: str, args, out: pathlib.Path) -> list[str]:
     if options:
         argv += ["--model-options", f"{model}={options}"]
     return argv + (["--resume"] if args.resume else []) + (["--quiet"] if args.quiet else [])
-
-
-def records(run: pathlib.Path, model: str, T: int) -> list[dict]:
-    with open(run / "metrics.jsonl") as f:
-        return [r for r in map(json.loads, f) if r.get("model") == f"{model}/T{T}"]
 
 
 def main(argv=None):
@@ -156,14 +151,13 @@ def save_figure(args, results: dict) -> None:
         for variant in results["variants"]:
             model = VARIANTS[variant][0]
             lr = results["chosen_learning_rate"][variant]
-            rows_of = records(args.out / variant, model, args.length)
-            points = grid(learning_rate=tuple(args.learning_rate), seed=range(args.seeds))
-            keep = [i for i, p in enumerate(points) if p["learning_rate"] == lr]
+            steps, values_sn = metric_curve(args.out / variant / "metrics.jsonl", f"{model}/T{args.length}", key)
+            points = grid(learning_rate=tuple(args.learning_rate), seed=range(args.seeds))  # copy_memory's rows
             name = (
                 f"{results['variants'][variant]['label']} (H={results['hidden'][variant]}, "
                 f"{results['parameters'][variant]:,} params, lr {lr:g})"
             )
-            curves[name] = ([r["step"] for r in rows_of], [[r[f"{key}_per_point"][i] for r in rows_of] for i in keep])
+            curves[name] = steps, values_sn[rows_where(points, learning_rate=lr)]
             colors[name] = COLORS[variant]
         plots.learning_curves(
             curves,

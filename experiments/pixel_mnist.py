@@ -60,7 +60,7 @@ from rnnlab.experiment import (
 )
 from rnnlab.linen import SequenceRegressor, constrain_recurrent
 from rnnlab.metrics import over_seeds
-from rnnlab.sweep import Sweep, grid, init_params
+from rnnlab.sweep import Sweep, grid, init_params, rows_where
 from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
 from rnnlab.zoo import MODELS, label
 
@@ -387,13 +387,7 @@ def main(argv=None):
                     f"{name}: test accuracy {acc['median']:.3f} (per seed {', '.join(f'{a:.3f}' for a in acc['per_seed'])})",
                     flush=True,
                 )
-    results["devices"], results["processes"] = jax.device_count(), jax.process_count()
-    results["compile"] = compile_stats.as_dict()
-    if not run.writes:
-        return None
-    run.write_results(results)
-    save_figure(cfg, run, results)
-    return results
+    return run.finish(results, compile_stats, lambda: save_figure(cfg, run, results))
 
 
 def save_figure(cfg: Config, run: RunDir, results: dict) -> None:
@@ -411,7 +405,7 @@ def save_figure(cfg: Config, run: RunDir, results: dict) -> None:
             points = grid(learning_rate=rates, seed=range(cfg.seeds))  # run_model's rows
             curves[legend] = (
                 steps,
-                values_sn[[i for i, p in enumerate(points) if p["learning_rate"] == m["learning_rate"]]],
+                values_sn[rows_where(points, learning_rate=m["learning_rate"])],
             )
             colors[legend] = "tab:olive" if name == AUTHORS_GRU else plots.model_color(name)  # beside the zoo's GRU
         plots.learning_curves(

@@ -52,6 +52,12 @@ def grid(**axes: Sequence) -> list[dict]:
     return [dict(zip(names, combo)) for combo in itertools.product(*(list(axes[n]) for n in names))]
 
 
+def rows_where(points: Sequence[Mapping[str, Any]], **values) -> list[int]:
+    """The indices of the ``points`` whose entries equal ``values``, e.g. one learning rate's
+    seeds among ``grid(learning_rate=..., seed=...)``: the rows of that sweep's arrays."""
+    return [i for i, p in enumerate(points) if all(p[k] == v for k, v in values.items())]
+
+
 class Sweep:
     """Points (dicts with the same numeric keys) laid out as rows over a device mesh."""
 

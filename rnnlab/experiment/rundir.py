@@ -147,9 +147,7 @@ class RunDir:
         return log
 
     def read_metrics(self) -> list[dict]:
-        if not self.metrics_path.exists():
-            return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        return read_metrics(self.metrics_path)
 
     def records(self, model: str) -> list[dict]:
         """The metrics records of one model, in step order."""
@@ -157,12 +155,39 @@ class RunDir:
 
     def curve(self, model: str, key: str = "loss"):
         """``(steps [N], values [S, N])`` of a per-seed metric, for ``plots.learning_curves``."""
-        records = self.records(model)
-        return [r["step"] for r in records], np.array([r[f"{key}_per_point"] for r in records]).T
+        return metric_curve(self.metrics_path, model, key)
 
     def write_results(self, results: dict) -> None:
         if self.writes:
             write_json(self.results_path, results)
+
+    def finish(self, results: dict, compile_stats, save_figures) -> dict | None:
+        """The end of a script's ``main``: the device and process counts and the compile
+        statistics go into ``results``; on the process that writes, results.json, then
+        ``save_figures()`` (a figure that fails leaves the results written).  Returns the
+        results there, None elsewhere."""
+        results["devices"], results["processes"] = jax.device_count(), jax.process_count()
+        results["compile"] = compile_stats.as_dict()
+        if not self.writes:
+            return None
+        self.write_results(results)
+        save_figures()
+        return results
+
+
+def read_metrics(path) -> list[dict]:
+    """A run's ``metrics.jsonl`` as records ([] if there is none yet)."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def metric_curve(path, model: str, key: str = "loss"):
+    """``(steps [N], values [S, N])`` of one model's per-seed metric in the ``metrics.jsonl`` at
+    ``path``: ``RunDir.curve``, and a finished run's folder read back without opening it as a run."""
+    records = [r for r in read_metrics(path) if r.get("model") == model]
+    return [r["step"] for r in records], np.array([r[f"{key}_per_point"] for r in records]).T
 
 
 def check_compatible(saved: dict, current: dict) -> None:
