@@ -210,7 +210,10 @@ def _iterate(cell, quasi, options, params, x_tbi, h0_bd, mask_tb, eps_tbh, guess
         h = newton_step(h)
         return k + 1, h, residual_of(h)
 
-    state = (jnp.int32(0), guess_tbd, residual_of(guess_tbd))
+    res0 = residual_of(guess_tbd)
+    # the counter takes the residual's batching: a bare jnp.int32(0) starts unbatched inside a
+    # sweep's vmap and breaks under the sweep mesh (explicit sharding of the carry)
+    state = (jnp.zeros_like(res0, jnp.int32), guess_tbd, res0)
     return jax.lax.while_loop(keep_going, body, state)
 
 
