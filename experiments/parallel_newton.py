@@ -65,7 +65,7 @@ def solve(cell, params, x_bti, method, cfg):
     """One Newton solve: ``(iterations, converged, residual, max error vs the sequential scan)``."""
     max_iter = cfg.max_iter if method == "newton" else cfg.quasi_max_iter
     options = NewtonOptions(tol=cfg.tol, max_iter=max_iter, fallback=True)  # the record says if it converged
-    run = jax.jit(lambda p, x: unroll(cell, p, x, path=method, newton=options, return_info=True))
+    run = jax.jit(lambda p, x: unroll(cell, p, x, path=method, newton_options=options, return_info=True))
     y, _, info = run(params, x_bti)
     reference = jax.jit(lambda p, x: unroll(cell, p, x, path="fused")[0])(params, x_bti)
     converged = bool(info.converged)

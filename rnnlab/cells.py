@@ -1,33 +1,39 @@
 """Pure sequential cells and their contract: Elman (tanh, ReLU, modReLU), LSTM, GRU, IndRNN, coRNN.
 
-A cell is a frozen dataclass of static hyperparameters with pure methods (``SequentialCell``,
-the contract every execution path calls)::
+A cell is a frozen dataclass of static hyperparameters with three pure methods (``Cell``, the
+smallest contract, as Haiku's ``RNNCore`` and Equinox's cells)::
 
     params = cell.init(key, input_size)              # a dict of arrays
     carry = cell.initial_carry((batch,))             # zeros
     carry, y = cell.step(params, carry, x)           # one step; a Python loop of these is the reference
 
-A step comes in pieces that the cell owns, so that ``rnnlab.scan`` and ``rnnlab.fused`` never
-multiply by a weight themselves:
+That is enough for the ``autodiff``, ``remat``, ``newton`` and ``quasi_newton`` paths, stacks,
+bidirectional layers, lengths, the diagnostics and the scripts (by name, once registered in
+``rnnlab.zoo``).  Everything else is opt-in and has a default here (``paths``, ``hidden_size``,
+``carry_hidden``, ``param_specs``, ...: the module functions of the same names read the cell's
+method when it has one).
 
-    xp = cell.project_inputs(params, x)              # x W_ih^T + b_ih        (over all steps at once, if wanted)
-    hp = cell.project_recurrent(params, carry)       # h W_hh^T + b_hh, u * h, ...  (inherently sequential)
-    proj = cell.projector(params)(x, carry)          # (xp + hp,) or (xp, hp); the projector built once per scan
+The ``fused`` path is opt-in (``FusedCell``): a step in pieces that the cell owns, so that
+``rnnlab.scan`` and ``rnnlab.fused`` never multiply by a weight themselves::
+
+    project = cell.projector(params)                 # built once per scan, outside its loop
+    proj = project(x, carry)                         # (xp + hp,) if sums_projections else (xp, hp)
     carry, y = cell.gates(carry, proj, elementwise)  # elementwise arithmetic
     d_carry = cell.recurrent_vjp(params, d_carry, dhp)  # += the VJP of project_recurrent: the fused backward, per step
     d_params, dx = cell.projection_vjp(params, x_ni, carries_n, d_proj_n)  # ... and over all steps at once
 
-``DenseCell`` implements the contract for a dense recurrent matrix (Elman, LSTM, GRU: params in
+``DenseCell`` implements it for a dense recurrent matrix (Elman, LSTM, GRU: params in
 PyTorch's layout, gates fused along the first axis: ``w_ih [G*H, I]``, ``w_hh [G*H, H]``,
 ``b_ih [G*H]``, ``b_hh [G*H]``, the biases absent when ``use_bias=False``); ``CellBase`` is the
-plumbing every cell shares.  A new dense cell subclasses ``DenseCell`` and writes ``gates``; any
-other recurrence subclasses ``CellBase`` (``IndRNNCell``: a diagonal ``u``; ``CoRNNCell``: a carry
-``(y, z)``).  docs/extending.md walks through one written outside the package.
+plumbing every fused cell shares.  A new dense cell subclasses ``DenseCell`` and writes ``gates``;
+any other recurrence subclasses ``CellBase`` (``IndRNNCell``: a diagonal ``u``; ``CoRNNCell``: a carry
+``(y, z)``).  docs/extending.md walks through cells written outside the package.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from typing import Any, ClassVar, NamedTuple, Protocol
 
@@ -60,45 +66,46 @@ class LSTMState(NamedTuple):
     c: jax.Array
 
 
-class SequentialCell(Protocol):
-    """The contract of a cell run step after step (the ``fused``, ``autodiff`` and ``remat`` paths).
+class Cell(Protocol):
+    """The smallest contract: what every execution path, the diagnostics and the scripts call.
 
-    Every execution path, the diagnostics and the interop call only these.  ``DenseCell`` gives
-    all of them for a dense ``w_hh``; a cell with another recurrence overrides the projections.
+    ``init`` and ``initial_carry`` may also take ``dtype`` (else their floating arrays are cast).
+    The carry is a ``[..., H]`` array, or a NamedTuple of ``[..., H]`` fields whose hidden state
+    is the field ``h`` (else give ``carry_hidden``/``replace_hidden``).  ``y`` is ``[..., H]``.
 
-    Attributes:
-      hidden_size: H, the width of the output ``y`` and of ``carry_hidden(carry)``.
-      paths: the execution paths it supports (``rnnlab.unroll.PATHS``), its default first.
-      sums_projections: ``gates`` uses the projections only through ``xp + hp``: the scan then
-        hands it ``(xp + hp,)`` and the fused backward saves one array per step.
-      elementwise: names of params that ``gates`` reads (modReLU's ``b_mod``), each ``[H]``.
+    Optional, each with the default the module function of the same name gives:
+      ``hidden_size`` (H: read off ``initial_carry``), ``paths`` (``STEP_PATHS``; a cell that
+      lists ``"fused"`` must be a ``FusedCell``), ``carry_hidden(carry)``/``replace_hidden(carry, h)``,
+      ``param_specs(input_size, dtype)`` (``jax.eval_shape`` of ``init``), ``input_size_of(params)``
+      (None: the inputs' width is used), ``constrain(params)`` (the identity),
+      ``recurrent_blocks(params)`` (None: no fixed recurrent matrix).
     """
 
-    hidden_size: int
-    paths: tuple[str, ...]
-    sums_projections: bool
-    elementwise: tuple[str, ...]
-
-    def init(self, key: jax.Array, input_size: int, dtype=jnp.float32) -> Params:
+    def init(self, key: jax.Array, input_size: int) -> Params:
         """Fresh params for inputs of width ``input_size``."""
 
-    def param_specs(self, input_size: int, dtype=jnp.float32) -> dict[str, jax.ShapeDtypeStruct]:
-        """The shape of every param: validation and checkpoints read it."""
-
-    def input_size_of(self, params: Params) -> int:
-        """The input width ``params`` expect."""
-
-    def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32) -> Any:
+    def initial_carry(self, batch_shape: tuple[int, ...]) -> Any:
         """The zero carry for ``batch_shape``."""
 
-    def carry_hidden(self, carry) -> jax.Array:
-        """The hidden state ``h [..., H]`` inside a carry: what the hidden perturbation moves."""
+    def step(self, params: Params, carry, x: jax.Array):
+        """One step: ``(new carry, y [..., H])``."""
 
-    def replace_hidden(self, carry, h: jax.Array) -> Any:
-        """The carry with its hidden state replaced by ``h``."""
 
-    def elementwise_params(self, params: Params) -> Params:
-        """The params ``gates`` reads (``elementwise``)."""
+class FusedCell(Cell, Protocol):
+    """The opt-in contract of the ``fused`` path (a custom VJP whose weight gradients are single
+    matmuls over all steps): the step in the cell's own pieces.  ``CellBase`` gives all of them
+    from ``project_inputs``, ``project_recurrent`` and ``gates``; ``DenseCell`` from ``gates``.
+
+    Class-level switches (``ClassVar``s, never options; checked when the class is defined):
+      ``sums_projections`` (``CellBase``: True): ``gates`` reads the projections only through
+        ``xp + hp``, so the scan hands it ``(xp + hp,)`` and the fused backward saves one array
+        per step; False hands it ``(xp, hp)`` (the GRU's ``r * (W_hn h + b_hn)``).
+      ``elementwise`` (``()``): names of params that ``gates`` reads (modReLU's ``b_mod``), each ``[H]``.
+      ``num_gates`` (``DenseCell``: 1): G, the gate blocks of ``w_ih``/``w_hh``.
+    """
+
+    sums_projections: bool
+    elementwise: tuple[str, ...]
 
     def project_inputs(self, params: Params, x: jax.Array) -> jax.Array:
         """The input's part of the pre-activations, ``x [..., I] -> [..., P]``; linear in ``params``
@@ -107,39 +114,145 @@ class SequentialCell(Protocol):
     def project_recurrent(self, params: Params, carry) -> jax.Array:
         """The recurrent part ``[..., P]`` from the previous carry; affine in the carry."""
 
+    def projector(self, params: Params):
+        """``(x, carry) -> projections``, ``(xp + hp,)`` if ``sums_projections`` else ``(xp, hp)``,
+        with whatever does not change from step to step (transposed weights, summed biases)
+        computed once: a scan calls it outside its loop."""
+
+    def elementwise_params(self, params: Params) -> Params:
+        """The params ``gates`` reads (``elementwise``)."""
+
+    def gates(self, carry, proj: tuple[jax.Array, ...], elementwise: Params):
+        """The elementwise arithmetic of a step: ``(new carry, y [..., H])``."""
+
     def recurrent_vjp(self, params: Params, d_carry, d_hp: jax.Array) -> Any:
         """``d_carry + (d hp / d carry)^T d_hp``: the recurrent projection's gradient added into
         a carry-shaped gradient (``project_recurrent`` is affine in the carry, so no point is needed)."""
 
     def projection_vjp(self, params: Params, x_ni, carries_n, d_proj_n) -> tuple[Params, jax.Array]:
         """``(d params, d x)``: the VJP of both projections over ``N`` rows at once (inputs
-        ``x [N, I]``, previous carries, projection gradients as ``projections`` lays them out):
+        ``x [N, I]``, previous carries, projection gradients as ``projector`` lays them out):
         the fused backward's weight gradients, one matmul each for a dense cell."""
 
-    def projector(self, params: Params):
-        """``(x, carry) -> projections``, ``(xp + hp,)`` if ``sums_projections`` else ``(xp, hp)``,
-        with whatever does not change from step to step (transposed weights, summed biases)
-        computed once: a scan calls it outside its loop."""
 
-    def projections(self, params: Params, x: jax.Array, carry) -> tuple[jax.Array, ...]:
-        """``projector(params)(x, carry)``."""
-
-    def gates(self, carry, proj: tuple[jax.Array, ...], elementwise: Params):
-        """The elementwise arithmetic of a step: ``(new carry, y [..., H])``."""
-
-    def step(self, params: Params, carry, x: jax.Array):
-        """``gates(carry, projections(params, x, carry), elementwise_params(params))``."""
-
-    def recurrent_blocks(self, params: Params) -> jax.Array | None:
-        """The recurrent matrix of each gate, ``[G, H, H]`` (diagonal ones for IndRNN), for the
-        spectra in ``rnnlab.diagnostics``; ``None`` when there is no fixed one."""
-
-    def constrain(self, params: Params) -> Params:
-        """The params projected onto the cell's constraint set after each optimiser step
-        (IndRNN's ``|u| <= U_bound``); the identity for most cells."""
+# the paths a three-method cell runs; a FusedCell adds "fused" (first: its default)
+STEP_PATHS = ("autodiff", "remat", "newton", "quasi_newton")
+SEQUENTIAL_PATHS = ("fused",) + STEP_PATHS
+FUSED_METHODS = (
+    "project_inputs",
+    "project_recurrent",
+    "projector",
+    "elementwise_params",
+    "gates",
+    "recurrent_vjp",
+    "projection_vjp",
+)
 
 
-SEQUENTIAL_PATHS = ("fused", "autodiff", "remat", "newton", "quasi_newton")
+def name_of(cell) -> str:
+    return type(cell).__name__
+
+
+def paths(cell) -> tuple[str, ...]:
+    """The execution paths ``cell`` runs, its default first: ``cell.paths``, else ``STEP_PATHS``."""
+    return tuple(getattr(cell, "paths", STEP_PATHS))
+
+
+def missing_fused_methods(cell) -> list[str]:
+    """The ``FusedCell`` methods ``cell`` lacks (empty: it can run the ``fused`` path)."""
+    return [m for m in FUSED_METHODS if not callable(getattr(cell, m, None))]
+
+
+def is_fused(cell) -> bool:
+    return not missing_fused_methods(cell)
+
+
+def _takes_dtype(method) -> bool:
+    parameters = inspect.signature(method).parameters.values()
+    return any(p.name == "dtype" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def _cast_floats(tree, dtype):
+    cast = lambda a: a.astype(dtype) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a
+    return jax.tree.map(cast, tree)
+
+
+def init(cell, key: jax.Array, input_size: int, dtype=jnp.float32) -> Params:
+    """``cell.init(key, input_size, dtype)``; a cell whose ``init`` takes no dtype has its params cast."""
+    if _takes_dtype(cell.init):
+        return cell.init(key, input_size, dtype)
+    return _cast_floats(cell.init(key, input_size), dtype)
+
+
+def initial_carry(cell, batch_shape: tuple[int, ...] = (), dtype=jnp.float32):
+    """``cell.initial_carry(batch_shape, dtype)``, cast likewise when it takes no dtype."""
+    if _takes_dtype(cell.initial_carry):
+        return cell.initial_carry(tuple(batch_shape), dtype)
+    return _cast_floats(cell.initial_carry(tuple(batch_shape)), dtype)
+
+
+def carry_hidden(cell, carry) -> jax.Array:
+    """The hidden state ``h [..., H]`` inside a carry (what the hidden perturbation moves and
+    the diagnostics read): ``cell.carry_hidden``, else the carry itself when it is one array,
+    else its field ``h``."""
+    if hasattr(cell, "carry_hidden"):
+        return cell.carry_hidden(carry)
+    if isinstance(carry, jax.Array | jax.ShapeDtypeStruct) or hasattr(carry, "shape"):
+        return carry
+    if hasattr(carry, "h"):
+        return carry.h
+    raise TypeError(
+        f"{name_of(cell)}'s carry is a {type(carry).__name__} without a field 'h': give the cell "
+        "carry_hidden(carry) and replace_hidden(carry, h) to say which part is the hidden state"
+    )
+
+
+def replace_hidden(cell, carry, h: jax.Array):
+    """The carry with its hidden state replaced by ``h`` (defaults as ``carry_hidden``)."""
+    if hasattr(cell, "replace_hidden"):
+        return cell.replace_hidden(carry, h)
+    if isinstance(carry, jax.Array) or hasattr(carry, "shape"):
+        return h
+    carry_hidden(cell, carry)  # the same one-line error when there is no 'h'
+    return carry._replace(h=h)
+
+
+def hidden_size(cell) -> int:
+    """H: ``cell.hidden_size``, else the width of the hidden state of ``initial_carry``."""
+    if hasattr(cell, "hidden_size"):
+        return cell.hidden_size
+    return int(carry_hidden(cell, jax.eval_shape(lambda: initial_carry(cell, ()))).shape[-1])
+
+
+def param_specs(cell, input_size: int, dtype=jnp.float32) -> dict[str, jax.ShapeDtypeStruct]:
+    """The shape of every param (validation and checkpoints read it): ``cell.param_specs``, else
+    ``jax.eval_shape`` of ``init``."""
+    if hasattr(cell, "param_specs"):
+        return cell.param_specs(input_size, dtype)
+    specs = jax.eval_shape(lambda: init(cell, jax.random.key(0), input_size, dtype))
+    return jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), specs)
+
+
+def input_size_of(cell, params) -> int | None:
+    """The input width ``params`` expect: ``cell.input_size_of``, else None (the inputs' own width;
+    ``param_specs`` at that width then checks the params)."""
+    return cell.input_size_of(params) if hasattr(cell, "input_size_of") else None
+
+
+def constrain(cell, params: Params) -> Params:
+    """The params projected onto the cell's constraint set after each optimiser step (IndRNN's
+    ``|u| <= U_bound``): ``cell.constrain``, else the identity."""
+    return cell.constrain(params) if hasattr(cell, "constrain") else params
+
+
+def recurrent_blocks(cell, params: Params) -> jax.Array | None:
+    """The recurrent matrix of each gate, ``[G, H, H]``, for the spectra of ``rnnlab.diagnostics``:
+    ``cell.recurrent_blocks``, else None (no fixed recurrent matrix).  It is the matrix that
+    multiplies the hidden state inside each gate's pre-activation, NOT the step's Jacobian: for a
+    residual cell ``h_t = h_{t-1} + eps * tanh(W h_{t-1} + ...)`` it is ``W``, whose spectrum says
+    nothing about the Jacobian ``I + eps * diag(tanh') W`` (use ``rnnlab.diagnostics`` Lyapunov
+    exponents or ``jax.jacfwd`` of ``step`` for that)."""
+    return cell.recurrent_blocks(params) if hasattr(cell, "recurrent_blocks") else None
 
 
 class CellDefaults:
@@ -179,18 +292,63 @@ class CellDefaults:
         return None
 
 
+# class-level switches: ClassVars with these types (a dataclass field of the same name would become
+# a per-instance option, and a command-line one: refused when the class is defined)
+CLASS_SWITCHES = {
+    "sums_projections": bool,
+    "num_gates": int,
+    "elementwise": tuple,
+    "paths": tuple,
+    "carry_type": (type, type(None)),
+    "hidden_field": str,
+}
+
+
+def check_class_switches(cls) -> None:
+    """A subclass's class-level switches are ``ClassVar``s of the right type (``CLASS_SWITCHES``):
+    one line naming the class and the switch otherwise."""
+    for name, annotation in cls.__dict__.get("__annotations__", {}).items():
+        if name in CLASS_SWITCHES and "ClassVar" not in str(annotation):
+            raise TypeError(
+                f"{cls.__name__}.{name} is a class-level constant, not an option: declare it "
+                f"`{name}: ClassVar[...] = ...` (a dataclass field would become a per-cell and command-line option)"
+            )
+    for name, kind in CLASS_SWITCHES.items():
+        value = cls.__dict__.get(name)
+        if value is None or isinstance(value, property):
+            continue
+        if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 1)):
+            want = {bool: "a bool", int: "a positive int", tuple: "a tuple", str: "a str"}.get(
+                kind, "a NamedTuple class or None"
+            )
+            raise TypeError(f"{cls.__name__}.{name} must be {want}, got {value!r}")
+    bad = [p for p in cls.__dict__.get("paths", ()) if p not in SEQUENTIAL_PATHS + ("sequential", "associative")]
+    if bad:
+        raise TypeError(f"{cls.__name__}.paths names unknown path {bad[0]!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class CellBase(CellDefaults):
-    """What every sequential cell shares: the contract's plumbing, with defaults a new cell
+    """The ``FusedCell`` plumbing every built-in sequential cell shares, with defaults a new cell
     inherits.  A subclass gives ``init``, ``project_recurrent`` and ``gates`` (and ``project_inputs``
     unless it is ``x W_ih^T + b_ih``); ``recurrent_vjp`` and ``projection_vjp`` default to JAX's VJPs
-    of the projections (exact: they are affine)."""
+    of the projections (exact: they are affine).
+
+    Class-level switches (``ClassVar``, checked when a subclass is defined; ``FusedCell``):
+      ``sums_projections = True``: ``gates`` receives ``(xp + hp,)``; set False to receive ``(xp, hp)``.
+      ``elementwise = ()``: params ``gates`` reads.   ``paths = SEQUENTIAL_PATHS`` (``fused`` first).
+      ``carry_type = None``, ``hidden_field = ""``: the carry (``CellDefaults``).
+    """
 
     hidden_size: int
 
     paths: ClassVar[tuple[str, ...]] = SEQUENTIAL_PATHS
     elementwise: ClassVar[tuple[str, ...]] = ()
     sums_projections: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        check_class_switches(cls)
 
     def __post_init__(self):
         check_positive_int("hidden_size", self.hidden_size)
@@ -220,18 +378,16 @@ class CellBase(CellDefaults):
 
         return project
 
-    def projections(self, params: Params, x: jax.Array, carry) -> tuple[jax.Array, ...]:
-        return self.projector(params)(x, carry)
-
     def step(self, params: Params, carry, x: jax.Array):
-        return self.gates(carry, self.projections(params, x, carry), self.elementwise_params(params))
+        """``gates(carry, projector(params)(x, carry), elementwise_params(params))``."""
+        return self.gates(carry, self.projector(params)(x, carry), self.elementwise_params(params))
 
 
 @dataclasses.dataclass(frozen=True)
 class DenseCell(CellBase):
     """``SequentialCell`` for a dense recurrent matrix: ``hp = h W_hh^T + b_hh``.
 
-    Subclasses give ``num_gates`` (G) and ``gates``.  The numeric init options
+    Subclasses give ``gates`` and, unless it is 1, the class-level ``num_gates: ClassVar[int]`` (G).  The numeric init options
     (``recurrent_gain``, ``spectral_radius``, the LSTM's ``forget_bias``) only change the
     values ``init`` returns, never ``step``: a sweep builds the cell with them traced inside
     ``jax.vmap(init)`` and runs every point through one compiled step (see
@@ -385,7 +541,7 @@ class LSTMCell(DenseCell):
     ``b_ih``, ``b_hh``.  ``forget_bias``, when set, makes the forget gate's
     total bias ``b_if + b_hf`` equal to it at init (``b_if = forget_bias``,
     ``b_hf = 0``); ``None`` keeps the ``bias_init`` draw, as PyTorch does.
-    ``chrono_t_max``, when set, is Tallec & Ollivier's (2018) chrono
+    ``t_max``, when set, is Tallec & Ollivier's (2018) chrono
     initialisation instead: ``b_f ~ log U(1, T_max - 1)`` per unit and
     ``b_i = -b_f`` (the ``b_hh`` parts zero), so the units' forget time
     constants ``~ 1 / (1 - σ(b_f))`` spread over ``1..T_max``.
@@ -402,7 +558,7 @@ class LSTMCell(DenseCell):
     """
 
     forget_bias: float | None = None
-    chrono_t_max: float | None = None
+    t_max: float | None = None
     num_gates: ClassVar[int] = 4
     carry_type: ClassVar[type] = LSTMState
     hidden_field: ClassVar[str] = "h"
@@ -411,8 +567,8 @@ class LSTMCell(DenseCell):
         super().__post_init__()
         if self.forget_bias is not None and not self.use_bias:
             raise ValueError("forget_bias needs use_bias=True")
-        if self.forget_bias is not None and self.chrono_t_max is not None:
-            raise ValueError("forget_bias and chrono_t_max both set the forget-gate bias: choose one")
+        if self.forget_bias is not None and self.t_max is not None:
+            raise ValueError("forget_bias and t_max both set the forget-gate bias: choose one")
         _check_chrono(self)
 
     def init(self, key, input_size, dtype=jnp.float32):
@@ -421,8 +577,8 @@ class LSTMCell(DenseCell):
         if self.forget_bias is not None:
             params["b_ih"] = params["b_ih"].at[H : 2 * H].set(self.forget_bias)
             params["b_hh"] = params["b_hh"].at[H : 2 * H].set(0.0)
-        if self.chrono_t_max is not None:
-            b_f = chrono_biases(key, H, self.chrono_t_max, dtype)
+        if self.t_max is not None:
+            b_f = chrono_biases(key, H, self.t_max, dtype)
             params["b_ih"] = params["b_ih"].at[: 2 * H].set(jnp.concatenate([-b_f, b_f]))
             params["b_hh"] = params["b_hh"].at[: 2 * H].set(0.0)
         return params
@@ -445,7 +601,7 @@ class GRUCell(DenseCell):
         h_t = (1 - z_t) * n_t + z_t * h_{t-1},   y_t = h_t
 
     ``b_hn`` stays inside the reset product, which is why both biases exist.
-    ``chrono_t_max``, when set, is the chrono initialisation (Tallec & Ollivier
+    ``t_max``, when set, is the chrono initialisation (Tallec & Ollivier
     2018) of the update gate, the GRU's forget gate (``z`` keeps ``h_{t-1}``):
     ``b_z ~ log U(1, T_max - 1)`` in ``b_ih``, ``0`` in ``b_hh``.
 
@@ -458,7 +614,7 @@ class GRUCell(DenseCell):
     ((2, 4), False)
     """
 
-    chrono_t_max: float | None = None
+    t_max: float | None = None
     num_gates: ClassVar[int] = 3
     sums_projections: ClassVar[bool] = False  # r * (W_hn h + b_hn) needs hp alone
 
@@ -468,9 +624,9 @@ class GRUCell(DenseCell):
 
     def init(self, key, input_size, dtype=jnp.float32):
         params = super().init(key, input_size, dtype)
-        if self.chrono_t_max is not None:
+        if self.t_max is not None:
             H = self.hidden_size
-            params["b_ih"] = params["b_ih"].at[H : 2 * H].set(chrono_biases(key, H, self.chrono_t_max, dtype))
+            params["b_ih"] = params["b_ih"].at[H : 2 * H].set(chrono_biases(key, H, self.t_max, dtype))
             params["b_hh"] = params["b_hh"].at[H : 2 * H].set(0.0)
         return params
 
@@ -624,8 +780,8 @@ def chrono_biases(key, hidden_size: int, t_max, dtype=jnp.float32) -> jax.Array:
 
 
 def _check_chrono(cell) -> None:
-    t_max = cell.chrono_t_max
+    t_max = cell.t_max
     if t_max is not None and not cell.use_bias:
-        raise ValueError("chrono_t_max needs use_bias=True")
+        raise ValueError("t_max needs use_bias=True")
     if t_max is not None and is_concrete(t_max) and not t_max > 2:
-        raise ValueError(f"chrono_t_max must be > 2 (the longest dependency, in steps), got {t_max!r}")
+        raise ValueError(f"t_max must be > 2 (the longest dependency, in steps), got {t_max!r}")

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from rnnlab import cells
 from rnnlab.metrics import over_seeds
 
 
@@ -100,8 +101,9 @@ def gradient_profile(layer, params, loss_of_outputs, x_bti, lengths_b=None, *, j
     sequences to share one program) "last step" is step ``lengths - 1`` and the curves are
     zero past it.  Pure and jittable; ``jax.vmap`` it over seeds or sweep points.
     """
+    check_layer("gradient_profile", layer, one_forward_layer=True)
     B, T, _ = x_bti.shape
-    H = layer.cell.hidden_size
+    H = cells.hidden_size(layer.cell)
 
     def loss(eps_bth):
         return loss_of_outputs(layer.apply(params, x_bti, lengths_b, hidden_perturbation=eps_bth[None])[0])
@@ -113,7 +115,7 @@ def gradient_profile(layer, params, loss_of_outputs, x_bti, lengths_b=None, *, j
     def final_hidden(eps_th):
         first = None if lengths_b is None else lengths_b[:1]
         _, final = layer.apply(params, x_bti[:1], first, hidden_perturbation=eps_th[None, None])
-        return layer.cell.carry_hidden(final)[0, 0]
+        return cells.carry_hidden(layer.cell, final)[0, 0]
 
     return grad_t, hidden_jacobian_norms(final_hidden, (T, H), x_bti.dtype)
 
@@ -126,6 +128,9 @@ def gate_spectra(layer, params_s) -> tuple[np.ndarray, np.ndarray]:
     The blocks are the gates' ``W_hh`` for a dense cell, ``diag(u)`` for IndRNN and ``diag(λ)``
     for the LRU (radius and largest singular value are then both ``max |λ|``).  A cell without a
     fixed recurrent matrix (minGRU, minLSTM: coefficients from the input; coRNN) gives ``[S, 1]`` NaN.
+    These are the matrices inside the gates, not the step's Jacobian: for a residual cell
+    (``h + eps * tanh(W h + ...)``) the blocks are ``W``, and the Lyapunov exponents, not these
+    spectra, say whether its gradients vanish (``cells.recurrent_blocks``).
 
     >>> import jax
     >>> from rnnlab import RNN, ElmanCell
@@ -135,8 +140,8 @@ def gate_spectra(layer, params_s) -> tuple[np.ndarray, np.ndarray]:
     >>> radii.shape, bool(abs(singular - 1).max() < 1e-5)   # orthogonal: every singular value is 1
     ((3, 1), True)
     """
-    cell = layer.cell
-    blocks_of = lambda p: cell.recurrent_blocks(layer.materialize(p)["l0"]["fwd"])
+    check_layer("gate_spectra", layer)
+    blocks_of = lambda p: cells.recurrent_blocks(layer.cell, layer.materialize(p)["l0"]["fwd"])
     S = len(jax.tree.leaves(params_s)[0])
     if jax.eval_shape(blocks_of, jax.tree.map(lambda a: a[0], params_s)) is None:
         return np.full((S, 1), np.nan), np.full((S, 1), np.nan)
@@ -148,6 +153,20 @@ def gate_spectra(layer, params_s) -> tuple[np.ndarray, np.ndarray]:
             for g, block in enumerate(blocks):
                 radii[s, g], singular[s, g] = np.max(np.abs(np.linalg.eigvals(block))), np.linalg.norm(block, 2)
     return radii, singular
+
+
+def check_layer(what: str, layer, *, one_forward_layer: bool = False) -> None:
+    """``layer`` must be a pure layer (``rnnlab.RNN`` or a wrapper of one, e.g. ``zoo.make_layer``),
+    one forward layer when ``one_forward_layer``: one line saying what ``what`` takes otherwise."""
+    if not all(hasattr(layer, a) for a in ("apply", "cell", "materialize")):
+        kind = type(layer).__name__
+        hint = f": wrap it, rnnlab.RNN({kind}(...))" if hasattr(layer, "step") else ""
+        raise TypeError(f"{what} takes a layer (rnnlab.RNN or zoo.make_layer) and its params, got a {kind}{hint}")
+    if one_forward_layer and (layer.num_layers != 1 or layer.bidirectional or layer.reverse):
+        raise ValueError(
+            f"{what} takes a one-layer forward layer (its hidden states are one sequence of h_t), got "
+            f"num_layers={layer.num_layers}, bidirectional={layer.bidirectional}, reverse={layer.reverse}"
+        )
 
 
 def pascanu_bound_ratio(jac_t, largest_singular_value: float) -> float:
@@ -182,7 +201,7 @@ def lyapunov_exponents(cell, params, x_ti, length=None, *, count: int = 4) -> ja
     """
     num_steps = x_ti.shape[0]
     length = num_steps if length is None else length
-    flat0, unravel = ravel_pytree(cell.initial_carry((), x_ti.dtype))
+    flat0, unravel = ravel_pytree(cells.initial_carry(cell, (), x_ti.dtype))
     # a random orthonormal start (fixed key): a coordinate frame can sit far from the slow directions
     frame_dk = _gram_schmidt(jax.random.normal(jax.random.key(0), (flat0.size, count), x_ti.dtype))[0]
 
@@ -227,7 +246,7 @@ def finite_time_exponent(cell, params, x_ti, length=None) -> jax.Array:
     """
     num_steps = x_ti.shape[0]
     length = num_steps if length is None else length
-    flat0, unravel = ravel_pytree(cell.initial_carry((), x_ti.dtype))
+    flat0, unravel = ravel_pytree(cells.initial_carry(cell, (), x_ti.dtype))
     tiny = jnp.finfo(x_ti.dtype).tiny
 
     def step(state, inputs):

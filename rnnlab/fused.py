@@ -1,8 +1,9 @@
 """The fused gradient of a sequential cell's recurrence: a custom VJP, the ``fused`` path.
 
-    final, y_tbh = recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh, scan_unroll=1)
+    final, y_tbh = recurrence(cell, params, seq, scan_unroll=1)     # seq: rnnlab.scan.SequenceInputs
 
-The forward pass is the plain scan (``rnnlab.scan.scan``), saving each step's projections
+It needs a ``FusedCell`` (``rnnlab.cells``): the step in the cell's own pieces.  The forward
+pass is the plain scan (``rnnlab.scan.scan``), saving each step's projections
 and previous carry.  The backward pass is a reverse scan that carries only the state
 gradients: per step, the VJP of the cell's gate arithmetic and of its recurrent projection
 (``cell.recurrent_vjp``: ``dh_{t-1} += dhp_t W_hh`` for a dense cell, ``u ⊙ dhp_t`` for
@@ -30,9 +31,9 @@ import jax.numpy as jnp
 from rnnlab import scan
 
 
-def recurrence(cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, scan_unroll=1):
-    """``(final carry, y [T, B, H])``; ``mask_tb`` and ``eps_tbh`` may be None."""
-    return _fused(cell, scan_unroll, params, x_tbi, carry0, mask_tb, eps_tbh)
+def recurrence(cell, params, seq: scan.SequenceInputs, *, scan_unroll=1):
+    """``(final carry, y [T, B, H])`` of a ``FusedCell`` over ``seq``."""
+    return _fused(cell, scan_unroll, params, seq)
 
 
 def weight_gradients(cell, params, x_ni, carries_n, d_proj_n):
@@ -47,16 +48,14 @@ def weight_gradients(cell, params, x_ni, carries_n, d_proj_n):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _fused(cell, scan_unroll, params, x_tbi, carry0, mask_tb, eps_tbh):
+def _fused(cell, scan_unroll, params, seq):
     # Not differentiated (inference): the plain scan, saving nothing.
-    return scan.scan(cell, params, x_tbi, carry0, mask_tb, eps_tbh, scan_unroll=scan_unroll)
+    return scan.scan(cell, params, seq, scan_unroll=scan_unroll)
 
 
-def _forward(cell, scan_unroll, params, x_tbi, carry0, mask_tb, eps_tbh):
-    final, (y_tbh, proj_t, carries_t) = scan.scan(
-        cell, params, x_tbi, carry0, mask_tb, eps_tbh, scan_unroll=scan_unroll, save=True
-    )
-    return (final, y_tbh), (params, x_tbi, proj_t, carries_t, mask_tb, eps_tbh)
+def _forward(cell, scan_unroll, params, seq):
+    final, (y_tbh, proj_t, carries_t) = scan.scan(cell, params, seq, scan_unroll=scan_unroll, save=True)
+    return (final, y_tbh), (params, seq.x_tbi, proj_t, carries_t, seq.mask_tb, seq.eps_tbh)
 
 
 def _backward(cell, scan_unroll, residuals, cotangents):
@@ -69,7 +68,7 @@ def _backward(cell, scan_unroll, residuals, cotangents):
         d_carry, d_elem = state
         proj, carry_prev, valid_b, eps_bh, dy_bh = inputs
         _, vjp = jax.vjp(
-            lambda proj, carry, elem, eps: scan.update(cell, carry, proj, elem, valid_b, eps),
+            lambda proj, carry, elem, eps: scan.finish(cell, carry, *cell.gates(carry, proj, elem), valid_b, eps),
             proj,
             carry_prev,
             elem,
@@ -96,7 +95,7 @@ def _backward(cell, scan_unroll, residuals, cotangents):
         cell, params, flat(x_tbi), jax.tree.map(flat, carries_t), tuple(map(flat, d_proj_t))
     )
     d_params = d_params | {name: d_params[name] + g for name, g in d_elem.items()}
-    return d_params, d_x_n.reshape(x_tbi.shape), d_carry0, None, d_eps_tbh
+    return d_params, scan.SequenceInputs(d_x_n.reshape(x_tbi.shape), d_carry0, None, d_eps_tbh)
 
 
 _fused.defvjp(_forward, _backward)

@@ -15,7 +15,7 @@ Semantics are PyTorch's ``nn.RNN``/``nn.LSTM``/``nn.GRU``:
 
 Params: ``{"l0": {"fwd": cell_params, "bwd": cell_params}, "l1": ...}``
 (``"bwd"`` only when bidirectional).  Every layer and direction is one
-``rnnlab.unroll.unroll``: one scan per layer and direction, on every backend.
+``rnnlab.unroll.run``: one scan per layer and direction, on every backend.
 Other batchings (both directions in one scan, the layer wavefront) are in
 ``rnnlab.experimental``, called on purpose.
 """
@@ -28,9 +28,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from rnnlab import validation
+from rnnlab import cells, validation
+from rnnlab.cells import Cell
 from rnnlab.newton import NewtonOptions
-from rnnlab.unroll import Cell, resolve_path, unroll
+from rnnlab.unroll import check_perturbation, check_step, resolve_path, run
 
 DIRECTIONS = ("fwd", "bwd")
 
@@ -62,7 +63,7 @@ class RNN:
     batch_first: bool = True
     scan_unroll: int = 1  # steps per lax.scan iteration
     path: str | None = None  # the execution path (rnnlab.unroll): None is the cell's default
-    newton: NewtonOptions | None = None  # the newton/quasi_newton paths' options (rnnlab.newton)
+    newton_options: NewtonOptions | None = None  # the newton/quasi_newton paths' options (rnnlab.newton)
     # one direction that reads each sequence's valid prefix from its end (outputs in input order)
     reverse: bool = False
     # the computation dtype (Flax's ``dtype``): inputs and params are cast to it; None promotes
@@ -75,7 +76,10 @@ class RNN:
             raise ValueError(f"num_layers must be a positive int, got {self.num_layers!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
-        resolve_path(self.cell, self.path, self.scan_unroll, self.newton)
+        # resolved once: apply runs every layer and direction on it
+        object.__setattr__(
+            self, "resolved_path", resolve_path(self.cell, self.path, self.scan_unroll, self.newton_options)
+        )
         if self.dtype is not None and not jnp.issubdtype(jnp.dtype(self.dtype), jnp.floating):
             raise ValueError(f"dtype must be a floating-point dtype (e.g. jnp.bfloat16), got {self.dtype!r}")
         if self.reverse and self.bidirectional:
@@ -87,7 +91,7 @@ class RNN:
 
     @property
     def output_size(self) -> int:
-        return self.num_directions * self.cell.hidden_size
+        return self.num_directions * cells.hidden_size(self.cell)
 
     def layer_input_size(self, layer: int, input_size: int) -> int:
         return input_size if layer == 0 else self.output_size
@@ -96,8 +100,8 @@ class RNN:
         keys = jax.random.split(key, self.num_layers * self.num_directions)
         return {
             f"l{layer}": {
-                name: self.cell.init(
-                    keys[layer * self.num_directions + d], self.layer_input_size(layer, input_size), dtype
+                name: cells.init(
+                    self.cell, keys[layer * self.num_directions + d], self.layer_input_size(layer, input_size), dtype
                 )
                 for d, name in enumerate(DIRECTIONS[: self.num_directions])
             }
@@ -107,7 +111,7 @@ class RNN:
     def param_specs(self, input_size: int, dtype=jnp.float32):
         return {
             f"l{layer}": {
-                name: self.cell.param_specs(self.layer_input_size(layer, input_size), dtype)
+                name: cells.param_specs(self.cell, self.layer_input_size(layer, input_size), dtype)
                 for name in DIRECTIONS[: self.num_directions]
             }
             for layer in range(self.num_layers)
@@ -118,19 +122,26 @@ class RNN:
         ``rnnlab.parametrizations`` computes them from its own)."""
         return params
 
-    def params_input_size(self, params) -> int:
-        """The input size a layer's params expect (layer 0's, as its cell reads them)."""
+    def params_input_size(self, params, x=None) -> int:
+        """The input size a layer's params expect (layer 0's, as its cell reads them; for a cell
+        that cannot say, the width of the inputs ``x``, which ``param_specs`` then checks)."""
         try:
             first = params["l0"]["fwd"]
         except (KeyError, TypeError, AttributeError):
             raise ValueError("params must come from RNN.init: {'l0': {'fwd': {...}}, ...}") from None
-        return self.cell.input_size_of(first)
+        size = cells.input_size_of(self.cell, first)
+        if size is None and x is not None and jnp.ndim(x) == 3:
+            size = int(jnp.shape(x)[-1])
+        if size is None:
+            raise ValueError(f"{cells.name_of(self.cell)} cannot say its input size from its params: pass the inputs")
+        return size
 
     def constrain(self, params):
         """Every cell's params projected onto its constraint set (``cell.constrain``): what a
         training step applies after the optimiser's update (IndRNN's ``|u| <= U_bound``)."""
         return {
-            layer: {d: self.cell.constrain(p) for d, p in directions.items()} for layer, directions in params.items()
+            layer: {d: cells.constrain(self.cell, p) for d, p in directions.items()}
+            for layer, directions in params.items()
         }
 
     def dropout_scales(self, dropout_key, shape, dtype):
@@ -143,7 +154,7 @@ class RNN:
 
     def initial_carry(self, batch_size: int, dtype=jnp.float32):
         """Zeros laid out like PyTorch's ``h_0`` (and ``c_0``): ``[D*L, B, H]``."""
-        return self.cell.initial_carry((self.num_layers * self.num_directions, batch_size), dtype)
+        return cells.initial_carry(self.cell, (self.num_layers * self.num_directions, batch_size), dtype)
 
     def compute_dtype(self, x, params):
         """The dtype the layer computes in: ``dtype``, else the inputs' and params' promoted."""
@@ -163,30 +174,36 @@ class RNN:
 
     def check_inputs(self, params, x, lengths=None, initial_carry=None, hidden_perturbation=None):
         """``apply``'s arguments checked against this layer: ``(x, lengths)`` as arrays."""
-        input_size = self.params_input_size(params)
+        input_size = self.params_input_size(params, x)
         validation.check_tree_shapes(
             "params",
             params,
             self.param_specs(input_size),
-            hint=f" (this layer: {type(self.cell).__name__}({self.cell.hidden_size}), "
+            hint=f" (this layer: {cells.name_of(self.cell)}({cells.hidden_size(self.cell)}), "
             f"num_layers={self.num_layers}, bidirectional={self.bidirectional})",
         )
         x = validation.check_sequence(x, time_major=not self.batch_first, input_size=input_size)
         batch_size, num_steps = x.shape[:2] if self.batch_first else x.shape[1::-1]
         lengths = validation.check_lengths(lengths, batch_size, num_steps)
         num_scans = self.num_layers * self.num_directions
-        if hidden_perturbation is not None and (
-            jnp.ndim(hidden_perturbation) != 4 or len(hidden_perturbation) != num_scans
-        ):
-            raise ValueError(
-                f"hidden_perturbation must be [num_layers * num_directions = {num_scans}, "
-                f"...outputs of one direction], got shape {tuple(jnp.shape(hidden_perturbation))}"
-            )
+        H = cells.hidden_size(self.cell)
+        if hidden_perturbation is not None:
+            if jnp.ndim(hidden_perturbation) != 4 or len(hidden_perturbation) != num_scans:
+                raise ValueError(
+                    f"hidden_perturbation must be [num_layers * num_directions = {num_scans}, "
+                    f"...outputs of one direction], got shape {tuple(jnp.shape(hidden_perturbation))}"
+                )
+            check_perturbation(hidden_perturbation[0], (num_steps, batch_size, H), not self.batch_first)
         if initial_carry is not None:
             expected = jax.eval_shape(lambda: self.initial_carry(batch_size, x.dtype))
             validation.check_tree_shapes(
                 "initial_carry", initial_carry, expected, hint=" ([num_layers * num_directions, B, H])"
             )
+        carry_b = jax.eval_shape(lambda: cells.initial_carry(self.cell, (batch_size,), x.dtype))
+        for layer in range(min(self.num_layers, 2)):  # layer 0's input width, and the deeper layers'
+            layer_params = params[f"l{layer}"]["fwd"]
+            width = self.layer_input_size(layer, input_size)
+            check_step(self.cell, layer_params, carry_b, jax.ShapeDtypeStruct((batch_size, width), x.dtype))
         return x, lengths
 
     def apply(
@@ -209,6 +226,10 @@ class RNN:
         layer-direction's ``rnnlab.newton.NewtonInfo``, indexed like ``h_n``.
         """
         x, lengths = self.check_inputs(params, x, lengths, initial_carry, hidden_perturbation)
+        if return_info and self.resolved_path not in ("newton", "quasi_newton"):
+            raise ValueError(
+                f"return_info applies to paths ('newton', 'quasi_newton'), not path={self.resolved_path!r}"
+            )
         x, params = self.cast(x, params)
         compute_dtype = x.dtype
         carry_dtype = self.carry_dtype(compute_dtype)
@@ -224,18 +245,18 @@ class RNN:
             outputs = []
             for d, name in enumerate(DIRECTIONS[: self.num_directions]):
                 k = layer * self.num_directions + d  # this layer-direction's index in h_n
-                y, final, *info = unroll(
+                y, final, *info = run(
                     self.cell,
                     params[f"l{layer}"][name],
                     x.astype(compute_dtype),  # a deeper layer's inputs are the float32 carry's outputs
-                    lengths=lengths,
-                    initial_carry=index(initial_carry, k),
+                    index(initial_carry, k),
+                    lengths,
+                    index(hidden_perturbation, k),
+                    path=self.resolved_path,
                     reverse=self.reverse or name == "bwd",
                     time_major=not self.batch_first,
                     scan_unroll=self.scan_unroll,
-                    hidden_perturbation=index(hidden_perturbation, k),
-                    path=self.path,
-                    newton=self.newton,
+                    newton_options=self.newton_options,
                     return_info=return_info,
                 )
                 outputs.append(y)

@@ -44,7 +44,9 @@ from typing import ClassVar, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 
+from rnnlab.affine import solve_affine
 from rnnlab.cells import CellDefaults
+from rnnlab.scan import SequenceInputs
 from rnnlab.validation import check_positive_int, is_concrete
 
 LINEAR_PATHS = ("sequential", "associative")
@@ -55,7 +57,7 @@ class LinearCell(Protocol):
     ``b_t`` functions of the inputs only: the ``sequential`` and ``associative`` paths call these.
 
     Besides ``init``, ``param_specs``, ``input_size_of``, ``initial_carry``, ``carry_hidden``,
-    ``replace_hidden``, ``step``, ``recurrent_blocks`` and ``constrain`` (as ``SequentialCell``):
+    ``replace_hidden``, ``step``, ``recurrent_blocks`` and ``constrain`` (as ``rnnlab.cells.Cell`` and its optional parts):
     """
 
     hidden_size: int
@@ -372,30 +374,13 @@ class LRUBlock(LinearCellBase):
         return u + z1 * jax.nn.sigmoid(z2)
 
 
-def apply_coefficient(a, v, diagonal: bool = True):
-    """``A v``: elementwise for diagonal coefficients ``[..., D]``, a matrix product for ``[..., D, D]``."""
-    return a * v if diagonal else jnp.einsum("...ij,...j->...i", a, v)
-
-
-def solve_affine(a_t, b_t, diagonal: bool = True):
-    """``h_t = A_t h_{t-1} + b_t`` from ``h_{-1} = 0`` (fold a nonzero start into ``b_0``) along axis 0,
-    by ``jax.lax.associative_scan`` over the composition of affine maps
-    ``(A1, b1) then (A2, b2) = (A2 A1, A2 b1 + b2)``; ``A_t`` diagonal ``[T, ..., D]`` or full ``[T, ..., D, D]``.
-    The associative path here and Newton's iterations (``rnnlab.newton``) both solve with it."""
-
-    def compose(earlier, later):
-        (a1, b1), (a2, b2) = earlier, later
-        return (a2 * a1 if diagonal else a2 @ a1), apply_coefficient(a2, b1, diagonal) + b2
-
-    return jax.lax.associative_scan(compose, (a_t, b_t), axis=0)[1]
-
-
-def recurrence(cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, associative=False, scan_unroll=1):
-    """``(final carry, y [T, B, H])`` of a linear cell: ``jax.lax.scan`` (``scan_unroll`` steps per
-    iteration), or ``jax.lax.associative_scan`` when ``associative``.
+def recurrence(cell, params, seq: SequenceInputs, *, associative=False, scan_unroll=1):
+    """``(final carry, y [T, B, H])`` of a linear cell over ``seq``: ``jax.lax.scan`` (``scan_unroll``
+    steps per iteration), or ``jax.lax.associative_scan`` when ``associative`` (``rnnlab.affine``).
 
     Padded steps (``mask_tb`` false) are the identity map, so the last state is each
     sequence's last valid one; their outputs are zero.  ``eps_tbh`` is added to ``b_t``."""
+    x_tbi, carry0, mask_tb, eps_tbh = seq
     inputs = cell.prepare(params, x_tbi)
     # the state in the carry's dtype: float32 for a half-precision layer, as the sequential cells keep
     # it (and the associative scan's complex numbers have no bfloat16 kind)

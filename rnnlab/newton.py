@@ -43,8 +43,8 @@ Jacobians on both paths: the exact gradient needs them), the gradient of anythin
 cotangent ``λ_t``.  Forward-mode differentiation (``jax.jvp``) is not defined here (a custom
 VJP): the ``autodiff`` path is the one for it.
 
-Every step is ``rnnlab.scan.update`` (the same projections, gates, length mask and hidden
-perturbation as the sequential paths), so a padded step is the identity (``J = I``).
+Every step is ``rnnlab.scan``'s (the cell's own step, the same length mask and hidden
+perturbation as the sequential paths; a three-method cell is enough), so a padded step is the identity (``J = I``).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import scan
-from rnnlab.linear import apply_coefficient, solve_affine
+from rnnlab.affine import apply_coefficient, solve_affine
 from rnnlab.validation import check_positive_int, is_concrete
 
 NEWTON_PATHS = ("newton", "quasi_newton")
@@ -127,12 +127,12 @@ def unflatten_carry(treedef, h_d: jax.Array):
 
 def _row_step(cell, params, treedef):
     """``f(h_prev [N, D], x [N, I], valid [N] | None, eps [N, H] | None) -> h [N, D]`` and the outputs,
-    for independent rows: the sequential paths' step (``rnnlab.scan.update``)."""
-    project, elem = cell.projector(params), cell.elementwise_params(params)
+    for independent rows: the sequential paths' step (``rnnlab.scan.stepper`` and ``finish``)."""
+    cell_step = scan.stepper(cell, params)
 
     def f(h_nd, x_ni, valid_n, eps_nh):
         carry = unflatten_carry(treedef, h_nd)
-        new_carry, y_nh = scan.update(cell, carry, project(x_ni, carry), elem, valid_n, eps_nh)
+        new_carry, y_nh = scan.finish(cell, carry, *cell_step(carry, x_ni), valid_n, eps_nh)
         return flatten_carry(new_carry), y_nh
 
     return f
@@ -251,19 +251,20 @@ def _trajectory_bwd(cell, quasi, options, treedef, saved, cotangents):
 _trajectory.defvjp(_trajectory_fwd, _trajectory_bwd)
 
 
-def recurrence(cell, params, x_tbi, carry0, mask_tb=None, eps_tbh=None, *, quasi=False, options=None, guess=None):
+def recurrence(cell, params, seq: scan.SequenceInputs, *, quasi=False, newton_options=None, initial_guess=None):
     """``(final carry, y [T, B, H], NewtonInfo)`` by Newton's method over the sequence (module
     docstring); never raises on non-convergence (``rnnlab.unroll.recurrence`` does).
 
-    ``guess``: the initial trajectory, a carry whose leaves are ``[T, B, H]`` (a warm start);
-    None starts from zeros."""
-    options = NewtonOptions() if options is None else options
+    ``initial_guess``: the initial trajectory, a carry whose leaves are ``[T, B, H]`` (a warm
+    start); None starts from zeros."""
+    options = NewtonOptions() if newton_options is None else newton_options
+    x_tbi, carry0, mask_tb, eps_tbh = seq
     h0_bd = flatten_carry(carry0)
     T, B = x_tbi.shape[:2]
-    if guess is None:
+    if initial_guess is None:
         guess_tbd = jnp.zeros((T, B, h0_bd.shape[-1]), h0_bd.dtype)
     else:
-        guess_tbd = flatten_carry(guess).astype(h0_bd.dtype)
+        guess_tbd = flatten_carry(initial_guess).astype(h0_bd.dtype)
     treedef = jax.tree.structure(carry0)
     iterations, h_tbd, residual = _trajectory(
         cell, quasi, options, treedef, params, x_tbi, h0_bd, mask_tb, eps_tbh, guess_tbd

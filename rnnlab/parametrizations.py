@@ -30,7 +30,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from rnnlab import validation
+from rnnlab import cells, validation
 from rnnlab.cells import IndRNNCell
 from rnnlab.layers import DIRECTIONS, RNN
 
@@ -76,7 +76,7 @@ class Orthogonal:
 
     def __post_init__(self):
         cell = self.layer.cell
-        H, w_hh = cell.hidden_size, cell.param_specs(1).get("w_hh")
+        H, w_hh = cells.hidden_size(cell), cells.param_specs(cell, 1).get("w_hh")
         if w_hh is None or w_hh.shape[-1] != H or w_hh.shape[0] % H:
             raise ValueError(
                 f"Orthogonal wraps a layer whose cell has a dense recurrent matrix w_hh [G*H, H] "

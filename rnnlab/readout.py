@@ -6,6 +6,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from rnnlab import cells
+
 
 def last_valid(outputs_bth, lengths_b=None):
     """Each sequence's output at its last valid step: ``[B, H]``."""
@@ -23,7 +25,7 @@ def masked_mean(outputs_bth, lengths_b=None):
 
 def final_hidden_concat(layer, final) -> jax.Array:
     """The top layer's final hidden state, both directions concatenated: ``[B, D*H]``."""
-    h_n = layer.cell.carry_hidden(final)  # [D*L, B, H]
+    h_n = cells.carry_hidden(layer.cell, final)  # [D*L, B, H]
     top = h_n[-layer.num_directions :]
     return jnp.concatenate(list(top), axis=-1)
 

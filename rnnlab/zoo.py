@@ -82,14 +82,14 @@ MODELS: dict[str, NamedModel] = {
         "LSTM, chrono init, T_max = {t_max}",
         "LSTM, chrono initialisation with T_max = the sequence length (Tallec & Ollivier 2018)",
         color="tab:cyan",
-        cell=lambda H, t_max, **o: LSTMCell(H, chrono_t_max=float(t_max), **o),
+        cell=lambda H, t_max, **o: LSTMCell(H, t_max=float(t_max), **o),
         needs_t_max=True,
     ),
     "gru_chrono": NamedModel(
         "GRU, chrono init, T_max = {t_max}",
         "GRU, chrono initialisation of the update gate, T_max = the sequence length",
         color="tab:olive",
-        cell=lambda H, t_max, **o: GRUCell(H, chrono_t_max=float(t_max), **o),
+        cell=lambda H, t_max, **o: GRUCell(H, t_max=float(t_max), **o),
         needs_t_max=True,
     ),
     "rnn_orthogonal": NamedModel(

@@ -72,11 +72,11 @@ def test_a_learning_rate_sweep_keeps_the_rate_with_the_lowest_validation_loss(tm
     assert results["recall_baseline"] == math.log(8) and results["recall_chance_accuracy"] == 1 / 8
 
 
-def test_a_typed_chrono_t_max_wins_and_other_models_refuse_it(tmp_path, capsys):
+def test_a_typed_t_max_wins_and_other_models_refuse_it(tmp_path, capsys):
     from rnnlab import zoo
 
     layer = zoo.make_layer("lstm_chrono", 4, t_max=1020, cell_options={"t_max": 1500.0})
-    assert layer.cell.chrono_t_max == 1500.0  # what the user typed, not the script's T + 20
+    assert layer.cell.t_max == 1500.0  # what the user typed, not the script's T + 20
     copy = load_script("copy_memory")
     argv = ["--quick", "--quiet", "--models", "lstm", "--model-options", "lstm=t_max:100", "--out", str(tmp_path)]
     with pytest.raises(SystemExit):

@@ -56,7 +56,7 @@ def test_equals_the_sequential_scan_with_gradients(path, name, dtype):
         params = reference.init(jax.random.key(0), 2, dtype)
         carry0 = jax.tree.map(lambda c: c + 0.1, reference.initial_carry(3, dtype))
         expected = outputs_and_gradients(reference, params, x, lengths, carry0)
-        layer = RNN(cell, num_layers=num_layers, bidirectional=True, path=path, newton=NewtonOptions(max_iter=60))
+        layer = RNN(cell, num_layers=num_layers, bidirectional=True, path=path, newton_options=NewtonOptions(max_iter=60))
         actual = outputs_and_gradients(layer, params, x, lengths, carry0)
         assert scaled_error(actual, expected) <= (1e-10 if dtype == "float64" else 1e-5)
         assert float(jnp.max(jnp.abs(actual[0][0][1, 5:]))) == 0.0  # padding is zero
@@ -126,12 +126,12 @@ def test_chaotic_dynamics_raise_one_line_naming_the_fix():
         x = jax.random.normal(jax.random.key(1), (2, 300, 2), jnp.float64)
         options = NewtonOptions(max_iter=10)
         with pytest.raises(ValueError, match=r"residual .* after 10 iterations .*fallback=True") as raised:
-            unroll(cell, params, x, path="newton", newton=options)
+            unroll(cell, params, x, path="newton", newton_options=options)
         assert "\n" not in str(raised.value)
         with pytest.raises(Exception, match="did not reach the tolerance"):  # under jit: from the runtime
-            jax.jit(lambda p: unroll(cell, p, x, path="newton", newton=options)[0])(params).block_until_ready()
+            jax.jit(lambda p: unroll(cell, p, x, path="newton", newton_options=options)[0])(params).block_until_ready()
         # asked for explicitly: the sequential result instead
-        fallback = unroll(cell, params, x, path="newton", newton=NewtonOptions(max_iter=10, fallback=True))[0]
+        fallback = unroll(cell, params, x, path="newton", newton_options=NewtonOptions(max_iter=10, fallback=True))[0]
         np.testing.assert_array_equal(fallback, unroll(cell, params, x, path="fused")[0])
 
 
@@ -140,7 +140,7 @@ def test_damping_reaches_the_same_trajectory():
         cell = GRUCell(6)
         params = cell.init(jax.random.key(0), 2, jnp.float64)
         x = jax.random.normal(jax.random.key(1), (2, 50, 2), jnp.float64)
-        y, _, info = unroll(cell, params, x, path="newton", newton=NewtonOptions(damping=0.5), return_info=True)
+        y, _, info = unroll(cell, params, x, path="newton", newton_options=NewtonOptions(damping=0.5), return_info=True)
         _, _, plain = unroll(cell, params, x, path="newton", return_info=True)
         assert int(info.iterations) > int(plain.iterations)
         np.testing.assert_allclose(y, unroll(cell, params, x, path="autodiff")[0], atol=1e-10)
@@ -151,7 +151,7 @@ def test_options_are_refused_where_they_do_nothing():
     params = cell.init(jax.random.key(0), 2)
     x = jnp.ones((1, 3, 2))
     with pytest.raises(ValueError, match="newton options apply to paths"):
-        RNN(cell, path="fused", newton=NewtonOptions())
+        RNN(cell, path="fused", newton_options=NewtonOptions())
     with pytest.raises(ValueError, match="scan_unroll=2 does not apply to path='quasi_newton'"):
         RNN(cell, path="quasi_newton", scan_unroll=2)
     with pytest.raises(ValueError, match="return_info applies to paths"):

@@ -17,7 +17,7 @@ H = 3000
 
 def test_chrono_lstm_forget_biases_are_log_uniform_and_input_biases_their_negatives():
     plain = LSTMCell(H).init(jax.random.key(0), 3)
-    chrono = LSTMCell(H, chrono_t_max=100.0).init(jax.random.key(0), 3)
+    chrono = LSTMCell(H, t_max=100.0).init(jax.random.key(0), 3)
     b_f, b_i = chrono["b_ih"][H : 2 * H], chrono["b_ih"][:H]
     np.testing.assert_array_equal(b_i, -b_f)
     assert not jnp.any(chrono["b_hh"][: 2 * H])
@@ -32,7 +32,7 @@ def test_chrono_lstm_forget_biases_are_log_uniform_and_input_biases_their_negati
 
 def test_chrono_gru_sets_the_update_gate_only():
     plain = GRUCell(H).init(jax.random.key(1), 3)
-    chrono = GRUCell(H, chrono_t_max=50.0).init(jax.random.key(1), 3)
+    chrono = GRUCell(H, t_max=50.0).init(jax.random.key(1), 3)
     u = np.exp(np.asarray(chrono["b_ih"][H : 2 * H], np.float64))
     assert 1.0 <= u.min() and u.max() <= 49.0 and abs(u.mean() - 25.0) < 3 * 48 / np.sqrt(12 * H)
     assert not jnp.any(chrono["b_hh"][H : 2 * H])
@@ -43,9 +43,9 @@ def test_chrono_gru_sets_the_update_gate_only():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"chrono_t_max": 2.0}, "chrono_t_max must be > 2"),
-        ({"chrono_t_max": 10.0, "forget_bias": 1.0}, "forget_bias and chrono_t_max both"),
-        ({"chrono_t_max": 10.0, "use_bias": False}, "chrono_t_max needs use_bias=True"),
+        ({"t_max": 2.0}, "t_max must be > 2"),
+        ({"t_max": 10.0, "forget_bias": 1.0}, "forget_bias and t_max both"),
+        ({"t_max": 10.0, "use_bias": False}, "t_max needs use_bias=True"),
     ],
 )
 def test_chrono_options_are_checked(kwargs, message):
@@ -157,7 +157,7 @@ def test_the_remedies_train_on_the_adding_problem_by_name(tmp_path):
     for name in names:
         (point,) = results["models"][name]["points"]
         assert len(point["test_mse"]["per_seed"]) == 2 and np.all(np.isfinite(point["test_mse"]["per_seed"]))
-    assert make_layer("lstm_chrono", 4, t_max=8).cell.chrono_t_max == 8.0
+    assert make_layer("lstm_chrono", 4, t_max=8).cell.t_max == 8.0
     assert isinstance(make_layer("exprnn", 4), Orthogonal)
     with pytest.raises(ValueError, match="lstm_chrono needs t_max"):
         make_layer("lstm_chrono", 4)

@@ -14,9 +14,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rnnlab import validation
+from rnnlab import cells, validation
+from rnnlab.cells import Cell
 from rnnlab.layers import RNN
-from rnnlab.unroll import Cell, check_perturbation, prepare, recurrence, reverse_valid_prefix
+from rnnlab.scan import SequenceInputs
+from rnnlab.unroll import check_perturbation, prepare, recurrence, resolve_path, reverse_valid_prefix, sequence_inputs
 
 
 def unroll_both_directions(
@@ -41,7 +43,9 @@ def unroll_both_directions(
     ``(outputs_d [2, B, T, H], final_d)``, both directions' outputs in the input's time order.
     """
     first = jax.tree.map(lambda a: a[0], params_d)
-    x_tbi, lengths_b, mask_tb, carry0 = prepare(cell, first, x, lengths, None, time_major)
+    path = resolve_path(cell, path, scan_unroll)
+    x, lengths_b, carry0 = prepare(cell, first, x, lengths, None, time_major)
+    x_tbi, _, mask_tb, _ = sequence_inputs(x, carry0, lengths_b, time_major=time_major)
     for name, leaf in jax.tree_util.tree_leaves_with_path(params_d):
         if jnp.shape(leaf)[:1] != (2,):
             raise ValueError(
@@ -59,11 +63,13 @@ def unroll_both_directions(
         eps = jnp.asarray(hidden_perturbation_d)
         if eps.ndim != 4 or eps.shape[0] != 2:
             raise ValueError(f"hidden_perturbation_d must be [2, ...outputs of one direction], got {tuple(eps.shape)}")
-        eps = [check_perturbation(e, x_tbi.shape[:2] + (cell.hidden_size,), time_major) for e in eps]
+        eps = [check_perturbation(e, x_tbi.shape[:2] + (cells.hidden_size(cell),), time_major) for e in eps]
+        eps = eps if time_major else [jnp.swapaxes(e, 0, 1) for e in eps]
         eps_dtbh = jnp.stack([eps[0], reverse_valid_prefix(eps[1], lengths_b)])
 
     def one_direction(params, x_tbi, carry0, eps_tbh):
-        return recurrence(cell, params, x_tbi, carry0, mask_tb, eps_tbh, path=path, scan_unroll=scan_unroll)
+        seq = SequenceInputs(x_tbi, carry0, mask_tb, eps_tbh)
+        return recurrence(cell, params, seq, path=path, scan_unroll=scan_unroll)
 
     in_axes = (0, 0, 0, None if eps_dtbh is None else 0)
     final_d, y_dtbh = jax.vmap(one_direction, in_axes=in_axes)(params_d, x_dtbi, initial_carry_d, eps_dtbh)

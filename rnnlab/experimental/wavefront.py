@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import validation
-from rnnlab.cells import SequentialCell
+from rnnlab.cells import FusedCell
 from rnnlab.fused import weight_gradients
 from rnnlab.layers import RNN
-from rnnlab.scan import update
-from rnnlab.unroll import check_params, prepare, resolve_path
+from rnnlab.scan import finish
+from rnnlab.unroll import check_params, prepare, resolve_path, sequence_inputs
 
 WAVE_PATHS = ("fused", "autodiff", "remat")
 
@@ -62,7 +62,7 @@ def apply_wavefront(layer: RNN, params, x, lengths=None, initial_carry=None, *, 
 
 
 def unroll_layers(
-    cell: SequentialCell,
+    cell: FusedCell,
     params_l,
     x,
     *,
@@ -104,7 +104,8 @@ def unroll_layers(
     for layer, p in enumerate(params_l[1:], start=1):
         if check_params(cell, p) != hidden:
             raise ValueError(f"layer {layer} of a wavefront must take the hidden size {hidden} as input")
-    x_tbi, lengths_b, _, _ = prepare(cell, params_l[0], x, lengths, None, time_major)
+    x, lengths_b, _ = prepare(cell, params_l[0], x, lengths, None, time_major)
+    x_tbi = sequence_inputs(x, None, lengths_b, time_major=time_major).x_tbi  # time-major, padding zeroed
     num_steps, batch_size, input_size = x_tbi.shape
     carry0 = cell.initial_carry((num_layers, batch_size), x_tbi.dtype)
     if initial_carry_l is None:
@@ -168,7 +169,7 @@ def _wave_projections(cell, stacked, u_lbp, carry_l):
 
 
 def _wave_update(cell, carry_l, proj_l, valid_lb):
-    return jax.vmap(lambda c, p, v: update(cell, c, p, {}, v))(carry_l, proj_l, valid_lb)
+    return jax.vmap(lambda c, p, v: finish(cell, c, *cell.gates(c, p, {}), v))(carry_l, proj_l, valid_lb)
 
 
 def _wave_scan(cell, scan_unroll, stacked, carry0_l, inputs, *, remat=False, save=False):
