@@ -42,7 +42,7 @@ from rnnlab import plots
 from rnnlab.experiment.rundir import metric_curve, write_json
 from rnnlab.sweep import grid, rows_where
 
-# variant -> (model of the zoo, hidden units, its --model-options)
+# variant -> (model of the zoo, hidden units, its --cell-options)
 VARIANTS = {
     "lstm": ("lstm", 150, ""),
     "lstm_chrono": ("lstm_chrono", 150, "t_max:{t_max}"),
@@ -79,7 +79,7 @@ def variant_argv(variant: str, args, out: pathlib.Path) -> list[str]:
     argv += ["--test-size", str(args.test_size), "--log-every", str(args.log_every)]
     options = options.format(t_max=3 * args.length // 2)
     if options:
-        argv += ["--model-options", f"{model}={options}"]
+        argv += ["--cell-options", f"{model}={options}"]
     return argv + (["--resume"] if args.resume else []) + (["--quiet"] if args.quiet else [])
 
 

@@ -292,10 +292,8 @@ class LRUBlock(LinearCellBase):
                 raise ValueError(f"LRU needs 0 <= r_min < r_max <= 1, got r_min={self.r_min}, r_max={self.r_max}")
         if is_concrete(self.max_phase) and not 0.0 < self.max_phase <= 2 * math.pi:
             raise ValueError(f"LRU max_phase must lie in (0, 2*pi], got {self.max_phase}")
-        if self.gamma_normalization not in (0, 1):  # also 0.0 / 1.0, as --model-options parses it
-            raise ValueError(
-                f"LRU gamma_normalization must be true or false (1 or 0), got {self.gamma_normalization!r}"
-            )
+        if not isinstance(self.gamma_normalization, bool):  # --cell-options parses true/false/1/0 to a bool
+            raise ValueError(f"LRU gamma_normalization must be a bool, got {self.gamma_normalization!r}")
 
     def init(self, key, input_size: int, dtype=jnp.float32):
         H = self.hidden_size

@@ -65,15 +65,16 @@ def resolve_path(cell: Cell, path: str | None, scan_unroll: int = 1, newton_opti
         raise ValueError(
             f"path must be one of {', '.join(map(repr, PATHS))} (or None: the cell's default), got {path!r}"
         )
+    if path == "fused" and not cells.is_fused(cell) and not isinstance(cell, linear.LinearCellBase):
+        missing = ", ".join(cells.missing_fused_methods(cell))
+        raise ValueError(
+            f"path='fused' needs the cell's projections and their VJPs (rnnlab.cells.FusedCell); "
+            f"{cells.name_of(cell)} lacks {missing}: subclass rnnlab.cells.CellBase or DenseCell, "
+            f"or run one of {', '.join(map(repr, supported))}"
+        )
     if path not in supported:
         raise ValueError(
             f"path={path!r} does not apply to {cells.name_of(cell)}: it runs {', '.join(map(repr, supported))}"
-        )
-    if path == "fused" and not cells.is_fused(cell):
-        missing = ", ".join(cells.missing_fused_methods(cell))
-        raise ValueError(
-            f"path='fused' needs the cell's projections and their VJPs; {cells.name_of(cell)} lacks {missing} "
-            "(subclass rnnlab.cells.CellBase or DenseCell, or run path='autodiff')"
         )
     if not isinstance(scan_unroll, int) or isinstance(scan_unroll, bool) or scan_unroll < 1:
         raise ValueError(f"scan_unroll must be a positive int, got {scan_unroll!r}")

@@ -200,7 +200,7 @@ def make_cell(name: str, hidden_size: int, *, forget_bias: float = 1.0, t_max=No
 
 def typed_t_max(name: str, t_max, cell_options: dict):
     """``(t_max, the other options)``: a ``t_max`` among a model's cell options is one the user typed
-    (``--model-options lstm_chrono=t_max:1500``) and replaces the script's ``t_max``; refused for a
+    (``--cell-options lstm_chrono=t_max:1500``) and replaces the script's ``t_max``; refused for a
     model without a chrono initialisation."""
     options = dict(cell_options)
     if "t_max" in options and not _model(name).needs_t_max:

@@ -78,7 +78,7 @@ def test_a_typed_t_max_wins_and_other_models_refuse_it(tmp_path, capsys):
     layer = zoo.make_layer("lstm_chrono", 4, t_max=1020, cell_options={"t_max": 1500.0})
     assert layer.cell.t_max == 1500.0  # what the user typed, not the script's T + 20
     copy = load_script("copy_memory")
-    argv = ["--quick", "--quiet", "--models", "lstm", "--model-options", "lstm=t_max:100", "--out", str(tmp_path)]
+    argv = ["--quick", "--quiet", "--models", "lstm", "--cell-options", "lstm=t_max:100", "--out", str(tmp_path)]
     with pytest.raises(SystemExit):
         copy.main(argv)
     assert "lstm has no chrono initialisation, so t_max does not apply to it" in capsys.readouterr().err

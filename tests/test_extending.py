@@ -23,7 +23,7 @@ def files_of(doc: str) -> dict[str, str]:
 def example(tmp_path_factory):
     folder = tmp_path_factory.mktemp("extending")
     files = files_of((ROOT / "docs" / "extending.md").read_text())
-    assert set(files) == {"leaky.py", "use_leaky.py", "run_leaky.py"}
+    assert set(files) == {"antisymmetric.py", "use_antisymmetric.py", "leaky.py", "use_leaky.py", "run_leaky.py"}
     for name, text in files.items():
         (folder / name).write_text(text)
     (folder / "experiments").symlink_to(ROOT / "experiments")
@@ -32,6 +32,19 @@ def example(tmp_path_factory):
         [sys.executable, name], cwd=folder, env=env, capture_output=True, text=True, timeout=600
     )
     return folder, run
+
+
+def test_the_three_method_cell_runs_newton_stacks_and_the_diagnostics(example):
+    folder, run = example
+    done = run("use_antisymmetric.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "(4, 50, 32) (4, 4, 16)"
+    ratio, lyapunov = re.match(r"\|\|dL/dh_1\|\| / \|\|dL/dh_T\|\| = (\S+); lambda_1 = (\S+)", lines[1]).groups()
+    # an antisymmetric step is near an isometry: the gradient neither vanishes nor explodes over 50 steps
+    assert 0.5 < float(ratio) < 2 and abs(float(lyapunov)) < 0.05
+    assert lines[2].startswith("path='fused' needs the cell's projections and their VJPs")
+    assert "AntisymmetricCell lacks project_inputs" in lines[2]
 
 
 def test_the_registered_cell_runs_by_name_with_the_diagnostics(example):

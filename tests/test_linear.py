@@ -203,7 +203,7 @@ def test_the_linear_models_train_in_the_scripts_by_name(tmp_path):
 
 
 def test_the_scripts_flags_reach_the_lru_ring_and_the_path(capsys):
-    """`--model-options lru=r_min:..,r_max:..` sets the ring the LRU is initialised on, and
+    """`--cell-options lru=r_min:..,r_max:..` sets the ring the LRU is initialised on, and
     `--model-path lru=associative` reaches the LRU alone (the LSTM in the same run keeps its
     default, fused); a path a model cannot run is one line."""
     from conftest import load_script
@@ -211,7 +211,7 @@ def test_the_scripts_flags_reach_the_lru_ring_and_the_path(capsys):
     from rnnlab.experiment import model_spec, parse_config
 
     script = load_script("copy_memory")
-    argv = ["--models", "lru", "lstm", "--model-options", "lru=r_min:0.9,r_max:0.95", "--model-path", "lru=associative"]
+    argv = ["--models", "lru", "lstm", "--cell-options", "lru=r_min:0.9,r_max:0.95", "--model-path", "lru=associative"]
     cfg = parse_config(script.Config, argv)
     lru, lstm = model_spec(cfg, "lru"), model_spec(cfg, "lstm")
     layer = lru.layer()

@@ -1,8 +1,8 @@
 """Per-model flags, declared once and shared by the research scripts.
 
-``--model-hidden MODEL=H``, ``--model-clip MODEL=RULE``, ``--model-options MODEL=KEY:X,...``
+``--model-hidden MODEL=H``, ``--model-clip MODEL=RULE``, ``--cell-options MODEL=KEY:VALUE,...``
 and ``--model-path MODEL=PATH`` set one model's hidden size, gradient clipping, cell options
-and execution path; ``ModelSpec`` is one model as the flags set it.  A script's config
+(each parsed by the type its cell's field declares) and execution path; ``ModelSpec`` is one model as the flags set it.  A script's config
 inherits ``PerModelConfig`` for the options and the path.
 """
 
@@ -82,30 +82,86 @@ def model_clip(cfg, name: str) -> dict[str, float] | None:
     return per_model("model_clip", cfg.model_clip, tuple(MODELS), clip_rule).get(name)
 
 
-def cell_options(text: str) -> dict[str, float]:
-    """``"r_min:0.9,r_max:0.999"`` -> ``{"r_min": 0.9, "r_max": 0.999}``: options for a model's cell
-    (a key given twice, or a value that is not a finite number, is refused)."""
+def option_texts(text: str) -> dict[str, str]:
+    """``"r_min:0.9,r_max:0.999"`` -> ``{"r_min": "0.9", "r_max": "0.999"}``: a model's cell options as
+    written (a key given twice, or an entry without ``:``, is refused); ``typed_options`` parses them."""
     out = {}
     for item in text.split(","):
         key, sep, value = item.partition(":")
-        key = key.strip()
-        try:
-            number = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not key:
-            raise ValueError(f"cell options are KEY:NUMBER entries joined by commas, got {item!r}")
-        if not math.isfinite(number):
-            raise ValueError(f"{key} must be a finite number, got {value.strip()!r}")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            raise ValueError(f"cell options are KEY:VALUE entries joined by commas, got {item!r}")
         if key in out:
             raise ValueError(f"{key} is given twice")
-        out[key] = number
+        out[key] = value
     return out
 
 
-def model_options(cfg, name: str) -> dict[str, float]:
-    """Model ``name``'s ``--model-options`` (its cell's options, e.g. the LRU's ring), else ``{}``."""
-    return per_model("model_options", getattr(cfg, "model_options", ()), tuple(MODELS), cell_options).get(name, {})
+def _declared_kinds(annotation) -> tuple[set[str], bool]:
+    """The scalar kinds (``"int"``, ``"float"``, ``"bool"``, ``"str"``) a field's annotation admits,
+    and whether it admits None (``float | None``); annotations may be strings (PEP 563)."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", None) or str(annotation)
+    parts = {p.strip().removeprefix("typing.").removeprefix("builtins.") for p in text.replace("Optional[", "").rstrip("]").split("|")}
+    kinds = {p for p in parts if p in ("int", "float", "bool", "str")}
+    return kinds, bool(parts & {"None", "NoneType"}) or text.startswith("Optional")
+
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def parse_option(key: str, text: str, annotation):
+    """``text`` as the type ``annotation`` declares: an int stays an int (``num_layers:3``), a bool is
+    true/false/1/0, a str as written, a float finite; ``none`` for an optional field.  One line
+    naming the field and its type otherwise."""
+    kinds, optional = _declared_kinds(annotation)
+    if optional and text.lower() == "none":
+        return None
+    if "bool" in kinds and text.lower() in _TRUE + _FALSE:
+        return text.lower() in _TRUE
+    if "int" in kinds and text.lstrip("+-").isdigit():
+        return int(text)
+    if "float" in kinds:
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"{key} must be a finite number, got {text!r}")
+        if value is not None:
+            return value
+    if "str" in kinds:
+        return text
+    if not kinds:
+        raise ValueError(f"{key} is declared {annotation!s}, which has no command-line form")
+    want = " or ".join(sorted(kinds | ({"none"} if optional else set())))
+    raise ValueError(f"{key} takes {want} (declared {annotation!s}), got {text!r}")
+
+
+def typed_options(name: str, texts: dict[str, str]) -> dict:
+    """Model ``name``'s cell options parsed by the types its cell's dataclass fields declare
+    (``t_max`` of a chrono model as a number: the zoo's own option).  An option the cell does
+    not have is refused naming the ones it takes."""
+    cell = _probe_cell(name)
+    declared = {f.name: f.type for f in dataclasses.fields(cell)} if dataclasses.is_dataclass(cell) else {}
+    declared.pop("hidden_size", None)
+    if MODELS[name].needs_t_max:
+        declared.setdefault("t_max", "float")
+    unknown = sorted(set(texts) - set(declared))
+    if unknown:
+        raise ValueError(f"{name} has no option {unknown[0]!r}; its cell takes {', '.join(sorted(declared)) or 'none'}")
+    return {key: parse_option(key, text, declared[key]) for key, text in texts.items()}
+
+
+def cell_options(cfg, name: str) -> dict:
+    """Model ``name``'s ``--cell-options`` (its cell's options, e.g. the LRU's ring) parsed by
+    their declared types, else ``{}``."""
+    texts = per_model("cell_options", getattr(cfg, "cell_options", ()), tuple(MODELS), option_texts).get(name)
+    if not texts:
+        return {}
+    try:
+        return typed_options(name, texts)
+    except ValueError as e:
+        raise ConfigError(f"--cell-options {name}: {e}") from None
 
 
 def execution_path(text: str) -> str:
@@ -122,7 +178,7 @@ def model_path(cfg, name: str) -> str | None:
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """One model as the run's flags set it (hashable, so a script can cache its programs on it):
-    its name, hidden size (``--model-hidden``), cell options (``--model-options``) and execution
+    its name, hidden size (``--model-hidden``), cell options (``--cell-options``) and execution
     path (``--model-path``; None is its cell's default)."""
 
     name: str
@@ -151,16 +207,16 @@ def model_spec(cfg, name: str) -> ModelSpec:
     return ModelSpec(
         name,
         model_hidden(cfg, name) if hasattr(cfg, "model_hidden") else cfg.hidden,
-        tuple(sorted(model_options(cfg, name).items())),
+        tuple(sorted(cell_options(cfg, name).items())),
         model_path(cfg, name),
     )
 
 
-PER_MODEL_FIELDS = ("model_hidden", "model_clip", "model_options", "model_path")
+PER_MODEL_FIELDS = ("model_hidden", "model_clip", "cell_options", "model_path")
 
 
 def check_per_model(cfg) -> None:
-    """``ConfigError`` for a bad ``--model-hidden``, ``--model-clip`` or ``--model-options`` entry
+    """``ConfigError`` for a bad ``--model-hidden``, ``--model-clip`` or ``--cell-options`` entry
     (for ``Config.check``); the options of each model the run trains must build its cell.  An
     entry typed on the command line for a model the run does not train is refused (a script's
     defaults may name such models: they are ignored)."""
@@ -168,7 +224,8 @@ def check_per_model(cfg) -> None:
         model_hidden(cfg, "")
     if hasattr(cfg, "model_clip"):
         model_clip(cfg, "")
-    model_options(cfg, ""), model_path(cfg, "")  # every entry parses, trained or not
+    per_model("cell_options", getattr(cfg, "cell_options", ()), tuple(MODELS), option_texts)
+    model_path(cfg, "")  # every entry parses, trained or not
     models = getattr(cfg, "models", None)
     for field in set(PER_MODEL_FIELDS) & getattr(cfg, "explicit_flags", frozenset()):
         for entry in getattr(cfg, field):
@@ -184,28 +241,21 @@ def check_per_model(cfg) -> None:
             resolve_path(_probe_cell(name), model_path(cfg, name))
         except ValueError as e:
             raise ConfigError(f"--model-path {name}: {e}") from None
-        options = model_options(cfg, name)
+        options = cell_options(cfg, name)  # parsed by declared type: unknown keys and wrong types refused
         if not options:
             continue
         try:  # a chrono model's T_max may be typed (t_max:1500); any other model has none
             zoo.typed_t_max(name, None, options)
         except ValueError as e:
-            raise ConfigError(f"--model-options {name}: {e}") from None
+            raise ConfigError(f"--cell-options {name}: {e}") from None
         # make_cell's other keywords (forget_bias) come from the script, not from the cell options
         own = sorted(set(options) & set(inspect.signature(zoo.make_cell).parameters) - {"t_max"})
         if own:
-            raise ConfigError(f"--model-options: {name}'s {own[0]} is set by the script, not as a cell option")
-        accepted = {f.name for f in dataclasses.fields(_probe_cell(name))} - {"hidden_size"}
-        accepted |= {"t_max"} if MODELS[name].needs_t_max else set()
-        unknown = sorted(set(options) - accepted)
-        if unknown:
-            raise ConfigError(
-                f"--model-options: {name} has no option {unknown[0]!r}; its cell takes {', '.join(sorted(accepted))}"
-            )
+            raise ConfigError(f"--cell-options: {name}'s {own[0]} is set by the script, not as a cell option")
         try:
             _probe_cell(name, **options)
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"--model-options {name}: {e}") from None
+            raise ConfigError(f"--cell-options {name}: {e}") from None
 
 
 @dataclasses.dataclass
@@ -214,7 +264,7 @@ class PerModelConfig(BaseConfig):
     ``check_per_model``).  A script that also sets sizes or clipping per model adds
     ``model_hidden`` / ``model_clip`` (``model_hidden``, ``model_clip`` read them)."""
 
-    model_options: tuple[str, ...] = ()  # MODEL=KEY:X,KEY:X: a model's cell options, e.g. lru=r_min:0.9
+    cell_options: tuple[str, ...] = ()  # MODEL=KEY:VALUE,...: a model's cell options, e.g. lru=r_min:0.9
     model_path: tuple[str, ...] = ()  # MODEL=PATH: a model's execution path (rnnlab.unroll.PATHS)
 
     # the run-wide flags a per-model default yields to: a typed --hidden beats the script's
