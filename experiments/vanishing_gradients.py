@@ -40,7 +40,7 @@ from rnnlab.experiment import (
     train_sweep,
 )
 from rnnlab.linen import SequenceRegressor, constrain_recurrent, recurrent_params, regressor_mse, regressor_profile
-from rnnlab.metrics import divergence_summary, over_seeds
+from rnnlab.metrics import divergence_summary, over_seeds, perturb_weights, perturbation_ranges
 from rnnlab.sweep import Sweep, grid, init_params, length_groups
 from rnnlab.train import NonFiniteError, OptimConfig, make_optimizer
 
@@ -160,14 +160,8 @@ def train_and_measure(cfg, run, name: str, lengths: tuple[int, ...]) -> dict[int
         grad_st, jac_st, lyap_sk, finite_s = map(np.asarray, measure(cfg, layer, sweep, params[phase], measure_batch))
         radii, sv = diagnostics.gate_spectra(layer, recurrent_params(params[phase]))
         for T, r in rows.items():
-            out[T][phase] = {
-                "grad": grad_st[r, :T],
-                "jac": jac_st[r, :T],
-                "radii": radii[r],
-                "sv": sv[r],
-                "lyap": lyap_sk[r],
-                "finite_time": finite_s[r],
-            }
+            out[T][phase] = dict(grad=grad_st[r, :T], jac=jac_st[r, :T], radii=radii[r], sv=sv[r],
+                                 lyap=lyap_sk[r], finite_time=finite_s[r])  # fmt: skip
     return out
 
 
@@ -203,7 +197,10 @@ def clipping_demo(cfg, run) -> tuple[dict, dict]:
     optimizer = make_optimizer(OptimConfig("sgd", cfg.clip_learning_rate, clip_norm=1.0), cfg.clip_steps)
     batch_fn = adding_rows(cfg, sweep, lambda T: 2 * 10**6 + T, cfg.batch_size, T)
     init = init_fn(cfg, "rnn", rescaled=True)
-    init_perturbed = lambda key, p: perturb(init(key, p), cfg, p["perturbation"], p["seed"])
+    seeds_of = lambda p: (cfg.clip_perturbation_seed, int(p["perturbation"]), int(p["seed"]))
+    init_perturbed = lambda key, p: perturb_weights(
+        init(key, p), cfg.clip_perturbation_scale, p["perturbation"], seeds_of(p)
+    )
     kwargs = dict(init_fn=init_perturbed, loss_fn=mse_loss(model), optimizer=optimizer)
     kwargs |= dict(init_keys=point_keys(cfg, sweep), hyperparameters=("clip_norm",), num_steps=cfg.clip_steps)
     try:
@@ -228,37 +225,6 @@ def clipping_demo(cfg, run) -> tuple[dict, dict]:
         rows = rows_of(0)
         traces[f"{label} (non-finite from step {min(bad)})" if bad else label] = (steps, grad_sn[rows], loss_sn[rows])
     return out, traces
-
-
-def perturb(params, cfg, perturbation: int, seed: int):
-    """Perturbation 0: ``params`` as drawn; k > 0: every weight times ``1 + scale * N(0, 1)``
-    (a draw of its own for each (k, seed)), rounding-level when the scale is 1e-7."""
-    if perturbation == 0:
-        return params
-    rng = np.random.default_rng((cfg.clip_perturbation_seed, int(perturbation), int(seed)))
-    scale = cfg.clip_perturbation_scale
-    return jax.tree.map(lambda w: (w * (1 + scale * rng.standard_normal(w.shape))).astype(w.dtype), params)
-
-
-def perturbation_ranges(summaries: list[dict]) -> dict:
-    """What holds over the weights as drawn and every perturbation of them: for each seed the
-    earliest and latest step it went non-finite (None if it never did in any), the range of the
-    largest gradient norm and of the median final loss, and the fewest steps completed."""
-    steps_ps = [s["diverged_at_step"] for s in summaries]
-    per_seed = []
-    for column in zip(*steps_ps):
-        bad = [b for b in column if b]
-        per_seed.append(
-            None if not bad else {"first": min(bad), "last": max(bad), "diverged": len(bad), "of": len(column)}
-        )
-    span = lambda key: [float(f([s[key] for s in summaries])) for f in (np.min, np.max)]  # NaN (diverged) spreads
-    return {
-        "diverged_at_step": steps_ps,
-        "per_seed": per_seed,
-        "max_grad_norm": span("max_grad_norm"),
-        "final_loss_median": span("final_loss_median"),
-        "steps_completed_min": min(s["steps_completed"] for s in summaries),
-    }
 
 
 def main(argv=None):
@@ -291,58 +257,20 @@ def main(argv=None):
         for kind in ("spectral_radius", "forget_bias"):
             say(f"{kind} sweep, ratio:", {v: f"{s['ratio_median']:.1e}" for v, s in results["sweeps"][kind].items()})
         results["clipping"], clip_traces = clipping_demo(cfg, run)  # 4. clipping in the exploding regime
-    if not run.writes:
+    results["runtime_s"] = time.perf_counter() - t_start
+    if (
+        run.finish(
+            results, compile_stats, lambda: run.save_figures(plots.main_job_figures(cfg, results, curves, clip_traces))
+        )
+        is None
+    ):
         return None  # process 0 writes the results
     for label, c in ((label, results["clipping"][label]) for label in ("clip 1.0", "no clipping")):
         norm, loss = f"{c['max_grad_norm']:.3g}", f"{c['final_loss_median']:.3g}"
         say(f"{label}: max pre-clip gradient norm {norm}, final loss {loss}", c["diverged"] or "")
-    results["devices"], results["processes"] = jax.device_count(), jax.process_count()
-    results["compile"], results["runtime_s"] = compile_stats.as_dict(), time.perf_counter() - t_start
-    run.write_results(results)
-    save_figures(cfg, run, results, curves, clip_traces)
     compiled = f"{results['compile']['programs']} programs compiled in {results['compile']['seconds']:.1f} s"
     say(f"wrote {run.path}/results.json and figures in {results['runtime_s']:.0f} s ({compiled})")
     return results
-
-
-def save_figures(cfg: Config, run: RunDir, results: dict, curves: dict, clip_traces: dict):
-    labels = {name: zoo.label(name, forget_bias=cfg.forget_bias) for name in cfg.models}
-    colors = {labels[name]: plots.model_color(name) for name in cfg.models}
-    styles = {label: {"color": color} for label, color in colors.items()}
-    phases = {"init": "at initialisation", "trained": f"after {cfg.steps} Adam steps"}
-    dtype = "float64" if cfg.float64 else "float32"  # the legends name each model and its init
-    for key, ylabel in {"gradient_norms": plots.GRADIENT_NORM, "jacobian_norms": plots.JACOBIAN_NORM}.items():
-        if results[key][cfg.models[0]].get(str(cfg.lengths[0])):
-            series = lambda T, phase: {labels[n]: results[key][n][str(T)][phase] for n in cfg.models}
-            panels = {f"T = {T}, {how}": series(T, phase) for phase, how in phases.items() for T in cfg.lengths}
-            title = f"{ylabel} on the adding problem, H={cfg.hidden}, median and IQR of {cfg.seeds} seeds (in {dtype})"
-            fig = plots.norms_grid(panels, columns=len(cfg.lengths), ylabel=ylabel, styles=styles, suptitle=title)
-            run.save_figure(fig, key)
-
-    sweep = lambda kind, name: {f"{name} {v}": s for v, s in results["sweeps"][kind].items()}
-    T = results["sweeps"]["length"]
-    panels = {f"tanh RNN at init, W_hh rescaled to spectral radius ρ, T={T}": sweep("spectral_radius", "radius"),
-              f"LSTM at init, forget-gate bias b_f, T={T}": sweep("forget_bias", "forget bias")}  # fmt: skip
-    title = f"Initialisation decides the picture (H={cfg.hidden}, median and IQR of {cfg.seeds} seeds)"
-    run.save_figure(plots.norms_grid(panels, columns=2, width=5.5, suptitle=title), "init_sweeps")
-
-    pairs = lambda by_T: [(v[p]["exponent"], v[p]["gradient_decay"]) for v in by_T.values() for p in PHASES]
-    points = {labels[n]: pairs(results["lyapunov"][n]) for n in cfg.models}
-    title = f"λ_1 against the gradient's decay, adding problem, H={cfg.hidden}, T = {', '.join(map(str, cfg.lengths))}, at init and trained, median of {cfg.seeds} seeds"
-    run.save_figure(plots.exponent_vs_decay(points, title=title, colors=colors), "lyapunov")
-
-    c = results["clipping"]
-    title = f"Exploding regime: tanh RNN with spectral radius {c['radius']:g}, T={c['length']}, SGD lr {c['learning_rate']:g}, {cfg.seeds} seeds (median, min-max)"
-    run.save_figure(plots.training_traces(clip_traces, title=title), "clipping")
-
-    fig, axes = plots.panels(len(cfg.lengths))
-    for ax, T in zip(axes, cfg.lengths):
-        by_model = {labels[n]: curves[n][str(T)] for n in cfg.models}
-        baseline = dict(baseline=synthetic.ADDING_BASELINE_MSE, baseline_label="predict 1")
-        plots.learning_curves(by_model, title=f"T = {T}", ax=ax, colors=colors, **baseline)
-    settings = f"Adam lr {cfg.learning_rate:g}, clip {cfg.clip_norm:g}, batch {cfg.batch_size}, H={cfg.hidden}"
-    fig.suptitle(f"Adding problem training loss, {settings}, {cfg.seeds} seeds", fontsize=10)
-    run.save_figure(fig, "training_loss")
 
 
 if __name__ == "__main__":

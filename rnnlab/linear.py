@@ -393,7 +393,8 @@ def recurrence(cell, params, seq: SequenceInputs, *, associative=False, scan_unr
     # the initial state enters as step 0's additive term: b_0 <- a_0 h_0 + b_0
     first = lambda tree: jax.tree.map(lambda v: v[0], tree)
     b0 = cell.add(cell.mul(first(a), carry0), first(b))
-    b = jax.tree.map(lambda v, v0: v.at[0].set(v0), b, b0)
+    first_t = lambda v: (jnp.arange(v.shape[0]) == 0).reshape((-1,) + (1,) * (v.ndim - 1))
+    b = jax.tree.map(lambda v, v0: jnp.where(first_t(v), v0[None], v), b, b0)  # a select: no scatter to shard
     if not associative:
 
         def step(h, ab):

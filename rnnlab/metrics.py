@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 
@@ -77,3 +78,34 @@ def character_error_rate(predictions, references) -> float:
 
 def exact_match(predictions, references) -> float:
     return float(np.mean([p == r for p, r in zip(predictions, references)]))
+
+
+def perturb_weights(params, scale: float, perturbation: int, seed):
+    """Perturbation 0: ``params`` as drawn; k > 0: every weight times ``1 + scale * N(0, 1)``,
+    a draw of its own from NumPy's generator seeded with ``seed`` (e.g. ``(base, k, seed)``):
+    rounding-level when the scale is 1e-7, to tell a result from float32 rounding's amplification."""
+    if perturbation == 0:
+        return params
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda w: (w * (1 + scale * rng.standard_normal(w.shape))).astype(w.dtype), params)
+
+
+def perturbation_ranges(summaries: list[dict]) -> dict:
+    """What holds over the weights as drawn and every perturbation of them: for each seed the
+    earliest and latest step it went non-finite (None if it never did in any), the range of the
+    largest gradient norm and of the median final loss, and the fewest steps completed."""
+    steps_ps = [s["diverged_at_step"] for s in summaries]
+    per_seed = []
+    for column in zip(*steps_ps):
+        bad = [b for b in column if b]
+        per_seed.append(
+            None if not bad else {"first": min(bad), "last": max(bad), "diverged": len(bad), "of": len(column)}
+        )
+    span = lambda key: [float(f([s[key] for s in summaries])) for f in (np.min, np.max)]  # NaN (diverged) spreads
+    return {
+        "diverged_at_step": steps_ps,
+        "per_seed": per_seed,
+        "max_grad_norm": span("max_grad_norm"),
+        "final_loss_median": span("final_loss_median"),
+        "steps_completed_min": min(s["steps_completed"] for s in summaries),
+    }

@@ -195,7 +195,10 @@ def _iterate(cell, quasi, options, params, x_tbi, h0_bd, mask_tb, eps_tbh, guess
         h_prev = _previous(h0_bd, h_tbd)
         f_tbd, a = values(h_prev), (1.0 - options.damping) * jacobians(h_prev, quasi)
         # b_t = f(h_{t-1}) - A_t h_{t-1}; at t = 0 the start is exact, so the solve gives f(h_0) there
-        b_tbd = (f_tbd - apply_coefficient(a, h_prev, quasi)).at[0].set(f_tbd[0])
+        # (a select, not .at[0].set or a concatenation: those need one sharding of their operands,
+        # which a sweep's mesh does not give a value broadcast by vmap)
+        first_t = (jnp.arange(f_tbd.shape[0]) == 0).reshape((-1,) + (1,) * (f_tbd.ndim - 1))
+        b_tbd = f_tbd - jnp.where(first_t, 0.0, apply_coefficient(a, h_prev, quasi))
         h_tbd = solve_affine(a, b_tbd, quasi)
         # DEER's safeguard (deer/deer_iter.py, clip_ytnext): a linearisation that expands where the
         # trajectory does not (at h = 0, say) overflows over long T; clip and restart such states
@@ -303,6 +306,14 @@ def settle(path, options, result, info: NewtonInfo, sequential):
         return jax.lax.cond(jnp.all(info.converged), lambda: result, sequential)
     if all(map(is_concrete, info)):
         _raise_unless_converged(path, options, *info)
-    else:
+        return result
+    try:
         jax.debug.callback(functools.partial(_raise_unless_converged, path, options), *info)
-    return result
+    except Exception as e:  # noqa: BLE001
+        # inside a vmap sharded over devices (a sweep) JAX cannot unroll the callback over the
+        # sharded axis; the poisoned outputs below still keep a failure from passing silently
+        if "sharded" not in str(e):
+            raise
+    # a trajectory that did not converge is never returned as if it had: NaN, as a diverged run
+    poison = lambda a: jnp.where(jnp.all(info.converged), a, jnp.nan) if jnp.issubdtype(a.dtype, jnp.floating) else a
+    return jax.tree.map(poison, result)

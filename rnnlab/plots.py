@@ -164,3 +164,49 @@ def training_traces(traces: dict, *, title: str, axes=None):
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def main_job_figures(cfg, results: dict, curves: dict, clip_traces: dict) -> dict:
+    """experiments/vanishing_gradients.py's figures, ``{name: figure}``, from its ``results``: the gradient
+    and Jacobian norms through time, the initialisation sweeps, lambda_1 against the gradient's decay,
+    the clipping demo and the training curves (``cfg``: the run's config, for titles and legends)."""
+    from rnnlab.data import synthetic
+
+    figures = {}
+    labels = {name: zoo.label(name, forget_bias=cfg.forget_bias) for name in cfg.models}
+    colors = {labels[name]: model_color(name) for name in cfg.models}
+    styles = {label: {"color": color} for label, color in colors.items()}
+    phases = {"init": "at initialisation", "trained": f"after {cfg.steps} Adam steps"}
+    dtype = "float64" if cfg.float64 else "float32"  # the legends name each model and its init
+    for key, ylabel in {"gradient_norms": GRADIENT_NORM, "jacobian_norms": JACOBIAN_NORM}.items():
+        if results[key][cfg.models[0]].get(str(cfg.lengths[0])):
+            series = lambda T, phase: {labels[n]: results[key][n][str(T)][phase] for n in cfg.models}
+            grid = {f"T = {T}, {how}": series(T, phase) for phase, how in phases.items() for T in cfg.lengths}
+            title = f"{ylabel} on the adding problem, H={cfg.hidden}, median and IQR of {cfg.seeds} seeds (in {dtype})"
+            figures[key] = norms_grid(grid, columns=len(cfg.lengths), ylabel=ylabel, styles=styles, suptitle=title)
+
+    sweep = lambda kind, name: {f"{name} {v}": s for v, s in results["sweeps"][kind].items()}
+    T = results["sweeps"]["length"]
+    grid = {f"tanh RNN at init, W_hh rescaled to spectral radius ρ, T={T}": sweep("spectral_radius", "radius"),
+              f"LSTM at init, forget-gate bias b_f, T={T}": sweep("forget_bias", "forget bias")}  # fmt: skip
+    title = f"Initialisation decides the picture (H={cfg.hidden}, median and IQR of {cfg.seeds} seeds)"
+    figures["init_sweeps"] = norms_grid(grid, columns=2, width=5.5, suptitle=title)
+
+    pairs = lambda by_T: [(v[p]["exponent"], v[p]["gradient_decay"]) for v in by_T.values() for p in phases]
+    points = {labels[n]: pairs(results["lyapunov"][n]) for n in cfg.models}
+    title = f"λ_1 against the gradient's decay, adding problem, H={cfg.hidden}, T = {', '.join(map(str, cfg.lengths))}, at init and trained, median of {cfg.seeds} seeds"
+    figures["lyapunov"] = exponent_vs_decay(points, title=title, colors=colors)
+
+    c = results["clipping"]
+    title = f"Exploding regime: tanh RNN with spectral radius {c['radius']:g}, T={c['length']}, SGD lr {c['learning_rate']:g}, {cfg.seeds} seeds (median, min-max)"
+    figures["clipping"] = training_traces(clip_traces, title=title)
+
+    fig, axes = panels(len(cfg.lengths))
+    for ax, T in zip(axes, cfg.lengths):
+        by_model = {labels[n]: curves[n][str(T)] for n in cfg.models}
+        baseline = dict(baseline=synthetic.ADDING_BASELINE_MSE, baseline_label="predict 1")
+        learning_curves(by_model, title=f"T = {T}", ax=ax, colors=colors, **baseline)
+    settings = f"Adam lr {cfg.learning_rate:g}, clip {cfg.clip_norm:g}, batch {cfg.batch_size}, H={cfg.hidden}"
+    fig.suptitle(f"Adding problem training loss, {settings}, {cfg.seeds} seeds", fontsize=10)
+    figures["training_loss"] = fig
+    return figures

@@ -56,7 +56,9 @@ def test_equals_the_sequential_scan_with_gradients(path, name, dtype):
         params = reference.init(jax.random.key(0), 2, dtype)
         carry0 = jax.tree.map(lambda c: c + 0.1, reference.initial_carry(3, dtype))
         expected = outputs_and_gradients(reference, params, x, lengths, carry0)
-        layer = RNN(cell, num_layers=num_layers, bidirectional=True, path=path, newton_options=NewtonOptions(max_iter=60))
+        layer = RNN(
+            cell, num_layers=num_layers, bidirectional=True, path=path, newton_options=NewtonOptions(max_iter=60)
+        )
         actual = outputs_and_gradients(layer, params, x, lengths, carry0)
         assert scaled_error(actual, expected) <= (1e-10 if dtype == "float64" else 1e-5)
         assert float(jnp.max(jnp.abs(actual[0][0][1, 5:]))) == 0.0  # padding is zero

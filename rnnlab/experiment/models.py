@@ -101,7 +101,10 @@ def _declared_kinds(annotation) -> tuple[set[str], bool]:
     """The scalar kinds (``"int"``, ``"float"``, ``"bool"``, ``"str"``) a field's annotation admits,
     and whether it admits None (``float | None``); annotations may be strings (PEP 563)."""
     text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", None) or str(annotation)
-    parts = {p.strip().removeprefix("typing.").removeprefix("builtins.") for p in text.replace("Optional[", "").rstrip("]").split("|")}
+    parts = {
+        p.strip().removeprefix("typing.").removeprefix("builtins.")
+        for p in text.replace("Optional[", "").rstrip("]").split("|")
+    }
     kinds = {p for p in parts if p in ("int", "float", "bool", "str")}
     return kinds, bool(parts & {"None", "NoneType"}) or text.startswith("Optional")
 

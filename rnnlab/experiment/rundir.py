@@ -120,6 +120,11 @@ class RunDir:
             fig.savefig(self.figure(name), dpi=dpi)
         plt.close(fig)
 
+    def save_figures(self, figures: dict) -> None:
+        """Every ``{name: figure}`` as ``save_figure`` saves one."""
+        for name, fig in figures.items():
+            self.save_figure(fig, name)
+
     def truncate_metrics(self, model: str | None, after_step: int) -> None:
         """Drop ``model``'s records past ``after_step`` (logged after the checkpoint a
         resumed run restarts from), so the resumed file equals an uninterrupted one.  Process 0
@@ -145,13 +150,6 @@ class RunDir:
                 f.write(json.dumps(record) + "\n")
 
         return log
-
-    def read_metrics(self) -> list[dict]:
-        return read_metrics(self.metrics_path)
-
-    def records(self, model: str) -> list[dict]:
-        """The metrics records of one model, in step order."""
-        return [r for r in self.read_metrics() if r.get("model") == model]
 
     def curve(self, model: str, key: str = "loss"):
         """``(steps [N], values [S, N])`` of a per-seed metric, for ``plots.learning_curves``."""
