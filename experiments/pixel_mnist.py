@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 import textwrap
 import time
 import zlib
@@ -204,7 +205,15 @@ def load_data(cfg: Config) -> tuple[dict, dict]:
             "name": "MNIST, pixel by pixel",
             "source": cfg.data_dir or cfg.hub_name,
             "order": f"permuted (seed {cfg.permutation_seed})" if cfg.permute else "sequential (row by row)",
+            "pixels": {s: pixel_scale(images[f"x_{s}"]) for s in sequences.SPLITS},
         }
+        floats = [s for s, how in about["pixels"].items() if how.startswith("floats")]
+        if floats and not cfg.quiet:  # said once: such files are taken as they are, never cast to uint8
+            print(
+                f"pixel_mnist.py: note: the {' and '.join(floats)} pixels of {about['source']} are floats in "
+                "[0, 1]; used as they are (uint8 pixels are divided by 255)",
+                file=sys.stderr,
+            )
     for split, size in (("train", cfg.train_size), ("test", cfg.test_size)):
         if size:
             if size > len(data[f"y_{split}"]):
@@ -225,6 +234,11 @@ def load_data(cfg: Config) -> tuple[dict, dict]:
         "test_examples": len(data["y_test"]),
     }
     return data, about
+
+
+def pixel_scale(x) -> str:
+    """How ``pixel_sequences`` reads these pixels."""
+    return "floats in [0, 1], used as they are" if x.dtype != np.uint8 else "uint8 0-255, divided by 255"
 
 
 def classifier(cfg: Config, name: str, T: int) -> tuple[SequenceRegressor, dict]:

@@ -20,6 +20,7 @@ import numpy as np
 
 from rnnlab.validation import InputError
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 TABLE_KINDS = {".csv": "csv", ".json": "json", ".jsonl": "json"}
 
 
@@ -135,6 +136,8 @@ def numeric_cells(values: list, name: str, source) -> np.ndarray:
             raise InputError(f"{source}: row {row}, column {name!r} is not a number: {value!r}") from None
         if not math.isfinite(out[row - 1]):
             raise InputError(f"{source}: row {row}, column {name!r} is {value!r}, not a finite number")
+        if abs(out[row - 1]) > FLOAT32_MAX:  # float32 would make it inf
+            raise InputError(f"{source}: row {row}, column {name!r} is {value!r}, beyond float32's ±3.4e38")
     return out.astype(np.float32)
 
 
@@ -158,14 +161,26 @@ def class_labels(values: list, name: str, source, class_names=None) -> tuple[np.
                     f"{source}: row {row}, column {name!r}: label {value!r} is not one of the classes {list(names)}"
                 )
         return np.array([index[v] for v in values], np.int32), names
-    ids = np.zeros(len(values), np.int32)
+    ids = np.zeros(len(values), np.int64)
     for row, value in enumerate(values, 1):
         if isinstance(value, (bool, str)) or not float(value).is_integer() or value < 0:
             raise InputError(
                 f"{source}: row {row}, column {name!r}: labels must be class names or integers "
                 f"0..C-1 (not a mix), got {value!r}"
             )
-        ids[row - 1] = int(value)
+        if value >= len(values) and class_names is None:  # more classes than rows: some have no example
+            raise InputError(
+                f"{source}: row {row}, column {name!r}: label {int(value)} in a file of {len(values)} rows; "
+                "integer labels are 0..C-1 with every class present"
+            )
+        ids[row - 1] = min(int(value), np.iinfo(np.int64).max)
+    if class_names is None:  # the training file sets the classes: each of 0..C-1 must occur
+        missing = sorted(set(range(int(ids.max()) + 1)) - set(ids.tolist()))
+        if missing:
+            raise InputError(
+                f"{source}: column {name!r} has labels up to {int(ids.max())} but none equal to {missing[0]}; "
+                "integer labels are 0..C-1 with every class present"
+            )
     names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(int(ids.max()) + 1))
     if ids.max() >= len(names):
         row = int(np.argmax(ids >= len(names))) + 1
@@ -173,4 +188,4 @@ def class_labels(values: list, name: str, source, class_names=None) -> tuple[np.
             f"{source}: row {row}, column {name!r}: label {int(ids[row - 1])} is not one of the "
             f"{len(names)} classes {list(names)}"
         )
-    return ids, names
+    return ids.astype(np.int32), names

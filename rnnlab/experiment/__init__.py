@@ -24,7 +24,8 @@ The conventions:
   (default ``~/.cache/rnnlab/jax_compile_cache``; ``off`` disables it).
 * Every numeric field declares its valid range where it is defined
   (``option(100, ge=1)``); ``parse_config`` checks them all, and ``Config.check``
-  any rule between fields.  A bad value is reported the way argparse reports
+  any rule between fields.  A list flag takes each value once: a duplicate
+  (``--learning-rate 1e-3 1e-3``) is refused, not trained and counted twice.  A bad value is reported the way argparse reports
   one: ``error: --steps must be >= 1, got -5``, exit status 2.  So is every
   user error a script meets later (a missing file or column, bad data):
   ``cli(main)`` prints it in one line and exits with status 2; a traceback is
