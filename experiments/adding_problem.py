@@ -43,7 +43,7 @@ from rnnlab.experiment import (
 from rnnlab.linen import SequenceRegressor, constrain_recurrent, regressor_mse
 from rnnlab.metrics import over_seeds
 from rnnlab.plots import learning_curves, model_color, panels
-from rnnlab.sweep import Sweep, grid
+from rnnlab.sweep import Sweep, grid, training_bytes
 from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
 from rnnlab.zoo import MODELS, label
 
@@ -78,6 +78,27 @@ class Config(PerModelConfig):
     def apply_quick(self):
         self.seq_len, self.steps, self.hidden, self.seeds = 30, 300, 32, 2
         self.test_size, self.checkpoint_every, self.log_every = 200, 100, 10
+
+    def memory_needs(self):
+        def points(m):  # grid_points' count, without building the grid
+            clip = 1 if model_clip(self, m) is not None else len(self.clip_norm)
+            return (
+                len(self.learning_rate)
+                * clip
+                * (len(self.forget_bias) if MODELS[m].takes_forget_bias else 1)
+                * self.seeds
+            )
+
+        name = max(self.models, key=lambda m: points(m) * model_hidden(self, m))
+        points, widest = points(name), model_hidden(self, name) * self.num_layers
+        return [
+            (
+                ("learning_rate", "clip_norm", "forget_bias", "seeds", "seq_len", "batch_size", "test_size")
+                + ("hidden", "model_hidden", "num_layers"),
+                f"{points} sweep points",
+                training_bytes(points, max(self.batch_size, self.test_size), self.seq_len, 2, widest),
+            )
+        ]
 
 
 GRID_AXES = ("learning_rate", "clip_norm", "clip_value", "forget_bias")

@@ -90,6 +90,19 @@ class Config(BaseConfig):
         """T = 10, 30 steps, 8 units: a look at the plumbing (a typed flag still wins)."""
         self.length, self.steps, self.test_size, self.log_every, self.hidden = 10, 30, 32, 10, 8
 
+    def memory_needs(self):
+        widest = self.hidden or max(hidden for _, hidden, _ in (VARIANTS[v] for v in self.variants))
+        runs = copy_memory.Config(lengths=(self.length,), learning_rate=self.learning_rate, seeds=self.seeds)
+        runs.batch_size, runs.test_size = self.batch_size, self.test_size
+        what = f"{len(self.learning_rate) * self.seeds} points at T = {self.length}"
+        return [
+            (
+                ("length", "learning_rate", "seeds", "batch_size", "test_size"),
+                what,
+                copy_memory.copy_bytes(runs, widest),
+            )
+        ]
+
     def check(self):
         super().check()
         if self.num_processes not in (None, 1) or self.coordinator_address:

@@ -20,6 +20,7 @@ import numpy as np
 
 from rnnlab import RNN, zoo
 from rnnlab.experiment import cli, option, parse_config
+from rnnlab.sweep import training_bytes
 
 
 @dataclasses.dataclass
@@ -31,6 +32,10 @@ class Config:
     models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=tuple(zoo.MODELS))
     seed: int = option(0, ge=0)
     json: bool = False  # print the curves as JSON
+
+    def memory_needs(self):
+        need = training_bytes(1, self.seeds, self.steps, self.inputs, self.hidden)
+        return [(("steps", "seeds", "hidden", "inputs"), "the sequences and their states", need)]
 
 
 def input_sensitivity(layer: RNN, params, x_bti) -> jax.Array:

@@ -30,6 +30,7 @@ from rnnlab.data import load_csv_series, mackey_glass, make_windows, sine_mixtur
 from rnnlab.decode import recursive_forecast
 from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, readable, setup, train_seeds
 from rnnlab.linen import SequenceRegressor
+from rnnlab.sweep import training_bytes
 from rnnlab.train import OptimConfig, make_optimizer
 from rnnlab.zoo import CELLS, make_cell
 
@@ -55,6 +56,16 @@ class Config(BaseConfig):
     def apply_quick(self):
         self.length, self.window, self.horizon, self.hidden, self.steps = 1200, 30, 30, 16, 300
         self.checkpoint_every = 100
+
+    def memory_needs(self):
+        """The generated series (Mackey-Glass integrates 10 float64 steps a sample), its windows of
+        window + horizon values, and a training batch."""
+        series = 0 if self.csv else self.length * 10 * 8
+        windows = self.length * (self.window + self.horizon) * 4
+        batch = training_bytes(1, self.batch_size, self.window, 1, self.hidden)
+        return [
+            (("length", "window", "horizon", "batch_size", "hidden"), "the series' windows", series + windows + batch)
+        ]
 
 
 def load_series(cfg: Config) -> tuple[np.ndarray, str, list[str] | None]:

@@ -35,6 +35,7 @@ from rnnlab.data import synthetic
 from rnnlab.experiment import RunDir, cli, option, parse_config, setup
 from rnnlab.experiment.cli import BaseConfig
 from rnnlab.newton import NewtonOptions
+from rnnlab.sweep import training_bytes
 
 METHODS = ("newton", "quasi_newton")
 
@@ -59,6 +60,24 @@ class Config(BaseConfig):
         self.radii, self.lengths, self.hidden = (1.0, 3.0), (50, 200), 8
         self.model_hidden, self.model_lengths, self.steps, self.train_length = 8, (50,), 5, 20
         self.max_iter, self.quasi_max_iter = 60, 100
+
+    def memory_needs(self):
+        """The least a Newton solve holds in float64: the sequence, its states and Newton's
+        Jacobians, ``T x H x H`` (DEER's dense linear recurrence; quasi-Newton's diagonal is less)."""
+        newton = lambda T, H, inputs: int(T) * (inputs + H + H * H) * 8
+        return [
+            (("lengths", "hidden"), "Newton over the longest sequence", newton(max(self.lengths), self.hidden, 4)),
+            (
+                ("model_lengths", "model_hidden"),
+                "Newton over the models' longest sequence",
+                newton(max(self.model_lengths), self.model_hidden, 2),
+            ),
+            (
+                ("train_length", "model_hidden"),
+                "the training batch",
+                training_bytes(1, 10, self.train_length, 2, self.model_hidden, 8),
+            ),
+        ]
 
 
 def solve(cell, params, x_bti, method, cfg):

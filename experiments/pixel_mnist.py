@@ -53,6 +53,7 @@ from rnnlab.experiment import (
     cli,
     clip_rule,
     clip_written,
+    model_hidden,
     model_spec,
     option,
     parse_config,
@@ -61,7 +62,7 @@ from rnnlab.experiment import (
 )
 from rnnlab.linen import SequenceRegressor, constrain_recurrent
 from rnnlab.metrics import over_seeds
-from rnnlab.sweep import Sweep, grid, init_params, rows_where
+from rnnlab.sweep import Sweep, grid, init_params, rows_where, training_bytes
 from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
 from rnnlab.zoo import MODELS, label
 
@@ -71,6 +72,7 @@ AUTHORS_RECIPE = {"steps": 8000, "batch_size": 100, "optimizer": "adam", "learni
 ZOO_ONLY = ("steps", "batch_size", "optimizer", "learning_rate", "clip", "hidden", "orthogonal_learning_rate")
 MNIST1D_ONLY = ("sequence_length", "data_seed")
 MNIST_ONLY = ("data_dir", "hub_name")
+MNIST1D_EXAMPLES = 5000  # what its generator makes, 4000 to train and 1000 to test
 EVAL_CHUNK = 250  # test examples per evaluation program (T = 784 keeps [S, chunk, T, H] outputs in memory)
 
 
@@ -127,6 +129,27 @@ class Config(PerModelConfig):
     def apply_quick(self):
         self.steps, self.seeds, self.hidden, self.log_every = 40, 2, 16, 10
         self.train_size, self.test_size, self.models = 400, 200, (AUTHORS_GRU, "gru", "lru")
+
+    def memory_needs(self):
+        """The least the data and one model's training allocate: MNIST-1D's generator holds its
+        5000 digits of T float64 steps twice (a list, then stacked) beside the float32 copy; each
+        model trains learning rates x seeds points on batches of T steps, evaluated EVAL_CHUNK at a time."""
+        T = self.sequence_length if self.dataset == "mnist1d" else sequences.MNIST_SIDE**2
+        data = MNIST1D_EXAMPLES * T * (8 + 8 + 4) if self.dataset == "mnist1d" else 0
+        points = len(self.learning_rate) * self.seeds
+        hidden = max(  # the widest model: the run trains every one
+            [12] * (AUTHORS_GRU in self.models) + [model_hidden(self, m) for m in self.models if m != AUTHORS_GRU]
+        )
+        train = training_bytes(points, max(self.batch_size, EVAL_CHUNK), T, 1, hidden)
+        length = ("sequence_length",) if self.dataset == "mnist1d" else ()
+        return [
+            (length + ("dataset",), "the sequences", data),
+            (
+                length + ("learning_rate", "seeds", "batch_size", "hidden", "model_hidden"),
+                f"training {points} points",
+                data + train,
+            ),
+        ]
 
     def check(self):
         super().check()

@@ -33,6 +33,7 @@ from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, pars
 from rnnlab.linen import SequenceClassifier
 from rnnlab.metrics import confusion_matrix
 from rnnlab.plots import learning_curves
+from rnnlab.sweep import training_bytes
 from rnnlab.train import OptimConfig, make_optimizer
 from rnnlab.validation import InputError
 from rnnlab.zoo import CELLS, make_cell
@@ -65,6 +66,16 @@ class Config(BaseConfig):
     def apply_quick(self):
         self.train_size, self.test_size, self.steps, self.checkpoint_every = 2000, 500, 300, 100
         self.min_words, self.max_words = 16, 40
+
+    def memory_needs(self):
+        """The generated reviews' ids (at most --max-words, cut at --max-len) and a training batch of
+        them, both directions (a file's reviews: unknown here, at least one word)."""
+        words = 1 if self.train else min(self.max_words, self.max_len)
+        reviews = 0 if self.train else (self.train_size + self.test_size) * words * 4
+        batch = training_bytes(1, self.batch_size, words, self.embed, 2 * self.hidden)
+        return [
+            (("train_size", "max_words", "max_len", "batch_size", "hidden", "embed"), "the reviews", reviews + batch)
+        ]
 
     def check(self):
         super().check()

@@ -28,6 +28,7 @@ from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, rea
 from rnnlab.linen import Seq2Seq
 from rnnlab.metrics import character_error_rate, exact_match
 from rnnlab.plots import learning_curves
+from rnnlab.sweep import training_bytes
 from rnnlab.train import OptimConfig, make_optimizer
 from rnnlab.validation import InputError
 from rnnlab.zoo import CELLS, make_cell
@@ -59,6 +60,15 @@ class Config(BaseConfig):
     def apply_quick(self):
         self.steps, self.hidden, self.num_pairs, self.val_fraction = 600, 64, 4000, 0.075
         self.beam_examples, self.checkpoint_every = 50, 200
+
+    def memory_needs(self):
+        """The generated pairs (``a+b`` and its sum: about 4 * digits characters each), a training
+        batch of them, and beam search's ``beam x beam_examples`` hypotheses."""
+        chars = 4 * self.digits + 4
+        pairs = 0 if self.pairs else self.num_pairs * (2 * chars * 4 + 2 * 64)  # ids, and the strings themselves
+        width = self.embed + self.hidden * self.layers
+        batch = training_bytes(1, max(self.batch_size, self.beam * self.beam_examples), chars, 0, 2 * width)
+        return [(("num_pairs", "digits", "batch_size", "hidden", "beam", "beam_examples"), "the pairs", pairs + batch)]
 
 
 def split_pairs(pairs, val_fraction: float, seed: int, source) -> tuple[list, list]:

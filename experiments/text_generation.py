@@ -43,6 +43,7 @@ from rnnlab.decode import sample_text
 from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, setup, train_seeds
 from rnnlab.linen import LanguageModel
 from rnnlab.plots import learning_curves
+from rnnlab.sweep import training_bytes
 from rnnlab.train import OptimConfig, init_state, make_optimizer
 from rnnlab.validation import InputError
 from rnnlab.zoo import CELLS, make_cell
@@ -78,6 +79,21 @@ class Config(BaseConfig):
     def apply_quick(self):
         self.hidden, self.embed, self.seq_len, self.batch_size = 64, 16, 50, 16
         self.steps, self.checkpoint_every, self.log_every, self.length = 200, 100, 10, 100
+
+    def memory_needs(self):
+        width = self.embed + self.hidden * self.layers
+        return [
+            (
+                ("batch_size", "seq_len", "hidden", "layers", "embed"),
+                "a training batch",
+                training_bytes(1, self.batch_size, self.seq_len, 0, width),
+            ),
+            (
+                ("length", "hidden", "layers"),
+                "the sample",
+                training_bytes(1, 1, self.length, 0, self.hidden * self.layers),
+            ),
+        ]
 
 
 def build_vocab(cfg, text):

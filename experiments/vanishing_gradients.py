@@ -41,7 +41,7 @@ from rnnlab.experiment import (
 )
 from rnnlab.linen import SequenceRegressor, constrain_recurrent, recurrent_params, regressor_mse, regressor_profile
 from rnnlab.metrics import divergence_summary, over_seeds
-from rnnlab.sweep import Sweep, grid, init_params, length_groups
+from rnnlab.sweep import Sweep, grid, init_params, length_groups, training_bytes
 from rnnlab.train import NonFiniteError, OptimConfig, make_optimizer
 
 PHASES = ("init", "trained")
@@ -83,6 +83,29 @@ class Config(PerModelConfig):
         self.batch_size, self.measure_size, self.sweep_length = 10, 8, 50
         self.radii, self.clip_length, self.clip_steps = (0.5, 1.0, 1.5), 50, 60
         self.clip_perturbations = 2
+
+    def memory_needs(self):
+        """The least each part allocates (``training_bytes``): the main job at its longest T, the
+        init sweeps and the clipping demo's grid, 2 arms x (perturbations + 1) x seeds points."""
+        H, adding = self.hidden, 2  # the adding problem's two input features
+        # float64 measurements: twice float32's bytes; each seed's measure_size examples
+        measure = training_bytes(self.seeds, self.measure_size, max(self.lengths), adding, H, 8 if self.float64 else 4)
+        train = training_bytes(self.seeds, self.batch_size, max(self.lengths), adding, H)
+        init_points = self.seeds * max(len(self.radii), len(self.forget_biases))
+        clip_points = 2 * (self.clip_perturbations + 1) * self.seeds
+        return [
+            (("lengths", "batch_size", "measure_size", "hidden"), "the gradient profiles", max(measure, train)),
+            (
+                ("radii", "forget_biases", "sweep_length", "seeds"),
+                f"the init sweeps' {init_points} points",
+                training_bytes(init_points, self.measure_size, self.sweep_length, adding, H, 8),
+            ),
+            (
+                ("clip_perturbations", "seeds", "clip_length"),
+                f"the clipping demo's {clip_points} sweep points",
+                training_bytes(clip_points, self.batch_size, self.clip_length, adding, H),
+            ),
+        ]
 
 
 @functools.cache

@@ -3,6 +3,9 @@
 * A config dataclass is the CLI: every field is a ``--flag`` (``--help`` lists them with
   defaults); every config also has ``--out``, ``--seed``, ``--steps``, ``--quick``,
   ``--resume``, ``--checkpoint-every``, ``--quiet``.
+* A run too large for the machine is refused the same way before anything is allocated: a
+  config's ``memory_needs`` estimates what its flags make it allocate (the sweep grid, the
+  sequences, the batch; ``rnnlab.sweep.training_bytes``) and ``check_memory`` names the flags.
 * Every numeric field declares its valid range where it is defined (``option(100, ge=1)``);
   ``parse_config`` checks them all, and ``Config.check`` any rule between fields.  A list flag
   takes each value once: ``--learning-rate 1e-3 1e-3`` is refused (a repeated value would
@@ -91,6 +94,36 @@ def check_fields(cfg) -> None:
                     raise ConfigError(f"{flag(field.name)} must be {word} {rules[key]}, got {v}")
     if hasattr(cfg, "check"):
         cfg.check()
+    check_memory(cfg)
+
+
+def check_memory(cfg) -> None:
+    """Each of ``cfg.memory_needs()`` (``(flags, what, bytes)``: the least a part of the run
+    allocates, ``rnnlab.sweep.training_bytes``) within this machine's memory
+    (``rnnlab.sweep.host_memory_bytes``), else a ``ConfigError`` naming the flags and the limit,
+    before anything is built: ``--clip-perturbations 1000000000: ... needs at least ...``."""
+    from rnnlab.sweep import host_memory_bytes
+
+    needs = cfg.memory_needs() if hasattr(cfg, "memory_needs") else []
+    limit = host_memory_bytes()
+    for flags, what, need in needs:
+        if need > limit:
+            typed = getattr(cfg, "explicit_flags", frozenset())
+            shown = lambda names: ", ".join(f"{flag(n)} {_shown(getattr(cfg, n))}" for n in names)
+            first, rest = [n for n in flags if n in typed], [n for n in flags if n not in typed]
+            named = f"{shown(first)} (with {shown(rest)})" if first and rest else shown(first or rest)
+            raise ConfigError(
+                f"{named}: {what} would need at least {need / 2**30:.3g} GiB, more than this machine's "
+                f"{limit / 2**30:.3g} GiB of memory; choose smaller values"
+            )
+
+
+def _shown(value) -> str:
+    if not isinstance(value, tuple):
+        return str(value)
+    return (
+        " ".join(map(str, value)) if len(value) <= 6 else f"{' '.join(map(str, value[:3]))} ... ({len(value)} values)"
+    )
 
 
 @dataclasses.dataclass
@@ -116,6 +149,11 @@ class BaseConfig:
     def apply_explicit(self, explicit: frozenset[str]) -> None:
         """What the fields typed on the command line (``explicit``) change in the script's
         defaults (scripts override: a default never overrides what the user typed)."""
+
+    def memory_needs(self) -> list[tuple[tuple[str, ...], str, int]]:
+        """``(fields, what, bytes)`` for each part of the run whose allocation the flags size (scripts
+        override; ``rnnlab.sweep.training_bytes``): ``check_fields`` refuses one beyond the machine."""
+        return []
 
     def check(self) -> None:
         """Rules between fields (scripts extend); raise ``ConfigError`` naming the flag."""
