@@ -37,11 +37,13 @@ from rnnlab.experiment import (
     option,
     parse_config,
     readable,
+    refuse_unused,
     setup,
     train_sweep,
 )
 from rnnlab.linen import SequenceRegressor, constrain_recurrent, regressor_mse
 from rnnlab.metrics import over_seeds
+from rnnlab.parametrizations import Orthogonal
 from rnnlab.plots import learning_curves, model_color, panels
 from rnnlab.sweep import Sweep, grid, training_bytes
 from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
@@ -78,6 +80,23 @@ class Config(PerModelConfig):
     def apply_quick(self):
         self.seq_len, self.steps, self.hidden, self.seeds = 30, 300, 32, 2
         self.test_size, self.checkpoint_every, self.log_every = 200, 100, 10
+
+    def check(self):
+        super().check()
+        refuse_unused(
+            self,
+            {
+                "rmsprop_decay": (self.optimizer == "rmsprop", f"--optimizer is {self.optimizer}"),
+                "orthogonal_learning_rate": (
+                    any(MODELS[m].wrap is Orthogonal for m in self.models),
+                    "no model of --models has an orthogonal generator (exprnn, exprnn_tanh)",
+                ),
+                "forget_bias": (
+                    any(MODELS[m].takes_forget_bias for m in self.models),
+                    "no model of --models takes a forget-gate bias (lstm does)",
+                ),
+            },
+        )
 
     def memory_needs(self):
         def points(m):  # grid_points' count, without building the grid

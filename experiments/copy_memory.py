@@ -55,11 +55,13 @@ from rnnlab.experiment import (
     model_spec,
     option,
     parse_config,
+    refuse_unused,
     setup,
     train_sweep,
 )
 from rnnlab.linen import LanguageModel, constrain_recurrent
 from rnnlab.metrics import over_seeds
+from rnnlab.parametrizations import Orthogonal
 from rnnlab.sweep import Sweep, grid, init_params, rows_where, training_bytes
 from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
 from rnnlab.zoo import MODELS, label
@@ -111,6 +113,16 @@ class Config(PerModelConfig):
 
     def check(self):
         super().check()
+        refuse_unused(
+            self,
+            {
+                "rmsprop_decay": (self.optimizer == "rmsprop", f"--optimizer is {self.optimizer}"),
+                "orthogonal_learning_rate": (
+                    any(MODELS[m].wrap is Orthogonal for m in self.models),
+                    "no model of --models has an orthogonal generator (exprnn, exprnn_tanh)",
+                ),
+            },
+        )
         try:
             clip_rule(self.clip)
         except ValueError as e:

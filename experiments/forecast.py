@@ -28,7 +28,18 @@ import numpy as np
 from rnnlab import RNN
 from rnnlab.data import load_csv_series, mackey_glass, make_windows, sine_mixture, split_by_time, standardize
 from rnnlab.decode import recursive_forecast
-from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, readable, setup, train_seeds
+from rnnlab.experiment import (
+    BaseConfig,
+    ConfigError,
+    RunDir,
+    cli,
+    option,
+    parse_config,
+    readable,
+    refuse_unused,
+    setup,
+    train_seeds,
+)
 from rnnlab.linen import SequenceRegressor
 from rnnlab.sweep import training_bytes
 from rnnlab.train import OptimConfig, make_optimizer
@@ -56,6 +67,12 @@ class Config(BaseConfig):
     def apply_quick(self):
         self.length, self.window, self.horizon, self.hidden, self.steps = 1200, 30, 30, 16, 300
         self.checkpoint_every = 100
+
+    def check(self):
+        super().check()
+        generated = (not self.csv, "--csv gives the series")
+        from_csv = (bool(self.csv), "it names a column of --csv; give --csv too")
+        refuse_unused(self, {"series": generated, "length": generated, "column": from_csv})
 
     def memory_needs(self):
         """The generated series (Mackey-Glass integrates 10 float64 steps a sample), its windows of

@@ -57,11 +57,13 @@ from rnnlab.experiment import (
     model_spec,
     option,
     parse_config,
+    refuse_unused,
     setup,
     train_sweep,
 )
 from rnnlab.linen import SequenceRegressor, constrain_recurrent
 from rnnlab.metrics import over_seeds
+from rnnlab.parametrizations import Orthogonal
 from rnnlab.sweep import Sweep, grid, init_params, rows_where, training_bytes
 from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
 from rnnlab.zoo import MODELS, label
@@ -153,6 +155,16 @@ class Config(PerModelConfig):
 
     def check(self):
         super().check()
+        refuse_unused(
+            self,
+            {
+                "rmsprop_decay": (self.optimizer == "rmsprop", f"--optimizer is {self.optimizer}"),
+                "orthogonal_learning_rate": (
+                    any(MODELS[m].wrap is Orthogonal for m in self.models if m != AUTHORS_GRU),
+                    "no model of --models has an orthogonal generator (exprnn, exprnn_tanh)",
+                ),
+            },
+        )
         typed = getattr(self, "explicit_flags", frozenset())
         other = "mnist" if self.dataset == "mnist1d" else "mnist1d"
         for name in MNIST_ONLY if self.dataset == "mnist1d" else MNIST1D_ONLY:

@@ -27,9 +27,20 @@ import optax
 
 from rnnlab import RNN
 from rnnlab.data import WordVocab, pad_sequences
+from rnnlab.data.files import looks_local
 from rnnlab.data.synthetic import negation_reviews
 from rnnlab.data.text import Labelled, load_labelled
-from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, setup, train_seeds
+from rnnlab.experiment import (
+    BaseConfig,
+    ConfigError,
+    RunDir,
+    cli,
+    option,
+    parse_config,
+    refuse_unused,
+    setup,
+    train_seeds,
+)
 from rnnlab.linen import SequenceClassifier
 from rnnlab.metrics import confusion_matrix
 from rnnlab.plots import learning_curves
@@ -79,6 +90,11 @@ class Config(BaseConfig):
 
     def check(self):
         super().check()
+        generated = (not self.train, "--train gives the reviews")
+        from_file = (bool(self.train), "it applies to --train's data; give --train too")
+        rules = {name: generated for name in ("train_size", "test_size", "min_words", "max_words")}
+        rules |= {name: from_file for name in ("test", "text_column", "label_column")}
+        refuse_unused(self, rules)
         if self.max_words < self.min_words:
             raise ConfigError(f"--max-words must be >= --min-words = {self.min_words}, got {self.max_words}")
 
@@ -111,6 +127,10 @@ def main(argv=None):
     if num_classes < 2:
         raise InputError(
             f"{cfg.train or 'the training data'} has one class only ({class_names[0]!r}): nothing to classify"
+        )
+    if cfg.train and not cfg.test and looks_local(cfg.train):  # a file has no test split: it would test on itself
+        raise ConfigError(
+            f"--train {cfg.train} is a file, with no test split: give --test (a file of held-out reviews)"
         )
     train_ids, train_lengths = encode(vocab, train_texts, cfg.max_len)
     test_ids, test_lengths = encode(vocab, test_texts, cfg.max_len)

@@ -36,6 +36,7 @@ from rnnlab.experiment import (
     model_spec,
     option,
     parse_config,
+    refuse_unused,
     setup,
     train_sweep,
 )
@@ -83,6 +84,21 @@ class Config(PerModelConfig):
         self.batch_size, self.measure_size, self.sweep_length = 10, 8, 50
         self.radii, self.clip_length, self.clip_steps = (0.5, 1.0, 1.5), 50, 60
         self.clip_perturbations = 2
+
+    def check(self):
+        super().check()
+        unperturbed = (self.clip_perturbations > 0, "--clip-perturbations is 0")
+        refuse_unused(
+            self,
+            {
+                "clip_perturbation_scale": unperturbed,
+                "clip_perturbation_seed": unperturbed,
+                "forget_bias": (
+                    any(zoo.MODELS[m].takes_forget_bias for m in self.models),
+                    "no model of --models takes a forget-gate bias (lstm does; --forget-biases sweeps it)",
+                ),
+            },
+        )
 
     def memory_needs(self):
         """The least each part allocates (``training_bytes``): the main job at its longest T, the

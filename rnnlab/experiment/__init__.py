@@ -45,6 +45,7 @@ from rnnlab.experiment.cli import (
     option,
     parse_config,
     readable,
+    refuse_unused,
     setup,
 )
 from rnnlab.experiment.models import (
@@ -108,6 +109,7 @@ __all__ = [
     "per_model",
     "positive_int",
     "readable",
+    "refuse_unused",
     "resume",
     "setup",
     "train_seeds",

@@ -97,6 +97,16 @@ def check_fields(cfg) -> None:
     check_memory(cfg)
 
 
+def refuse_unused(cfg, rules: dict[str, tuple[bool, str]]) -> None:
+    """A flag typed on the command line that would do nothing is refused, never ignored:
+    ``rules`` maps a field to ``(whether it takes effect in this run, why not)``, e.g.
+    ``{"rmsprop_decay": (cfg.optimizer == "rmsprop", "--optimizer is adam")}`` (for ``Config.check``)."""
+    typed = getattr(cfg, "explicit_flags", frozenset())
+    for name, (applies, why) in rules.items():
+        if name in typed and not applies:
+            raise ConfigError(f"{flag(name)} would do nothing: {why}")
+
+
 def check_memory(cfg) -> None:
     """Each of ``cfg.memory_needs()`` (``(flags, what, bytes)``: the least a part of the run
     allocates, ``rnnlab.sweep.training_bytes``) within this machine's memory
