@@ -106,12 +106,13 @@ def _from_npz(path: pathlib.Path) -> dict:
         data = np.load(path)
     except (OSError, ValueError) as e:
         raise InputError(f"{path} is not a readable .npz file ({e})") from None
-    missing = [f"{k}_{s}" for s in SPLITS for k in ("x", "y") if f"{k}_{s}" not in data.files]
-    if missing:
-        raise InputError(f"{path} lacks {', '.join(missing)} (it holds {', '.join(data.files) or 'nothing'})")
-    out = {}
-    for s in SPLITS:
-        out[f"x_{s}"], out[f"y_{s}"] = _check_split(data[f"x_{s}"], data[f"y_{s}"], f"{path} ({s})")
+    with data:  # the archive's file is closed whatever is found in it
+        missing = [f"{k}_{s}" for s in SPLITS for k in ("x", "y") if f"{k}_{s}" not in data.files]
+        if missing:
+            raise InputError(f"{path} lacks {', '.join(missing)} (it holds {', '.join(data.files) or 'nothing'})")
+        out = {}
+        for s in SPLITS:
+            out[f"x_{s}"], out[f"y_{s}"] = _check_split(data[f"x_{s}"], data[f"y_{s}"], f"{path} ({s})")
     return out
 
 
