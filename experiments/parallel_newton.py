@@ -52,8 +52,8 @@ class Config(BaseConfig):
     steps: int = option(100, ge=1)  # the main job's Adam steps before "trained"
     train_length: int = option(100, ge=2)
     tol: float = option(1e-8, gt=0.0)
-    max_iter: int = option(300, ge=1)  # Newton's
-    quasi_max_iter: int = option(1000, ge=1)
+    max_iter: int = option(300, ge=1, le=2**31 - 1)  # Newton's (an int32 counter)
+    quasi_max_iter: int = option(1000, ge=1, le=2**31 - 1)
     quasi_max_length: int = option(10000, ge=2)  # quasi-Newton only up to this T
 
     def apply_quick(self):

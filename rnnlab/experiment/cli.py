@@ -3,17 +3,19 @@
 * A config dataclass is the CLI: every field is a ``--flag`` (``--help`` lists them with
   defaults); every config also has ``--out``, ``--seed``, ``--steps``, ``--quick``,
   ``--resume``, ``--checkpoint-every``, ``--quiet``.
-* A run too large for the machine is refused the same way before anything is allocated: a
-  config's ``memory_needs`` estimates what its flags make it allocate (the sweep grid, the
-  sequences, the batch; ``rnnlab.sweep.training_bytes``) and ``check_memory`` names the flags.
 * Every numeric field declares its valid range where it is defined (``option(100, ge=1)``);
   ``parse_config`` checks them all, and ``Config.check`` any rule between fields.  A list flag
   takes each value once: ``--learning-rate 1e-3 1e-3`` is refused (a repeated value would
-  train, and count, its points twice).  A bad
-  value is reported the way argparse reports one: ``error: --steps must be >= 1, got -5``,
-  exit status 2.  So is every user error a script meets later (a missing file or column,
-  bad data): ``cli(main)`` prints it in one line and exits with status 2; a traceback is for
-  bugs, or for any error with ``--debug``.
+  train, and count, its points twice).  A typed flag that would do nothing is refused
+  (``refuse_unused``).  A bad value is reported the way argparse reports one:
+  ``error: --steps must be >= 1, got -5``, exit status 2.  So is every user error a script
+  meets later (a missing file or column, bad data): ``cli(main)`` prints it in one line and
+  exits with status 2; a traceback is for bugs, or for any error with ``--debug``.
+* A run too large for the machine is refused the same way, before anything is allocated: a
+  config's ``memory_needs`` estimates the least its flags make it allocate (the sweep grid,
+  the sequences, the batch; ``rnnlab.sweep.training_bytes``) and ``check_memory`` names the
+  flags and the machine's memory.
+* Ctrl-C at any moment, compilation included, is one line and exit status 130 (``cli``).
 * Parsing has no side effects: ``setup(cfg)`` joins a multi-process run
   (``--coordinator-address HOST:PORT --num-processes N --process-id I``, else
   ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``) and turns on the
