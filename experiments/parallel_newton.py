@@ -33,7 +33,7 @@ import optax
 from rnnlab import ElmanCell, diagnostics, plots, unroll, zoo
 from rnnlab.data import synthetic
 from rnnlab.experiment import RunDir, cli, option, parse_config, setup
-from rnnlab.experiment.cli import BaseConfig
+from rnnlab.experiment.cli import PROGRESS, BaseConfig
 from rnnlab.newton import NewtonOptions
 from rnnlab.sweep import training_bytes
 
@@ -161,6 +161,7 @@ def train(cfg, name, layer, params):
     for k in range(cfg.steps):
         raw = synthetic.adding_problem((cfg.seed, k), 10, cfg.train_length)
         state, opt_state = step(state, opt_state, jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), raw))
+    PROGRESS.finish(name, saved=False)  # what a Ctrl-C's line says: trained, but no checkpoint
     return state["rnn"]
 
 

@@ -303,6 +303,10 @@ def test_the_interrupt_line_says_what_was_trained():
     assert progress.where() == "interrupted after training rnn; its checkpoints are saved"
     progress.finish("lstm")
     assert progress.where() == "interrupted after training lstm and 1 model before it; its checkpoints are saved"
+    progress.finish("gru", saved=False)  # parallel_newton.py trains without checkpoints
+    assert progress.where().endswith(
+        "after training gru and 2 models before it; nothing of it is saved: it trains again"
+    )
 
 
 def test_a_sigint_the_shell_ignores_stays_ignored_in_a_save(tmp_path):

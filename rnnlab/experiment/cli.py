@@ -257,13 +257,16 @@ class Progress:
         self.training: str | None = None
         self.logged = 0
         self.checkpointer = None
+        self.saved = True  # whether what was trained is in checkpoints (a script without them says not)
 
     def start(self, name: str, checkpointer) -> None:
         self.training, self.logged, self.checkpointer = name, 0, checkpointer
 
-    def finish(self, name: str) -> None:
+    def finish(self, name: str, saved: bool = True) -> None:
+        """``name`` is trained; ``saved=False`` for a script that keeps no checkpoints of it."""
         self.trained.append(name)
         self.training, self.checkpointer = None, None
+        self.saved = self.saved and saved
 
     def where(self) -> str:
         """``interrupted training lstm, last logged step 40; last checkpoint ...``, ``interrupted
@@ -275,7 +278,8 @@ class Progress:
         if self.trained:
             before = len(self.trained) - 1
             more = f" and {before} model{'s' if before > 1 else ''} before it" if before else ""
-            return f"interrupted after training {self.trained[-1]}{more}; its checkpoints are saved"
+            kept = "its checkpoints are saved" if self.saved else "nothing of it is saved: it trains again"
+            return f"interrupted after training {self.trained[-1]}{more}; {kept}"
         return "interrupted before training"
 
 
