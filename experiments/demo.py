@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnlab import RNN, zoo
-from rnnlab.experiment import cli, option, parse_config
+from rnnlab.experiment import SEED_MAX, cli, option, parse_config
 from rnnlab.sweep import training_bytes
 
 
@@ -30,7 +30,7 @@ class Config:
     inputs: int = option(2, ge=1)  # input features
     seeds: int = option(8, ge=1)  # sequences (batch size)
     models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=tuple(zoo.MODELS))
-    seed: int = option(0, ge=0)
+    seed: int = option(0, ge=0, le=SEED_MAX)
     json: bool = False  # print the curves as JSON
 
     def memory_needs(self):

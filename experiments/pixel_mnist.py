@@ -47,6 +47,7 @@ import optax
 from rnnlab import parallel, plots, zoo
 from rnnlab.data import sequences
 from rnnlab.experiment import (
+    SEED_MAX,
     ConfigError,
     PerModelConfig,
     RunDir,
@@ -86,9 +87,9 @@ class Config(PerModelConfig):
     hub_name: str = "ylecun/mnist"  # MNIST online (Hugging Face Hub)
     # MNIST: one fixed permutation of the 784 pixels from --permutation-seed; MNIST-1D: its shuffle_seq variant
     permute: bool = False
-    permutation_seed: int = option(0, ge=0)
+    permutation_seed: int = option(0, ge=0, le=SEED_MAX)
     sequence_length: int = option(40, ge=2)  # MNIST-1D's final_seq_length (40: the published dataset)
-    data_seed: int = option(42, ge=0)  # MNIST-1D's generator seed (42: the published dataset)
+    data_seed: int = option(42, ge=0, le=SEED_MAX)  # MNIST-1D's generator seed (42: the published dataset)
     # every model of the zoo, read out from its last state, beside the MNIST-1D authors' GRU
     models: tuple[str, ...] = option(
         (

@@ -29,6 +29,7 @@ import numpy as np
 from rnnlab import diagnostics, parallel, plots, zoo
 from rnnlab.data import synthetic
 from rnnlab.experiment import (
+    SEED_MAX,
     ModelSpec,
     PerModelConfig,
     RunDir,
@@ -76,7 +77,7 @@ class Config(PerModelConfig):
     # figures worth quoting are the ranges over them (perturbation 0: the weights as drawn)
     clip_perturbations: int = option(8, ge=0)
     clip_perturbation_scale: float = option(1e-7, gt=0.0)
-    clip_perturbation_seed: int = option(0, ge=0)
+    clip_perturbation_seed: int = option(0, ge=0, le=SEED_MAX)
     checkpoint_every: int = option(0, ge=0)
 
     def apply_quick(self):

@@ -76,6 +76,10 @@ CASES = [
     ("forecast", ["--csv", "p.csv", "--length", "500"], "--length would do nothing: --csv gives the series"),
     ("sentiment", ["--label-column", "stars"], "--label-column would do nothing: it applies to --train's data"),
     ("seq2seq", ["--pairs", "p.csv", "--num-pairs", "50"], "--num-pairs would do nothing: --pairs gives the pairs"),
+    # -- values no consumer takes
+    ("adding_problem", ["--seed", str(2**63)], "--seed must be <= 4294967295, got 9223372036854775808"),
+    ("forecast", ["--out", ""], "--out must name a folder, got ''"),
+    ("parallel_newton", ["--max-iter", str(10**12)], "--max-iter must be <= 2147483647"),
     # -- cells' numbers, from the command line
     ("copy_memory", ["--models", "cornn", "--model-options", "cornn=gamma:-1"], "coRNN gamma must be >= 0"),
     ("adding_problem", ["--models", "cornn", "--model-options", "cornn=epsilon:-2"], "coRNN epsilon must be >= 0"),
@@ -91,7 +95,8 @@ CASES = [
 def test_refused_in_one_line(script, argv, words, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        cli(load_script(script).main, argv + ([] if script == "demo" else ["--out", "run", "--quiet"]))
+        out = [] if script == "demo" or "--out" in argv else ["--out", "run"]
+        cli(load_script(script).main, argv + out + ([] if script == "demo" else ["--quiet"]))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if re.match(r"\S+: error: ", line)]

@@ -33,6 +33,7 @@ The conventions:
 """
 
 from rnnlab.experiment.cli import (
+    SEED_MAX,
     USER_ERRORS,
     BaseConfig,
     ConfigError,
@@ -79,6 +80,7 @@ from rnnlab.experiment.runner import train_seeds, train_sweep
 __all__ = [
     "CLIP_RULES",
     "RESUMABLE_FIELDS",
+    "SEED_MAX",
     "USER_ERRORS",
     "BaseConfig",
     "ConfigError",

@@ -56,6 +56,8 @@ def option(default, *, ge=None, gt=None, le=None, lt=None, choices=None):
     return dataclasses.field(default=default, metadata={"rules": rules})
 
 
+SEED_MAX = 2**32 - 1  # what every seed's consumer takes (MNIST-1D's np.random.seed; JAX keys overflow at 2**63)
+
 _BOUNDS = {
     "ge": (">=", lambda v, b: v >= b),
     "gt": (">", lambda v, b: v > b),
@@ -141,7 +143,7 @@ def _shown(value) -> str:
 @dataclasses.dataclass
 class BaseConfig:
     out: str = "runs/experiment"
-    seed: int = option(0, ge=0)
+    seed: int = option(0, ge=0, le=SEED_MAX)
     steps: int = option(1000, ge=1)
     quick: bool = False
     resume: bool = False
@@ -169,6 +171,8 @@ class BaseConfig:
 
     def check(self) -> None:
         """Rules between fields (scripts extend); raise ``ConfigError`` naming the flag."""
+        if not str(self.out).strip():
+            raise ConfigError("--out must name a folder, got ''")
         if self.num_processes is not None and self.process_id is not None and self.process_id >= self.num_processes:
             raise ConfigError(f"--process-id must be < --num-processes = {self.num_processes}, got {self.process_id}")
 
