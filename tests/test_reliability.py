@@ -81,11 +81,11 @@ CASES = [
     ("forecast", ["--out", ""], "--out must name a folder, got ''"),
     ("parallel_newton", ["--max-iter", str(10**12)], "--max-iter must be <= 2147483647"),
     # -- cells' numbers, from the command line
-    ("copy_memory", ["--models", "cornn", "--model-options", "cornn=gamma:-1"], "coRNN gamma must be >= 0"),
-    ("adding_problem", ["--models", "cornn", "--model-options", "cornn=epsilon:-2"], "coRNN epsilon must be >= 0"),
+    ("copy_memory", ["--models", "cornn", "--cell-options", "cornn=gamma:-1"], "coRNN gamma must be >= 0"),
+    ("adding_problem", ["--models", "cornn", "--cell-options", "cornn=epsilon:-2"], "coRNN epsilon must be >= 0"),
     (
         "adding_problem",
-        ["--models", "indrnn", "--model-options", "indrnn=input_std:-1"],
+        ["--models", "indrnn", "--cell-options", "indrnn=input_std:-1"],
         "IndRNN input_std must be >= 0",
     ),
 ]
@@ -120,7 +120,7 @@ def test_fair_typed_flags_beat_quick_and_reach_every_variant():
     argv = fair.variant_argv("lstm_chrono", cfg, fair.pathlib.Path("out"))
     copy = parse_config(load_script("copy_memory").Config, argv)
     assert (copy.steps, copy.seed, copy.lengths, copy.hidden) == (3, 2, (10,), 8)
-    assert copy.model_options == ("lstm_chrono=t_max:15",)
+    assert copy.cell_options == ("lstm_chrono=t_max:15",)
 
 
 def test_fair_second_run_into_one_out_names_the_holder(tmp_path, monkeypatch, capsys):
@@ -286,7 +286,7 @@ def test_named_model_fields_are_checked_at_construction(fields, words):
         (lambda: IndRNNCell(4, input_std=-0.1), "IndRNN input_std must be >= 0"),
         (lambda: LSTMCell(4, forget_bias=float("nan")), "forget_bias must be a finite number, got nan"),
         (lambda: LSTMCell(4, recurrent_gain=0.0), "recurrent_gain must be > 0"),
-        (lambda: LSTMCell(4, chrono_t_max=float("inf")), "chrono_t_max must be > 2, a finite number, got inf"),
+        (lambda: LSTMCell(4, t_max=float("inf")), "t_max must be > 2, a finite number, got inf"),
     ],
 )
 def test_cell_numbers_are_checked_at_construction(make, words):
