@@ -37,13 +37,15 @@ from rnnlab.experiment import (
     option,
     parse_config,
     readable,
+    refuse_unused,
     setup,
     train_sweep,
 )
 from rnnlab.linen import SequenceRegressor, constrain_recurrent, regressor_mse
 from rnnlab.metrics import over_seeds
+from rnnlab.parametrizations import Orthogonal
 from rnnlab.plots import learning_curves, model_color, panels
-from rnnlab.sweep import Sweep, grid
+from rnnlab.sweep import Sweep, grid, training_bytes
 from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
 from rnnlab.zoo import MODELS, label
 
@@ -78,6 +80,44 @@ class Config(PerModelConfig):
     def apply_quick(self):
         self.seq_len, self.steps, self.hidden, self.seeds = 30, 300, 32, 2
         self.test_size, self.checkpoint_every, self.log_every = 200, 100, 10
+
+    def check(self):
+        super().check()
+        refuse_unused(
+            self,
+            {
+                "rmsprop_decay": (self.optimizer == "rmsprop", f"--optimizer is {self.optimizer}"),
+                "orthogonal_learning_rate": (
+                    any(MODELS[m].wrap is Orthogonal for m in self.models),
+                    "no model of --models has an orthogonal generator (exprnn, exprnn_tanh)",
+                ),
+                "forget_bias": (
+                    any(MODELS[m].takes_forget_bias for m in self.models),
+                    "no model of --models takes a forget-gate bias (lstm does)",
+                ),
+            },
+        )
+
+    def memory_needs(self):
+        def points(m):  # grid_points' count, without building the grid
+            clip = 1 if model_clip(self, m) is not None else len(self.clip_norm)
+            return (
+                len(self.learning_rate)
+                * clip
+                * (len(self.forget_bias) if MODELS[m].takes_forget_bias else 1)
+                * self.seeds
+            )
+
+        name = max(self.models, key=lambda m: points(m) * model_hidden(self, m))
+        points, widest = points(name), model_hidden(self, name) * self.num_layers
+        return [
+            (
+                ("learning_rate", "clip_norm", "forget_bias", "seeds", "seq_len", "batch_size", "test_size")
+                + ("hidden", "model_hidden", "num_layers"),
+                f"{points} sweep points",
+                training_bytes(points, max(self.batch_size, self.test_size), self.seq_len, 2, widest),
+            )
+        ]
 
 
 GRID_AXES = ("learning_rate", "clip_norm", "clip_value", "forget_bias")

@@ -55,12 +55,14 @@ from rnnlab.experiment import (
     model_spec,
     option,
     parse_config,
+    refuse_unused,
     setup,
     train_sweep,
 )
 from rnnlab.linen import LanguageModel, constrain_recurrent
 from rnnlab.metrics import over_seeds
-from rnnlab.sweep import Sweep, grid, init_params, rows_where
+from rnnlab.parametrizations import Orthogonal
+from rnnlab.sweep import Sweep, grid, init_params, rows_where, training_bytes
 from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
 from rnnlab.zoo import MODELS, label
 
@@ -100,8 +102,27 @@ class Config(PerModelConfig):
         self.models, self.test_size, self.log_every = ("rnn", "lstm", "lstm_chrono", "exprnn"), 64, 10
         self.model_hidden = ()
 
+    def memory_needs(self):
+        return [
+            (
+                ("lengths", "learning_rate", "seeds", "batch_size", "test_size", "hidden", "model_hidden"),
+                f"{len(self.learning_rate) * self.seeds} points at T = {max(self.lengths)}",
+                copy_bytes(self, max(model_hidden(self, m) for m in self.models)),
+            )
+        ]
+
     def check(self):
         super().check()
+        refuse_unused(
+            self,
+            {
+                "rmsprop_decay": (self.optimizer == "rmsprop", f"--optimizer is {self.optimizer}"),
+                "orthogonal_learning_rate": (
+                    any(MODELS[m].wrap is Orthogonal for m in self.models),
+                    "no model of --models has an orthogonal generator (exprnn, exprnn_tanh)",
+                ),
+            },
+        )
         try:
             clip_rule(self.clip)
         except ValueError as e:
@@ -119,6 +140,13 @@ class Config(PerModelConfig):
             group_learning_rates=(("a_hh", self.orthogonal_learning_rate),),
             **(model_clip(self, name) or clip_rule(self.clip)),
         )
+
+
+def copy_bytes(cfg, hidden: int) -> int:
+    """The least one (model, T) of the longest T allocates: learning rates x seeds points on batches
+    and held-out batches of T + 20 one-hot steps (``VOCAB`` features), and their hidden states."""
+    points, steps = len(cfg.learning_rate) * cfg.seeds, max(cfg.lengths) + 2 * synthetic.COPY_LENGTH
+    return training_bytes(points, max(cfg.batch_size, cfg.test_size), steps, VOCAB, hidden)
 
 
 def data_seed(seed: int, T: int):

@@ -30,16 +30,16 @@ Writes ``<out>/<variant>/`` (each variant's own copy_memory run folder), then ``
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import pathlib
-import sys
 import textwrap
 
 import copy_memory
 
 from rnnlab import plots
-from rnnlab.experiment.rundir import metric_curve, write_json
+from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, flag, option, parse_config, setup
+from rnnlab.experiment.rundir import metric_curve
 from rnnlab.sweep import grid, rows_where
 
 # variant -> (model of the zoo, hidden units, its --cell-options)
@@ -68,57 +68,82 @@ COLORS = {  # the LSTMs in reds, the LRU and its ablations in blues and greys
     "lru_no_gamma": "tab:gray",
 }
 PER_VARIANT = ("final_loss", "recall_loss", "recall_accuracy", "chosen_learning_rate", "learning_rate_sweep")
+# flags every variant's copy_memory run takes as they are (--quiet and --resume are added as given)
+PASSED_ON = ("seed", "checkpoint_every", "keep_checkpoints", "compile_cache")
 
 
-def variant_argv(variant: str, args, out: pathlib.Path) -> list[str]:
+@dataclasses.dataclass
+class Config(BaseConfig):
+    out: str = "runs/copy_memory_fair"
+    length: int = option(1000, ge=1)
+    steps: int = option(600, ge=1)
+    batch_size: int = option(32, ge=1)
+    seeds: int = option(1, ge=1)
+    learning_rate: tuple[float, ...] = option((1e-3, 3e-3, 1e-2), gt=0.0)
+    test_size: int = option(256, ge=1)
+    log_every: int = option(20, ge=1)
+    variants: tuple[str, ...] = option(tuple(VARIANTS), choices=tuple(VARIANTS))
+    hidden: int | None = option(None, ge=2)  # every variant at this width; unset: each its own (150, 128, 40)
+    checkpoint_every: int = option(0, ge=0)
+
+    def apply_quick(self):
+        """T = 10, 30 steps, 8 units: a look at the plumbing (a typed flag still wins)."""
+        self.length, self.steps, self.test_size, self.log_every, self.hidden = 10, 30, 32, 10, 8
+
+    def memory_needs(self):
+        widest = self.hidden or max(hidden for _, hidden, _ in (VARIANTS[v] for v in self.variants))
+        runs = copy_memory.Config(lengths=(self.length,), learning_rate=self.learning_rate, seeds=self.seeds)
+        runs.batch_size, runs.test_size = self.batch_size, self.test_size
+        what = f"{len(self.learning_rate) * self.seeds} points at T = {self.length}"
+        return [
+            (
+                ("length", "learning_rate", "seeds", "batch_size", "test_size"),
+                what,
+                copy_memory.copy_bytes(runs, widest),
+            )
+        ]
+
+    def check(self):
+        super().check()
+        if self.num_processes not in (None, 1) or self.coordinator_address:
+            raise ConfigError("copy_memory_fair.py runs in one process; run copy_memory.py per variant for more")
+
+
+def variant_argv(variant: str, cfg: Config, out: pathlib.Path) -> list[str]:
     model, hidden, options = VARIANTS[variant]
-    hidden = args.quick_hidden or hidden
-    argv = ["--lengths", str(args.length), "--models", model, "--hidden", str(hidden), "--seeds", str(args.seeds)]
-    argv += ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--optimizer", "adam", "--clip", "off"]
-    argv += ["--learning-rate", *map(str, args.learning_rate), "--out", str(out / variant)]
-    argv += ["--test-size", str(args.test_size), "--log-every", str(args.log_every)]
-    options = options.format(t_max=3 * args.length // 2)
+    hidden = cfg.hidden or hidden
+    argv = ["--lengths", str(cfg.length), "--models", model, "--hidden", str(hidden), "--seeds", str(cfg.seeds)]
+    argv += ["--steps", str(cfg.steps), "--batch-size", str(cfg.batch_size), "--optimizer", "adam", "--clip", "off"]
+    argv += ["--learning-rate", *map(str, cfg.learning_rate), "--out", str(out / variant)]
+    argv += ["--test-size", str(cfg.test_size), "--log-every", str(cfg.log_every)]
+    for name in PASSED_ON:
+        argv += [flag(name), str(getattr(cfg, name))]
+    options = options.format(t_max=3 * cfg.length // 2)
     if options:
         argv += ["--cell-options", f"{model}={options}"]
-    return argv + (["--resume"] if args.resume else []) + (["--quiet"] if args.quiet else [])
+    return argv + (["--resume"] if cfg.resume else []) + (["--quiet"] if cfg.quiet else [])
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/copy_memory_fair"))
-    parser.add_argument("--length", type=int, default=1000)
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--learning-rate", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
-    parser.add_argument("--test-size", type=int, default=256)
-    parser.add_argument("--log-every", type=int, default=20)
-    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="T = 10, 30 steps, 8 units: a look at the plumbing")
-    args = parser.parse_args(argv)
-    args.quick_hidden = None
-    if args.quick:
-        args.length, args.steps, args.test_size, args.log_every, args.quick_hidden = 10, 30, 32, 10, 8
-    for name in ("length", "steps", "batch_size", "seeds", "test_size", "log_every"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    args.out.mkdir(parents=True, exist_ok=True)
+    cfg = setup(parse_config(Config, argv, __doc__))
+    run = RunDir(cfg)  # the lock (a second run into --out is refused naming the holder), config.json, --resume
+    out = run.path
+    for variant in cfg.variants:  # each its own copy_memory run folder, checked before anything trains
+        copy_memory.parse_config(copy_memory.Config, variant_argv(variant, cfg, out))
 
-    T, merged = str(args.length), {}
-    for variant in args.variants:
-        copy_memory.main(variant_argv(variant, args, args.out))
-        merged[variant] = json.loads((args.out / variant / "results.json").read_text())
+    T, merged = str(cfg.length), {}
+    for variant in cfg.variants:
+        copy_memory.main(variant_argv(variant, cfg, out))
+        merged[variant] = json.loads((out / variant / "results.json").read_text())
     first = next(iter(merged.values()))
     results = {
-        "length": args.length,
-        "steps": args.steps,
-        "seeds": args.seeds,
-        "batch_size": args.batch_size,
+        "length": cfg.length,
+        "steps": cfg.steps,
+        "seeds": cfg.seeds,
+        "batch_size": cfg.batch_size,
         "optimizer": "adam",
         "clip": "off",
-        "learning_rates": list(args.learning_rate),
+        "learning_rates": list(cfg.learning_rate),
         "baseline": first["baseline"][T],
         "recall_baseline": first["recall_baseline"],
         "recall_chance_accuracy": first["recall_chance_accuracy"],
@@ -131,15 +156,14 @@ def main(argv=None):
         "gradient_norms": {v: r["gradient_norms"][VARIANTS[v][0]][T] for v, r in merged.items()},
         "devices": first["devices"],
     }
-    config = {k: str(v) if isinstance(v, pathlib.Path) else v for k, v in vars(args).items() if k != "quick_hidden"}
-    write_json(args.out / "config.json", config)  # how to make the results again (docs/results/publish.py keeps it)
-    write_json(args.out / "results.json", results)
-    save_figure(args, results)
-    print(f"wrote {args.out / 'results.json'}")
+    run.write_results(results)
+    save_figure(cfg, run, results)
+    if not cfg.quiet:
+        print(f"wrote {run.results_path}")
     return results
 
 
-def save_figure(args, results: dict) -> None:
+def save_figure(cfg: Config, run: RunDir, results: dict) -> None:
     rows = (
         ("loss", "cross-entropy, nats per step", results["baseline"], "memoryless baseline", "log"),
         ("recall_loss", "recall cross-entropy (10 answer steps)", results["recall_baseline"], "memoryless ln 8", "log"),
@@ -151,8 +175,8 @@ def save_figure(args, results: dict) -> None:
         for variant in results["variants"]:
             model = VARIANTS[variant][0]
             lr = results["chosen_learning_rate"][variant]
-            steps, values_sn = metric_curve(args.out / variant / "metrics.jsonl", f"{model}/T{args.length}", key)
-            points = grid(learning_rate=tuple(args.learning_rate), seed=range(args.seeds))  # copy_memory's rows
+            steps, values_sn = metric_curve(run.path / variant / "metrics.jsonl", f"{model}/T{cfg.length}", key)
+            points = grid(learning_rate=cfg.learning_rate, seed=range(cfg.seeds))  # copy_memory's rows
             name = (
                 f"{results['variants'][variant]['label']} (H={results['hidden'][variant]}, "
                 f"{results['parameters'][variant]:,} params, lr {lr:g})"
@@ -166,18 +190,18 @@ def save_figure(args, results: dict) -> None:
             baseline=baseline,
             baseline_label=baseline_label,
             ylabel=ylabel,
-            title=f"T = {args.length}, training batches",
+            title=f"T = {cfg.length}, training batches",
             yscale=yscale,
         )
         ax.legend(fontsize=6)
     title = (
-        f"Copy memory T = {args.length}, every model at its best Adam learning rate of "
-        f"{'/'.join(f'{lr:g}' for lr in args.learning_rate)} (validation set), batch {args.batch_size}, "
-        f"{args.steps} steps, no clipping, {args.seeds} seed{'s' if args.seeds > 1 else ''} per rate"
+        f"Copy memory T = {cfg.length}, every model at its best Adam learning rate of "
+        f"{'/'.join(f'{lr:g}' for lr in cfg.learning_rate)} (validation set), batch {cfg.batch_size}, "
+        f"{cfg.steps} steps, no clipping, {cfg.seeds} seed{'s' if cfg.seeds > 1 else ''} per rate"
     )
     fig.suptitle(textwrap.fill(title, 160), fontsize=9)
-    fig.savefig(args.out / "learning_curves.png", dpi=120)
+    run.save_figure(fig, "learning_curves", dpi=120)
 
 
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    cli(main)

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnlab import RNN, zoo
-from rnnlab.experiment import cli, option, parse_config
+from rnnlab.experiment import SEED_MAX, cli, option, parse_config
+from rnnlab.sweep import training_bytes
 
 
 @dataclasses.dataclass
@@ -29,8 +30,12 @@ class Config:
     inputs: int = option(2, ge=1)  # input features
     seeds: int = option(8, ge=1)  # sequences (batch size)
     models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=tuple(zoo.MODELS))
-    seed: int = option(0, ge=0)
+    seed: int = option(0, ge=0, le=SEED_MAX)
     json: bool = False  # print the curves as JSON
+
+    def memory_needs(self):
+        need = training_bytes(1, self.seeds, self.steps, self.inputs, self.hidden)
+        return [(("steps", "seeds", "hidden", "inputs"), "the sequences and their states", need)]
 
 
 def input_sensitivity(layer: RNN, params, x_bti) -> jax.Array:

@@ -28,8 +28,20 @@ import numpy as np
 from rnnlab import RNN
 from rnnlab.data import load_csv_series, mackey_glass, make_windows, sine_mixture, split_by_time, standardize
 from rnnlab.decode import recursive_forecast
-from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, readable, setup, train_seeds
+from rnnlab.experiment import (
+    BaseConfig,
+    ConfigError,
+    RunDir,
+    cli,
+    option,
+    parse_config,
+    readable,
+    refuse_unused,
+    setup,
+    train_seeds,
+)
 from rnnlab.linen import SequenceRegressor
+from rnnlab.sweep import training_bytes
 from rnnlab.train import OptimConfig, make_optimizer
 from rnnlab.zoo import CELLS, make_cell
 
@@ -55,6 +67,22 @@ class Config(BaseConfig):
     def apply_quick(self):
         self.length, self.window, self.horizon, self.hidden, self.steps = 1200, 30, 30, 16, 300
         self.checkpoint_every = 100
+
+    def check(self):
+        super().check()
+        generated = (not self.csv, "--csv gives the series")
+        from_csv = (bool(self.csv), "it names a column of --csv; give --csv too")
+        refuse_unused(self, {"series": generated, "length": generated, "column": from_csv})
+
+    def memory_needs(self):
+        """The generated series (Mackey-Glass integrates 10 float64 steps a sample), its windows of
+        window + horizon values, and a training batch."""
+        series = 0 if self.csv else self.length * 10 * 8
+        windows = self.length * (self.window + self.horizon) * 4
+        batch = training_bytes(1, self.batch_size, self.window, 1, self.hidden)
+        return [
+            (("length", "window", "horizon", "batch_size", "hidden"), "the series' windows", series + windows + batch)
+        ]
 
 
 def load_series(cfg: Config) -> tuple[np.ndarray, str, list[str] | None]:

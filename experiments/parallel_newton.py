@@ -33,8 +33,9 @@ import optax
 from rnnlab import ElmanCell, diagnostics, plots, unroll, zoo
 from rnnlab.data import synthetic
 from rnnlab.experiment import RunDir, cli, option, parse_config, setup
-from rnnlab.experiment.cli import BaseConfig
+from rnnlab.experiment.cli import PROGRESS, BaseConfig
 from rnnlab.newton import NewtonOptions
+from rnnlab.sweep import training_bytes
 
 METHODS = ("newton", "quasi_newton")
 
@@ -51,14 +52,32 @@ class Config(BaseConfig):
     steps: int = option(100, ge=1)  # the main job's Adam steps before "trained"
     train_length: int = option(100, ge=2)
     tol: float = option(1e-8, gt=0.0)
-    max_iter: int = option(300, ge=1)  # Newton's
-    quasi_max_iter: int = option(1000, ge=1)
+    max_iter: int = option(300, ge=1, le=2**31 - 1)  # Newton's (an int32 counter)
+    quasi_max_iter: int = option(1000, ge=1, le=2**31 - 1)
     quasi_max_length: int = option(10000, ge=2)  # quasi-Newton only up to this T
 
     def apply_quick(self):
         self.radii, self.lengths, self.hidden = (1.0, 3.0), (50, 200), 8
         self.model_hidden, self.model_lengths, self.steps, self.train_length = 8, (50,), 5, 20
         self.max_iter, self.quasi_max_iter = 60, 100
+
+    def memory_needs(self):
+        """The least a Newton solve holds in float64: the sequence, its states and Newton's
+        Jacobians, ``T x H x H`` (DEER's dense linear recurrence; quasi-Newton's diagonal is less)."""
+        newton = lambda T, H, inputs: int(T) * (inputs + H + H * H) * 8
+        return [
+            (("lengths", "hidden"), "Newton over the longest sequence", newton(max(self.lengths), self.hidden, 4)),
+            (
+                ("model_lengths", "model_hidden"),
+                "Newton over the models' longest sequence",
+                newton(max(self.model_lengths), self.model_hidden, 2),
+            ),
+            (
+                ("train_length", "model_hidden"),
+                "the training batch",
+                training_bytes(1, 10, self.train_length, 2, self.model_hidden, 8),
+            ),
+        ]
 
 
 def solve(cell, params, x_bti, method, cfg):
@@ -142,6 +161,7 @@ def train(cfg, name, layer, params):
     for k in range(cfg.steps):
         raw = synthetic.adding_problem((cfg.seed, k), 10, cfg.train_length)
         state, opt_state = step(state, opt_state, jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), raw))
+    PROGRESS.finish(name, saved=False)  # what a Ctrl-C's line says: trained, but no checkpoint
     return state["rnn"]
 
 

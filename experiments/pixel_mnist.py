@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 import textwrap
 import time
 import zlib
@@ -46,21 +47,25 @@ import optax
 from rnnlab import parallel, plots, zoo
 from rnnlab.data import sequences
 from rnnlab.experiment import (
+    SEED_MAX,
     ConfigError,
     PerModelConfig,
     RunDir,
     cli,
     clip_rule,
     clip_written,
+    model_hidden,
     model_spec,
     option,
     parse_config,
+    refuse_unused,
     setup,
     train_sweep,
 )
 from rnnlab.linen import SequenceRegressor, constrain_recurrent
 from rnnlab.metrics import over_seeds
-from rnnlab.sweep import Sweep, grid, init_params, rows_where
+from rnnlab.parametrizations import Orthogonal
+from rnnlab.sweep import Sweep, grid, init_params, rows_where, training_bytes
 from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
 from rnnlab.zoo import MODELS, label
 
@@ -70,6 +75,7 @@ AUTHORS_RECIPE = {"steps": 8000, "batch_size": 100, "optimizer": "adam", "learni
 ZOO_ONLY = ("steps", "batch_size", "optimizer", "learning_rate", "clip", "hidden", "orthogonal_learning_rate")
 MNIST1D_ONLY = ("sequence_length", "data_seed")
 MNIST_ONLY = ("data_dir", "hub_name")
+MNIST1D_EXAMPLES = 5000  # what its generator makes, 4000 to train and 1000 to test
 EVAL_CHUNK = 250  # test examples per evaluation program (T = 784 keeps [S, chunk, T, H] outputs in memory)
 
 
@@ -81,9 +87,9 @@ class Config(PerModelConfig):
     hub_name: str = "ylecun/mnist"  # MNIST online (Hugging Face Hub)
     # MNIST: one fixed permutation of the 784 pixels from --permutation-seed; MNIST-1D: its shuffle_seq variant
     permute: bool = False
-    permutation_seed: int = option(0, ge=0)
+    permutation_seed: int = option(0, ge=0, le=SEED_MAX)
     sequence_length: int = option(40, ge=2)  # MNIST-1D's final_seq_length (40: the published dataset)
-    data_seed: int = option(42, ge=0)  # MNIST-1D's generator seed (42: the published dataset)
+    data_seed: int = option(42, ge=0, le=SEED_MAX)  # MNIST-1D's generator seed (42: the published dataset)
     # every model of the zoo, read out from its last state, beside the MNIST-1D authors' GRU
     models: tuple[str, ...] = option(
         (
@@ -127,8 +133,39 @@ class Config(PerModelConfig):
         self.steps, self.seeds, self.hidden, self.log_every = 40, 2, 16, 10
         self.train_size, self.test_size, self.models = 400, 200, (AUTHORS_GRU, "gru", "lru")
 
+    def memory_needs(self):
+        """The least the data and one model's training allocate: MNIST-1D's generator holds its
+        5000 digits of T float64 steps twice (a list, then stacked) beside the float32 copy; each
+        model trains learning rates x seeds points on batches of T steps, evaluated EVAL_CHUNK at a time."""
+        T = self.sequence_length if self.dataset == "mnist1d" else sequences.MNIST_SIDE**2
+        data = MNIST1D_EXAMPLES * T * (8 + 8 + 4) if self.dataset == "mnist1d" else 0
+        points = len(self.learning_rate) * self.seeds
+        hidden = max(  # the widest model: the run trains every one
+            [12] * (AUTHORS_GRU in self.models) + [model_hidden(self, m) for m in self.models if m != AUTHORS_GRU]
+        )
+        train = training_bytes(points, max(self.batch_size, EVAL_CHUNK), T, 1, hidden)
+        length = ("sequence_length",) if self.dataset == "mnist1d" else ()
+        return [
+            (length + ("dataset",), "the sequences", data),
+            (
+                length + ("learning_rate", "seeds", "batch_size", "hidden", "model_hidden"),
+                f"training {points} points",
+                data + train,
+            ),
+        ]
+
     def check(self):
         super().check()
+        refuse_unused(
+            self,
+            {
+                "rmsprop_decay": (self.optimizer == "rmsprop", f"--optimizer is {self.optimizer}"),
+                "orthogonal_learning_rate": (
+                    any(MODELS[m].wrap is Orthogonal for m in self.models if m != AUTHORS_GRU),
+                    "no model of --models has an orthogonal generator (exprnn, exprnn_tanh)",
+                ),
+            },
+        )
         typed = getattr(self, "explicit_flags", frozenset())
         other = "mnist" if self.dataset == "mnist1d" else "mnist1d"
         for name in MNIST_ONLY if self.dataset == "mnist1d" else MNIST1D_ONLY:
@@ -204,7 +241,15 @@ def load_data(cfg: Config) -> tuple[dict, dict]:
             "name": "MNIST, pixel by pixel",
             "source": cfg.data_dir or cfg.hub_name,
             "order": f"permuted (seed {cfg.permutation_seed})" if cfg.permute else "sequential (row by row)",
+            "pixels": {s: pixel_scale(images[f"x_{s}"]) for s in sequences.SPLITS},
         }
+        floats = [s for s, how in about["pixels"].items() if how.startswith("floats")]
+        if floats and not cfg.quiet:  # said once: such files are taken as they are, never cast to uint8
+            print(
+                f"pixel_mnist.py: note: the {' and '.join(floats)} pixels of {about['source']} are floats in "
+                "[0, 1]; used as they are (uint8 pixels are divided by 255)",
+                file=sys.stderr,
+            )
     for split, size in (("train", cfg.train_size), ("test", cfg.test_size)):
         if size:
             if size > len(data[f"y_{split}"]):
@@ -225,6 +270,11 @@ def load_data(cfg: Config) -> tuple[dict, dict]:
         "test_examples": len(data["y_test"]),
     }
     return data, about
+
+
+def pixel_scale(x) -> str:
+    """How ``pixel_sequences`` reads these pixels."""
+    return "floats in [0, 1], used as they are" if x.dtype != np.uint8 else "uint8 0-255, divided by 255"
 
 
 def classifier(cfg: Config, name: str, T: int) -> tuple[SequenceRegressor, dict]:

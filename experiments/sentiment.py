@@ -27,12 +27,24 @@ import optax
 
 from rnnlab import RNN
 from rnnlab.data import WordVocab, pad_sequences
+from rnnlab.data.files import looks_local
 from rnnlab.data.synthetic import negation_reviews
 from rnnlab.data.text import Labelled, load_labelled
-from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, setup, train_seeds
+from rnnlab.experiment import (
+    BaseConfig,
+    ConfigError,
+    RunDir,
+    cli,
+    option,
+    parse_config,
+    refuse_unused,
+    setup,
+    train_seeds,
+)
 from rnnlab.linen import SequenceClassifier
 from rnnlab.metrics import confusion_matrix
 from rnnlab.plots import learning_curves
+from rnnlab.sweep import training_bytes
 from rnnlab.train import OptimConfig, make_optimizer
 from rnnlab.validation import InputError
 from rnnlab.zoo import CELLS, make_cell
@@ -66,8 +78,23 @@ class Config(BaseConfig):
         self.train_size, self.test_size, self.steps, self.checkpoint_every = 2000, 500, 300, 100
         self.min_words, self.max_words = 16, 40
 
+    def memory_needs(self):
+        """The generated reviews' ids (at most --max-words, cut at --max-len) and a training batch of
+        them, both directions (a file's reviews: unknown here, at least one word)."""
+        words = 1 if self.train else min(self.max_words, self.max_len)
+        reviews = 0 if self.train else (self.train_size + self.test_size) * words * 4
+        batch = training_bytes(1, self.batch_size, words, self.embed, 2 * self.hidden)
+        return [
+            (("train_size", "max_words", "max_len", "batch_size", "hidden", "embed"), "the reviews", reviews + batch)
+        ]
+
     def check(self):
         super().check()
+        generated = (not self.train, "--train gives the reviews")
+        from_file = (bool(self.train), "it applies to --train's data; give --train too")
+        rules = {name: generated for name in ("train_size", "test_size", "min_words", "max_words")}
+        rules |= {name: from_file for name in ("test", "text_column", "label_column")}
+        refuse_unused(self, rules)
         if self.max_words < self.min_words:
             raise ConfigError(f"--max-words must be >= --min-words = {self.min_words}, got {self.max_words}")
 
@@ -100,6 +127,10 @@ def main(argv=None):
     if num_classes < 2:
         raise InputError(
             f"{cfg.train or 'the training data'} has one class only ({class_names[0]!r}): nothing to classify"
+        )
+    if cfg.train and not cfg.test and looks_local(cfg.train):  # a file has no test split: it would test on itself
+        raise ConfigError(
+            f"--train {cfg.train} is a file, with no test split: give --test (a file of held-out reviews)"
         )
     train_ids, train_lengths = encode(vocab, train_texts, cfg.max_len)
     test_ids, test_lengths = encode(vocab, test_texts, cfg.max_len)

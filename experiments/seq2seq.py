@@ -24,10 +24,11 @@ from rnnlab.data import CharVocab, pad_sequences
 from rnnlab.data.synthetic import addition_pairs
 from rnnlab.data.text import load_pairs
 from rnnlab.decode import beam_search, greedy_decode
-from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, readable, setup, train_seeds
+from rnnlab.experiment import BaseConfig, RunDir, cli, option, parse_config, readable, refuse_unused, setup, train_seeds
 from rnnlab.linen import Seq2Seq
 from rnnlab.metrics import character_error_rate, exact_match
 from rnnlab.plots import learning_curves
+from rnnlab.sweep import training_bytes
 from rnnlab.train import OptimConfig, make_optimizer
 from rnnlab.validation import InputError
 from rnnlab.zoo import CELLS, make_cell
@@ -59,6 +60,22 @@ class Config(BaseConfig):
     def apply_quick(self):
         self.steps, self.hidden, self.num_pairs, self.val_fraction = 600, 64, 4000, 0.075
         self.beam_examples, self.checkpoint_every = 50, 200
+
+    def check(self):
+        super().check()
+        generated = (not self.pairs, "--pairs gives the pairs")
+        from_file = (bool(self.pairs), "it names a column of --pairs; give --pairs too")
+        rules = {"digits": generated, "num_pairs": generated, "source_column": from_file, "target_column": from_file}
+        refuse_unused(self, rules)
+
+    def memory_needs(self):
+        """The generated pairs (``a+b`` and its sum: about 4 * digits characters each), a training
+        batch of them, and beam search's ``beam x beam_examples`` hypotheses."""
+        chars = 4 * self.digits + 4
+        pairs = 0 if self.pairs else self.num_pairs * (2 * chars * 4 + 2 * 64)  # ids, and the strings themselves
+        width = self.embed + self.hidden * self.layers
+        batch = training_bytes(1, max(self.batch_size, self.beam * self.beam_examples), chars, 0, 2 * width)
+        return [(("num_pairs", "digits", "batch_size", "hidden", "beam", "beam_examples"), "the pairs", pairs + batch)]
 
 
 def split_pairs(pairs, val_fraction: float, seed: int, source) -> tuple[list, list]:

@@ -40,12 +40,27 @@ from rnnlab.data import (
 )
 from rnnlab.data.files import check_utf8
 from rnnlab.decode import sample_text
-from rnnlab.experiment import BaseConfig, ConfigError, RunDir, cli, option, parse_config, setup, train_seeds
+from rnnlab.experiment import (
+    BaseConfig,
+    ConfigError,
+    RunDir,
+    cli,
+    option,
+    parse_config,
+    refuse_unused,
+    setup,
+    train_seeds,
+)
 from rnnlab.linen import LanguageModel
 from rnnlab.plots import learning_curves
+from rnnlab.sweep import training_bytes
 from rnnlab.train import OptimConfig, init_state, make_optimizer
 from rnnlab.validation import InputError
 from rnnlab.zoo import CELLS, make_cell
+
+# the flags that shape training: --mode sample reads them from the trained run instead
+TRAINING = ("source", "level", "min_freq", "cell", "hidden", "layers", "dropout", "embed", "seq_len", "batch_size")
+TRAINING += ("steps", "learning_rate", "clip_norm", "val_fraction", "checkpoint_every", "log_every", "resume")
 
 
 @dataclasses.dataclass
@@ -78,6 +93,30 @@ class Config(BaseConfig):
     def apply_quick(self):
         self.hidden, self.embed, self.seq_len, self.batch_size = 64, 16, 50, 16
         self.steps, self.checkpoint_every, self.log_every, self.length = 200, 100, 10, 100
+
+    def check(self):
+        super().check()
+        sampling = "--mode sample uses the trained run's settings (its config.json in --out)"
+        rules = {name: (self.mode == "train", sampling) for name in TRAINING}
+        rules["prime_file"] = (self.mode == "sample", "it is read by --mode sample; training samples from --prime")
+        rules["min_freq"] = (self.level == "word", "--level is char (every character is kept)")
+        rules["prime"] = ("prime_file" not in self.explicit_flags, "--prime-file gives the prime")
+        refuse_unused(self, rules)
+
+    def memory_needs(self):
+        width = self.embed + self.hidden * self.layers
+        return [
+            (
+                ("batch_size", "seq_len", "hidden", "layers", "embed"),
+                "a training batch",
+                training_bytes(1, self.batch_size, self.seq_len, 0, width),
+            ),
+            (
+                ("length", "hidden", "layers"),
+                "the sample",
+                training_bytes(1, 1, self.length, 0, self.hidden * self.layers),
+            ),
+        ]
 
 
 def build_vocab(cfg, text):

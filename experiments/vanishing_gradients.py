@@ -29,19 +29,20 @@ import numpy as np
 from rnnlab import diagnostics, parallel, plots, zoo
 from rnnlab.data import synthetic
 from rnnlab.experiment import (
-    ModelSpec,
+    SEED_MAX,
     PerModelConfig,
     RunDir,
     cli,
     model_spec,
     option,
     parse_config,
+    refuse_unused,
     setup,
     train_sweep,
 )
 from rnnlab.linen import SequenceRegressor, constrain_recurrent, recurrent_params, regressor_mse, regressor_profile
 from rnnlab.metrics import divergence_summary, over_seeds, perturb_weights, perturbation_ranges
-from rnnlab.sweep import Sweep, grid, init_params, length_groups
+from rnnlab.sweep import Sweep, grid, init_params, length_groups, training_bytes
 from rnnlab.train import NonFiniteError, OptimConfig, make_optimizer
 
 PHASES = ("init", "trained")
@@ -75,7 +76,7 @@ class Config(PerModelConfig):
     # figures worth quoting are the ranges over them (perturbation 0: the weights as drawn)
     clip_perturbations: int = option(8, ge=0)
     clip_perturbation_scale: float = option(1e-7, gt=0.0)
-    clip_perturbation_seed: int = option(0, ge=0)
+    clip_perturbation_seed: int = option(0, ge=0, le=SEED_MAX)
     checkpoint_every: int = option(0, ge=0)
 
     def apply_quick(self):
@@ -84,9 +85,31 @@ class Config(PerModelConfig):
         self.radii, self.clip_length, self.clip_steps = (0.5, 1.0, 1.5), 50, 60
         self.clip_perturbations = 2
 
+    def check(self):
+        super().check()
+        unperturbed = (self.clip_perturbations > 0, "--clip-perturbations is 0")
+        lstm = any(zoo.MODELS[m].takes_forget_bias for m in self.models)
+        no_lstm = "no model of --models takes a forget-gate bias (lstm does; --forget-biases sweeps it)"
+        unused = {"clip_perturbation_scale": unperturbed, "clip_perturbation_seed": unperturbed}
+        refuse_unused(self, unused | {"forget_bias": (lstm, no_lstm)})
+
+    def memory_needs(self):
+        """The least each part allocates (``training_bytes``): the main job at its longest T, the
+        init sweeps and the clipping demo's grid, 2 arms x (perturbations + 1) x seeds points."""
+        H, adding = self.hidden, 2  # the adding problem's two input features; measured in float64 by default
+        measure = training_bytes(self.seeds, self.measure_size, max(self.lengths), adding, H, 8 if self.float64 else 4)
+        train = training_bytes(self.seeds, self.batch_size, max(self.lengths), adding, H)
+        init_points = self.seeds * max(len(self.radii), len(self.forget_biases))
+        clip_points = 2 * (self.clip_perturbations + 1) * self.seeds
+        init = training_bytes(init_points, self.measure_size, self.sweep_length, adding, H, 8)
+        clip = training_bytes(clip_points, self.batch_size, self.clip_length, adding, H)
+        return [(("lengths", "batch_size", "measure_size", "hidden"), "the gradient profiles", max(measure, train)),
+                (("radii", "forget_biases", "sweep_length", "seeds"), f"the init sweeps' {init_points} points", init),
+                (("clip_perturbations", "seeds", "clip_length"), f"the clipping demo's {clip_points} sweep points", clip)]  # fmt: skip
+
 
 @functools.cache
-def initializer(spec: ModelSpec, rescaled: bool, t_max: int | None = None):
+def initializer(spec, rescaled: bool, t_max: int | None = None):
     """A jitted ``(key, forget_bias, radius) -> params``: both traced, so a sweep of a cell kind is one
     compile (``radius`` used when ``rescaled``); ``t_max``: chrono's T_max, one compile per length."""
     options = lambda radius: {"spectral_radius": radius} if rescaled else {}

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import initializers
-from rnnlab.validation import check_positive_int, is_concrete
+from rnnlab.validation import check_number, check_positive_int
 
 Params = dict[str, jax.Array]
 
@@ -409,8 +409,9 @@ class DenseCell(CellBase):
         initializers.check_name("recurrent_init", self.recurrent_init, initializers.RECURRENT_INITS)
         initializers.check_name("bias_init", self.bias_init, initializers.BIAS_INITS)
         # numeric init options may be traced (a sweep vmaps over them); they are checked when concrete
-        if self.spectral_radius is not None and is_concrete(self.spectral_radius) and not self.spectral_radius > 0:
-            raise ValueError(f"spectral_radius must be > 0, got {self.spectral_radius!r}")
+        if self.spectral_radius is not None:
+            check_number("spectral_radius", self.spectral_radius, gt=0)
+        check_number("recurrent_gain", self.recurrent_gain, gt=0)
 
     def init(self, key: jax.Array, input_size: int, dtype=jnp.float32) -> Params:
         check_positive_int("input_size", input_size)
@@ -569,6 +570,8 @@ class LSTMCell(DenseCell):
             raise ValueError("forget_bias needs use_bias=True")
         if self.forget_bias is not None and self.t_max is not None:
             raise ValueError("forget_bias and t_max both set the forget-gate bias: choose one")
+        if self.forget_bias is not None:
+            check_number("forget_bias", self.forget_bias)
         _check_chrono(self)
 
     def init(self, key, input_size, dtype=jnp.float32):
@@ -674,10 +677,11 @@ class IndRNNCell(CellBase):
         super().__post_init__()
         if self.u_init is not None:
             initializers.check_name("u_init", self.u_init, ("last_layer", "uniform"))
-        if self.t_max is not None and is_concrete(self.t_max) and not self.t_max >= 1:
-            raise ValueError(f"IndRNN t_max must be >= 1 (the sequence length), got {self.t_max!r}")
-        if self.mag is not None and is_concrete(self.mag) and not self.mag > 1:
-            raise ValueError(f"IndRNN mag must be > 1 (U_bound = mag^(1/t_max)), got {self.mag!r}")
+        if self.t_max is not None:
+            check_number("IndRNN t_max", self.t_max, ge=1)  # the sequence length
+        if self.mag is not None:
+            check_number("IndRNN mag", self.mag, gt=1)  # U_bound = mag^(1/t_max)
+        check_number("IndRNN input_std", self.input_std, ge=0)
         if self.t_max is None and (self.mag is not None or self.u_init == "last_layer"):
             given = "mag" if self.mag is not None else "u_init='last_layer'"
             raise ValueError(f"IndRNN {given} needs t_max (U_bound = mag^(1/t_max)); without t_max the bound is 1")
@@ -751,8 +755,9 @@ class CoRNNCell(CellBase):
 
     def __post_init__(self):
         super().__post_init__()
-        if is_concrete(self.dt) and not self.dt > 0:
-            raise ValueError(f"coRNN dt must be > 0, got {self.dt!r}")
+        check_number("coRNN dt", self.dt, gt=0)
+        check_number("coRNN gamma", self.gamma, ge=0)
+        check_number("coRNN epsilon", self.epsilon, ge=0)
 
     def init(self, key, input_size: int, dtype=jnp.float32):
         check_positive_int("input_size", input_size)
@@ -783,5 +788,5 @@ def _check_chrono(cell) -> None:
     t_max = cell.t_max
     if t_max is not None and not cell.use_bias:
         raise ValueError("t_max needs use_bias=True")
-    if t_max is not None and is_concrete(t_max) and not t_max > 2:
-        raise ValueError(f"t_max must be > 2 (the longest dependency, in steps), got {t_max!r}")
+    if t_max is not None:
+        check_number("t_max", t_max, gt=2)  # the longest dependency, in steps

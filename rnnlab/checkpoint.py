@@ -100,8 +100,10 @@ def _check_file_digests(folder: pathlib.Path) -> None:
 
 @contextlib.contextmanager
 def _deferred_sigint():
-    """SIGINT inside the block is held until its end, then raised as ``KeyboardInterrupt``
-    (only the main thread can hold it; elsewhere the block runs as it is)."""
+    """SIGINT inside the block is held until its end, then given to the handler that was in
+    place (Python's raises ``KeyboardInterrupt``; a script's ``rnnlab.experiment.cli`` prints
+    its line and exits); a SIGINT that was ignored stays ignored.  Only the main thread can
+    hold it; elsewhere the block runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -111,7 +113,9 @@ def _deferred_sigint():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if received:
+    if received and previous is not signal.SIG_IGN:
+        if callable(previous):
+            previous(signal.SIGINT, None)
         raise KeyboardInterrupt
 
 
@@ -125,6 +129,7 @@ class Checkpointer:
         self.every = every
         self.active = jax.process_index() == 0 if active is None else active
         self._manager = None
+        self.last_saved: pathlib.Path | None = None  # the newest checkpoint known whole (a plain attribute)
         if self.active:
             multiprocess = {}
             if jax.process_count() > 1:  # process 0 alone: no barriers with processes that never call Orbax
@@ -142,6 +147,7 @@ class Checkpointer:
                     **multiprocess,
                 ),
             )
+            self.last_saved = self.latest_path()
 
     def steps(self) -> list[int]:
         if not self.active:
@@ -174,6 +180,7 @@ class Checkpointer:
             )
             self._manager.wait_until_finished()
             _write_file_digests(self.path(step))
+            self.last_saved = self.path(step)
         except OSError as e:
             kept = ", ".join(map(str, self.steps())) or "none"
             raise CheckpointWriteError(
@@ -213,7 +220,9 @@ class Checkpointer:
                     stacklevel=2,
                 )
                 continue
+            self.last_saved = self.path(step)
             return step, state, meta
+        self.last_saved = None
         return None
 
     def _move_aside(self, step: int) -> pathlib.Path:

@@ -154,11 +154,40 @@ def _key_data(sweep: Sweep, init_keys) -> np.ndarray:
     return data
 
 
-def machine_memory_bytes() -> int:
-    """What this machine can hold: its physical memory, or the first device's, if smaller."""
+def host_memory_bytes() -> int:
+    """This machine's memory, asked of the operating system alone (safe before JAX starts: a
+    config check): its physical memory, or its control group's limit where that is smaller."""
     limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            limit = min(limit, int(text))
+    return limit
+
+
+def machine_memory_bytes() -> int:
+    """What this machine can hold: its memory (``host_memory_bytes``), or the first device's, if smaller."""
+    limit = host_memory_bytes()
     stats = jax.local_devices()[0].memory_stats() or {}  # this process's own device; None on the CPU backend
     return min(limit, stats.get("bytes_limit", limit))
+
+
+# The least a sweep point costs on the host besides its arrays: its dict of values, its row of
+# each column, the bookkeeping of its metrics (a lower bound: refusals must never be wrong).
+POINT_BYTES = 256
+
+
+def training_bytes(points: int, batch: int, length: int, features: int, hidden: int, itemsize: int = 4) -> int:
+    """The least a training run of ``points`` sweep points allocates for one step, before anything
+    is built: each point's bookkeeping (``POINT_BYTES``), its batch of ``batch x length x features``
+    numbers and the hidden states its backward keeps, ``batch x length x hidden``.  Python integers:
+    a flag of 10**9 never overflows here.  Scripts refuse a run it puts beyond ``host_memory_bytes``
+    (``rnnlab.experiment.check_memory``) instead of meeting a MemoryError half-way."""
+    return int(points) * (POINT_BYTES + int(batch) * int(length) * (int(features) + int(hidden)) * int(itemsize))
 
 
 def check_fits(param_shapes, num_points: int, *, copies: int = 4) -> None:

@@ -29,6 +29,27 @@ def check_positive_int(name: str, value) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def check_number(what: str, value, *, ge=None, gt=None) -> None:
+    """A numeric hyperparameter (a cell's ``gamma``, ``dt``, ...): a finite real number within its
+    bounds (``ge``: >=, ``gt``: >), else ``ValueError`` naming it (``coRNN gamma must be >= 0, a
+    finite number, got -1.0``).  A traced value (a sweep vmapping over it) is checked where it is made."""
+    if not is_concrete(value):
+        return
+    bounds = " and ".join(f"{word} {bound:g}" for word, bound in ((">=", ge), (">", gt)) if bound is not None)
+    rule = f"{bounds}, a finite number" if bounds else "a finite number"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be {rule}, got {value!r}") from None
+    if (
+        isinstance(value, (bool, np.bool_, complex, np.complexfloating))
+        or not np.isfinite(number)
+        or (ge is not None and not number >= ge)
+        or (gt is not None and not number > gt)
+    ):
+        raise ValueError(f"{what} must be {rule}, got {value!r}")
+
+
 def check_token_ids(ids, vocab_size: int, what: str = "token ids") -> np.ndarray:
     """Integer ids must lie in ``0..vocab_size-1``; returns them as a NumPy array."""
     ids = np.asarray(ids)

@@ -38,6 +38,35 @@ class NamedModel:
     takes_forget_bias: bool = False  # its cell takes make_cell's forget_bias (may be traced: a sweep over it)
     plain: bool = False  # a cell with its standard init: the applications' --cell choices
 
+    def __post_init__(self):
+        """Each field by its declared type, refused here in one line (not later, in ``make_layer``)."""
+        for name in ("label", "description"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise TypeError(f"NamedModel {name} must be a non-empty string, got {value!r}")
+        if not callable(self.cell):
+            raise TypeError(
+                f"NamedModel cell must be a callable (hidden_size, **options) -> Cell, got {self.cell!r} "
+                f"({type(self.cell).__name__})"
+            )
+        if self.wrap is not None and not callable(self.wrap):
+            raise TypeError(f"NamedModel wrap must be a callable RNN -> layer or None, got {self.wrap!r}")
+        for name in ("needs_t_max", "t_max_constrains", "takes_forget_bias", "plain"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"NamedModel {name} must be True or False, got {getattr(self, name)!r}")
+        from matplotlib.colors import is_color_like
+
+        if isinstance(self.color, bool) or not is_color_like(self.color):
+            raise ValueError(
+                f"NamedModel color must be a matplotlib colour ('tab:blue', '#1f77b4', ...), got {self.color!r}"
+            )
+        try:
+            self.label.format(forget_bias=1.0, t_max="T")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(
+                f"NamedModel label {self.label!r} may use only {{forget_bias:g}} and {{t_max}} ({type(e).__name__}: {e})"
+            ) from None
+
 
 MODELS: dict[str, NamedModel] = {
     "rnn": NamedModel(

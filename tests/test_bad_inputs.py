@@ -143,9 +143,16 @@ CASES = [
         "adding_problem",
         ["--models", "rnn", "--model-hidden", "rnn=1000000000"],
         {},
-        "GiB: use smaller models (--hidden, --model-hidden) or fewer points",
+        "--model-hidden rnn=1000000000 (with --learning-rate 0.001,",
     ),
-    ("copy_memory", ["--models", "rnn", "--hidden", "3000000"], {}, "the run's parameters need about"),
+    ("copy_memory", ["--models", "rnn", "--hidden", "3000000"], {}, "--hidden 3000000 (with --lengths 100,"),
+    # the parameters alone beyond the machine: rnnlab.sweep.check_fits, before any compile
+    (
+        "copy_memory",
+        ["--models", "rnn", "--hidden", "300000", "--batch-size", "1", "--test-size", "1", "--seeds", "1"],
+        {},
+        "the run's parameters need about",
+    ),
     # -- files
     ("forecast", ["--csv", "missing.csv"], {}, "no such file: missing.csv"),
     ("forecast", ["--csv", "p.csv", "--column", "Open"], {"p.csv": PRICES}, "p.csv has no column 'Open'"),

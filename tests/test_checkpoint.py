@@ -4,6 +4,7 @@ corrupted-checkpoint fallback, refusals that protect saved work, determinism."""
 import json
 import os
 import pathlib
+import shlex
 import signal
 import subprocess
 import sys
@@ -151,6 +152,84 @@ def test_ctrl_c_is_one_line_and_the_resumed_run_is_bit_identical(uninterrupted, 
     assert "interrupted training rnn" in lines[0] and "last checkpoint" in lines[0]
     assert lines[0].endswith("--resume") and f"--out {out}" in lines[0]
     run_script(out, "--resume")
+    assert_same_run(out, uninterrupted)
+
+
+# Runs SMALL with SIGINT sent to itself at one moment (argv[1]): "before_compile" (on entering XLA's
+# first compile), "during_compile:NAME" (50 ms into the compile of program NAME, while XLA runs it),
+# "after_save:MODEL/STEP" (mid-training, right after that checkpoint), "in_save:MODEL/STEP" (inside
+# the save, before Orbax writes) or "between_models:MODEL" (once MODEL has finished training).
+INTERRUPT_AT = """
+import os, runpy, signal, sys, threading
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as an interactive shell starts Python
+kind, _, where = sys.argv[1].partition(":")
+sys.argv = sys.argv[2:]
+ctrl_c = lambda: os.kill(os.getpid(), signal.SIGINT)
+if kind in ("before_compile", "during_compile"):
+    from jax._src import compiler
+    compile_ = compiler.backend_compile_and_load
+    def compiling(backend, module, *args, **kwargs):
+        if kind == "before_compile":
+            ctrl_c()
+        elif str(module.operation.attributes["sym_name"]).strip('"') == where:
+            threading.Timer(0.05, ctrl_c).start()
+        return compile_(backend, module, *args, **kwargs)
+    compiler.backend_compile_and_load = compiling
+elif kind in ("in_save", "after_save"):
+    from rnnlab.checkpoint import Checkpointer
+    save = Checkpointer._save
+    def saving(self, step, state, meta):
+        hit = str(self.path(step)).endswith(where)
+        if hit and kind == "in_save":
+            ctrl_c()
+        save(self, step, state, meta)
+        if hit and kind == "after_save":
+            ctrl_c()
+    Checkpointer._save = saving
+else:
+    from rnnlab.experiment.cli import PROGRESS
+    finish = PROGRESS.finish
+    def finishing(name):
+        finish(name)
+        if name == where:
+            ctrl_c()
+    PROGRESS.finish = finishing
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_ctrl_c_at_every_moment_is_one_line_and_resumes_to_the_same_run(uninterrupted, tmp_path):
+    """One run interrupted five times, each time resumed by the command its line prints: before the
+    first compile, inside XLA's compile of the training step, mid-training, between models and
+    inside a checkpoint save.  Each stop is exit 130 and one line (no traceback, no segmentation
+    fault: the handler leaves with os._exit, skipping the teardown a cut compile crashed), saying
+    what was trained; the last --resume ends as the uninterrupted run.  A persistent compile cache
+    shared by the processes keeps it short (and is where the cut compile crashed)."""
+    out, ckpt = tmp_path / "interrupted", tmp_path / "interrupted" / "checkpoints"
+    env = dict(os.environ, RNNLAB_COMPILE_CACHE=str(tmp_path / "compile_cache"))
+    moments = [
+        ("before_compile", "interrupted before training"),
+        ("during_compile:jit_train_step", "interrupted training rnn, last logged step 0; no checkpoint yet"),
+        ("after_save:" + os.path.join("rnn", "20"), f"last checkpoint {ckpt / 'rnn' / '20'}"),
+        ("between_models:rnn", "interrupted after training rnn; its checkpoints are saved"),
+        (
+            "in_save:" + os.path.join("lstm", "30"),
+            f"interrupted training lstm, last logged step 30; last checkpoint {ckpt / 'lstm' / '30'}",
+        ),
+    ]
+    command = [str(SCRIPT), *SMALL, "--out", str(out)]
+    for moment, words in moments:
+        proc = subprocess.run(
+            [sys.executable, "-c", INTERRUPT_AT, moment, *command], env=env, capture_output=True, text=True, timeout=300
+        )
+        # a --resume into a folder with no run yet says so first; nothing else may be printed
+        lines = [line for line in proc.stderr.splitlines() if not line.startswith("--resume: ")]
+        assert proc.returncode == 130 and len(lines) == 1, f"{moment}: exit {proc.returncode}\n{proc.stderr}"
+        assert lines[0].startswith("adding_problem.py: interrupted") and words in lines[0], (moment, lines[0])
+        resume = lines[0].partition("; continue with: python ")[2]
+        assert resume.endswith("--resume") and f"--out {out}" in resume
+        command = shlex.split(resume)  # the next run is the command the line gave
+    subprocess.run([sys.executable, *command], env=env, capture_output=True, text=True, timeout=300, check=True)
     assert_same_run(out, uninterrupted)
 
 

@@ -20,6 +20,8 @@ import numpy as np
 
 from rnnlab.validation import InputError
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_CLASSES = 1_000_000  # integer labels beyond this are not class ids (an id, a year, a price?)
 TABLE_KINDS = {".csv": "csv", ".json": "json", ".jsonl": "json"}
 
 
@@ -135,6 +137,8 @@ def numeric_cells(values: list, name: str, source) -> np.ndarray:
             raise InputError(f"{source}: row {row}, column {name!r} is not a number: {value!r}") from None
         if not math.isfinite(out[row - 1]):
             raise InputError(f"{source}: row {row}, column {name!r} is {value!r}, not a finite number")
+        if abs(out[row - 1]) > FLOAT32_MAX:  # float32 would make it inf
+            raise InputError(f"{source}: row {row}, column {name!r} is {value!r}, beyond float32's ±3.4e38")
     return out.astype(np.float32)
 
 
@@ -164,6 +168,11 @@ def class_labels(values: list, name: str, source, class_names=None) -> tuple[np.
             raise InputError(
                 f"{source}: row {row}, column {name!r}: labels must be class names or integers "
                 f"0..C-1 (not a mix), got {value!r}"
+            )
+        if value >= MAX_CLASSES:  # a class id, not a count: past int32 it would wrap; far below, 10^9 names
+            raise InputError(
+                f"{source}: row {row}, column {name!r}: label {value!r} is not a class id 0..C-1 "
+                f"(at most {MAX_CLASSES:,} classes)"
             )
         ids[row - 1] = int(value)
     names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(int(ids.max()) + 1))

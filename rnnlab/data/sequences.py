@@ -36,11 +36,16 @@ def fixed_permutation(seed, length: int) -> np.ndarray:
 
 
 def pixel_sequences(images_nhw, permutation=None) -> np.ndarray:
-    """``[N, H, W]`` images (uint8 0-255) -> ``[N, H*W, 1]`` float32 in [0, 1], pixel ``t`` of
-    the sequence being row ``t // W``, column ``t % W`` (row by row), then reordered by
-    ``permutation`` (psMNIST): step ``t`` reads pixel ``permutation[t]``."""
+    """``[N, H, W]`` images -> ``[N, H*W, 1]`` float32 in [0, 1], pixel ``t`` of the sequence being
+    row ``t // W``, column ``t % W`` (row by row), then reordered by ``permutation`` (psMNIST):
+    step ``t`` reads pixel ``permutation[t]``.  The pixels are uint8 0-255 (divided by 255), as
+    ``datasets`` gives MNIST, or floats already in [0, 1] (taken as they are); anything else is
+    refused (``check_pixels``), never cast."""
     images_nhw = np.asarray(images_nhw)
-    x_nt = images_nhw.reshape(len(images_nhw), -1).astype(np.float32) / 255.0
+    check_pixels(images_nhw, "the images")
+    x_nt = images_nhw.reshape(len(images_nhw), -1).astype(np.float32)
+    if images_nhw.dtype == np.uint8:
+        x_nt /= 255.0
     if permutation is not None:
         permutation = np.asarray(permutation)
         if sorted(permutation.tolist()) != list(range(x_nt.shape[1])):
@@ -49,17 +54,51 @@ def pixel_sequences(images_nhw, permutation=None) -> np.ndarray:
     return x_nt[..., None]
 
 
+PIXELS = "MNIST's pixels are uint8 0-255 (as datasets gives them) or floats in [0, 1]"
+
+
+def check_pixels(x, where: str) -> str:
+    """``x``'s pixels as ``datasets`` gives MNIST: uint8 (0-255), other integers within 0-255, or
+    floats in [0, 1]; returns how they read (``"uint8 0-255"``, ``"floats in [0, 1]"``).  Anything
+    else (floats beyond 1, integers beyond 255, NaN, booleans) is an ``InputError`` naming
+    ``where``: a cast would wrap 999 to 231 or truncate 0.7 to 0, and train on wrong images."""
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        return "uint8 0-255"
+    if x.dtype == np.bool_ or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise InputError(f"{where}: pixels of dtype {x.dtype}; {PIXELS}")
+    if x.size == 0:
+        return f"{x.dtype}"
+    low, high = x.min(), x.max()
+    if np.issubdtype(x.dtype, np.integer):
+        if low < 0 or high > 255:
+            raise InputError(f"{where}: {x.dtype} pixels in [{low}, {high}], beyond 0-255; {PIXELS}")
+        return f"{x.dtype} 0-255"
+    if not np.all(np.isfinite(x)):
+        raise InputError(f"{where}: pixels include NaN or inf; {PIXELS}")
+    if low < 0 or high > 1:
+        raise InputError(f"{where}: {x.dtype} pixels in [{low:g}, {high:g}], not in [0, 1]; {PIXELS}")
+    return "floats in [0, 1]"
+
+
 def _check_split(x_nhw, y_n, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images as uint8 0-255 (integers within it, losslessly) or float32 in [0, 1]; labels int32 0-9."""
     x_nhw, y_n = np.asarray(x_nhw), np.asarray(y_n)
     if x_nhw.ndim != 3 or x_nhw.shape[1:] != (MNIST_SIDE, MNIST_SIDE):
         raise InputError(f"{where}: images must be {MNIST_SIDE} x {MNIST_SIDE}, got an array of shape {x_nhw.shape}")
-    if y_n.shape != (len(x_nhw),):
-        raise InputError(f"{where}: {len(x_nhw)} images but labels of shape {y_n.shape}")
-    if not np.issubdtype(y_n.dtype, np.integer) or len(y_n) and (y_n.min() < 0 or y_n.max() >= NUM_CLASSES):
-        raise InputError(f"{where}: labels must be whole numbers 0-9, got {y_n.dtype} in [{y_n.min()}, {y_n.max()}]")
     if len(x_nhw) == 0:
         raise InputError(f"{where}: no images")
-    return x_nhw.astype(np.uint8), y_n.astype(np.int32)
+    if y_n.shape != (len(x_nhw),):
+        raise InputError(f"{where}: {len(x_nhw)} images but labels of shape {y_n.shape}")
+    if y_n.dtype == np.bool_ or not np.issubdtype(y_n.dtype, np.integer):
+        raise InputError(f"{where}: labels must be whole numbers 0-9, got dtype {y_n.dtype}")
+    if y_n.min() < 0 or y_n.max() >= NUM_CLASSES:
+        raise InputError(f"{where}: labels must be whole numbers 0-9, got {y_n.dtype} in [{y_n.min()}, {y_n.max()}]")
+    pixels = check_pixels(x_nhw, where)
+    if not x_nhw.any():
+        raise InputError(f"{where}: every pixel of every image is 0")
+    x_nhw = x_nhw.astype(np.float32) if pixels == "floats in [0, 1]" else x_nhw.astype(np.uint8)
+    return x_nhw, y_n.astype(np.int32)
 
 
 def _from_npz(path: pathlib.Path) -> dict:
@@ -67,12 +106,13 @@ def _from_npz(path: pathlib.Path) -> dict:
         data = np.load(path)
     except (OSError, ValueError) as e:
         raise InputError(f"{path} is not a readable .npz file ({e})") from None
-    missing = [f"{k}_{s}" for s in SPLITS for k in ("x", "y") if f"{k}_{s}" not in data.files]
-    if missing:
-        raise InputError(f"{path} lacks {', '.join(missing)} (it holds {', '.join(data.files) or 'nothing'})")
-    out = {}
-    for s in SPLITS:
-        out[f"x_{s}"], out[f"y_{s}"] = _check_split(data[f"x_{s}"], data[f"y_{s}"], f"{path} ({s})")
+    with data:  # the archive's file is closed whatever is found in it
+        missing = [f"{k}_{s}" for s in SPLITS for k in ("x", "y") if f"{k}_{s}" not in data.files]
+        if missing:
+            raise InputError(f"{path} lacks {', '.join(missing)} (it holds {', '.join(data.files) or 'nothing'})")
+        out = {}
+        for s in SPLITS:
+            out[f"x_{s}"], out[f"y_{s}"] = _check_split(data[f"x_{s}"], data[f"y_{s}"], f"{path} ({s})")
     return out
 
 
@@ -111,7 +151,8 @@ def _parquet_files(folder: pathlib.Path) -> dict[str, list[str]]:
 
 
 def load_mnist(source: str = "ylecun/mnist", data_dir=None) -> dict:
-    """MNIST as ``{"x_train": [N, 28, 28] uint8, "y_train": [N] int32, "x_test", "y_test"}``.
+    """MNIST as ``{"x_train": [N, 28, 28] uint8, "y_train": [N] int32, "x_test", "y_test"}``
+    (``x`` float32 in [0, 1] where the files hold such floats: ``pixel_sequences`` takes both).
 
     ``data_dir``: local files, offline (a folder of the Hub's parquet files, or an ``.npz``);
     else ``source`` from the Hugging Face Hub through ``datasets.load_dataset`` (online)."""

@@ -173,14 +173,29 @@ def pad_sequences(sequences, pad_id: int = 0, max_len: int | None = None):
 
     Every sequence needs at least one token; longer ones are truncated to ``max_len``.
     """
-    sequences = [np.asarray(s, np.int32)[:max_len] for s in sequences]
+    sequences = [_ids(s, f"sequence {i}")[:max_len] for i, s in enumerate(sequences)]
     if not sequences or any(len(s) == 0 for s in sequences):
         raise ValueError("pad_sequences needs at least one sequence and no empty sequence")
+    _ids([pad_id], "pad_id")
     lengths = np.array([len(s) for s in sequences], np.int32)
     ids = np.full((len(sequences), int(lengths.max()) if max_len is None else max_len), pad_id, np.int32)
     for row, s in zip(ids, sequences):
         row[: len(s)] = s
     return ids, lengths
+
+
+def _ids(ids, what: str) -> np.ndarray:
+    """Token ids as int32, refused (never cast) when they are not integers or lie outside int32:
+    ``np.asarray(ids, np.int32)`` would truncate 2.7 to 2 and wrap 2**31 to -2**31."""
+    ids = np.asarray(ids)
+    if ids.size == 0:
+        return ids.astype(np.int32)
+    if ids.dtype == np.bool_ or not np.issubdtype(ids.dtype, np.integer):
+        raise InputError(f"{what}: token ids must be integers, got dtype {ids.dtype}")
+    info = np.iinfo(np.int32)
+    if ids.min() < info.min or ids.max() > info.max:
+        raise InputError(f"{what}: token ids must fit int32, got values in [{ids.min()}, {ids.max()}]")
+    return ids.astype(np.int32)
 
 
 def random_windows(ids: np.ndarray, batch_size: int, seq_len: int, seed, examples: slice = slice(None)) -> dict:

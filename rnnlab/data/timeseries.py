@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnlab.data.files import column_values, load_table, numeric_cells, text_cells
+from rnnlab.data.files import FLOAT32_MAX, column_values, load_table, numeric_cells, text_cells
 from rnnlab.validation import InputError
 
 
@@ -80,9 +80,17 @@ def split_by_time(series: np.ndarray, val_fraction: float) -> tuple[np.ndarray, 
 
 def make_windows(series: np.ndarray, window: int, horizon: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """``x [N, window, 1]`` and ``y [N, horizon]``: each window and the ``horizon`` values after it."""
-    series = np.asarray(series, np.float32)
+    series = np.asarray(series)
     if series.ndim != 1:
         raise ValueError(f"series must be 1-D, got shape {series.shape}")
+    if series.dtype == np.bool_ or not (
+        np.issubdtype(series.dtype, np.integer) or np.issubdtype(series.dtype, np.floating)
+    ):
+        raise InputError(f"a series must be real numbers, got dtype {series.dtype}")  # complex: never dropped silently
+    if series.size and not np.all(np.abs(series.astype(np.float64)) <= FLOAT32_MAX):  # NaN fails too
+        bad = int(np.argmin(np.abs(series.astype(np.float64)) <= FLOAT32_MAX))
+        raise InputError(f"the series' step {bad} is {series[bad]}, not a finite float32 number")
+    series = series.astype(np.float32)
     count = len(series) - window - horizon + 1
     if window < 1 or horizon < 1 or count < 1:
         raise InputError(f"a series of {len(series)} steps has no window of {window} followed by {horizon}")

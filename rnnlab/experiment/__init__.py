@@ -24,7 +24,8 @@ The conventions:
   (default ``~/.cache/rnnlab/jax_compile_cache``; ``off`` disables it).
 * Every numeric field declares its valid range where it is defined
   (``option(100, ge=1)``); ``parse_config`` checks them all, and ``Config.check``
-  any rule between fields.  A bad value is reported the way argparse reports
+  any rule between fields.  A list flag takes each value once: a duplicate
+  (``--learning-rate 1e-3 1e-3``) is refused, not trained and counted twice.  A bad value is reported the way argparse reports
   one: ``error: --steps must be >= 1, got -5``, exit status 2.  So is every
   user error a script meets later (a missing file or column, bad data):
   ``cli(main)`` prints it in one line and exits with status 2; a traceback is
@@ -32,17 +33,20 @@ The conventions:
 """
 
 from rnnlab.experiment.cli import (
+    SEED_MAX,
     USER_ERRORS,
     BaseConfig,
     ConfigError,
     Interrupted,
     check_fields,
+    check_memory,
     cli,
     config_dict,
     flag,
     option,
     parse_config,
     readable,
+    refuse_unused,
     setup,
 )
 from rnnlab.experiment.models import (
@@ -76,6 +80,7 @@ from rnnlab.experiment.runner import train_seeds, train_sweep
 __all__ = [
     "CLIP_RULES",
     "RESUMABLE_FIELDS",
+    "SEED_MAX",
     "USER_ERRORS",
     "BaseConfig",
     "ConfigError",
@@ -87,6 +92,7 @@ __all__ = [
     "cell_options",
     "check_compatible",
     "check_fields",
+    "check_memory",
     "check_per_model",
     "checkpoint_meta",
     "cli",
@@ -105,6 +111,7 @@ __all__ = [
     "per_model",
     "positive_int",
     "readable",
+    "refuse_unused",
     "resume",
     "setup",
     "train_seeds",

@@ -7,7 +7,7 @@ import jax
 
 from rnnlab import sweep as sweeps
 from rnnlab.checkpoint import Checkpointer
-from rnnlab.experiment.cli import Interrupted
+from rnnlab.experiment.cli import PROGRESS, Interrupted
 from rnnlab.experiment.rundir import RunDir, checkpoint_meta, resume
 
 
@@ -48,19 +48,19 @@ def train_sweep(
         params = sweeps.init_params(sweep, init_fn, init_keys)
     state = sweeps.init_states(sweep, optimizer, params, init_keys, hyperparameters)
     checkpointer = Checkpointer(run.checkpoint_dir(name), keep=cfg.keep_checkpoints, every=cfg.checkpoint_every)
-    logged = [0]  # the last step logged: where a Ctrl-C says the run got to
+    PROGRESS.start(name, checkpointer)  # where a Ctrl-C says the run got to
     log = run.logger(name)
 
     def log_step(record: dict) -> None:
-        logged[0] = record.get("step", logged[0])
+        PROGRESS.logged = record.get("step", PROGRESS.logged)
         log(record)
 
     try:
         if cfg.resume:
             state, start = resume(checkpointer, state, cfg, vocab)
             run.truncate_metrics(name, start)
-            logged[0] = start
-        return sweeps.train(
+            PROGRESS.logged = start
+        final = sweeps.train(
             sweep,
             state,
             loss_fn,
@@ -78,11 +78,11 @@ def train_sweep(
             batch_size=batch_size,
         )
     except KeyboardInterrupt:
-        latest = checkpointer.latest_path()
-        saved = f"last checkpoint {latest}" if latest else "no checkpoint yet"
-        raise Interrupted(f"interrupted training {name}, last logged step {logged[0]}; {saved}") from None
+        raise Interrupted(PROGRESS.where()) from None
     finally:
         checkpointer.close()
+    PROGRESS.finish(name)
+    return final
 
 
 def train_seeds(
