@@ -152,7 +152,7 @@ def test_options_are_refused_where_they_do_nothing():
     cell = GRUCell(4)
     params = cell.init(jax.random.key(0), 2)
     x = jnp.ones((1, 3, 2))
-    with pytest.raises(ValueError, match="newton options apply to paths"):
+    with pytest.raises(ValueError, match="newton_options apply to paths"):
         RNN(cell, path="fused", newton_options=NewtonOptions())
     with pytest.raises(ValueError, match="scan_unroll=2 does not apply to path='quasi_newton'"):
         RNN(cell, path="quasi_newton", scan_unroll=2)
