@@ -24,13 +24,15 @@ sys.path.insert(0, os.path.dirname(__file__))
 from bench_versions import import_version  # noqa: E402
 
 
-def program_text(package, zoo, name: str, path: str | None) -> str:
-    """The StableHLO of ``grad(sum(layer.apply))`` for model ``name`` on ``path``, locations stripped."""
+def program_text(package, zoo, name: str, path: str | None, backward: bool) -> str:
+    """The StableHLO of ``layer.apply`` (``backward``: of ``grad(sum(layer.apply))``) for model ``name``
+    on ``path``, locations stripped."""
     cell = zoo.make_cell(name, 16, t_max=20) if zoo.MODELS[name].needs_t_max else zoo.make_cell(name, 16)
     layer = package.RNN(cell) if path is None else package.RNN(cell, path=path)
     params, x = layer.init(jax.random.key(0), 3), jnp.ones((4, 20, 3))
-    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(layer.apply(p, x)[0]), argnums=(0, 1)))
-    return re.sub(r"loc\(.*?\)|#loc\d*|metadata=\{.*?\}", "", grad.lower(params, x).as_text())
+    forward = lambda p, x: layer.apply(p, x)[0]
+    fn = jax.jit(jax.grad(lambda p, x: jnp.sum(forward(p, x)), argnums=(0, 1)) if backward else forward)
+    return re.sub(r"loc\(.*?\)|#loc\d*|metadata=\{.*?\}", "", fn.lower(params, x).as_text())
 
 
 def main():
@@ -45,8 +47,11 @@ def main():
         before, before_zoo = import_version(args.ref, pathlib.Path(tmp))
         for name in args.models:
             for path in (None, "autodiff", "remat"):
-                same = program_text(before, before_zoo, name, path) == program_text(rnnlab, rnnlab.zoo, name, path)
-                print(f"{name:7s} {path or 'default':9s} {'identical' if same else 'DIFFERENT'}", flush=True)
+                for backward in (False, True):
+                    text = lambda package, zoo: program_text(package, zoo, name, path, backward)
+                    same = text(before, before_zoo) == text(rnnlab, rnnlab.zoo)
+                    what = "forward+backward" if backward else "forward"
+                    print(f"{name:7s} {path or 'default':9s} {what:16s} {'identical' if same else 'DIFFERENT'}")
 
 
 if __name__ == "__main__":
