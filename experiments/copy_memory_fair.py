@@ -59,14 +59,6 @@ LABELS = {
     "lru_ring_0_1": "LRU, ring [0, 1]",
     "lru_no_gamma": "LRU, ring [0.999, 0.9999], no γ normalisation",
 }
-COLORS = {  # the LSTMs in reds, the LRU and its ablations in blues and greys
-    "lstm": "tab:red",
-    "lstm_chrono": "tab:orange",
-    "lru": "black",
-    "lru_H40": "tab:blue",
-    "lru_ring_0_1": "tab:cyan",
-    "lru_no_gamma": "tab:gray",
-}
 PER_VARIANT = ("final_loss", "recall_loss", "recall_accuracy", "chosen_learning_rate", "learning_rate_sweep")
 # flags every variant's copy_memory run takes as they are (--quiet and --resume are added as given)
 PASSED_ON = ("seed", "checkpoint_every", "keep_checkpoints", "compile_cache")
@@ -182,7 +174,7 @@ def save_figure(cfg: Config, run: RunDir, results: dict) -> None:
                 f"{results['parameters'][variant]:,} params, lr {lr:g})"
             )
             curves[name] = steps, values_sn[rows_where(points, learning_rate=lr)]
-            colors[name] = COLORS[variant]
+            colors[name] = plots.variant_colors({v: VARIANTS[v][0] for v in VARIANTS})[variant]
         plots.learning_curves(
             curves,
             colors=colors,

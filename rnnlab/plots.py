@@ -16,6 +16,20 @@ def model_color(name: str) -> str | None:
     return zoo.MODELS[name].color if name in zoo.MODELS else None
 
 
+def variant_colors(models: dict[str, str]) -> dict[str, tuple]:
+    """``{variant: model}`` -> ``{variant: colour}``: each model's first variant in the zoo's colour,
+    its later variants in lighter shades of it (an LRU and its ablations in one family of greys)."""
+    from matplotlib.colors import to_rgb
+
+    seen: dict[str, int] = {}
+    out = {}
+    for variant, model in models.items():
+        k = seen[model] = seen.get(model, -1) + 1
+        base = np.array(to_rgb(model_color(model) or "tab:gray"))
+        out[variant] = tuple(float(c) for c in base + (1 - base) * min(0.75, 0.25 * k))  # toward white
+    return out
+
+
 GRADIENT_NORM = r"$\|\partial L/\partial h_t\|$"
 JACOBIAN_NORM = r"$\|\partial h_T/\partial h_t\|_2$"
 
