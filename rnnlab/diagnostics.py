@@ -271,6 +271,7 @@ def finite_time_exponent(cell, params, x_ti, length=None) -> jax.Array:
 def layer_finite_time_exponent(layer, params, x_bti, lengths_b=None) -> jax.Array:
     """``finite_time_exponent`` of a one-layer forward ``layer``'s cell along each sequence of the
     batch, averaged over the batch: a scalar."""
+    check_layer("layer_finite_time_exponent", layer, one_forward_layer=True)
     cell_params = layer.materialize(params)["l0"]["fwd"]
     lengths_b = jnp.full(x_bti.shape[0], x_bti.shape[1]) if lengths_b is None else lengths_b
     return jnp.mean(jax.vmap(lambda x_ti, n: finite_time_exponent(layer.cell, cell_params, x_ti, n))(x_bti, lengths_b))
@@ -279,6 +280,7 @@ def layer_finite_time_exponent(layer, params, x_bti, lengths_b=None) -> jax.Arra
 def layer_lyapunov_exponents(layer, params, x_bti, lengths_b=None, *, count: int = 4) -> jax.Array:
     """``lyapunov_exponents`` of a one-layer forward ``layer``'s cell (as it computes: ``layer.materialize``)
     along each sequence of the batch, averaged over the batch: ``[count]``."""
+    check_layer("layer_lyapunov_exponents", layer, one_forward_layer=True)
     cell_params = layer.materialize(params)["l0"]["fwd"]
     lengths_b = jnp.full(x_bti.shape[0], x_bti.shape[1]) if lengths_b is None else lengths_b
     exponents_bk = jax.vmap(lambda x_ti, n: lyapunov_exponents(layer.cell, cell_params, x_ti, n, count=count))(

@@ -230,10 +230,14 @@ def make_cell(name: str, hidden_size: int, *, forget_bias: float = 1.0, t_max=No
 def typed_t_max(name: str, t_max, cell_options: dict):
     """``(t_max, the other options)``: a ``t_max`` among a model's cell options is one the user typed
     (``--cell-options lstm_chrono=t_max:1500``) and replaces the script's ``t_max``; refused for a
-    model without a chrono initialisation."""
+    model registered without ``needs_t_max`` (``t_max`` is the zoo's name for T_max, which the scripts
+    set to the sequence length for the models that need it)."""
     options = dict(cell_options)
     if "t_max" in options and not _model(name).needs_t_max:
-        raise ValueError(f"{name} has no chrono initialisation, so t_max does not apply to it")
+        raise ValueError(
+            f"{name} has no chrono initialisation, so t_max does not apply to it (t_max is the zoo's T_max, "
+            "passed to models registered with NamedModel(needs_t_max=True))"
+        )
     return options.pop("t_max", t_max), options
 
 
