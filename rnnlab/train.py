@@ -294,6 +294,8 @@ def fit(
     metrics_to_host: Callable[[dict], dict] | None = None,
     save_state: Callable[[int, Any, dict], None] | None = None,
     tolerate_diverged: bool = False,
+    evaluate: Callable[[Any], dict] | None = None,
+    evaluate_every: int = 0,
 ) -> TrainState:
     """Run ``step_fn`` from ``state.step`` up to ``num_steps``.
 
@@ -308,7 +310,14 @@ def fit(
     the step's metrics into host arrays (a sweep drops its padding and gathers
     across processes); ``save_state(step, state, meta)`` replaces
     ``checkpointer.save`` when the state needs the same treatment.
+
+    ``evaluate(state) -> {name: host values}`` (held-out metrics, say), when given, runs after
+    every ``evaluate_every``-th step and the last, before that step's checkpoint; its values join
+    that step's logged record (which is logged whatever ``log_every`` says), so a run resumed
+    from a checkpoint holds every evaluation up to it.
     """
+    if evaluate is not None and evaluate_every < 1:
+        raise ValueError(f"evaluate_every must be >= 1 when evaluate is given, got {evaluate_every}")
     mode = _progress_mode(progress)
     metrics_to_host = metrics_to_host or (lambda m: jax.tree.map(np.asarray, m))
     save_state = save_state or (lambda step, st, meta: checkpointer.save(step, st, meta))
@@ -328,9 +337,13 @@ def fit(
         finite = bool(np.any(finite_points) if tolerate_diverged else np.all(finite_points))
         done = step + 1
         steps_done += 1
-        if done % log_every == 0 or done == num_steps or not finite:
+        evaluated = {}
+        if evaluate is not None and finite and (done % evaluate_every == 0 or done == num_steps):
+            evaluated = to_json(evaluate(state))
+        if done % log_every == 0 or done == num_steps or not finite or evaluated:
             elapsed = time.perf_counter() - t0
-            record = {"step": done, **to_json(metrics), "steps_per_sec": steps_done / elapsed, "elapsed_s": elapsed}
+            record = {"step": done, **to_json(metrics), **evaluated}
+            record |= {"steps_per_sec": steps_done / elapsed, "elapsed_s": elapsed}
             if log is not None:
                 log(record)
             if mode == "lines":

@@ -94,6 +94,62 @@ def copy_memory_baseline(num_steps: int) -> float:
     return COPY_LENGTH * math.log(COPY_SYMBOLS) / (num_steps + 2 * COPY_LENGTH)
 
 
+SELECTIVE_SYMBOLS, SELECTIVE_TOKENS = 8, 8
+
+
+def selective_copy(
+    seed, batch_size: int, num_steps: int, tokens: int = SELECTIVE_TOKENS, symbols: int = SELECTIVE_SYMBOLS
+) -> dict:
+    """Selective copying (Gu & Dao 2023, section 4.1), scaled down: ``tokens`` symbols from
+    ``1..symbols`` at random (sorted, distinct) positions among ``num_steps`` blanks (0), then
+    ``tokens`` markers (``symbols + 1``) during which the model must output the symbols in order.
+
+    ``{"tokens": [B, T + K] int32, "targets": [B, T + K] int32}`` (targets blank but for the
+    last K); vocabulary ``symbols + 2``.  The paper's setting is T = 4096, K = 16, 16 symbols;
+    unlike the copy task the symbols' positions vary, so a fixed delay does not solve it."""
+    _check_length(num_steps, tokens)
+    rng = np.random.default_rng(seed)
+    symbols_bk = rng.integers(1, symbols + 1, (batch_size, tokens))
+    # K distinct positions in 0..T-1 per sequence, in increasing order
+    positions_bk = np.sort(np.argsort(rng.random((batch_size, num_steps)), axis=1)[:, :tokens], axis=1)
+    total = num_steps + tokens
+    out = np.zeros((batch_size, total), np.int32)
+    np.put_along_axis(out, positions_bk, symbols_bk, axis=1)
+    out[:, num_steps:] = symbols + 1
+    targets = np.zeros((batch_size, total), np.int32)
+    targets[:, num_steps:] = symbols_bk
+    return {"tokens": out, "targets": targets}
+
+
+def associative_recall(seed, batch_size: int, num_steps: int, pairs: int = 8, keys: int = 16, values: int = 16) -> dict:
+    """Multi-query associative recall (Arora et al. 2023, zoology's MQAR), small: ``pairs``
+    key-value pairs (distinct keys from ``1..keys``, values from ``keys+1..keys+values``) at
+    the start, then every key queried once, in random order, at random (sorted, distinct)
+    positions among the remaining ``num_steps - 2 pairs`` blanks; at a query the target is its
+    key's value (blank elsewhere).
+
+    ``{"tokens": [B, T] int32, "targets": [B, T] int32, "answer": [B, T] bool}`` (the query
+    positions); vocabulary ``1 + keys + values``.  zoology's settings run T = 64..512, 4..64
+    pairs and a vocabulary of 8192."""
+    _check_length(num_steps, 3 * pairs)
+    if pairs > keys:
+        raise ValueError(f"associative recall: {pairs} pairs need at least as many keys, got {keys}")
+    rng = np.random.default_rng(seed)
+    key_bp = np.argsort(rng.random((batch_size, keys)), axis=1)[:, :pairs] + 1
+    value_bp = rng.integers(keys + 1, keys + values + 1, (batch_size, pairs))
+    tokens = np.zeros((batch_size, num_steps), np.int32)
+    tokens[:, 0 : 2 * pairs : 2], tokens[:, 1 : 2 * pairs : 2] = key_bp, value_bp
+    free = num_steps - 2 * pairs
+    query_bp = np.sort(np.argsort(rng.random((batch_size, free)), axis=1)[:, :pairs], axis=1) + 2 * pairs
+    order_bp = np.argsort(rng.random((batch_size, pairs)), axis=1)  # which pair each query asks for
+    np.put_along_axis(tokens, query_bp, np.take_along_axis(key_bp, order_bp, 1), axis=1)
+    targets = np.zeros((batch_size, num_steps), np.int32)
+    np.put_along_axis(targets, query_bp, np.take_along_axis(value_bp, order_bp, 1), axis=1)
+    answer = np.zeros((batch_size, num_steps), bool)
+    np.put_along_axis(answer, query_bp, True, axis=1)
+    return {"tokens": tokens, "targets": targets, "answer": answer}
+
+
 TASKS = {"adding": adding_problem, "adding_hs97": adding_problem_hs97, "copy": copy_memory}
 
 

@@ -30,6 +30,8 @@ def train_sweep(
     tolerate_diverged: bool = False,
     batch_size: int | None = None,
     constrain=None,
+    evaluate=None,
+    evaluate_every: int = 0,
 ):
     """Train one model at every point of ``sweep`` side by side (one compiled step, rows
     sharded over every device), with the run's checkpoints, resumption and metrics log
@@ -42,7 +44,8 @@ def train_sweep(
     ``TrainState`` as host rows ``[S, ...]``.  Raises ``NonFiniteError`` like ``fit``
     (with ``tolerate_diverged``, only once every point has diverged).  ``vocab`` (text
     tasks) is saved in every checkpoint and checked on resume.  ``constrain`` projects the params
-    after each update (``rnnlab.linen.constrain_recurrent``: IndRNN's bound).
+    after each update (``rnnlab.linen.constrain_recurrent``: IndRNN's bound).  ``evaluate(state)``
+    every ``evaluate_every`` steps adds held-out metrics to that step's record (``rnnlab.train.fit``).
     """
     if params is None:
         params = sweeps.init_params(sweep, init_fn, init_keys)
@@ -76,6 +79,8 @@ def train_sweep(
             tolerate_diverged=tolerate_diverged,
             constrain=constrain,
             batch_size=batch_size,
+            evaluate=evaluate,
+            evaluate_every=evaluate_every,
         )
     except KeyboardInterrupt:
         raise Interrupted(PROGRESS.where()) from None
