@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
+import pathlib
 import re
 import time
 import zlib
@@ -136,14 +138,16 @@ def _layer(task: Task, spec: ModelSpec):
 
 
 @functools.cache
-def count_params(task: Task, spec: ModelSpec) -> int:
+def count_params(task: Task, spec: ModelSpec, check_apply: bool = False) -> int:
     """The parameter count of ``task``'s model around ``spec``'s layer (shapes only, nothing
-    allocated); ``InputError`` naming both when the model cannot run the task."""
+    allocated); ``InputError`` naming both when the model cannot be built for the task's inputs
+    or, with ``check_apply``, cannot run on them."""
     try:
         model = task.model(_layer(task, spec))
         x = task.dummy_input()
         shapes = jax.eval_shape(model.init, jax.random.key(0), x)
-        jax.eval_shape(lambda p: task.apply(model, p, x), shapes)
+        if check_apply:
+            jax.eval_shape(lambda p: task.apply(model, p, x), shapes)
     except InputError:
         raise
     except Exception as e:  # a registered cell's refusal, whatever it raises
@@ -248,8 +252,25 @@ def median_step(steps: list) -> float | None:
 # -- one round: a grid of points, one program -----------------------------------------
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def read_json(path) -> dict:
+    return json.loads(pathlib.Path(path).read_text())
+
+
+def totals(results: dict) -> dict:
+    """The rounds' training time and compiled programs, summed over every pair (a round read
+    back from an earlier session of a resumed run counts where that session recorded it)."""
+    rounds = [r for pairs in results["pairs"].values() for p in pairs.values() for r in p["rounds"]]
+    known = [r for r in rounds if r["wall_s"] is not None]
+    return {
+        "rounds": len(rounds),
+        "train_wall_s": sum(r["wall_s"] for r in known),
+        "programs": sum(r["programs"] for r in known),
+        "rounds_not_timed": len(rounds) - len(known),
+    }
 
 
 def evaluations(metrics_path, name: str) -> tuple[list[int], dict[str, np.ndarray]]:
@@ -352,7 +373,7 @@ def run_pair(run, cfg, protocol: Protocol, task: Task, spec: ModelSpec) -> dict:
 
     def score_rates(rates: list[float]) -> list[float]:
         points = grid(learning_rate=rates, clip_norm=protocol.clip_norms, seed=range(protocol.seeds))
-        name = f"{_slug(task.spec)}/{spec.name}/r{len(rounds)}"
+        name = f"{slug(task.spec)}/{spec.name}/r{len(rounds)}"
         cost = train_round(run, cfg, protocol, task, spec, name, points)
         steps_n, curves = evaluations(run.metrics_path, name)
         rounds.append({"name": name, "points": points, "steps": steps_n, "curves": curves, **cost})

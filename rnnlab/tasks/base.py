@@ -92,13 +92,16 @@ class Task:
     # -- shared ----------------------------------------------------------------
     @property
     def spec(self) -> str:
-        """The task as ``name:key=value,...``, the parameters that differ from their defaults."""
-        changed = [
+        """The task as ``name:key=value,...``: its length ``T`` (where it has one) and the parameters
+        that differ from their defaults, the task's own before the shared ones (``parse`` reads it)."""
+        shared = {f.name for cls in (Task, SyntheticTask) for f in dataclasses.fields(cls)} | {"validation_size"}
+        fields = sorted(dataclasses.fields(self), key=lambda f: f.name in shared)
+        shown = [
             f"{f.name}={_format(getattr(self, f.name))}"
-            for f in dataclasses.fields(self)
-            if getattr(self, f.name) != f.default
+            for f in fields
+            if f.name == "T" or getattr(self, f.name) != f.default
         ]
-        return self.name + (":" + ",".join(changed) if changed else "")
+        return self.name + (":" + ",".join(shown) if shown else "")
 
     def batch_size_check(self, batch_size: int) -> None:
         """Hook for tasks with a finite training split."""
@@ -237,7 +240,7 @@ class SyntheticTask(Task):
     ``(run, step)`` is ``draw((seed, 0, run, step), B)``, the validation set ``draw((seed, 1), n)``
     and the test set ``draw((seed, 2), n)``: three keys of one generator, so no stream is another's."""
 
-    validation_size: int = 256
+    validation_size: int = 128  # selects the step and the setting
     test_size: int = 256
 
     def draw(self, key, batch_size: int) -> dict:
