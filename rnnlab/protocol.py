@@ -49,7 +49,7 @@ from rnnlab.linen import constrain_recurrent
 from rnnlab.metrics import over_seeds
 from rnnlab.sweep import Sweep, grid, rows_where
 from rnnlab.tasks import Task
-from rnnlab.train import OptimConfig, make_optimizer
+from rnnlab.train import NonFiniteError, OptimConfig, make_optimizer
 from rnnlab.validation import InputError
 
 EVAL_CHUNK = 256  # held-out examples per evaluation program call
@@ -331,6 +331,30 @@ def train_round(run, cfg, protocol: Protocol, task: Task, spec: ModelSpec, name:
     key = jax.random.fold_in(jax.random.key(protocol.seed), zlib.crc32(f"{spec.name}/{task.spec}".encode()))
     keys = jax.random.split(key, protocol.seeds)[seed_s]
 
+    started = time.perf_counter()
+    with parallel.CompileStats() as stats:
+        try:
+            _train(run, cfg, protocol, task, model, init, name, sweep, keys, seed_s)
+        except NonFiniteError:  # every point diverged (a grown rate too high): NaN evaluations
+            log_diverged(run, protocol, task, model, name, len(points))
+    return {"wall_s": time.perf_counter() - started, "programs": stats.programs}
+
+
+def log_diverged(run, protocol: Protocol, task: Task, model, name: str, size: int) -> None:
+    """The evaluations of a round whose every point diverged: NaN at every evaluation step."""
+    one = {k: v[:1] for k, v in task.held_out("validation").items()}
+    shapes = jax.eval_shape(model.init, jax.random.key(0), task.dummy_input())
+    out = jax.eval_shape(lambda p: task.apply(model, p, one["x"]), shapes)
+    keys = list(task.per_example(jnp.zeros(out.shape, out.dtype), one))
+    log, logged = run.logger(name), evaluations(run.metrics_path, name)[0]
+    nan = {f"{s}_{k}": math.nan for s in ("validation", "test") for k in keys}
+    nan |= {f"{k}_per_point": [math.nan] * size for k in list(nan)}
+    for step in [*range(protocol.every, protocol.steps, protocol.every), protocol.steps]:
+        if step > max(logged, default=0):  # the evaluations before every point diverged stay
+            log({"step": step, "diverged": True} | nan)
+
+
+def _train(run, cfg, protocol, task, model, init, name, sweep, keys, seed_s):
     def loss_fn(params, batch, key):
         means = {k: jnp.mean(v) for k, v in task.per_example(task.apply(model, params, batch["x"]), batch).items()}
         return means.pop("loss"), means
@@ -339,27 +363,24 @@ def train_round(run, cfg, protocol: Protocol, task: Task, spec: ModelSpec, name:
         per_seed = [task.train_batch(s, step, protocol.batch_size) for s in range(protocol.seeds)]
         return {k: np.stack([b[k] for b in per_seed])[seed_s] for k in per_seed[0]}
 
-    started = time.perf_counter()
-    with parallel.CompileStats() as stats:
-        train_sweep(
-            run,
-            name,
-            cfg,
-            sweep,
-            init_fn=lambda key, point: init(key),
-            loss_fn=loss_fn,
-            optimizer=make_optimizer(OptimConfig("adam", protocol.lr_min), protocol.steps),
-            hyperparameters=("learning_rate", "clip_norm"),
-            batch_fn=batch_fn,
-            init_keys=keys,
-            num_steps=protocol.steps,
-            log_every=protocol.every,
-            tolerate_diverged=True,
-            constrain=functools.partial(constrain_recurrent, model.layer),
-            evaluate=make_evaluator(sweep, task, model),
-            evaluate_every=protocol.every,
-        )
-    return {"wall_s": time.perf_counter() - started, "programs": stats.programs}
+    train_sweep(
+        run,
+        name,
+        cfg,
+        sweep,
+        init_fn=lambda key, point: init(key),
+        loss_fn=loss_fn,
+        optimizer=make_optimizer(OptimConfig("adam", protocol.lr_min), protocol.steps),
+        hyperparameters=("learning_rate", "clip_norm"),
+        batch_fn=batch_fn,
+        init_keys=keys,
+        num_steps=protocol.steps,
+        log_every=protocol.every,
+        tolerate_diverged=True,
+        constrain=functools.partial(constrain_recurrent, model.layer),
+        evaluate=make_evaluator(sweep, task, model),
+        evaluate_every=protocol.every,
+    )
 
 
 # -- one pair ----------------------------------------------------------------------
