@@ -145,7 +145,7 @@ def count_params(task: Task, spec: ModelSpec, check_apply: bool = False) -> int:
     try:
         model = task.model(_layer(task, spec))
         x = task.dummy_input()
-        shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+        shapes = jax.eval_shape(lambda key: task.init(model, key, x), jax.random.key(0))
         if check_apply:
             jax.eval_shape(lambda p: task.apply(model, p, x), shapes)
     except InputError:
@@ -316,7 +316,7 @@ def make_evaluator(sweep: Sweep, task: Task, model) -> Callable:
 def _initializer(task: Task, spec: ModelSpec):
     model = task.model(_layer(task, spec))
     x = task.dummy_input()
-    return model, jax.jit(lambda key: model.init(key, x))
+    return model, jax.jit(lambda key: task.init(model, key, x))
 
 
 def train_round(run, cfg, protocol: Protocol, task: Task, spec: ModelSpec, name: str, points: list[dict]):
@@ -343,7 +343,7 @@ def train_round(run, cfg, protocol: Protocol, task: Task, spec: ModelSpec, name:
 def log_diverged(run, protocol: Protocol, task: Task, model, name: str, size: int) -> None:
     """The evaluations of a round whose every point diverged: NaN at every evaluation step."""
     one = {k: v[:1] for k, v in task.held_out("validation").items()}
-    shapes = jax.eval_shape(model.init, jax.random.key(0), task.dummy_input())
+    shapes = jax.eval_shape(lambda key: task.init(model, key, task.dummy_input()), jax.random.key(0))
     out = jax.eval_shape(lambda p: task.apply(model, p, one["x"]), shapes)
     keys = list(task.per_example(jnp.zeros(out.shape, out.dtype), one))
     log, logged = run.logger(name), evaluations(run.metrics_path, name)[0]

@@ -37,8 +37,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rnnlab.linen import LanguageModel, SequenceRegressor
-from rnnlab.validation import InputError
+import flax.linen as nn
+import jax
+
+from rnnlab.linen import Recurrent, SequenceRegressor
+from rnnlab.validation import InputError, check_token_ids
 
 SPLITS = ("train", "validation", "test")
 READOUTS = ("every", "last")
@@ -79,9 +82,17 @@ class Task:
         """The task's model around a recurrent ``layer`` (its readout)."""
         raise NotImplementedError
 
+    def inputs(self, x):
+        """What the model reads of a batch's ``x`` (token tasks: one-hot vectors)."""
+        return x
+
+    def init(self, model, key, x):
+        """The model's params, from a batch's ``x``."""
+        return model.init(key, self.inputs(x))
+
     def apply(self, model, params, x):
-        """The model's outputs on inputs ``x``: ``[B, L, V]`` logits or ``[B, out]``."""
-        raise NotImplementedError
+        """The model's outputs on a batch's ``x``: ``[B, L, V]`` logits or ``[B, out]``."""
+        return model.apply(params, self.inputs(x))
 
     def per_example(self, outputs, batch) -> dict:
         raise NotImplementedError
@@ -144,6 +155,23 @@ def positions_memoryless(y_bl, weight_bl, context_bl, num_classes: int) -> np.nd
     return np.log(np.maximum(probs, 1e-30))[np.asarray(context_bl)].astype(np.float32)
 
 
+class EveryStep(nn.Module):
+    """``Recurrent(layer)`` then ``Dense(out_features)`` at every step: ``[B, L, I] -> [B, L, out]``.
+
+    The token tasks feed it one-hot vectors: ``LanguageModel(V, None, layer)`` (the same params,
+    ``recurrent`` and ``head``) without its traced check of the ids, a host callback that keeps
+    a program out of the persistent compilation cache; a task's ids are checked on the host,
+    where they are drawn (``TokenTask.checked``)."""
+
+    layer: object
+    out_features: int
+
+    @nn.compact
+    def __call__(self, x_bli):
+        outputs_blh, _ = Recurrent(self.layer, name="recurrent")(x_bli)
+        return nn.Dense(self.out_features, name="head")(outputs_blh)
+
+
 @dataclasses.dataclass(frozen=True)
 class TokenTask(Task):
     """A token sequence in, a token out at every step (one-hot inputs, ``LanguageModel``).
@@ -163,10 +191,16 @@ class TokenTask(Task):
         return (self.sequence_length,)
 
     def model(self, layer):
-        return LanguageModel(self.vocab_size, None, layer)
+        return EveryStep(layer, self.vocab_size)
 
-    def apply(self, model, params, x):
-        return model.apply(params, x)[0]
+    def inputs(self, x_bl):
+        return jax.nn.one_hot(x_bl, self.vocab_size)
+
+    def checked(self, batch: dict) -> dict:
+        """``batch`` once its tokens and targets are known to lie in ``0..vocab_size-1``."""
+        for key in ("x", "y"):
+            check_token_ids(batch[key], self.vocab_size, f"{self.name} {'inputs' if key == 'x' else 'targets'}")
+        return batch
 
     def per_example(self, logits_blv, batch) -> dict:
         ce_bl = optax.softmax_cross_entropy_with_integer_labels(logits_blv, batch["y"])
@@ -199,9 +233,6 @@ class ClassificationTask(Task):
     def model(self, layer):
         return SequenceRegressor(layer, self.num_classes, readout="last")
 
-    def apply(self, model, params, x):
-        return model.apply(params, x)
-
     def per_example(self, logits_bk, batch) -> dict:
         ce_b = optax.softmax_cross_entropy_with_integer_labels(logits_bk, batch["y"])
         return {"loss": ce_b, "accuracy": (jnp.argmax(logits_bk, -1) == batch["y"]).astype(ce_b.dtype)}
@@ -221,9 +252,6 @@ class RegressionTask(Task):
 
     def model(self, layer):
         return SequenceRegressor(layer, 1, readout="last")
-
-    def apply(self, model, params, x):
-        return model.apply(params, x)
 
     def per_example(self, out_b1, batch) -> dict:
         se_b = (out_b1[:, 0] - batch["y"]) ** 2

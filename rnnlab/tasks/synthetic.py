@@ -76,7 +76,7 @@ class Copy(SyntheticTask, TokenTask):
         raw = synthetic.copy_memory(key, batch_size, self.T)
         answer = np.zeros(raw["targets"].shape, bool)
         answer[:, -synthetic.COPY_LENGTH :] = True
-        return {"x": raw["tokens"], "y": raw["targets"], "answer": answer}
+        return self.checked({"x": raw["tokens"], "y": raw["targets"], "answer": answer})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +107,7 @@ class SelectiveCopy(SyntheticTask, TokenTask):
         raw = synthetic.selective_copy(key, batch_size, self.T, self.tokens, self.symbols)
         answer = np.zeros(raw["targets"].shape, bool)
         answer[:, self.T :] = True
-        return {"x": raw["tokens"], "y": raw["targets"], "answer": answer}
+        return self.checked({"x": raw["tokens"], "y": raw["targets"], "answer": answer})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +138,7 @@ class AssociativeRecall(SyntheticTask, TokenTask):
 
     def draw(self, key, batch_size):
         raw = synthetic.associative_recall(key, batch_size, self.T, self.pairs, self.keys, self.values)
-        return {"x": raw["tokens"], "y": raw["targets"], "answer": raw["answer"]}
+        return self.checked({"x": raw["tokens"], "y": raw["targets"], "answer": raw["answer"]})
 
     def memoryless_context(self, batch):
         """A memoryless model sees that a query is asked, not which value its key was paired with:
