@@ -67,7 +67,7 @@ class Config(PerModelConfig):
 
     def apply_quick(self):
         self.tasks, self.models = ("copy:T=10,validation_size=64,test_size=64", "mnist1d"), ("lstm", "gru", "lru")
-        self.params, self.budget, self.lr_points, self.lr_grow, self.eval_every = "1k", "640", 2, 1, 5
+        self.params, self.budget, self.lr_points, self.lr_grow, self.eval_every = "1k", "640", 2, 0, 5
 
     def check(self):
         super().check()

@@ -166,17 +166,36 @@ def match_hidden(
     elif count(max_hidden) < target:
         hidden = max_hidden
     else:  # the smallest H with count(H) >= target, then the closer of it and H - 1
-        lo, hi = 1, max_hidden
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if count(mid) < target else (lo, mid)
-        hidden = hi if abs(count(hi) - target) <= abs(count(lo) - target) else lo
+        hi = _first_reaching(count, target, max_hidden)
+        hidden = hi if abs(count(hi) - target) <= abs(count(hi - 1) - target) else hi - 1
     got = count(hidden)
     if abs(got - target) > tolerance * target:
         raise InputError(
             f"no hidden size gives {target} parameters within ±{tolerance:.0%}: the closest, H={hidden}, has {got}"
         )
     return hidden, got
+
+
+def _first_reaching(count: Callable[[int], int], target: int, max_hidden: int) -> int:
+    """The smallest H in 2..max_hidden with ``count(H) >= target`` (given ``count(1) < target <=
+    count(max_hidden)``): a walk from where the quadratic through H = 1, 2, 3 reaches the target
+    (every model's count is one, or near one), in steps that double until they overshoot."""
+    c1, c2, c3 = count(1), count(2), count(3)
+    a = (c3 - 2 * c2 + c1) / 2
+    b = c2 - c1 - 3 * a
+    roots = np.roots([a, b, c1 - a - b - target]) if a else np.array([(target - c1) / b + 1 if b else 2])
+    guesses = [r.real for r in np.atleast_1d(roots) if abs(r.imag) < 1e-9 and r.real >= 1]
+    h = int(np.clip(round(max(guesses, default=2)), 2, max_hidden))
+    lo, hi = (h, None) if count(h) < target else (1, h)
+    step = 1
+    while hi is None:  # count(lo) < target: step up until the count reaches it
+        nxt = min(lo + step, max_hidden)
+        lo, hi = (nxt, None) if count(nxt) < target else (lo, nxt)
+        step *= 2
+    while hi - lo > 1:  # count(lo) < target <= count(hi)
+        mid = max(lo + 1, hi - 1) if hi - lo < 4 and count(hi - 1) >= target else (lo + hi) // 2
+        lo, hi = (mid, hi) if count(mid) < target else (lo, mid)
+    return hi
 
 
 # -- the learning-rate grid ---------------------------------------------------------

@@ -33,12 +33,11 @@ import dataclasses
 import functools
 from typing import ClassVar
 
+import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-import flax.linen as nn
-import jax
 
 from rnnlab.linen import Recurrent, SequenceRegressor
 from rnnlab.validation import InputError, check_token_ids
