@@ -242,7 +242,7 @@ def test_a_quick_run_ranks_every_model_on_every_task(quick):
     assert list(results["models"]) == ["gru", "mingru", "tiny"]
     assert results["models"]["tiny"]["description"] == "half-leaky tanh RNN"
     assert results["protocol"]["steps"] == 10 and results["protocol"]["sequences_seen"] == 160
-    for spec, pairs in results["pairs"].items():
+    for pairs in results["pairs"].values():
         assert set(pairs) == {"gru", "mingru", "tiny"}
         for pair in pairs.values():
             assert abs(pair["parameters"] - 400) <= 40
