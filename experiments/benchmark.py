@@ -35,13 +35,13 @@ from rnnlab.experiment import (
     PerModelConfig,
     RunDir,
     cli,
-    model_options,
     model_path,
     option,
     parse_config,
     setup,
     write_json,
 )
+from rnnlab.experiment.models import cell_options
 from rnnlab.validation import InputError
 
 FAMILIES = ("rnn", "irnn", "lstm", "lstm_chrono", "gru", "exprnn", "indrnn", "cornn", "lru", "mingru", "minlstm")
@@ -112,7 +112,7 @@ def plan(cfg: Config):
     for task in chosen:
         task.batch_size_check(cfg.batch_size)
         for name in cfg.models:
-            options, path = model_options(cfg, name), model_path(cfg, name)
+            options, path = cell_options(cfg, name), model_path(cfg, name)
             count = lambda H: protocol.count_params(task, protocol.spec_of(name, H, options, path))
             try:
                 hidden, _ = protocol.match_hidden(count, settings.params)
