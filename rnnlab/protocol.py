@@ -603,7 +603,16 @@ def render(results: dict) -> str:
         f"{', '.join(f'{r:.2g}' for r in p['learning_rates'])} (grown by up to {p['lr_grow']}), clip norms "
         f"{', '.join(f'{c:g}' for c in p['clip_norms'])} (0: off), {p['seeds']} seeds, validation every {p['eval_every']} steps.\n"
     )
-    return "\n".join([head, leaderboard(results, "selected"), leaderboard(results, "final"), details(results)])
+    parts = [head, leaderboard(results, "selected"), leaderboard(results, "final"), details(results)]
+    if "totals" in results:
+        t = results["totals"]
+        parts.append(
+            f"Compute: {t['rounds']} rounds ({t['programs']} programs compiled, "
+            f"{t['train_wall_s'] / 60:.1f} minutes)"
+            + (f"; {t['rounds_not_timed']} rounds not timed" if t["rounds_not_timed"] else "")
+            + ".\n"
+        )
+    return "\n".join(parts)
 
 
 def curves_figure(results: dict, task: str):
