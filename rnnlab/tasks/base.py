@@ -181,6 +181,7 @@ class TokenTask(Task):
 
     readout: ClassVar[str] = "every"
     metric: ClassVar[str] = "accuracy"
+    metric_label: ClassVar[str] = "recall accuracy"
     higher_is_better: ClassVar[bool] = True
     solved: ClassVar[float] = 0.99
     loss_on_every_step: ClassVar[bool] = False

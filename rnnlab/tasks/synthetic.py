@@ -61,7 +61,6 @@ class Copy(SyntheticTask, TokenTask):
 
     name: ClassVar[str] = "copy"
     title: ClassVar[str] = "copy"
-    metric_label: ClassVar[str] = "recall accuracy"
     loss_on_every_step: ClassVar[bool] = True
     vocab_size: ClassVar[int] = synthetic.COPY_SYMBOLS + 2
 
