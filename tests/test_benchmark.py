@@ -133,9 +133,10 @@ def test_the_memoryless_reference_is_the_loss_of_an_explicit_memoryless_predicto
 
 
 def test_task_specs_round_trip_and_bad_ones_are_one_line():
-    for spec in ("copy:T=200", "selective_copy:T=50,tokens=4", "mnist1d:shuffled=1", "adding:T=200"):
+    for spec in ("copy:T=200", "selective_copy:T=50,tokens=4", "mnist1d:shuffled=1", "adding:T=200", "mqar:T=64"):
         task = tasks.parse(spec)
         assert tasks.parse(task.spec) == task and task.spec == spec
+        assert task.metric in task.metric_label.lower()  # the tables name what they show
     for bad, words in (
         ("nope:T=1", "unknown task 'nope'"),
         ("copy:delay=3", "copy has no parameter 'delay'"),
