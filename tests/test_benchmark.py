@@ -336,4 +336,4 @@ def test_the_benchmark_doc_shows_the_committed_leaderboard():
     results = json.loads((ROOT / "docs" / "results" / "benchmark.json").read_text())
     doc = " ".join((ROOT / "docs" / "benchmark.md").read_text().split())
     assert " ".join(protocol.render(results).split()) in doc
-    assert f"{results['totals']['programs']} programs compiled" in doc
+    assert f"{results['totals']['programs']} programs compiled" in doc and results["command"] in doc
