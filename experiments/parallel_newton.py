@@ -1,24 +1,30 @@
-"""Can a nonlinear RNN be evaluated in parallel over time?  Newton's iterations against lambda_1.
+"""Can a nonlinear RNN be evaluated, and trained, in parallel over time?  Newton's iterations
+against lambda_1 on the main job's models, training on the parallel paths, and a case where
+ELK converges and DEER diverges.
 
-Newton's method over the whole sequence (``path="newton"``, DEER; ``"quasi_newton"``, its
-diagonal variant: ``rnnlab.newton``) turns the T sequential steps into a few linear recurrences
-solved in parallel.  How few depends on the dynamics: Gonzalez, Kozachkov et al. (NeurIPS 2025)
-show that the largest Lyapunov exponent lambda_1 sets the conditioning, few iterations when
-lambda_1 < 0 and none enough when it is positive.  The exponent that says how fast gradients
-vanish (the main job, experiments/vanishing_gradients.py) should say whether a model can be
-run in parallel.  Measured here, in float64 with the reference's tolerance 1e-8:
+Newton's method over the whole sequence (``path="newton"``, DEER; ``"quasi_newton"``, each
+unit's block of the Jacobian: ``rnnlab.newton``) turns the T sequential steps into a few linear
+recurrences solved in parallel.  How few depends on the dynamics (Gonzalez, Kozachkov et al.,
+NeurIPS 2025: the largest Lyapunov exponent lambda_1; their own experiment, Figure 2, is
+experiments/newton_figure2.py).  Measured here, in float64 to OUR stopping rule (max |residual|
+<= 1e-8; DEER's code stops on the change between iterates, the predictability code on the mean
+squared residual), the cap T (exact Newton is exact after T iterations), zeros as the initial
+guess, convergence per sequence:
 
-  1. a tanh RNN (H=32, 4 inputs ~ N(0, 1), one sequence) with W_hh rescaled to spectral radius
-     rho, swept across lambda_1 = 0, at T = 100, 1000, 10000;
-  2. the main job's RNN, LSTM and GRU (H=64, adding-problem inputs), at init and after the main
-     job's training (Adam lr 1e-3, batch 10, 100 steps at T=100), at T = 100 and 1000.
+  1. the main job's RNN, LSTM and GRU and ParaRNN's ParaGRU and ParaLSTM (H=64, adding-problem
+     inputs), at init and after the main job's training (Adam lr 1e-3, batch 10, 100 steps at
+     T=100), at T = 100 and 1000, over --seeds (each seed: its own weights, training data and
+     test sequence): Newton, quasi-Newton and quasi-ELK (the authors' sigmasq 1e2), with the
+     status of each run (converged / not converged within T / diverged) and lambda_1 of the
+     same sequence (``diagnostics.lyapunov_exponents``);
+  2. training on the parallel paths (float32, the adding problem at T = 1000, GRU and ParaGRU,
+     H = 32, batch 16, Adam lr 1e-3): the loss curve of each path against the sequential one,
+     the iterations each step took, and a warm start from the previous step's trajectory;
+  3. ELK against DEER where DEER diverges: a predictable linear RNN (lambda_1 < 0) whose
+     Jacobian has a diagonal entry 1.5, T = 400.
 
-For each: iterations to tolerance of Newton and quasi-Newton, lambda_1 of the same sequence
-(``diagnostics.lyapunov_exponents``), and the largest difference from the sequential scan.
-Iteration counts do not depend on the hardware.
-
-    python experiments/parallel_newton.py           # about 5 minutes on 2 CPU cores
-    python experiments/parallel_newton.py --quick   # seconds; results.json and the figure in --out
+    python experiments/parallel_newton.py           # about 10 minutes on 2 CPU cores
+    python experiments/parallel_newton.py --quick   # a minute; results.json and the figure in --out
 """
 
 from __future__ import annotations
@@ -28,119 +34,70 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from rnnlab import ElmanCell, diagnostics, plots, unroll, zoo
 from rnnlab.data import synthetic
 from rnnlab.experiment import RunDir, cli, option, parse_config, setup
-from rnnlab.experiment.cli import PROGRESS, BaseConfig
-from rnnlab.newton import NewtonOptions
-from rnnlab.sweep import training_bytes
+from rnnlab.experiment.cli import BaseConfig
+from rnnlab.newton import CONVERGED, DIVERGED, NewtonOptions
 
-METHODS = ("newton", "quasi_newton")
+METHODS = {  # name: (path, options beyond the tolerance)
+    "newton": ("newton", {}),
+    "quasi_newton": ("quasi_newton", {}),
+    "quasi_elk": ("quasi_newton", {"method": "elk"}),
+}
+STATUS = {CONVERGED: "converged", DIVERGED: "diverged"}  # else "not converged"
+MODELS = ("rnn", "lstm", "gru", "paragru", "paralstm")
 
 
 @dataclasses.dataclass
 class Config(BaseConfig):
     out: str = "runs/parallel_newton"
-    radii: tuple[float, ...] = option((0.5, 1.0, 1.25, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0, 2.5, 3.0, 4.0), gt=0.0)
-    lengths: tuple[int, ...] = option((100, 1000, 10000), ge=2)
-    hidden: int = option(32, ge=1)  # the radius sweep's tanh RNN
-    models: tuple[str, ...] = option(("rnn", "lstm", "gru"), choices=("rnn", "lstm", "gru"))
+    models: tuple[str, ...] = option(MODELS, choices=MODELS)
     model_hidden: int = option(64, ge=1)  # the main job's width
     model_lengths: tuple[int, ...] = option((100, 1000), ge=2)
+    seeds: tuple[int, ...] = option((0, 1, 2), ge=0)
     steps: int = option(100, ge=1)  # the main job's Adam steps before "trained"
     train_length: int = option(100, ge=2)
-    tol: float = option(1e-8, gt=0.0)
-    max_iter: int = option(300, ge=1, le=2**31 - 1)  # Newton's (an int32 counter)
-    quasi_max_iter: int = option(1000, ge=1, le=2**31 - 1)
-    quasi_max_length: int = option(10000, ge=2)  # quasi-Newton only up to this T
+    tol: float = option(1e-8, gt=0.0)  # ours: max |h_t - f(h_{t-1}, x_t)|
+    parallel_models: tuple[str, ...] = option(("gru", "paragru"), choices=MODELS)
+    parallel_length: int = option(1000, ge=2)
+    parallel_hidden: int = option(32, ge=1)
+    parallel_batch: int = option(16, ge=1)
+    parallel_steps: int = option(20, ge=1)
+    elk_length: int = option(400, ge=2)
 
     def apply_quick(self):
-        self.radii, self.lengths, self.hidden = (1.0, 3.0), (50, 200), 8
-        self.model_hidden, self.model_lengths, self.steps, self.train_length = 8, (50,), 5, 20
-        self.max_iter, self.quasi_max_iter = 60, 100
+        self.models, self.model_hidden, self.model_lengths, self.seeds = ("rnn", "gru", "paragru"), 8, (50,), (0,)
+        self.steps, self.train_length = 5, 20
+        self.parallel_length, self.parallel_hidden, self.parallel_batch, self.parallel_steps = 40, 8, 4, 3
+        self.elk_length = 400
 
-    def memory_needs(self):
-        """The least a Newton solve holds in float64: the sequence, its states and Newton's
-        Jacobians, ``T x H x H`` (DEER's dense linear recurrence; quasi-Newton's diagonal is less)."""
-        newton = lambda T, H, inputs: int(T) * (inputs + H + H * H) * 8
-        return [
-            (("lengths", "hidden"), "Newton over the longest sequence", newton(max(self.lengths), self.hidden, 4)),
-            (
-                ("model_lengths", "model_hidden"),
-                "Newton over the models' longest sequence",
-                newton(max(self.model_lengths), self.model_hidden, 2),
-            ),
-            (
-                ("train_length", "model_hidden"),
-                "the training batch",
-                training_bytes(1, 10, self.train_length, 2, self.model_hidden, 8),
-            ),
-        ]
+
+def status_name(code) -> str:
+    return STATUS.get(int(code), "not converged")
 
 
 def solve(cell, params, x_bti, method, cfg):
-    """One Newton solve: ``(iterations, converged, residual, max error vs the sequential scan)``."""
-    max_iter = cfg.max_iter if method == "newton" else cfg.quasi_max_iter
-    options = NewtonOptions(tol=cfg.tol, max_iter=max_iter, fallback=True)  # the record says if it converged
-    run = jax.jit(lambda p, x: unroll(cell, p, x, path=method, newton_options=options, return_info=True))
+    """One Newton solve: ``(iterations, status, residual, max error vs the sequential scan)``."""
+    path, extra = METHODS[method]
+    options = NewtonOptions(tol=cfg.tol, fallback=True, **extra)  # the record says if it converged
+    run = jax.jit(lambda p, x: unroll(cell, p, x, path=path, newton_options=options, return_info=True))
     y, _, info = run(params, x_bti)
-    reference = jax.jit(lambda p, x: unroll(cell, p, x, path="fused")[0])(params, x_bti)
-    converged = bool(info.converged)
+    reference = jax.jit(lambda p, x: unroll(cell, p, x, path="autodiff")[0])(params, x_bti)
+    status = status_name(info.status[0])
     # with the fallback the outputs are the scan's when Newton did not converge: no error to report then
-    error = float(jnp.max(jnp.abs(y - reference))) if converged else None
-    return int(info.iterations), converged, float(info.residual), error
+    error = float(jnp.max(jnp.abs(y - reference))) if status == "converged" else None
+    return int(info.iterations[0]), status, float(info.residual[0]), error
 
 
 def lambda_1(cell, params, x_bti) -> float:
     return float(jax.jit(lambda p, x: diagnostics.lyapunov_exponents(cell, p, x, count=1)[0])(params, x_bti[0]))
 
 
-def records(cfg, say, model, radius, T, phase, cell, params, x_bti):
-    """The run's records for one model and sequence, one per method."""
-    lam = lambda_1(cell, params, x_bti)
-    out = []
-    for method in METHODS:
-        if method == "quasi_newton" and T > cfg.quasi_max_length:
-            continue
-        t0 = time.perf_counter()
-        iterations, converged, residual, error = solve(cell, params, x_bti, method, cfg)
-        out.append(
-            dict(
-                model=model,
-                radius=radius,
-                T=T,
-                phase=phase,
-                lambda_1=lam,
-                method=method,
-                iterations=iterations,
-                converged=converged,
-                residual=residual,
-                max_error_vs_sequential=error,
-            )  # fmt: skip
-        )
-        how = f"{iterations:4d} iterations" + ("" if converged else f", not converged (residual {residual:.2g})")
-        say(
-            f"{model:4s} rho={radius} T={T:6d} {phase:7s} lambda_1={lam:+.3f} {method:12s} {how}",
-            f"({time.perf_counter() - t0:.1f} s)",
-        )
-    return out
-
-
-def radius_sweep(cfg, say):
-    """Part 1: the tanh RNN across lambda_1 = 0."""
-    out = []
-    for radius in cfg.radii:
-        cell = ElmanCell(cfg.hidden, spectral_radius=radius)
-        params = cell.init(jax.random.key(cfg.seed), 4, jnp.float64)
-        for T in cfg.lengths:
-            x = jax.random.normal(jax.random.key(cfg.seed + 1), (1, T, 4), jnp.float64)
-            out += records(cfg, say, "tanh", radius, T, "init", cell, params, x)
-    return out
-
-
-def train(cfg, name, layer, params):
+def train(cfg, seed, layer, params):
     """The main job's training: Adam lr 1e-3 on the adding problem, MSE of a linear readout."""
     readout = {"w": jnp.zeros((cfg.model_hidden,), jnp.float64), "b": jnp.zeros((), jnp.float64)}
 
@@ -159,22 +116,111 @@ def train(cfg, name, layer, params):
         return optax.apply_updates(state, updates), opt_state
 
     for k in range(cfg.steps):
-        raw = synthetic.adding_problem((cfg.seed, k), 10, cfg.train_length)
+        raw = synthetic.adding_problem((seed, k), 10, cfg.train_length)
         state, opt_state = step(state, opt_state, jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), raw))
-    PROGRESS.finish(name, saved=False)  # what a Ctrl-C's line says: trained, but no checkpoint
     return state["rnn"]
 
 
 def main_models(cfg, say):
-    """Part 2: the main job's models at init and trained."""
+    """Part 1: the main job's models and ParaRNN's, at init and trained, per seed."""
     out = []
     for name in cfg.models:
-        layer = zoo.make_layer(name, cfg.model_hidden, path="autodiff")
-        params = layer.init(jax.random.key(cfg.seed), 2, jnp.float64)
-        for phase, p in (("init", params), ("trained", train(cfg, name, layer, params))):
-            for T in cfg.model_lengths:
-                x = jnp.asarray(synthetic.adding_problem((cfg.seed, 10**6), 1, T)["x"], jnp.float64)
-                out += records(cfg, say, name, None, T, phase, layer.cell, p["l0"]["fwd"], x)
+        for seed in cfg.seeds:
+            layer = zoo.make_layer(name, cfg.model_hidden, path="autodiff")
+            params = layer.init(jax.random.key(seed), 2, jnp.float64)
+            for phase, p in (("init", params), ("trained", train(cfg, seed, layer, params))):
+                for T in cfg.model_lengths:
+                    x = jnp.asarray(synthetic.adding_problem((seed, 10**6), 1, T)["x"], jnp.float64)
+                    lam = lambda_1(layer.cell, p["l0"]["fwd"], x)
+                    for method in METHODS:
+                        t0 = time.perf_counter()
+                        iterations, status, residual, error = solve(layer.cell, p["l0"]["fwd"], x, method, cfg)
+                        out.append(
+                            dict(
+                                model=name,
+                                seed=seed,
+                                T=T,
+                                phase=phase,
+                                lambda_1=lam,
+                                method=method,
+                                iterations=iterations,
+                                status=status,
+                                residual=residual,
+                                max_error_vs_sequential=error,
+                            )  # fmt: skip
+                        )
+                        say(
+                            f"{name:8s} seed={seed} T={T:5d} {phase:7s} lambda_1={lam:+.3f} {method:12s} "
+                            f"{iterations:4d} iterations, {status} ({time.perf_counter() - t0:.1f} s)"
+                        )
+    return out
+
+
+def train_in_parallel(cfg, say):
+    """Part 2: the same training on the sequential and the parallel paths (float32)."""
+    out = []
+    T, H, B = cfg.parallel_length, cfg.parallel_hidden, cfg.parallel_batch
+    variants = (("autodiff", False), ("newton", False), ("quasi_newton", False), ("quasi_newton", True))
+    for name in cfg.parallel_models:
+        cell = zoo.make_cell(name, H)
+        init = cell.init(jax.random.key(cfg.seed), 2)
+        for path, warm in variants:
+            optimizer = optax.adam(1e-3)
+            state = {"rnn": init, "w": jnp.zeros((H,)), "b": jnp.zeros(())}
+            opt_state = optimizer.init(state)
+
+            def loss(p, x, y, guess):
+                kwargs = {} if path == "autodiff" else {"return_info": True, "initial_guess": guess}
+                h, _, *info = unroll(cell, p["rnn"], x, path=path, **kwargs)
+                return jnp.mean((h[:, -1] @ p["w"] + p["b"] - y) ** 2), (h, info)
+
+            @jax.jit
+            def step(state, opt_state, x, y, guess):
+                (value, (h, info)), grads = jax.value_and_grad(loss, has_aux=True)(state, x, y, guess)
+                updates, opt_state = optimizer.update(grads, opt_state, state)
+                return optax.apply_updates(state, updates), opt_state, value, jax.lax.stop_gradient(h), info
+
+            losses, iterations, guess, t0 = [], [], None, time.perf_counter()
+            for k in range(cfg.parallel_steps):
+                batch = synthetic.adding_problem((cfg.seed, 7, k), B, T)
+                state, opt_state, value, h, info = step(state, opt_state, batch["x"], batch["y"], guess)
+                guess = h if warm else None  # the carry is h for these cells: the previous step's trajectory
+                losses.append(float(value))
+                if info:
+                    iterations.append([int(i) for i in np.asarray(info[0].iterations)])
+            label = path + (" warm" if warm else "")
+            out.append(dict(model=name, path=path, warm_start=warm, losses=losses, iterations=iterations,
+                            seconds=time.perf_counter() - t0))  # fmt: skip
+            median = f", median iterations per step {np.median(iterations):.0f}" if iterations else ""
+            say(f"{name:8s} {label:17s} final loss {losses[-1]:.4f}{median} ({out[-1]['seconds']:.1f} s)")
+    sequential = {r["model"]: r["losses"] for r in out if r["path"] == "autodiff"}
+    for r in out:
+        r["max_loss_difference"] = float(np.max(np.abs(np.subtract(r["losses"], sequential[r["model"]]))))
+    return out
+
+
+def elk_against_deer(cfg, say):
+    """Part 3: a predictable linear RNN whose Jacobian's diagonal expands (1.5 on one unit)."""
+    T = cfg.elk_length
+    cell = ElmanCell(2, activation="linear")
+    params = cell.init(jax.random.key(0), 1, jnp.float64) | {"w_hh": jnp.array([[1.5, -1.0], [1.2, -1.0]])}
+    x = jax.random.normal(jax.random.key(1), (1, T, 1), jnp.float64)
+    reference = unroll(cell, params, x, path="autodiff")[0]
+    lam = lambda_1(cell, params, x)
+    out = []
+    for label, options in (
+        ("quasi-DEER", {}),
+        ("quasi-DEER, Jacobians clipped to [-1, 1]", {"clip": True}),
+        ("quasi-ELK, sigmasq 1e2 (the authors')", {"method": "elk"}),
+        ("quasi-ELK, sigmasq 1", {"method": "elk", "trust": 1.0}),
+    ):
+        y, _, info = unroll(cell, params, x, path="quasi_newton", return_info=True,
+                            newton_options=NewtonOptions(tol=cfg.tol, fallback=True, **options))  # fmt: skip
+        status = status_name(info.status[0])
+        out.append(dict(solver=label, T=T, lambda_1=lam, iterations=int(info.iterations[0]), status=status,
+                        residual=float(info.residual[0]),
+                        max_error_vs_sequential=float(jnp.max(jnp.abs(y - reference))) if status == "converged" else None))  # fmt: skip
+        say(f"{label:42s} T={T} {out[-1]['iterations']:4d} iterations, {status} (residual {out[-1]['residual']:.2g})")
     return out
 
 
@@ -183,63 +229,64 @@ def main(argv=None):
     run, t_start = RunDir(cfg), time.perf_counter()
     say = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, flush=True))
     with jax.enable_x64(True):
-        runs = radius_sweep(cfg, say) + main_models(cfg, say)
+        runs = main_models(cfg, say)
+        elk = elk_against_deer(cfg, say)
+    training = train_in_parallel(cfg, say)
     results = {
         "settings": {
-            "dtype": "float64",
+            "dtype": "float64 (parts 1 and 3), float32 (part 2)",
             "tol": cfg.tol,
-            "max_iter": cfg.max_iter,
-            "quasi_max_iter": cfg.quasi_max_iter,
-            "hidden": cfg.hidden,
+            "criterion": "max |h_t - f(h_{t-1}, x_t)| over t and units (ours)",
+            "max_iter": "T",
+            "initial_guess": "zeros",
+            "seeds": list(cfg.seeds),
             "model_hidden": cfg.model_hidden,
-            "inputs": "tanh sweep: 4 ~ N(0,1); models: adding problem",
-            "residual": "max |h_t - f(h_{t-1}, x_t)| over t and units",
-        },  # fmt: skip
+            "inputs": "adding problem",
+            "parallel_training": dict(
+                T=cfg.parallel_length,
+                hidden=cfg.parallel_hidden,
+                batch=cfg.parallel_batch,
+                steps=cfg.parallel_steps,
+                optimizer="adam 1e-3",
+            ),  # fmt: skip
+        },
         "runs": runs,
+        "training": training,
+        "elk": elk,
         "runtime_s": time.perf_counter() - t_start,
     }
     run.write_results(results)
-    run.save_figure(figure(cfg, runs), "iterations_vs_lambda")
+    run.save_figure(figure(cfg, runs, training), "iterations_vs_lambda")
     say(f"wrote {run.path}/results.json and iterations_vs_lambda.png in {results['runtime_s']:.0f} s")
     return results
 
 
-def figure(cfg, runs):
-    """Iterations to tolerance against lambda_1, one curve per T (the radius sweep), the main
-    job's models as markers; non-converged runs drawn at max_iter, hollow."""
-    fig, axes = plots.panels(2, width=5.5, sharey=False)
-    for ax, method in zip(axes, METHODS):
-        lengths = sorted({r["T"] for r in runs if r["method"] == method})
-        shades = dict(zip(lengths, ("#9ecae1", "#4292c6", "#08306b", "#000000")))  # T: light to dark
-        for T in lengths:
-            sweep = sorted((r for r in runs if r["model"] == "tanh" and r["T"] == T and r["method"] == method),
-                           key=lambda r: r["lambda_1"])  # fmt: skip
-            if not sweep:
-                continue
-            lam = [r["lambda_1"] for r in sweep]
-            cap = cfg.max_iter if method == "newton" else cfg.quasi_max_iter
-            shown = [r["iterations"] if r["converged"] else cap for r in sweep]  # not converged: at the cap
-            line = ax.plot(lam, shown, "o-", color=shades.get(T), label=f"tanh RNN, T={T}")[0]
-            failed = [(x, y) for x, y, r in zip(lam, shown, sweep) if not r["converged"]]
-            ax.plot([x for x, _ in failed], [y for _, y in failed], "o", ms=11, mfc="none", color=line.get_color())
-        for name, marker in zip(cfg.models, "s^D"):
-            for phase, fill in (("init", None), ("trained", "none")):
-                pts = [r for r in runs if r["model"] == name and r["phase"] == phase and r["method"] == method]
-                if pts:
-                    ax.plot([r["lambda_1"] for r in pts], [r["iterations"] for r in pts], marker, mfc=fill,
-                            color=plots.model_color(name), label=f"{name} ({phase}), T={', '.join(str(r['T']) for r in pts)}")  # fmt: skip
-        ax.axvline(0.0, color="grey", lw=0.8, ls=":")
-        ax.set_yscale("log")
-        ax.set_xlabel(r"largest Lyapunov exponent $\lambda_1$ (per step)")
-        ax.set_ylabel("iterations to tolerance")
-        cap = cfg.max_iter if method == "newton" else cfg.quasi_max_iter
-        ax.set_title(f"{method.replace('_', '-')} (circled: not converged in max_iter = {cap})", fontsize=9)
-        ax.legend(fontsize=6)
-    fig.suptitle(
-        f"Newton over the sequence: iterations vs λ_1 (float64, tol {cfg.tol:g}; tanh RNN H={cfg.hidden}, one "
-        f"sequence per point; main job's models H={cfg.model_hidden}, init and trained)",
-        fontsize=9,
-    )
+def figure(cfg, runs, training):
+    """Left: iterations against lambda_1 (every model, seed, phase and T; hollow: not converged).
+    Right: the training losses on each path, and the iterations per step."""
+    fig, (ax, bx) = plots.panels(2, width=5.5, sharey=False)
+    for method, marker in zip(METHODS, "os^"):
+        for name in cfg.models:
+            pts = [r for r in runs if r["model"] == name and r["method"] == method]
+            for ok in (True, False):
+                sel = [r for r in pts if (r["status"] == "converged") == ok]
+                if sel:
+                    ax.plot([r["lambda_1"] for r in sel], [r["iterations"] for r in sel], marker, mfc=None if ok else "none",
+                            color=plots.model_color(name), alpha=0.7,
+                            label=f"{name}, {method}" if ok else None)  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlabel(r"largest Lyapunov exponent $\lambda_1$ (per step)")
+    ax.set_ylabel("iterations (cap T)")
+    ax.set_title(f"main job's models, H={cfg.model_hidden}, T={cfg.model_lengths}, seeds {cfg.seeds}", fontsize=8)
+    ax.legend(fontsize=5, ncol=2)
+    for r in training:
+        style = {"autodiff": "-", "newton": "--", "quasi_newton": ":"}[r["path"]]
+        label = f"{r['model']} {r['path']}{' warm' if r['warm_start'] else ''}"
+        bx.plot(r["losses"], style, color=plots.model_color(r["model"]), label=label, alpha=0.8)
+    bx.set_xlabel("training step")
+    bx.set_ylabel("loss (MSE)")
+    bx.set_title(f"training on each path, T={cfg.parallel_length} (float32)", fontsize=8)
+    bx.legend(fontsize=5)
     return fig
 
 

@@ -135,6 +135,98 @@ class FusedCell(Cell, Protocol):
         the fused backward's weight gradients, one matmul each for a dense cell."""
 
 
+@dataclasses.dataclass(frozen=True)
+class StepJacobian:
+    r"""The Jacobian of a step's new carry with respect to its previous carry, ``∂c'/∂c``, in the
+    structure of a cell whose arithmetic is unit by unit around a few fixed recurrent matrices
+    ``M_g [H, H]`` (every built-in cell, and most users')::
+
+        ∂c'_a / ∂c_b = diag(direct[a][b]) + Σ_{g : reads[g] = b} diag(scale[a][g]) M_g
+
+    ``a, b`` index the carry's F fields in its leaf order (the LSTM's ``(h, c)``, coRNN's
+    ``(y, z)``; F = 1 when the carry is one array).  ``direct[a][b]`` is the elementwise part
+    (``[..., H]``, a scalar, or None for zero: the GRU's ``z``, the LSTM's ``f`` on ``c``),
+    ``scale[a][g]`` the elementwise factor of matrix g's rows (None: zero; the gate derivatives
+    times what multiplies the gate), ``reads[g]`` the field matrix g multiplies.  A cell with a
+    diagonal recurrence (IndRNN, ParaRNN's cells) has no matrices: its Jacobian is exactly
+    ``blocks()``.
+
+    ``diagonal()``, ``blocks()`` and ``full()`` assemble it without a forward-mode pass:
+    ``diag(J)`` is ``direct + scale * diag(M_g)`` (O(G) elementwise passes), the full J is the
+    matrices' rows scaled plus the direct term (O(G·H²) per step, no ``D`` Jacobian-vector products).
+
+    Attributes:
+      shape: ``(..., H)``, the batch shape and H of every elementwise entry.
+      dtype: their dtype.
+    """
+
+    shape: tuple[int, ...]
+    dtype: Any
+    direct: tuple[tuple[Any, ...], ...]
+    scale: tuple[tuple[Any, ...], ...] = ()
+    matrices: Any = None
+    reads: tuple[int, ...] = ()
+
+    @property
+    def fields(self) -> int:
+        return len(self.direct)
+
+    @property
+    def is_blocks(self) -> bool:
+        """True when ``blocks()`` is the whole Jacobian (no recurrent matrices)."""
+        return not self.reads
+
+    def _unitwise(self, a: int, b: int) -> jax.Array:
+        """``[..., H]``: the diagonal of block (a, b)."""
+        total = jnp.zeros(self.shape, self.dtype) if self.direct[a][b] is None else self.direct[a][b]
+        for g, field in enumerate(self.reads):
+            if field == b and self.scale[a][g] is not None:
+                total = total + self.scale[a][g] * jnp.diagonal(self.matrices[g])
+        return jnp.broadcast_to(jnp.asarray(total, self.dtype), self.shape)
+
+    def diagonal(self) -> jax.Array:
+        """``diag(J)``: ``[..., F*H]``, the fields side by side as ``rnnlab.newton.flatten_carry`` lays them."""
+        return jnp.concatenate([self._unitwise(a, a) for a in range(self.fields)], axis=-1)
+
+    def blocks(self) -> jax.Array:
+        """Each unit's fields among themselves: ``[..., H, F, F]``, entry ``[i, a, b] = ∂c'_a[i]/∂c_b[i]``
+        (``diagonal()`` when F = 1; ParaRNN's 2x2 blocks for an LSTM's ``(h, c)``)."""
+        F = self.fields
+        return jnp.stack([jnp.stack([self._unitwise(a, b) for b in range(F)], -1) for a in range(F)], -2)
+
+    def full(self) -> jax.Array:
+        """The whole ``[..., F*H, F*H]``: block (a, b) is ``diag(direct) + Σ diag(scale) M_g``."""
+        H = self.shape[-1]
+        eye = jnp.eye(H, dtype=self.dtype)
+        rows = []
+        for a in range(self.fields):
+            row = []
+            for b in range(self.fields):
+                d = self.direct[a][b]
+                if d is None:
+                    block = jnp.zeros(self.shape + (H,), self.dtype)
+                else:
+                    block = jnp.broadcast_to(jnp.asarray(d, self.dtype), self.shape)[..., :, None] * eye
+                for g, field in enumerate(self.reads):
+                    if field == b and self.scale[a][g] is not None:
+                        block = block + self.scale[a][g][..., :, None] * self.matrices[g]
+                row.append(jnp.broadcast_to(block, self.shape + (H,)))
+            rows.append(jnp.concatenate(row, axis=-1))
+        return jnp.concatenate(rows, axis=-2)
+
+
+class JacobianCell(Cell, Protocol):
+    """The opt-in contract of cheap Newton iterations (``rnnlab.newton``): the step together with
+    its Jacobian's structure.  Without it the Newton paths take ``jax.jacfwd`` of ``step``: D
+    forward-mode passes per iteration (D = the carry's size), where the structure costs about
+    one step.  Every built-in sequential cell gives it (``has_jacobian``)."""
+
+    def step_jacobian(self, params: Params, carry, x: jax.Array) -> tuple[Any, jax.Array, StepJacobian]:
+        """``(new carry, y, StepJacobian)``: ``step``'s values (bit for bit) and ``∂ new carry / ∂ carry``.
+        The scan's hidden perturbation and length mask are not the cell's business: the caller adds
+        them (a constant shift leaves J as it is; a padded step's J is the identity)."""
+
+
 # the paths a three-method cell runs; a FusedCell adds "fused" (first: its default)
 STEP_PATHS = ("autodiff", "remat", "newton", "quasi_newton")
 SEQUENTIAL_PATHS = ("fused",) + STEP_PATHS
@@ -165,6 +257,11 @@ def missing_fused_methods(cell) -> list[str]:
 
 def is_fused(cell) -> bool:
     return not missing_fused_methods(cell)
+
+
+def has_jacobian(cell) -> bool:
+    """True when ``cell`` gives its step's Jacobian structure (``JacobianCell``)."""
+    return callable(getattr(cell, "step_jacobian", None))
 
 
 def _takes_dtype(method) -> bool:
@@ -526,6 +623,23 @@ class ElmanCell(DenseCell):
         h = modrelu(z, elementwise["b_mod"]) if self.activation == "modrelu" else ACTIVATIONS[self.activation](z)
         return h, h
 
+    def step_jacobian(self, params, h, x):
+        """``JacobianCell``: ``∂h'/∂h = diag(act'(z)) W_hh``."""
+        elem = self.elementwise_params(params)
+        proj = self.projector(params)(x, h)
+        new_h, y = self.gates(h, proj, elem)
+        (z,) = proj
+        if self.activation == "tanh":
+            slope = 1.0 - new_h**2
+        elif self.activation == "relu":
+            slope = (z > 0).astype(z.dtype)
+        elif self.activation == "linear":
+            slope = jnp.ones_like(z)
+        else:  # modReLU: sign(z)^2 [|z| + b > 0], as JAX differentiates it (0 at z = 0)
+            slope = jnp.sign(z) ** 2 * (jnp.abs(z) + elem["b_mod"] > 0).astype(z.dtype)
+        jac = StepJacobian(new_h.shape, new_h.dtype, ((None,),), ((slope,),), self.recurrent_blocks(params), (0,))
+        return new_h, y, jac
+
 
 @dataclasses.dataclass(frozen=True)
 class LSTMCell(DenseCell):
@@ -593,6 +707,21 @@ class LSTMCell(DenseCell):
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return LSTMState(h, c), h
 
+    def step_jacobian(self, params, carry, x):
+        """``JacobianCell``: fields ``(h, c)``; the four gate blocks of ``w_hh`` read ``h``, and
+        ``∂c'/∂c = σ(f)`` (``∂h'/∂c`` through it) is the direct term."""
+        proj = self.projector(params)(x, carry)
+        new, y = self.gates(carry, proj, {})
+        i, f, g, o = jnp.split(proj[0], 4, axis=-1)
+        si, sf, tg, so = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+        tc = jnp.tanh(new.c)
+        through_c = so * (1.0 - tc**2)  # ∂h'/∂c'
+        d_c = (si * (1.0 - si) * tg, sf * (1.0 - sf) * carry.c, si * (1.0 - tg**2), None)  # ∂c'/∂(i, f, g, o)
+        d_h = tuple(None if d is None else through_c * d for d in d_c[:3]) + (so * (1.0 - so) * tc,)
+        direct = ((None, through_c * sf), (None, sf))
+        jac = StepJacobian(new.h.shape, new.h.dtype, direct, (d_h, d_c), self.recurrent_blocks(params), (0, 0, 0, 0))
+        return new, y, jac
+
 
 @dataclasses.dataclass(frozen=True)
 class GRUCell(DenseCell):
@@ -642,6 +771,19 @@ class GRUCell(DenseCell):
         n = jnp.tanh(x_n + r * h_n)
         h = (1.0 - z) * n + z * h
         return h, h
+
+    def step_jacobian(self, params, h, x):
+        """``JacobianCell``: ``∂h'/∂h = diag(z) + Σ_g diag(s_g) W_hg`` over the gates r, z, n."""
+        proj = self.projector(params)(x, h)
+        new_h, y = self.gates(h, proj, {})
+        x_r, x_z, x_n = jnp.split(proj[0], 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(proj[1], 3, axis=-1)
+        r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
+        n = jnp.tanh(x_n + r * h_n)
+        through_n = (1.0 - z) * (1.0 - n**2)  # ∂h'/∂(n's pre-activation)
+        scale = ((through_n * h_n * r * (1.0 - r), (h - n) * z * (1.0 - z), through_n * r),)
+        jac = StepJacobian(new_h.shape, new_h.dtype, ((z,),), scale, self.recurrent_blocks(params), (0, 0, 0))
+        return new_h, y, jac
 
 
 @dataclasses.dataclass(frozen=True)
@@ -710,6 +852,13 @@ class IndRNNCell(CellBase):
         h = jax.nn.relu(z)
         return h, h
 
+    def step_jacobian(self, params, h, x):
+        """``JacobianCell``: diagonal, ``∂h'/∂h = relu'(z) u``."""
+        proj = self.projector(params)(x, h)
+        new_h, y = self.gates(h, proj, {})
+        slope = (proj[0] > 0).astype(new_h.dtype) * params["u"]
+        return new_h, y, StepJacobian(new_h.shape, new_h.dtype, ((slope,),))
+
     def recurrent_blocks(self, params):
         """``diag(u)``: ``[1, H, H]``."""
         return jnp.diag(params["u"])[None]
@@ -775,6 +924,21 @@ class CoRNNCell(CellBase):
         z = carry.z + self.dt * (jnp.tanh(s) - self.gamma * carry.y - self.epsilon * carry.z)
         y = carry.y + self.dt * z
         return CoRNNState(y, z), y
+
+    def step_jacobian(self, params, carry, x):
+        """``JacobianCell``: fields ``(y, z)``; ``w_hh``'s two halves read ``z`` and ``y``, and the
+        IMEX step's ``-γ y - ε z`` and ``y' = y + dt z'`` are the direct terms."""
+        proj = self.projector(params)(x, carry)
+        new, y = self.gates(carry, proj, {})
+        H, dt = self.hidden_size, self.dt
+        slope = 1.0 - jnp.tanh(proj[0]) ** 2
+        scale = ((dt * dt * slope,) * 2, (dt * slope,) * 2)
+        direct = (
+            (1.0 - dt * dt * self.gamma, dt * (1.0 - dt * self.epsilon)),
+            (-dt * self.gamma, 1.0 - dt * self.epsilon),
+        )
+        matrices = jnp.stack([params["w_hh"][:, :H], params["w_hh"][:, H:]])  # [𝒲 | W]: read z, then y
+        return new, y, StepJacobian(new.y.shape, new.y.dtype, direct, scale, matrices, (1, 0))
 
 
 def chrono_biases(key, hidden_size: int, t_max, dtype=jnp.float32) -> jax.Array:

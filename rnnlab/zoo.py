@@ -19,6 +19,7 @@ from rnnlab.cells import CoRNNCell, ElmanCell, GRUCell, IndRNNCell, LSTMCell
 from rnnlab.layers import RNN
 from rnnlab.linear import LRUBlock, MinGRUCell, MinLSTMCell
 from rnnlab.parametrizations import IndRNNStack, Orthogonal
+from rnnlab.pararnn import ParaGRUCell, ParaLSTMCell
 from rnnlab.unroll import Cell
 
 
@@ -182,6 +183,23 @@ MODELS: dict[str, NamedModel] = {
         "dt 0.06, gamma 66, epsilon 15; one Linear over (x, z, y), torch's init",
         color="darkgreen",
         cell=lambda H, **o: CoRNNCell(H, **o),
+    ),
+    "paragru": NamedModel(
+        "ParaGRU (diagonal recurrence)",
+        "ParaRNN's diagonal GRU as in the authors' code (Danieli et al. 2025, apple/ml-pararnn GRUDiagMH): "
+        "z, r and candidate gates with diagonal recurrences A, input projection B, the authors' init "
+        "(xlstm A, xavier_uniform B, update-gate bias -linspace(0, 1)); one input head here (the scripts' "
+        "inputs are 1 or 2 wide; num_heads:2 is the authors' default); quasi_newton is exact Newton for it",
+        color="mediumvioletred",
+        cell=lambda H, **o: ParaGRUCell(H, **{"num_heads": 1, **o}),
+    ),
+    "paralstm": NamedModel(
+        "ParaLSTM (diagonal CIFG LSTM)",
+        "ParaRNN's diagonal LSTM with coupled input and forget gates and peepholes, as in the authors' code "
+        "(apple/ml-pararnn LSTMCIFGDiagMH): diagonal recurrences A and C, the authors' init; one input head "
+        "here (num_heads:2 is the authors' default); quasi_newton (2x2 blocks per unit) is exact Newton for it",
+        color="darkmagenta",
+        cell=lambda H, **o: ParaLSTMCell(H, **{"num_heads": 1, **o}),
     ),
 }
 CELLS = tuple(name for name, model in MODELS.items() if model.plain)  # the applications' --cell choices
