@@ -1,13 +1,24 @@
-"""Newton over the sequence against the sequential scan: forward evaluation of one layer.
+"""Newton over the sequence against the sequential scan, on this machine.
 
-GRU and LSTM at init (float32, inputs ~ N(0, 1) of width 2 and batch 16, as DEER's demo,
-machine-discovery/deer ``deer/demo.py``, whose H = 2 GRU at T = 10k is the 68x of its README), ``path="fused"`` (the
-sequential scan) against ``"newton"`` (full Jacobians) and ``"quasi_newton"`` (diagonal), each
-to its default tolerance.  Medians of ``--repeats`` interleaved runs after a warm-up; the
-iterations each Newton path took; and the memory the Jacobians need, ``T*B*D^2`` numbers
-for Newton (D = H for the GRU, 2H for the LSTM's (h, c)) and ``T*B*D`` for quasi-Newton.
-A case whose Newton Jacobians would exceed ``--max-jacobian-gib``, or whose sequential work
-``T*B*H^2`` exceeds ``--max-work``, is recorded as skipped, with the reason.
+Two tables (float32, inputs ~ N(0, 1) of width 2, batch 16, cells at init: DEER's demo,
+machine-discovery/deer ``deer/demo.py``, whose H = 2 GRU at T = 10k is the 68x of its README):
+
+``iteration``: ONE Newton iteration (the linearisation at a trajectory and the associative solve
+  of the linear recurrence, per sequence as the paths run it) against ONE sequential forward
+  pass (``path="fused"``), with the Jacobians from the cell's structure (``after``:
+  ``rnnlab.cells.JacobianCell``) and from ``jax.jacfwd`` of the step (``before``: what every cell
+  got until the structure existed, and what a three-method cell still gets).  ``quasi``: each
+  unit's block (the GRU's diagonal, the LSTM's 2x2 (h, c) blocks); ``newton``: the full D x D.
+  GRU and LSTM, H = 64/128/256, T = 1k/10k.
+
+``solve``: the whole forward evaluation of one layer to the default tolerance (``"newton"``,
+  ``"quasi_newton"``) against ``"fused"``, with the iterations it took; GRU, LSTM and ParaRNN's
+  ParaGRU, small H (DEER's demo case among them).
+
+Medians of ``--repeats`` interleaved runs after a warm-up.  A case whose Jacobians would exceed
+``--max-jacobian-gib`` (``T*B*D^2`` numbers for Newton), or whose forward-mode work (``D`` Jacobian-
+vector products of a step per row, ``T*B*D*G*H^2``) exceeds ``--max-jacfwd-work``, is recorded as
+skipped, with the reason.
 
     python benchmarks/bench_newton.py --out benchmarks/results_newton_cpu.json
 """
@@ -20,74 +31,149 @@ import os
 import sys
 
 import jax
+import jax.numpy as jnp
 
-from rnnlab import RNN, GRUCell, LSTMCell
+from rnnlab import RNN, GRUCell, LSTMCell, newton
+from rnnlab.pararnn import ParaGRUCell
+from rnnlab.scan import SequenceInputs
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_layers import median_times  # noqa: E402
 
-CELLS = {"gru": (GRUCell, 1), "lstm": (LSTMCell, 2)}  # cell, carry fields (D = fields * H)
-PATHS = ("fused", "newton", "quasi_newton")
+CELLS = {"gru": (GRUCell, 1, 3), "lstm": (LSTMCell, 2, 4), "paragru": (lambda H: ParaGRUCell(H, num_heads=1), 1, 3)}
+
+
+class Generic:
+    """The cell without its Jacobian structure: the Newton paths take ``jax.jacfwd`` ("before")."""
+
+    def __init__(self, cell):
+        self.cell = cell
+
+    def init(self, key, input_size, dtype=jnp.float32):
+        return self.cell.init(key, input_size, dtype)
+
+    def initial_carry(self, batch_shape, dtype=jnp.float32):
+        return self.cell.initial_carry(batch_shape, dtype)
+
+    def step(self, params, carry, x):
+        return self.cell.step(params, carry, x)
+
+
+def one_iteration(cell, structure):
+    """``(params, x_tbi, h_tbd) -> new h``: one linearisation and one solve, vmapped over the batch."""
+
+    def run(params, x_tbi, h_tbd):
+        carry0 = cell.initial_carry((x_tbi.shape[1],), x_tbi.dtype)
+        step = newton._Step(cell, params, jax.tree.structure(carry0))
+
+        def one(x_ti, h0_d, h_td):
+            h_prev = newton._previous(h0_d, h_td)
+            f, a, _ = step.linearise(structure, h_prev, x_ti)
+            b = (f - newton._apply(a, h_prev, structure, step.fields)).at[0].set(f[0])
+            return newton._solve(a, b, structure, step.fields)
+
+        return jax.vmap(one, (1, 0, 1), 1)(x_tbi, newton.flatten_carry(carry0), h_tbd)
+
+    return jax.jit(run)
+
+
+def iteration_table(args, write):
+    rows = []
+    for name in args.cells:
+        make, fields, gates = CELLS[name]
+        for H in args.hidden:
+            for T in args.lengths:
+                D, B = fields * H, args.batch
+                row = {"table": "iteration", "cell": name, "H": H, "T": T, "B": B}
+                x = jax.random.normal(jax.random.key(1), (B, T, args.input_size))
+                x_tbi = jnp.swapaxes(x, 0, 1)
+                cell = make(H)
+                params = RNN(cell).init(jax.random.key(0), args.input_size)["l0"]["fwd"]
+                h = 0.1 * jax.random.normal(jax.random.key(2), (T, B, D))
+                sequential = jax.jit(lambda p, x, cell=cell: RNN(cell, path="fused").apply({"l0": {"fwd": p}}, x)[0])
+                programs = {"sequential": lambda: jax.block_until_ready(sequential(params, x))}
+                quasi = "diagonal" if fields == 1 else "blocks"
+                for label, structure in (("quasi", quasi), ("newton", "full")):
+                    gib = T * B * D * (D if structure == "full" else fields) * 4 / 2**30
+                    row[f"{label}_jacobian_gib"] = gib
+                    for when, c in (("after", cell), ("before", Generic(cell))):
+                        key = f"{label}_{when}"
+                        work = T * B * D * gates * H * H
+                        if gib > args.max_jacobian_gib:
+                            row[f"{key}_skipped"] = f"Jacobians {gib:.1f} GiB > --max-jacobian-gib {args.max_jacobian_gib}"
+                            continue
+                        if when == "before" and work > args.max_jacfwd_work:
+                            row[f"{key}_skipped"] = f"jacfwd work T*B*D*G*H^2 = {work:.1e} > --max-jacfwd-work"
+                            continue
+                        fn = one_iteration(c, structure)
+                        programs[key] = lambda fn=fn: jax.block_until_ready(fn(params, x_tbi, h))
+                med = median_times(programs, args.repeats)
+                row |= {f"{k}_s": v for k, v in med.items()}
+                row |= {f"{k}_over_sequential": v / med["sequential"] for k, v in med.items() if k != "sequential"}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                write(rows)
+    return rows
+
+
+def solve_table(args, write, rows):
+    for name in args.solve_cells:
+        make, fields, _ = CELLS[name]
+        for H in args.solve_hidden:
+            for T in args.solve_lengths:
+                row = {"table": "solve", "cell": name, "H": H, "T": T, "B": args.batch}
+                x = jax.random.normal(jax.random.key(1), (args.batch, T, args.input_size))
+                params = RNN(make(H)).init(jax.random.key(0), args.input_size)
+                programs = {}
+                for path in ("fused" if name != "paragru" else "autodiff", "newton", "quasi_newton"):
+                    D = fields * H
+                    if path == "newton" and T * args.batch * D * D * 4 / 2**30 > args.max_jacobian_gib:
+                        row["newton_skipped"] = "Jacobians > --max-jacobian-gib"
+                        continue
+                    layer = RNN(make(H), path=path)
+                    info = path in newton.NEWTON_PATHS
+                    run = jax.jit(lambda p, x, layer=layer, info=info: layer.apply(p, x, return_info=info))
+                    out = jax.block_until_ready(run(params, x))
+                    if info:
+                        row[f"{path}_iterations"] = int(jnp.max(out[2][0].iterations))
+                    programs["sequential" if path in ("fused", "autodiff") else path] = (
+                        lambda run=run: jax.block_until_ready(run(params, x))
+                    )
+                med = median_times(programs, args.repeats)
+                row |= {f"{p}_s": m for p, m in med.items()}
+                row |= {f"{p}_over_sequential": m / med["sequential"] for p, m in med.items() if p != "sequential"}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                write(rows)
+    return rows
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
-    parser.add_argument("--lengths", type=int, nargs="+", default=[1000, 10000, 100000])
-    parser.add_argument("--hidden", type=int, nargs="+", default=[2, 8, 32, 128, 256])
+    parser.add_argument("--cells", nargs="+", default=["gru", "lstm"], choices=["gru", "lstm"])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--solve-cells", nargs="+", default=list(CELLS), choices=list(CELLS))
+    parser.add_argument("--solve-lengths", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--solve-hidden", type=int, nargs="+", default=[2, 16])
     parser.add_argument("--input-size", type=int, default=2)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-jacobian-gib", type=float, default=2.0)
-    parser.add_argument("--max-work", type=float, default=3e8, help="skip cases with T*B*H^2 above this")
+    parser.add_argument("--max-jacfwd-work", type=float, default=2e11)
+    parser.add_argument("--skip-iteration", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    rows = []
-    for name in args.cells:
-        make, fields = CELLS[name]
-        for H in args.hidden:
-            for T in args.lengths:
-                D, row = fields * H, {"cell": name, "H": H, "T": T, "B": args.batch}
-                row["newton_jacobian_gib"] = T * args.batch * D * D * 4 / 2**30
-                row["quasi_jacobian_gib"] = T * args.batch * D * 4 / 2**30
-                if T * args.batch * H * H > args.max_work:
-                    rows.append(row | {"skipped": f"T*B*H^2 = {T * args.batch * H * H:.1e} > --max-work"})
-                    print(json.dumps(rows[-1]), flush=True)
-                    write(args, rows)
-                    continue
-                x = jax.random.normal(jax.random.key(1), (args.batch, T, args.input_size))
-                params = RNN(make(H)).init(jax.random.key(0), args.input_size)
-                programs = {}
-                for path in PATHS:
-                    if path == "newton" and row["newton_jacobian_gib"] > args.max_jacobian_gib:
-                        row["newton_skipped"] = f"Jacobians {row['newton_jacobian_gib']:.1f} GiB > --max-jacobian-gib"
-                        continue
-                    layer = RNN(make(H), path=path)
-                    info = path != "fused"
-                    run = jax.jit(lambda p, x, layer=layer, info=info: layer.apply(p, x, return_info=info))
-                    out = jax.block_until_ready(run(params, x))
-                    if info:
-                        row[f"{path}_iterations"] = int(out[2][0].iterations)
-                    programs[path] = lambda run=run: jax.block_until_ready(run(params, x))
-                med = median_times(programs, args.repeats)
-                row |= {f"{p}_s": m for p, m in med.items()}
-                row |= {f"fused_over_{p}": med["fused"] / med[p] for p in med if p != "fused"}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-                write(args, rows)  # after every case: a long grid keeps what it measured
 
+    def write(rows):
+        if args.out:
+            meta = {"jax": jax.__version__, "device": str(jax.devices()[0]), "cpu_count": os.cpu_count(),
+                    "dtype": "float32", "load_average_at_write": os.getloadavg(), "batch": args.batch, "input_size": args.input_size, "repeats": args.repeats}  # fmt: skip
+            with open(args.out, "w") as f:
+                json.dump({"meta": meta, "rows": rows}, f, indent=1)
 
-def write(args, rows):
-    if args.out:
-        meta = {
-            "jax": jax.__version__,
-            "device": str(jax.devices()[0]),
-            "cpu_count": os.cpu_count(),
-            "dtype": "float32",
-        }
-        meta |= {"batch": args.batch, "input_size": args.input_size, "repeats": args.repeats}
-        with open(args.out, "w") as f:
-            json.dump({"meta": meta, "rows": rows}, f, indent=1)
+    rows = [] if args.skip_iteration else iteration_table(args, write)
+    solve_table(args, write, rows)
 
 
 if __name__ == "__main__":

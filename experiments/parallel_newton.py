@@ -30,6 +30,7 @@ guess, convergence per sequence:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import jax
@@ -56,6 +57,7 @@ MODELS = ("rnn", "lstm", "gru", "paragru", "paralstm")
 class Config(BaseConfig):
     out: str = "runs/parallel_newton"
     models: tuple[str, ...] = option(MODELS, choices=MODELS)
+    methods: tuple[str, ...] = option(tuple(METHODS), choices=tuple(METHODS))
     model_hidden: int = option(64, ge=1)  # the main job's width
     model_lengths: tuple[int, ...] = option((100, 1000), ge=2)
     seeds: tuple[int, ...] = option((0, 1, 2), ge=0)
@@ -70,7 +72,8 @@ class Config(BaseConfig):
     elk_length: int = option(400, ge=2)
 
     def apply_quick(self):
-        self.models, self.model_hidden, self.model_lengths, self.seeds = ("rnn", "gru", "paragru"), 8, (50,), (0,)
+        self.models, self.model_hidden, self.model_lengths, self.seeds = ("gru", "paragru"), 8, (50,), (0,)
+        self.methods, self.parallel_models = ("newton", "quasi_newton"), ("paragru",)
         self.steps, self.train_length = 5, 20
         self.parallel_length, self.parallel_hidden, self.parallel_batch, self.parallel_steps = 40, 8, 4, 3
         self.elk_length = 400
@@ -80,34 +83,44 @@ def status_name(code) -> str:
     return STATUS.get(int(code), "not converged")
 
 
+@functools.lru_cache(maxsize=None)
+def programs(cell, method, tol):
+    """The jitted Newton solve, sequential scan and lambda_1 of ``cell`` (one compile per shape)."""
+    path, extra = METHODS[method]
+    options = NewtonOptions(tol=tol, fallback=True, **extra)  # the record says if it converged
+    solve = jax.jit(lambda p, x: unroll(cell, p, x, path=path, newton_options=options, return_info=True))
+    scan = jax.jit(lambda p, x: unroll(cell, p, x, path="autodiff")[0])
+    return solve, scan
+
+
+@functools.lru_cache(maxsize=None)
+def exponent(cell):
+    return jax.jit(lambda p, x: diagnostics.lyapunov_exponents(cell, p, x, count=1)[0])
+
+
 def solve(cell, params, x_bti, method, cfg):
     """One Newton solve: ``(iterations, status, residual, max error vs the sequential scan)``."""
-    path, extra = METHODS[method]
-    options = NewtonOptions(tol=cfg.tol, fallback=True, **extra)  # the record says if it converged
-    run = jax.jit(lambda p, x: unroll(cell, p, x, path=path, newton_options=options, return_info=True))
+    run, scan = programs(cell, method, cfg.tol)
     y, _, info = run(params, x_bti)
-    reference = jax.jit(lambda p, x: unroll(cell, p, x, path="autodiff")[0])(params, x_bti)
     status = status_name(info.status[0])
     # with the fallback the outputs are the scan's when Newton did not converge: no error to report then
-    error = float(jnp.max(jnp.abs(y - reference))) if status == "converged" else None
+    error = float(jnp.max(jnp.abs(y - scan(params, x_bti)))) if status == "converged" else None
     return int(info.iterations[0]), status, float(info.residual[0]), error
 
 
 def lambda_1(cell, params, x_bti) -> float:
-    return float(jax.jit(lambda p, x: diagnostics.lyapunov_exponents(cell, p, x, count=1)[0])(params, x_bti[0]))
+    return float(exponent(cell)(params, x_bti[0]))
 
 
-def train(cfg, seed, layer, params):
-    """The main job's training: Adam lr 1e-3 on the adding problem, MSE of a linear readout."""
-    readout = {"w": jnp.zeros((cfg.model_hidden,), jnp.float64), "b": jnp.zeros((), jnp.float64)}
+@functools.lru_cache(maxsize=None)
+def training_step(layer, hidden):
+    """The main job's training step for ``layer``: Adam lr 1e-3, MSE of a linear readout."""
 
     def loss(p, batch):
         y, _ = layer.apply(p["rnn"], batch["x"])
         return jnp.mean((y[:, -1] @ p["out"]["w"] + p["out"]["b"] - batch["y"]) ** 2)
 
     optimizer = optax.adam(1e-3)
-    state = {"rnn": params, "out": readout}
-    opt_state = optimizer.init(state)
 
     @jax.jit
     def step(state, opt_state, batch):
@@ -115,6 +128,14 @@ def train(cfg, seed, layer, params):
         updates, opt_state = optimizer.update(grads, opt_state, state)
         return optax.apply_updates(state, updates), opt_state
 
+    return optimizer, step
+
+
+def train(cfg, seed, layer, params):
+    """The main job's training: Adam lr 1e-3 on the adding problem, MSE of a linear readout."""
+    optimizer, step = training_step(layer, cfg.model_hidden)
+    state = {"rnn": params, "out": {"w": jnp.zeros((cfg.model_hidden,), jnp.float64), "b": jnp.zeros((), jnp.float64)}}
+    opt_state = optimizer.init(state)
     for k in range(cfg.steps):
         raw = synthetic.adding_problem((seed, k), 10, cfg.train_length)
         state, opt_state = step(state, opt_state, jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), raw))
@@ -132,7 +153,7 @@ def main_models(cfg, say):
                 for T in cfg.model_lengths:
                     x = jnp.asarray(synthetic.adding_problem((seed, 10**6), 1, T)["x"], jnp.float64)
                     lam = lambda_1(layer.cell, p["l0"]["fwd"], x)
-                    for method in METHODS:
+                    for method in cfg.methods:
                         t0 = time.perf_counter()
                         iterations, status, residual, error = solve(layer.cell, p["l0"]["fwd"], x, method, cfg)
                         out.append(
@@ -265,7 +286,7 @@ def figure(cfg, runs, training):
     """Left: iterations against lambda_1 (every model, seed, phase and T; hollow: not converged).
     Right: the training losses on each path, and the iterations per step."""
     fig, (ax, bx) = plots.panels(2, width=5.5, sharey=False)
-    for method, marker in zip(METHODS, "os^"):
+    for method, marker in zip(cfg.methods, "os^"):
         for name in cfg.models:
             pts = [r for r in runs if r["model"] == name and r["method"] == method]
             for ok in (True, False):

@@ -346,6 +346,21 @@ def _previous(h0, h):
 # --- ELK: the parallel Kalman filter --------------------------------------------------------------
 
 
+def _solve_small(m, rhs):
+    """``m^-1 rhs`` for small ``[..., F, F]`` blocks by Gauss-Jordan elimination, unrolled, without
+    pivoting: the filter's ``I + C J`` has eigenvalues >= 1 (C and J are covariances).  Plain
+    arithmetic instead of LAPACK calls on millions of tiny matrices."""
+    n = m.shape[-1]
+    m, rhs = m + jnp.zeros_like(rhs[..., :1, :1]), rhs + jnp.zeros_like(m[..., :, :1])
+    for k in range(n):
+        pivot = m[..., k : k + 1, k : k + 1]
+        row_m, row_r = m[..., k : k + 1, :] / pivot, rhs[..., k : k + 1, :] / pivot
+        factor = m[..., :, k : k + 1]
+        m = jnp.where(jnp.arange(n)[:, None] == k, row_m, m - factor * row_m)
+        rhs = jnp.where(jnp.arange(n)[:, None] == k, row_r, rhs - factor * row_r)
+    return rhs
+
+
 def _kalman_filter(a, b, y, sigmasq, structure, fields):
     """ELK's update: the filtered means of ``s_t = A_t s_{t-1} + b_t + N(0, I)`` (t >= 1),
     ``s_0 ~ N(b_0, I)``, observed as ``y_t = s_t + N(0, sigmasq I)``, by the associative scan
@@ -389,13 +404,14 @@ def _kalman_filter(a, b, y, sigmasq, structure, fields):
         (k * mv(a_t, y - b)).at[0].set(0.0),
     )
 
+    solve = _solve_small if structure == "blocks" else jnp.linalg.solve
+
     def combine(e1, e2):
         a1, b1, c1, j1, eta1 = e1
         a2, b2, c2, j2, eta2 = e2
-        left = jnp.swapaxes(
-            jnp.linalg.solve(jnp.swapaxes(identity + c1 @ j2, -1, -2), jnp.swapaxes(a2, -1, -2)), -1, -2
-        )
-        right = jnp.swapaxes(jnp.linalg.solve(jnp.swapaxes(identity + j2 @ c1, -1, -2), a1), -1, -2)
+        # A2 (I + C1 J2)^-1 and A1^T (I + J2 C1)^-1, by solves with the transposes
+        left = jnp.swapaxes(solve(jnp.swapaxes(identity + c1 @ j2, -1, -2), jnp.swapaxes(a2, -1, -2)), -1, -2)
+        right = jnp.swapaxes(solve(jnp.swapaxes(identity + j2 @ c1, -1, -2), a1), -1, -2)
         return (
             left @ a1,
             mv(left, b1 + mv(c1, eta2)) + b2,

@@ -454,7 +454,7 @@ def test_the_experiment_records_iterations_against_lambda_1(tmp_path):
     runs = results["runs"]
     keys = {"model", "seed", "T", "phase", "lambda_1", "method", "iterations", "status", "max_error_vs_sequential"}
     assert all(keys <= set(r) for r in runs) and (tmp_path / "iterations_vs_lambda.png").is_file()
-    assert {r["model"] for r in runs} == {"rnn", "gru", "paragru"}
+    assert {r["model"] for r in runs} == {"gru", "paragru"}
     assert {r["phase"] for r in runs if r["model"] == "gru"} == {"init", "trained"}
     contracting = [r for r in runs if r["lambda_1"] < -0.1 and r["method"] != "quasi_elk"]
     assert contracting and all(r["status"] == "converged" and r["max_error_vs_sequential"] <= 1e-6 for r in contracting)
