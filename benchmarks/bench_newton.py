@@ -60,19 +60,18 @@ class Generic:
 
 
 def one_iteration(cell, structure):
-    """``(params, x_tbi, h_tbd) -> new h``: one linearisation and one solve, vmapped over the batch."""
+    """``(params, x_tbi, h_tbd) -> new h``: one linearisation and one solve, as the paths run them
+    (time-major, every sequence of the batch at once)."""
 
     def run(params, x_tbi, h_tbd):
-        carry0 = cell.initial_carry((x_tbi.shape[1],), x_tbi.dtype)
+        T, B, D = h_tbd.shape
+        carry0 = cell.initial_carry((B,), x_tbi.dtype)
         step = newton._Step(cell, params, jax.tree.structure(carry0))
-
-        def one(x_ti, h0_d, h_td):
-            h_prev = newton._previous(h0_d, h_td)
-            f, a, _ = step.linearise(structure, h_prev, x_ti)
-            b = (f - newton._apply(a, h_prev, structure, step.fields)).at[0].set(f[0])
-            return newton._solve(a, b, structure, step.fields)
-
-        return jax.vmap(one, (1, 0, 1), 1)(x_tbi, newton.flatten_carry(carry0), h_tbd)
+        h_prev = newton._previous(newton.flatten_carry(carry0), h_tbd)
+        f, a, _ = step.linearise(structure, newton._rows(h_prev), newton._rows(x_tbi))
+        f, a = f.reshape(T, B, D), a.reshape((T, B) + a.shape[1:])
+        b = (f - newton._apply(a, h_prev, structure, step.fields)).at[0].set(f[0])
+        return newton._solve(a, b, structure, step.fields)
 
     return jax.jit(run)
 

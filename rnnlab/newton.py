@@ -338,6 +338,13 @@ class _Step:
         return jax.lax.map(of, rows, batch_size=chunk)
 
 
+def _set_first(a, value):
+    """``a`` with its first step (axis 0) replaced by ``value``: a select, not ``.at[0].set`` (a
+    scatter has no unambiguous sharding under a sweep's mesh)."""
+    first = (jnp.arange(a.shape[0]) == 0).reshape((-1,) + (1,) * (a.ndim - 1))
+    return jnp.where(first, value, a)
+
+
 def _previous(h0, h):
     """``h_{t-1}`` for every t along axis 0: ``[h_0, h_1, ..., h_{T-1}]``."""
     return jnp.concatenate([h0[None], h[:-1]], axis=0)
@@ -368,13 +375,13 @@ def _kalman_filter(a, b, y, sigmasq, structure, fields):
     lindermanlab/elk ``parallel_kalman_scalar.py`` for the elementwise case, ``A_0`` unused)."""
     k = 1.0 / (1.0 + sigmasq)  # the gain: prior covariance I, emission noise sigmasq I
     if structure == "diagonal":
-        b_t = (b + k * (y - b)).at[0].set(b[0] + k * (y[0] - b[0]))
+        b_t = b + k * (y - b)
         elems = (
-            ((1.0 - k) * a).at[0].set(0.0),
+            _set_first((1.0 - k) * a, 0.0),
             b_t,
             jnp.full_like(b, 1.0 - k),
-            (a * a * k).at[0].set(1.0),
-            (a * k * (y - b)).at[0].set(0.0),
+            _set_first(a * a * k, 1.0),
+            _set_first(a * k * (y - b), 0.0),
         )
 
         def combine(e1, e2):
@@ -397,11 +404,11 @@ def _kalman_filter(a, b, y, sigmasq, structure, fields):
     a_t = jnp.swapaxes(a, -1, -2)
     mv = lambda m, v: jnp.einsum("...ij,...j->...i", m, v)
     elems = (
-        ((1.0 - k) * a).at[0].set(0.0),
+        _set_first((1.0 - k) * a, 0.0),
         b + k * (y - b),
         (1.0 - k) * eye,
-        (k * (a_t @ a)).at[0].set(eye[0]),
-        (k * mv(a_t, y - b)).at[0].set(0.0),
+        _set_first(k * (a_t @ a), eye),
+        _set_first(k * mv(a_t, y - b), 0.0),
     )
 
     solve = _solve_small if structure == "blocks" else jnp.linalg.solve
@@ -427,74 +434,76 @@ def _kalman_filter(a, b, y, sigmasq, structure, fields):
 # --- the iteration, one sequence at a time -------------------------------------------------------
 
 
-def _criterion(options, r_td):
-    """max |r| or ½ mean_t ‖r_t‖²; inf where anything is not finite (XLA's max may skip NaNs)."""
-    value = jnp.max(jnp.abs(r_td)) if options.criterion == "residual" else 0.5 * jnp.sum(r_td**2) / r_td.shape[0]
-    return jnp.where(jnp.all(jnp.isfinite(r_td)), value, jnp.inf)
+def _criterion(options, r_tbd):
+    """Per sequence ``[B]``: max |r| or ½ mean_t ‖r_t‖²; inf where anything is not finite (XLA's
+    max may skip NaNs)."""
+    if options.criterion == "residual":
+        value = jnp.max(jnp.abs(r_tbd), axis=(0, 2))
+    else:
+        value = 0.5 * jnp.sum(r_tbd**2, axis=(0, 2)) / r_tbd.shape[0]
+    return jnp.where(jnp.all(jnp.isfinite(r_tbd), axis=(0, 2)), value, jnp.inf)
 
 
-def _iterate_one(step: _Step, structure, options, trust, x_ti, h0_d, mask_t, eps_th, guess_td):
-    """One sequence: ``(iterations, h [T, D], criterion, status)`` by ``lax.while_loop``."""
-    T, fields = x_ti.shape[0], step.fields
+def _iterate(cell, structure, options, trust, params, seq, guess_tbd):
+    """The iterations, every sequence to its own tolerance: ``(iterations [B], h [T, B, D],
+    criterion [B], status [B])`` by one ``lax.while_loop`` over the batch, in which a sequence
+    that has stopped keeps its iterate and its count (what ``jax.vmap`` of DEER's per-sequence
+    loop does, with the arrays kept time-major so that the associative scans run along axis 0)."""
+    step = _Step(cell, params, jax.tree.structure(seq.carry0))
+    T, B, D = guess_tbd.shape
+    fields = step.fields
+    h0_bd = flatten_carry(seq.carry0)
+    x_n, mask_n, eps_n = _rows(seq.x_tbi), _rows(seq.mask_tb), _rows(seq.eps_tbh)
     cap = T if options.max_iter is None else options.max_iter
-    tol = tolerance(options, h0_d.dtype)
+    tol = tolerance(options, h0_bd.dtype)
 
-    def linearise(h_td):
-        f_td, a, _ = step.linearise(structure, _previous(h0_d, h_td), x_ti, mask_t, eps_th)
+    def linearise(h_tbd):
+        f_n, a_n, _ = step.linearise(structure, _rows(_previous(h0_bd, h_tbd)), x_n, mask_n, eps_n)
+        f_tbd, a = f_n.reshape(T, B, D), a_n.reshape((T, B) + a_n.shape[1:])
         a = (1.0 - options.damping) * a if options.damping else a
         a = jnp.clip(a, -1.0, 1.0) if options.clip else a
-        return f_td, a, _criterion(options, h_td - f_td)
+        return f_tbd, a, _criterion(options, h_tbd - f_tbd)
 
-    def update(h_td, f_td, a):
-        h_prev = _previous(h0_d, h_td)
+    def update(h_tbd, f_tbd, a):
+        h_prev = _previous(h0_bd, h_tbd)
         # b_t = f(h_{t-1}) - A_t h_{t-1}; at t = 0 the start is exact, so the solve gives f(h_0) there
-        # (a select, not .at[0].set: a scatter has no unambiguous sharding under a sweep's mesh)
-        first_t = (jnp.arange(f_td.shape[0]) == 0).reshape((-1,) + (1,) * (f_td.ndim - 1))
-        b_td = f_td - jnp.where(first_t, 0.0, _apply(a, h_prev, structure, fields))
+        b_tbd = f_tbd - _set_first(_apply(a, h_prev, structure, fields), 0.0)
         if options.method == "elk":
-            new = _kalman_filter(a, b_td, h_td, trust, structure, fields)
+            new = _kalman_filter(a, b_tbd, h_tbd, trust, structure, fields)
         else:
-            new = _solve(a, b_td, structure, fields)
+            new = _solve(a, b_tbd, structure, fields)
         # DEER's safeguard (deer/deer_iter.py, clip_ytnext): a linearisation that expands where the
         # trajectory does not (at h = 0, say) overflows over long T; clip and restart such states
         return jnp.where(jnp.isnan(new), 0.0, jnp.clip(new, -_CLIP, _CLIP))
 
-    def keep_going(state):
-        k, _, _, _, crit = state
+    def active(k, crit):
         return (k < cap) & (crit > tol) & jnp.isfinite(crit)
 
-    def body(state):
-        k, h, f, a, _ = state
-        h = update(h, f, a)
-        return (k + 1, h, *linearise(h))
+    def keep_going(state):
+        k, _, _, _, crit = state
+        return jnp.any(active(k, crit))
 
-    f0, a0, crit0 = linearise(guess_td)
+    def body(state):
+        k, h, f, a, crit = state
+        going = active(k, crit)
+        h = jnp.where(going[None, :, None], update(h, f, a), h)  # a stopped sequence keeps its iterate
+        return (k + going.astype(k.dtype), h, *linearise(h))
+
+    f0, a0, crit0 = linearise(guess_tbd)
     # the counter takes the criterion's batching: a bare int32 starts unbatched inside a sweep's
     # vmap and breaks under the sweep mesh (explicit sharding of the carry)
-    state = (jnp.zeros_like(crit0, jnp.int32), guess_td, f0, a0, crit0)
+    state = (jnp.zeros_like(crit0, jnp.int32), guess_tbd, f0, a0, crit0)
     k, h, _, _, crit = jax.lax.while_loop(keep_going, body, state)
     status = jnp.where(
         crit <= tol,
         CONVERGED,
         jnp.where(
-            ~jnp.all(jnp.isfinite(guess_td)),
+            ~jnp.all(jnp.isfinite(guess_tbd), axis=(0, 2)),
             BAD_GUESS,
-            jnp.where(~jnp.isfinite(crit) | jnp.any(jnp.abs(h) >= _CLIP), DIVERGED, NOT_CONVERGED),
+            jnp.where(~jnp.isfinite(crit) | jnp.any(jnp.abs(h) >= _CLIP, axis=(0, 2)), DIVERGED, NOT_CONVERGED),
         ),
     )
     return k, h, crit, status.astype(jnp.int8)
-
-
-def _iterate(cell, structure, options, trust, params, seq, guess_tbd):
-    """Every sequence of the batch by its own iteration (``jax.vmap``, as DEER):
-    ``(iterations [B], h [T, B, D], criterion [B], status [B])``."""
-    step = _Step(cell, params, jax.tree.structure(seq.carry0))
-    one = functools.partial(_iterate_one, step, structure, options, trust)
-    axis = lambda a: None if a is None else 1
-    in_axes = (1, 0, axis(seq.mask_tb), axis(seq.eps_tbh), 1)
-    return jax.vmap(one, in_axes, out_axes=(0, 1, 0, 0))(
-        seq.x_tbi, flatten_carry(seq.carry0), seq.mask_tb, seq.eps_tbh, guess_tbd
-    )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
