@@ -159,7 +159,7 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-jacobian-gib", type=float, default=2.0)
-    parser.add_argument("--max-jacfwd-work", type=float, default=2e11)
+    parser.add_argument("--max-jacfwd-work", type=float, default=3e12)
     parser.add_argument("--skip-iteration", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
