@@ -41,8 +41,9 @@ import optax
 from rnnlab import ElmanCell, diagnostics, plots, unroll, zoo
 from rnnlab.data import synthetic
 from rnnlab.experiment import RunDir, cli, option, parse_config, setup
-from rnnlab.experiment.cli import BaseConfig
+from rnnlab.experiment.cli import PROGRESS, BaseConfig
 from rnnlab.newton import CONVERGED, DIVERGED, NewtonOptions
+from rnnlab.sweep import training_bytes
 
 METHODS = {  # name: (path, options beyond the tolerance)
     "newton": ("newton", {}),
@@ -77,6 +78,29 @@ class Config(BaseConfig):
         self.steps, self.train_length = 5, 20
         self.parallel_length, self.parallel_hidden, self.parallel_batch, self.parallel_steps = 40, 8, 4, 3
         self.elk_length = 400
+
+    def memory_needs(self):
+        """The least a run holds: a Newton solve in float64 over the models' longest sequence (the
+        sequence, its states and Newton's Jacobians, ``T x D x D`` with D = 2H for the LSTM's carry),
+        the same in float32 for the parallel paths' training batch, and the main job's training batch."""
+        newton = lambda T, B, D, inputs, itemsize: int(T) * int(B) * (inputs + D + D * D) * itemsize
+        return [
+            (
+                ("model_lengths", "model_hidden"),
+                "Newton over the models' longest sequence",
+                newton(max(self.model_lengths), 1, 2 * self.model_hidden, 2, 8),
+            ),
+            (
+                ("parallel_length", "parallel_hidden", "parallel_batch"),
+                "Newton training on the parallel paths",
+                newton(self.parallel_length, self.parallel_batch, self.parallel_hidden, 2, 4),
+            ),
+            (
+                ("train_length", "model_hidden"),
+                "the training batch",
+                training_bytes(1, 10, self.train_length, 2, self.model_hidden, 8),
+            ),
+        ]
 
 
 def status_name(code) -> str:
@@ -139,6 +163,7 @@ def train(cfg, seed, layer, params):
     for k in range(cfg.steps):
         raw = synthetic.adding_problem((seed, k), 10, cfg.train_length)
         state, opt_state = step(state, opt_state, jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), raw))
+    PROGRESS.finish(f"{layer.cell.__class__.__name__} seed {seed}", saved=False)  # Ctrl-C's line: trained, not saved
     return state["rnn"]
 
 

@@ -28,7 +28,7 @@ CASES = [
     ("copy_memory", ["--learning-rate", "1e-3", "0.001"], "--learning-rate lists 0.001 twice; give each value once"),
     ("vanishing_gradients", ["--lengths", "50", "100", "50"], "--lengths lists 50 twice"),
     ("sentiment", ["--directions", "bi", "bi"], "--directions lists bi twice"),
-    ("parallel_newton", ["--radii", "1", "1.0"], "--radii lists 1.0 twice"),
+    ("parallel_newton", ["--seeds", "1", "1"], "--seeds lists 1 twice"),
     ("adding_problem", ["--models", "rnn", "rnn"], "--models lists rnn twice"),
     ("copy_memory_fair", ["--variants", "lru", "lru"], "--variants lists lru twice"),
     # -- memory before allocation: the flag, then the machine's limit
@@ -37,7 +37,7 @@ CASES = [
         ["--clip-perturbations", HUGE],
         f"--clip-perturbations {HUGE} (with --seeds 3, --clip-length 100): the clipping demo's 6000000006 sweep points",
     ),
-    ("parallel_newton", ["--lengths", "100000000"], "--lengths 100000000 (with --hidden 32): Newton over the longest"),
+    ("parallel_newton", ["--model-lengths", "100000000"], "--model-lengths 100000000 (with --model-hidden 64): Newton over"),
     ("pixel_mnist", ["--sequence-length", HUGE], f"--sequence-length {HUGE} (with --dataset mnist1d): the sequences"),
     ("copy_memory", ["--lengths", HUGE], f"--lengths {HUGE} (with --learning-rate 0.001,"),
     ("copy_memory_fair", ["--length", HUGE], f"--length {HUGE} (with --learning-rate 0.001 0.003 0.01,"),
@@ -79,7 +79,7 @@ CASES = [
     # -- values no consumer takes
     ("adding_problem", ["--seed", str(2**63)], "--seed must be <= 4294967295, got 9223372036854775808"),
     ("forecast", ["--out", ""], "--out must name a folder, got ''"),
-    ("parallel_newton", ["--max-iter", str(10**12)], "--max-iter must be <= 2147483647"),
+    ("parallel_newton", ["--parallel-length", "100000000"], "--parallel-length 100000000 (with --parallel-hidden 32"),
     # -- cells' numbers, from the command line
     ("copy_memory", ["--models", "cornn", "--cell-options", "cornn=gamma:-1"], "coRNN gamma must be >= 0"),
     ("adding_problem", ["--models", "cornn", "--cell-options", "cornn=epsilon:-2"], "coRNN epsilon must be >= 0"),
