@@ -35,7 +35,6 @@ import jax.numpy as jnp
 
 from rnnlab import RNN, GRUCell, LSTMCell, newton
 from rnnlab.pararnn import ParaGRUCell
-from rnnlab.scan import SequenceInputs
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_layers import median_times  # noqa: E402
@@ -99,7 +98,9 @@ def iteration_table(args, write):
                         key = f"{label}_{when}"
                         work = T * B * D * gates * H * H
                         if gib > args.max_jacobian_gib:
-                            row[f"{key}_skipped"] = f"Jacobians {gib:.1f} GiB > --max-jacobian-gib {args.max_jacobian_gib}"
+                            row[f"{key}_skipped"] = (
+                                f"Jacobians {gib:.1f} GiB > --max-jacobian-gib {args.max_jacobian_gib}"
+                            )
                             continue
                         if when == "before" and work > args.max_jacfwd_work:
                             row[f"{key}_skipped"] = f"jacfwd work T*B*D*G*H^2 = {work:.1e} > --max-jacfwd-work"
@@ -135,8 +136,8 @@ def solve_table(args, write, rows):
                     out = jax.block_until_ready(run(params, x))
                     if info:
                         row[f"{path}_iterations"] = int(jnp.max(out[2][0].iterations))
-                    programs["sequential" if path in ("fused", "autodiff") else path] = (
-                        lambda run=run: jax.block_until_ready(run(params, x))
+                    programs["sequential" if path in ("fused", "autodiff") else path] = lambda run=run: (
+                        jax.block_until_ready(run(params, x))
                     )
                 med = median_times(programs, args.repeats)
                 row |= {f"{p}_s": m for p, m in med.items()}

@@ -135,8 +135,16 @@ def main(argv=None):
         T_max = max(cfg.lengths)
         options = NewtonOptions(criterion="merit", tol=cfg.tol, fallback=True)  # the record says if it converged
         solve = jax.jit(  # one program per T
-            lambda p, x, s0, guess: unroll(cell, p, x, initial_carry=s0, path="newton", newton_options=options,
-                                           initial_guess=guess, return_info=True)  # fmt: skip
+            lambda p, x, s0, guess: unroll(
+                cell,
+                p,
+                x,
+                initial_carry=s0,
+                path="newton",
+                newton_options=options,
+                initial_guess=guess,
+                return_info=True,
+            )  # fmt: skip
         )
         exponents = jax.jit(lyapunov, static_argnames="numkeys")
         for seed in cfg.seeds:
@@ -153,9 +161,17 @@ def main(argv=None):
                     status = "converged" if code == CONVERGED else "diverged" if code == DIVERGED else "not converged"
                     k = int(info.iterations[0])
                     records.append(
-                        dict(seed=seed, g=float(g), T=T, lambda_1=float(lam), iterations=k,
-                             iterations_their_count=k + 1 if k else 0, status=status, merit=float(info.residual[0]),
-                             seconds=time.perf_counter() - t0)  # fmt: skip
+                        dict(
+                            seed=seed,
+                            g=float(g),
+                            T=T,
+                            lambda_1=float(lam),
+                            iterations=k,
+                            iterations_their_count=k + 1 if k else 0,
+                            status=status,
+                            merit=float(info.residual[0]),
+                            seconds=time.perf_counter() - t0,
+                        )  # fmt: skip
                     )
                     say(f"seed {seed} g={g:.3f} T={T:5d} lambda_1={lam:+.3f} {k:5d} iterations, {status} "
                         f"({records[-1]['seconds']:.1f} s)")  # fmt: skip
@@ -209,7 +225,9 @@ def figure(cfg, records):
         stats = summary(sel, "iterations_their_count")
         gs = sorted({g for g, _ in stats})
         med = [stats[(g, T)][0] for g in gs]
-        bx.fill_between(gs, [stats[(g, T)][1] for g in gs], [stats[(g, T)][2] for g in gs], color=shades.get(T), alpha=0.2)
+        bx.fill_between(
+            gs, [stats[(g, T)][1] for g in gs], [stats[(g, T)][2] for g in gs], color=shades.get(T), alpha=0.2
+        )
         bx.plot(gs, med, "o-", color=shades.get(T), label=f"T={T}")
         ax.axhline(T, color=shades.get(T), lw=0.6, ls=":")
     ax.axvline(0.0, color="grey", lw=0.8, ls=":")

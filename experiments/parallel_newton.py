@@ -107,7 +107,7 @@ def status_name(code) -> str:
     return STATUS.get(int(code), "not converged")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def programs(cell, method, tol):
     """The jitted Newton solve, sequential scan and lambda_1 of ``cell`` (one compile per shape)."""
     path, extra = METHODS[method]
@@ -117,7 +117,7 @@ def programs(cell, method, tol):
     return solve, scan
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def exponent(cell):
     return jax.jit(lambda p, x: diagnostics.lyapunov_exponents(cell, p, x, count=1)[0])
 
@@ -136,7 +136,7 @@ def lambda_1(cell, params, x_bti) -> float:
     return float(exponent(cell)(params, x_bti[0]))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def training_step(layer, hidden):
     """The main job's training step for ``layer``: Adam lr 1e-3, MSE of a linear readout."""
 

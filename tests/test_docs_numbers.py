@@ -289,14 +289,18 @@ def newton_models_table(r: dict, T: int = 1000) -> str:
     ]
     for name in r["config"]["models"]:
         for phase in ("init", "trained"):
-            at = lambda m: [x for x in runs if x["model"] == name and x["phase"] == phase and x["T"] == T and x["method"] == m]
+            at = lambda m: [
+                x for x in runs if x["model"] == name and x["phase"] == phase and x["T"] == T and x["method"] == m
+            ]
             lam = [x["lambda_1"] for x in at(methods[0])]
             cells = []
             for m in methods:
                 bad = sum(x["status"] != "converged" for x in at(m))
                 cells.append(quartiles([x["iterations"] for x in at(m)]) + (f" ({bad})" if bad else ""))
             lines.append(
-                f"| {name} | {phase} | {np.median(lam):+.3f} ({min(lam):+.3f}, {max(lam):+.3f}) | " + " | ".join(cells) + " |"
+                f"| {name} | {phase} | {np.median(lam):+.3f} ({min(lam):+.3f}, {max(lam):+.3f}) | "
+                + " | ".join(cells)
+                + " |"
             )
     return "\n".join(lines)
 
@@ -409,7 +413,9 @@ def test_the_newton_section_and_paragraph():
         newton_solve_table(bench),
     )
     for table in tables:
-        assert table in section, f"reproductions.md section 8 does not hold the table rendered from its results:\n{table}"
+        assert table in section, (
+            f"reproductions.md section 8 does not hold the table rendered from its results:\n{table}"
+        )
     assert flowing(newton_bench_sentence(bench)) in flowing(section), "section 8 does not summarise the benchmark"
     assert_quoted(newton_readme_sentence(fig2))
 

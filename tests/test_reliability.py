@@ -37,7 +37,11 @@ CASES = [
         ["--clip-perturbations", HUGE],
         f"--clip-perturbations {HUGE} (with --seeds 3, --clip-length 100): the clipping demo's 6000000006 sweep points",
     ),
-    ("parallel_newton", ["--model-lengths", "100000000"], "--model-lengths 100000000 (with --model-hidden 64): Newton over"),
+    (
+        "parallel_newton",
+        ["--model-lengths", "100000000"],
+        "--model-lengths 100000000 (with --model-hidden 64): Newton over",
+    ),
     ("pixel_mnist", ["--sequence-length", HUGE], f"--sequence-length {HUGE} (with --dataset mnist1d): the sequences"),
     ("copy_memory", ["--lengths", HUGE], f"--lengths {HUGE} (with --learning-rate 0.001,"),
     ("copy_memory_fair", ["--length", HUGE], f"--length {HUGE} (with --learning-rate 0.001 0.003 0.01,"),
