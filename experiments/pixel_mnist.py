@@ -14,17 +14,23 @@ variant, ``shuffle_seq``; ``--sequence-length``: the generator's ``final_seq_len
 stretching the same digits to T = 1000 or more, a long-range variant of ours, not a
 published benchmark).  ``mnist1d_gru`` is its authors' GRU baseline (greydanus/mnist1d
 ``notebooks/models.py``, ``train.py``): a bidirectional GRU of 6 units read out by one
-linear layer over all T outputs flattened, Adam 1e-2, batch 100, 8000 steps, the training
-examples in their order (step i takes examples 100 i mod N onward).  Every other model is
-read out from its last state.
+linear layer over all T outputs flattened, Adam 1e-2, batch 100, 6000 steps (the notebook
+``building_mnist1d.ipynb`` behind the README's numbers sets ``args.total_steps = 6000``;
+``train.py``'s default is 8000), the training examples in their order (step i takes
+examples 100 i mod N onward).  Every other model is read out from its last state.
+``--eval-every 250`` tests every model every 250 steps, as the authors' ``train_model``
+does (``eval_every``); ``--readout-init pytorch`` draws the readout as ``torch.nn.Linear``
+does instead of Flax's ``Dense``.
 
 Seeds of a model train as one program (``rnnlab.sweep``) with checkpoints, ``--resume``,
 the run folder's lock and progress.  results.json gives ``test_accuracy[model]`` (median,
 quartiles, per seed), the dataset, each model's readout and parameters; the figure is the
-learning curves.
+learning curves.  With ``--eval-every``, ``test_curve[model]`` holds the test accuracy at every
+evaluation (``by_step``, each over seeds), its peak per seed (``peak``, ``peak_step``) and the last.
 
     python experiments/pixel_mnist.py                                   # MNIST-1D: 8 minutes on 2 CPU cores
     python experiments/pixel_mnist.py --permute                          # MNIST-1D shuffled
+    python experiments/pixel_mnist.py --permute --models mnist1d_gru --eval-every 250   # the authors' protocol
     python experiments/pixel_mnist.py --sequence-length 1000 --models gru lstm lru --steps 2000
     python experiments/pixel_mnist.py --dataset mnist --data-dir ~/mnist_parquet --models lstm --hidden 128 \\
         --learning-rate 1e-3 --batch-size 100 --steps 1000                # sMNIST, bounded
@@ -62,6 +68,8 @@ from rnnlab.experiment import (
     setup,
     train_sweep,
 )
+from rnnlab.experiment.rundir import read_metrics
+from rnnlab.initializers import HEAD_INITS
 from rnnlab.linen import SequenceRegressor, constrain_recurrent
 from rnnlab.metrics import over_seeds
 from rnnlab.parametrizations import Orthogonal
@@ -71,7 +79,8 @@ from rnnlab.zoo import MODELS, label
 
 AUTHORS_GRU = "mnist1d_gru"  # greydanus/mnist1d's GRUBase: bidirectional, 6 units, flattened readout
 # its authors' training (notebooks/train.py: get_model_args), whatever the flags say for the zoo's models
-AUTHORS_RECIPE = {"steps": 8000, "batch_size": 100, "optimizer": "adam", "learning_rate": 1e-2, "clip": "off"}
+# (steps: the notebook building_mnist1d.ipynb's args.total_steps = 6000, whose run the README reports)
+AUTHORS_RECIPE = {"steps": 6000, "batch_size": 100, "optimizer": "adam", "learning_rate": 1e-2, "clip": "off"}
 ZOO_ONLY = ("steps", "batch_size", "optimizer", "learning_rate", "clip", "hidden", "orthogonal_learning_rate")
 MNIST1D_ONLY = ("sequence_length", "data_seed")
 MNIST_ONLY = ("data_dir", "hub_name")
@@ -128,6 +137,12 @@ class Config(PerModelConfig):
     test_size: int = option(0, ge=0)  # 0: the whole test split
     log_every: int = option(100, ge=1)
     checkpoint_every: int = option(1000, ge=0)
+    # test accuracy every k steps (and at the last), kept as a curve; 0: only after the last step.
+    # The MNIST-1D authors test every 250 (train.py's eval_every) and their README quotes one of those tests
+    eval_every: int = option(0, ge=0)
+    # the linear readout's initial draw: lecun (Flax Dense: LeCun normal, zero bias) or pytorch
+    # (torch.nn.Linear, the authors' GRUBase: weight and bias U(+-1/sqrt(fan_in)))
+    readout_init: str = option("lecun", choices=HEAD_INITS)
 
     def apply_quick(self):
         self.steps, self.seeds, self.hidden, self.log_every = 40, 2, 16, 10
@@ -189,6 +204,12 @@ class Config(PerModelConfig):
         if AUTHORS_GRU in self.models and self.dataset != "mnist1d":
             raise ConfigError(
                 f"{AUTHORS_GRU} is MNIST-1D's baseline; it reads T * 12 features, not for --dataset mnist"
+            )
+        longest = max(self.recipe(name)["steps"] for name in self.models)
+        if self.eval_every > longest:
+            raise ConfigError(
+                f"--eval-every {self.eval_every} exceeds the longest model's {longest} steps: it would "
+                "test only after the last step, as without it"
             )
         try:
             clip_rule(self.clip)
@@ -281,19 +302,21 @@ def classifier(cfg: Config, name: str, T: int) -> tuple[SequenceRegressor, dict]
     """The model ``name`` with its readout, and how results describe it."""
     if name == AUTHORS_GRU:
         layer = zoo.make_layer("gru", 6, bidirectional=True)
-        return SequenceRegressor(layer, sequences.NUM_CLASSES, readout="flatten"), {
+        return SequenceRegressor(layer, sequences.NUM_CLASSES, readout="flatten", head_init=cfg.readout_init), {
             "model": "gru",
             "hidden": 6,
             "bidirectional": True,
             "readout": f"flatten: one linear layer over all {T} outputs of both directions",
+            "readout_init": cfg.readout_init,
             "label": "GRU, bidirectional, flattened readout (MNIST-1D authors' model)",
         }
     spec = model_spec(cfg, name)
-    return SequenceRegressor(spec.layer(t_max=T), sequences.NUM_CLASSES, readout="last"), {
+    return SequenceRegressor(spec.layer(t_max=T), sequences.NUM_CLASSES, readout="last", head_init=cfg.readout_init), {
         "model": name,
         "hidden": spec.hidden,
         "bidirectional": False,
         "readout": "last: one linear layer on the last state",
+        "readout_init": cfg.readout_init,
         "label": label(name, t_max=str(T)),
         "cell_options": dict(spec.cell_options),
         "path": spec.resolved_path(),
@@ -324,6 +347,12 @@ def initializer(model: SequenceRegressor, shape: tuple[int, ...]):
     return jax.jit(lambda key: model.init(key, jnp.zeros(shape, jnp.float32)))
 
 
+@functools.cache
+def predictor(model: SequenceRegressor):
+    """``(params, batch) -> classes``, one function per model: a sweep compiles it once (``--eval-every``)."""
+    return lambda params, batch: jnp.argmax(model.apply(params, batch["x"]), -1)
+
+
 def accuracy(sweep: Sweep, model: SequenceRegressor, params_s, data: dict, split: str = "test") -> np.ndarray:
     """Each sweep point's accuracy on a whole split, in chunks of ``EVAL_CHUNK`` (one program)."""
     x, y = data[f"x_{split}"], data[f"y_{split}"]
@@ -335,7 +364,7 @@ def accuracy(sweep: Sweep, model: SequenceRegressor, params_s, data: dict, split
             "x": np.broadcast_to(x[rows], (len(sweep),) + x[rows].shape),
             "y": np.broadcast_to(y[rows], (len(sweep), EVAL_CHUNK)),
         }
-        predictions = sweep.run(lambda p, b: jnp.argmax(model.apply(p, b["x"]), -1), params_s, batch)
+        predictions = sweep.run(predictor(model), params_s, batch)
         hits += np.sum((predictions == y[rows])[:, keep], axis=1)
     return hits / len(y)
 
@@ -360,6 +389,9 @@ def run_model(cfg: Config, run: RunDir, name: str, data: dict) -> dict:
         loss, accuracy = cross_entropy_and_accuracy(model, params, batch)
         return loss, {"accuracy": accuracy}
 
+    def evaluate(state) -> dict:  # every --eval-every steps: each point's test accuracy
+        return {"test_accuracy": accuracy(sweep, model, sweep.gather(state.params), data)}
+
     recipe = cfg.recipe(name)
     started = time.perf_counter()
     state = train_sweep(
@@ -376,6 +408,8 @@ def run_model(cfg: Config, run: RunDir, name: str, data: dict) -> dict:
         init_keys=keys,
         tolerate_diverged=True,
         constrain=functools.partial(constrain_recurrent, model.layer),
+        evaluate=evaluate if cfg.eval_every else None,
+        evaluate_every=cfg.eval_every,
     )
     wall_s = time.perf_counter() - started
     test_s = accuracy(sweep, model, state.params, data)
@@ -388,14 +422,30 @@ def run_model(cfg: Config, run: RunDir, name: str, data: dict) -> dict:
             row["validation_accuracy"] = over_seeds(valid_s[lr_s == row["learning_rate"]])
         scores = [row["validation_accuracy"]["median"] for row in sweep_rows]
         chosen = rates[int(np.argmax([-np.inf if np.isnan(v) else v for v in scores]))]
+    curve = test_curve(run, name, lr_s == chosen) if cfg.eval_every else None
     return {
         **about,
         **recipe,
+        "test_curve": curve,
         "learning_rate": chosen,
         "parameters": int(sum(leaf[0].size for leaf in jax.tree.leaves(params0))),
         "test_accuracy": test_s[lr_s == chosen],
         "learning_rate_sweep": sweep_rows,
         "wall_s": wall_s,
+    }
+
+
+def test_curve(run: RunDir, name: str, rows) -> dict:
+    """The test accuracy of the sweep points ``rows`` (the chosen rate's seeds) at every evaluation
+    in the run's log: ``by_step[step]`` over seeds, each seed's ``peak`` and ``peak_step``."""
+    records = [r for r in read_metrics(run.metrics_path) if r.get("model") == name and "test_accuracy" in r]
+    steps = [r["step"] for r in records]
+    acc_sn = np.array([r["test_accuracy_per_point"] for r in records], np.float64).T[rows]
+    best_s = np.argmax(np.where(np.isfinite(acc_sn), acc_sn, -np.inf), axis=1)
+    return {
+        "by_step": {str(step): over_seeds(acc_sn[:, n]) for n, step in enumerate(steps)},
+        "peak": over_seeds(acc_sn[np.arange(len(acc_sn)), best_s]),
+        "peak_step": [steps[n] for n in best_s],
     }
 
 
@@ -408,6 +458,19 @@ def zlib_crc(name: str) -> int:
 PUBLISHED_MNIST1D = {
     "sequential": {"GRU (bidirectional, 6 units, flattened readout)": 0.91, "CNN": 0.94},
     "shuffled (shuffle_seq)": {"GRU (bidirectional, 6 units, flattened readout)": 0.57, "CNN": 0.56},
+}
+# the authors' runs of GRUBase (seed 42, 6000 steps), the test accuracy the notebook building_mnist1d.ipynb prints every
+# 1000 steps: as committed in 2020 (d18aed1, the run whose largest values the README quotes: 91.1 at step 6000, 57.2 at
+# 1000) and as the authors reran the same notebook in 2024 (9e0b8f1, "Rerun and debug notebooks")
+PUBLISHED_MNIST1D_RUNS = {
+    "sequential": {
+        "2020 (d18aed1)": [0.880, 0.883, 0.897, 0.878, 0.901, 0.911],
+        "2024 rerun (9e0b8f1)": [0.852, 0.872, 0.854, 0.886, 0.905, 0.908],
+    },
+    "shuffled (shuffle_seq)": {
+        "2020 (d18aed1)": [0.572, 0.550, 0.540, 0.547, 0.538, 0.541],
+        "2024 rerun (9e0b8f1)": [0.530, 0.535, 0.532, 0.534, 0.517, 0.508],
+    },
 }
 
 
@@ -424,12 +487,19 @@ def main(argv=None):
         "wall_time_s": {},
     }
     if cfg.dataset == "mnist1d" and about["sequence_length"] == 40 and cfg.data_seed == 42:
-        results["published"] = PUBLISHED_MNIST1D["shuffled (shuffle_seq)" if cfg.permute else "sequential"]
+        order = "shuffled (shuffle_seq)" if cfg.permute else "sequential"
+        results["published"] = PUBLISHED_MNIST1D[order]
+        if AUTHORS_GRU in cfg.models:
+            steps = [str(k) for k in range(1000, 7000, 1000)]
+            results["published_runs"] = {who: dict(zip(steps, v)) for who, v in PUBLISHED_MNIST1D_RUNS[order].items()}
     with parallel.CompileStats() as compile_stats:
         for name in cfg.models:
             out = run_model(cfg, run, name, data)
             results["test_accuracy"][name] = over_seeds(out.pop("test_accuracy"))
             results["wall_time_s"][name] = out.pop("wall_s")
+            if out["test_curve"] is not None:
+                results.setdefault("test_curve", {})[name] = out["test_curve"]
+            out.pop("test_curve")
             results["models"][name] = out
             if not cfg.quiet and run.writes:
                 acc = results["test_accuracy"][name]
@@ -442,21 +512,24 @@ def main(argv=None):
 
 def save_figure(cfg: Config, run: RunDir, results: dict) -> None:
     about = results["dataset"]
-    fig, axes = plots.panels(2, width=6.4, height=5.6, sharey=False)
-    for ax, (key, ylabel, yscale) in zip(
-        axes, (("loss", "cross-entropy, training batch", "log"), ("accuracy", "accuracy, training batch", "linear"))
-    ):
+    kinds = [("loss", "cross-entropy, training batch", "log"), ("accuracy", "accuracy, training batch", "linear")]
+    if "test_curve" in results:  # --eval-every: the test accuracy at every evaluation, a third panel
+        kinds.append(("test", f"test accuracy, every {cfg.eval_every} steps", "linear"))
+    fig, axes = plots.panels(len(kinds), width=6.4, height=5.6, sharey=False)
+    for ax, (key, ylabel, yscale) in zip(axes, kinds):
         curves, colors = {}, {}
         for name, m in results["models"].items():
             acc = results["test_accuracy"][name]["median"]
             legend = f"{m['label']} (H={m['hidden']}, readout {m['readout'].split(':')[0]}, test {acc:.3f})"
-            steps, values_sn = run.curve(name, key)
-            rates = (AUTHORS_RECIPE["learning_rate"],) if name == AUTHORS_GRU else cfg.learning_rate
-            points = grid(learning_rate=rates, seed=range(cfg.seeds))  # run_model's rows
-            curves[legend] = (
-                steps,
-                values_sn[rows_where(points, learning_rate=m["learning_rate"])],
-            )
+            if key == "test":
+                by_step = results["test_curve"][name]["by_step"]
+                values = np.array([by_step[step]["per_seed"] for step in by_step]).T
+                curves[legend] = ([int(step) for step in by_step], values)
+            else:
+                steps, values_sn = run.curve(name, key)
+                rates = (AUTHORS_RECIPE["learning_rate"],) if name == AUTHORS_GRU else cfg.learning_rate
+                points = grid(learning_rate=rates, seed=range(cfg.seeds))  # run_model's rows
+                curves[legend] = (steps, values_sn[rows_where(points, learning_rate=m["learning_rate"])])
             colors[legend] = "tab:olive" if name == AUTHORS_GRU else plots.model_color(name)  # beside the zoo's GRU
         plots.learning_curves(
             curves,
@@ -476,7 +549,9 @@ def save_figure(cfg: Config, run: RunDir, results: dict) -> None:
         picked = " (picked per model on a validation split)" if len(cfg.learning_rate) > 1 else ""
         title += f"; last-state models: {cfg.optimizer} {rates}{picked}, batch {cfg.batch_size}, {cfg.steps} steps"
     if AUTHORS_GRU in results["models"]:
-        title += "; the authors' GRU: Adam 0.01, batch 100, 8000 steps"
+        title += f"; the authors' GRU: Adam 0.01, batch 100, {results['models'][AUTHORS_GRU]['steps']} steps"
+    if cfg.readout_init != "lecun":
+        title += f"; readouts drawn as {cfg.readout_init} (torch.nn.Linear)"
     fig.suptitle(textwrap.fill(title, 150), fontsize=9)
     run.save_figure(fig, "learning_curves")
 

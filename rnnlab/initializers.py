@@ -17,6 +17,10 @@ recurrent_init:  "pytorch"  as above
                  "normal"      N(0, gain^2 / H): spectral radius close to gain
 bias_init:       "pytorch"  as above;  "zeros"
 
+A task model's linear readout (``rnnlab.linen.SequenceRegressor``'s ``head_init``):
+                 "lecun"    Flax ``Dense``'s default: LeCun normal weight, zero bias
+                 "pytorch"  ``torch.nn.Linear``'s: weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+
 ``spectral_radius``, when set, rescales each recurrent block after any of the
 above so that ``max |eig(W)| == spectral_radius`` exactly (Pascanu et al. 2013:
 for tanh, largest singular value < 1 is sufficient for vanishing gradients).
@@ -33,6 +37,7 @@ import numpy as np
 INPUT_INITS = ("pytorch", "xavier_uniform", "kaiming_normal")
 RECURRENT_INITS = ("pytorch", "orthogonal", "identity", "normal")
 BIAS_INITS = ("pytorch", "zeros")
+HEAD_INITS = ("lecun", "pytorch")
 
 
 def check_name(kind: str, name: str, allowed: tuple[str, ...]) -> None:
@@ -97,3 +102,11 @@ def biases(name: str, key, num_gates: int, hidden_size: int, dtype):
         return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
     key_ih, key_hh = jax.random.split(key)
     return _pytorch_uniform(key_ih, shape, hidden_size, dtype), _pytorch_uniform(key_hh, shape, hidden_size, dtype)
+
+
+def pytorch_linear(fan_in: int):
+    """``torch.nn.Linear``'s draw for a Flax ``Dense`` of ``fan_in`` inputs, as its
+    ``kernel_init`` and ``bias_init`` both: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (torch's
+    ``kaiming_uniform_(a=sqrt(5))`` for the weight, the same bound for the bias)."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)

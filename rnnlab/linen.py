@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rnnlab import diagnostics
+from rnnlab import diagnostics, initializers
 from rnnlab.layers import RNN
 from rnnlab.readout import last_valid, pool
 from rnnlab.validation import check_embedding_ids
@@ -58,22 +58,29 @@ class SequenceRegressor(nn.Module):
 
     ``readout``: ``"last"`` reads the last valid step's output (the long-range papers'
     classifiers); ``"flatten"`` reads every step's output at once, ``[B, T * H]``
-    (MNIST-1D's GRU baseline; needs full-length sequences)."""
+    (MNIST-1D's GRU baseline; needs full-length sequences).  ``head_init``: the readout's initial
+    draw, ``"lecun"`` (Flax's ``Dense``: LeCun normal, zero bias) or ``"pytorch"`` (``torch.nn.Linear``:
+    weight and bias ``U(±1/sqrt(fan_in))``; ``rnnlab.initializers.pytorch_linear``)."""
 
     layer: RNN
     out_features: int = 1
     readout: str = "last"
+    head_init: str = "lecun"
 
     @nn.compact
     def __call__(self, x, lengths=None, *, deterministic: bool = True, hidden_perturbation=None):
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
+        initializers.check_name("head_init", self.head_init, initializers.HEAD_INITS)
         if self.readout == "flatten" and lengths is not None:
             raise ValueError("readout='flatten' reads every step, so it takes no lengths (pad-free sequences)")
         outputs, _ = Recurrent(self.layer, name="recurrent")(
             x, lengths, deterministic=deterministic, hidden_perturbation=hidden_perturbation
         )
         features = outputs.reshape(outputs.shape[0], -1) if self.readout == "flatten" else last_valid(outputs, lengths)
+        if self.head_init == "pytorch":
+            draw = initializers.pytorch_linear(features.shape[-1])
+            return nn.Dense(self.out_features, kernel_init=draw, bias_init=draw, name="head")(features)
         return nn.Dense(self.out_features, name="head")(features)
 
 

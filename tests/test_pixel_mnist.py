@@ -141,6 +141,11 @@ def test_pixel_mnist_from_local_parquet_files_permuted(tmp_path):
             "--validation-size holds out examples to pick among several --learning-rate values",
         ),
         (["--models", "mnist1d_gru", "--learning-rate", "0.1"], "--learning-rate set the zoo's models; mnist1d_gru"),
+        (
+            ["--models", "mnist1d_gru", "--eval-every", "6001"],
+            "--eval-every 6001 exceeds the longest model's 6000 steps",
+        ),
+        (["--readout-init", "xavier"], "--readout-init must be one of"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, argv, message):
@@ -191,3 +196,49 @@ def test_a_learning_rate_sweep_picks_on_held_out_training_examples(tmp_path):
     assert results["test_accuracy"]["gru"] == best["test_accuracy"]
     authors = results["models"]["mnist1d_gru"]
     assert authors["learning_rate"] == 1e-2 and len(authors["learning_rate_sweep"]) == 1
+
+
+def test_eval_every_records_the_test_curve_of_the_chosen_rate(tmp_path):
+    """--eval-every k: each model's test accuracy after steps k, 2k, ... and the last, per seed of the
+    rate kept; the last evaluation is the reported test accuracy and the peak is the curve's best."""
+    script = load_script("pixel_mnist")
+    argv = ["--quick", "--quiet", "--compile-cache", "off", "--steps", "5", "--seeds", "2", "--train-size", "60"]
+    argv += ["--test-size", "20", "--validation-size", "20", "--learning-rate", "1e-2", "1e3", "--eval-every", "2"]
+    results = script.main(argv + ["--models", "mnist1d_gru", "gru", "--out", str(tmp_path)])
+    for name in ("mnist1d_gru", "gru"):
+        curve = results["test_curve"][name]
+        assert list(curve["by_step"]) == ["2", "4", "5"]
+        assert curve["by_step"]["5"] == results["test_accuracy"][name]
+        per_step_s = np.array([v["per_seed"] for v in curve["by_step"].values()]).T
+        np.testing.assert_array_equal(curve["peak"]["per_seed"], per_step_s.max(axis=1))
+        assert [int(list(curve["by_step"])[n]) for n in per_step_s.argmax(axis=1)] == curve["peak_step"]
+    assert "test_curve" not in script.main(argv[:-2] + ["--models", "gru", "--out", str(tmp_path / "none")])
+
+
+def test_the_readout_drawn_as_torch_linear():
+    """--readout-init pytorch: weight and bias U(+-1/sqrt(fan_in)) as torch.nn.Linear draws them;
+    the default is Flax's Dense (LeCun normal weight, zero bias)."""
+    import jax
+    import jax.numpy as jnp
+
+    from rnnlab import zoo
+    from rnnlab.linen import SequenceRegressor
+
+    layer = zoo.make_layer("gru", 6, bidirectional=True)
+    fan_in = 40 * 2 * 6
+    heads = {
+        init: SequenceRegressor(layer, 10, readout="flatten", head_init=init).init(
+            jax.random.key(0), jnp.zeros((1, 40, 1))
+        )["params"]["head"]
+        for init in ("lecun", "pytorch")
+    }
+    bound = 1 / np.sqrt(fan_in)
+    torch_w, torch_b = np.asarray(heads["pytorch"]["kernel"]), np.asarray(heads["pytorch"]["bias"])
+    assert torch_w.shape == (fan_in, 10) and np.abs(torch_w).max() <= bound and np.abs(torch_b).max() <= bound
+    assert np.abs(torch_w).max() > 0.95 * bound and np.all(torch_b != 0)  # the whole interval, a drawn bias
+    assert np.std(torch_w) == pytest.approx(bound / np.sqrt(3), rel=0.1)  # the uniform's standard deviation
+    lecun_w, lecun_b = np.asarray(heads["lecun"]["kernel"]), np.asarray(heads["lecun"]["bias"])
+    assert np.all(lecun_b == 0) and np.std(lecun_w) == pytest.approx(bound, rel=0.1)
+    assert np.abs(lecun_w).max() > bound  # a normal, not bounded by the uniform's edge
+    with pytest.raises(ValueError, match="unknown head_init 'xavier'"):
+        SequenceRegressor(layer, 10, head_init="xavier").init(jax.random.key(0), jnp.zeros((1, 40, 1)))
