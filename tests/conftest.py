@@ -34,6 +34,20 @@ def assert_close(request):
     return check
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Keep the tests that share a module-scoped fixture on one xdist worker (``--dist loadgroup``):
+    split across two workers, each would build it (a script's quick run) once."""
+    for item in items:
+        shared = sorted(
+            f"{defs[-1].baseid}::{name}"
+            for name, defs in item._fixtureinfo.name2fixturedefs.items()
+            if defs and defs[-1].scope == "module" and defs[-1].baseid.startswith("tests/")
+        )
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
+
+
 def pytest_runtest_logreport(report):
     for key, value in report.user_properties:
         if key == "max_diff":
