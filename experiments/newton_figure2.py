@@ -16,7 +16,10 @@ Models" (NeurIPS 2025), lindermanlab/predictability_enables_parallelization
   * the initial guess U(-1, 1) (their docstring: "DO NOT INIT FROM ZERO"), full DEER (Newton),
     their merit ``½ mean_t ‖r_t‖²`` to 1e-10, the cap T (theirs: T_max), float64;
   * lambda_1 from the Jacobians along the sequential trajectory, ``step_logs[T] / (T + 1)``
-    averaged over 3 random unit vectors (their ``wrapper_estimate_lle_from_jacobians``);
+    averaged over 3 random unit vectors (their ``wrapper_estimate_lle_from_jacobians``): T + 1
+    log-growths over T + 1, for which the trajectory runs two steps past T (their code gets
+    that for every T but its longest, where JAX clamps the index to the last Jacobian: T - 1
+    log-growths over T + 1);
   * seeds: their sweep config (``wandb_sweep_configs/fig2.yaml``) runs seeds 0..19.
 
 Ours is ``rnnlab``'s ``newton`` path (a three-method cell: Jacobians by ``jax.jacfwd``) with
@@ -34,6 +37,9 @@ shared CPU cores; at T = 1000 one chaotic g alone takes ~5 minutes per seed here
 
     python experiments/newton_figure2.py --out runs/newton_figure2
     python experiments/newton_figure2.py --quick
+
+``--resume`` keeps every finished record's DEER solve and recomputes its lambda_1 (one scan per
+seed and g: seconds), so a finished sweep's exponents follow a corrected estimator.
 """
 
 from __future__ import annotations
@@ -71,13 +77,14 @@ class MeanFieldRNN:
 
 
 def setting(seed: int, D: int, T_max: int):
-    """Their fig2.py: ``(W / g, u [T_max, D], s_0 [D], guess [T_max, D], lle key)``."""
+    """Their fig2.py: ``(W / g, u [T_max + 2, D], s_0 [D], guess [T_max, D], lle key)``; the inputs
+    run two steps past T_max for lambda_1 at T_max (DEER reads the first T)."""
     k1, k2, k3, k4, k5, k6, k7 = jax.random.split(jax.random.PRNGKey(seed), 7)
     a = jax.random.uniform(k1, (D,), minval=0, maxval=0.2)
     omega = jax.random.uniform(k2, (D,), minval=0.5, maxval=3.0)
     phi = jax.random.uniform(k3, (D,), minval=0, maxval=2 * jnp.pi)
     s0 = jax.random.uniform(k4, (D,), minval=-1.0, maxval=1.0)
-    inputs = jax.vmap(lambda t: a * jnp.sin(omega * t + phi))(jnp.arange(T_max))
+    inputs = jax.vmap(lambda t: a * jnp.sin(omega * t + phi))(jnp.arange(T_max + 2))
     w_unit = jax.random.normal(k5, (D, D)) / jnp.sqrt(D)
     w_unit = w_unit.at[jnp.diag_indices(D)].set(0.0)  # self_couple=False
     guess = jax.random.uniform(k6, (T_max, D), minval=-1.0, maxval=1.0)
@@ -87,7 +94,10 @@ def setting(seed: int, D: int, T_max: int):
 def lyapunov(w, inputs, s0, key, lengths, numkeys=3):
     """Their ``wrapper_estimate_lle_from_jacobians(Js, k7, Ts)``: Js along the sequential
     trajectory (``seq_states[:-1]``, ``inputs[1:]``), ``step_logs[T] / (T + 1)`` averaged over 3
-    random unit vectors (JAX clamps their index T_max - ... to the last Jacobian, as theirs)."""
+    random unit vectors.  ``step_logs[T]`` sums T + 1 log-growths, so the inputs must run to
+    T + 2 (a shorter trajectory would have JAX clamp the index and divide too few by T + 1)."""
+    if inputs.shape[0] < max(lengths) + 2:
+        raise ValueError(f"lambda_1 at T = {max(lengths)} needs {max(lengths) + 2} inputs, got {inputs.shape[0]}")
     step = lambda s, u: (jnp.tanh(s) @ w.T + u,) * 2
     _, states = jax.lax.scan(step, s0, inputs)
     jacobians = jax.vmap(lambda s: w * (1.0 - jnp.tanh(s) ** 2)[None, :])(states[:-1])
@@ -105,7 +115,7 @@ def lyapunov(w, inputs, s0, key, lengths, numkeys=3):
 
         _, logs = jax.lax.scan(body, (v, 0.0), jacobians)
         index = jnp.asarray(lengths)
-        return logs[jnp.minimum(index, logs.shape[0] - 1)] / (index + 1)
+        return logs[index] / (index + 1)
 
     return jnp.mean(jax.vmap(one)(jax.random.split(key, numkeys)), axis=0)
 
@@ -129,7 +139,7 @@ def main(argv=None):
     say = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, flush=True))
     # every record is written as it comes: --resume continues an interrupted sweep where it stopped
     records = json.loads(run.results_path.read_text())["runs"] if cfg.resume and run.results_path.exists() else []
-    done = {(r["seed"], r["g"], r["T"]) for r in records}
+    done = {(r["seed"], r["g"], r["T"]): r for r in records}
     with jax.enable_x64(True):
         cell = MeanFieldRNN(cfg.hidden)
         T_max = max(cfg.lengths)
@@ -146,14 +156,15 @@ def main(argv=None):
                 return_info=True,
             )  # fmt: skip
         )
-        exponents = jax.jit(lyapunov, static_argnames="numkeys")
+        exponents = jax.jit(lyapunov, static_argnames=("lengths", "numkeys"))
         for seed in cfg.seeds:
             w_unit, inputs, s0, guess, key = setting(seed, cfg.hidden, T_max)
             for g in cfg.gains:
                 w = g * w_unit
-                lams = np.asarray(exponents(w, inputs, s0, key, jnp.asarray(cfg.lengths)))
+                lams = np.asarray(exponents(w, inputs, s0, key, tuple(cfg.lengths)))
                 for T, lam in zip(cfg.lengths, lams):
-                    if (seed, float(g), T) in done:
+                    if (seed, float(g), T) in done:  # solved: its exponent alone is recomputed
+                        done[seed, float(g), T]["lambda_1"] = float(lam)
                         continue
                     t0 = time.perf_counter()
                     y, _, info = solve({"w": w}, inputs[None, :T], s0[None], guess[None, :T])

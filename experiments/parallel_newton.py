@@ -257,7 +257,7 @@ def elk_against_deer(cfg, say):
     for label, options in (
         ("quasi-DEER", {}),
         ("quasi-DEER, Jacobians clipped to [-1, 1]", {"clip": True}),
-        ("quasi-ELK, sigmasq 1e2 (the authors')", {"method": "elk"}),
+        ("quasi-ELK, sigmasq 1e2 (elk's Fig. 4 value)", {"method": "elk"}),
         ("quasi-ELK, sigmasq 1", {"method": "elk", "trust": 1.0}),
     ):
         y, _, info = unroll(cell, params, x, path="quasi_newton", return_info=True,

@@ -9,9 +9,15 @@ The input projection is split into heads as in the authors' code: ``B [heads, I/
 is block diagonal, head k's state units reading only head k's slice of the input (``num_heads``
 must divide both I and H; the authors' default is 2).  Params keep the authors' names and layout
 (``A``, ``B``, ``b``, ``C``), so their weights load without arithmetic.  The initialisation is the
-cells' own defaults (``a_init_fn="xlstm"``, ``w_init_fn="xavier_uniform"``,
-``b_init_fn="bias_minus_linspace"``), which is also what the authors' language-model training
-uses (``training/src/model.py`` builds the cells with those defaults).
+defaults of the Apple authors' cell code (the ``Config`` of ``gru_diag_mh.py`` and
+``lstm_cifg_diag_mh.py``, the functions in ``pararnn/utils/init.py``): ``a_init_fn="xlstm"``,
+``w_init_fn="xavier_uniform"``, ``b_init_fn="bias_minus_linspace"``.  (The fork's ``training/``
+folder, added by a later commit of the fork, is not the Apple authors' code.)
+
+The cells are theirs, not their solver: theirs runs a fixed ``max_its = 3`` Newton iterations
+with no tolerance test, from the guess ``f(0, x_t)``, in float32
+(``pararnn/parallel_reduction/parallel_reduction.py``); ``rnnlab.newton`` stops on its own
+tolerance, from zeros unless given ``initial_guess`` (docs/reproductions.md, section 8).
 
 Both are three-method cells plus the Jacobian structure (``rnnlab.cells.JacobianCell``): they
 run the ``autodiff``, ``remat``, ``newton`` and ``quasi_newton`` paths (not ``fused``).

@@ -464,3 +464,30 @@ def test_the_experiment_records_iterations_against_lambda_1(tmp_path):
     assert all(len(r["iterations"]) == 3 for r in results["training"] if r["path"] != "autodiff")
     deer, *_, elk = results["elk"]
     assert deer["status"] == "diverged" and elk["status"] == "converged" and elk["iterations"] < elk["T"]
+
+
+def test_the_figure2_exponent_sums_as_many_log_growths_as_it_divides_by(tmp_path):
+    """experiments/newton_figure2.py: lambda_1 at T is the predictability code's step_logs[T] / (T + 1)
+    at every T, the longest included: it does not depend on how far past T + 2 the trajectory runs,
+    and a trajectory too short for it is refused (JAX would clamp the index: too few log-growths
+    divided by T + 1).  --resume keeps the DEER solves and recomputes every record's lambda_1."""
+    import json
+
+    from conftest import load_script
+
+    fig2 = load_script("newton_figure2")
+    with jax.enable_x64(True):
+        w_unit, inputs, s0, _, key = fig2.setting(0, 8, 40)
+        lam = lambda n: np.asarray(fig2.lyapunov(1.5 * w_unit, inputs[:n], s0, key, (5, 20)))
+        np.testing.assert_allclose(lam(22), lam(42), rtol=1e-12)
+        with pytest.raises(ValueError, match="needs 22 inputs"):
+            lam(21)
+    argv = ["--quick", "--quiet", "--gains", "0.5", "--out", str(tmp_path)]
+    first = fig2.main(argv)["runs"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    for record in saved["runs"]:
+        record["lambda_1"], record["iterations"] = 0.0, -1  # a stale exponent; a solve that must be kept
+    (tmp_path / "results.json").write_text(json.dumps(saved))
+    again = fig2.main(argv + ["--resume"])["runs"]
+    assert [r["lambda_1"] for r in again] == [r["lambda_1"] for r in first]
+    assert all(r["iterations"] == -1 for r in again)
