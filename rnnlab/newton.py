@@ -151,7 +151,8 @@ class NewtonOptions:
         of raising (under ``jax.jit`` both are compiled and the cheaper is never chosen for you).
       method: ``"deer"`` (Newton) or ``"elk"`` (Levenberg-Marquardt by a parallel Kalman filter).
       trust: ELK's ``sigmasq`` (> 0; larger trusts the linearisation more, ``inf`` is DEER);
-        None: the authors' 1e6 (``newton``) or 1e2 (``quasi_newton``).  Only with ``method="elk"``.
+        None: 1e6 (``newton``) or 1e2 (``quasi_newton``), the values of elk's Fig. 4 experiment (its library
+        default is 1e8).  Only with ``method="elk"``.
       clip: clip the quasi path's coefficients to ``[-1, 1]`` (the predictability code's ``clip``).
       criterion: ``"residual"`` (max |r|) or ``"merit"`` (½ mean_t ‖r_t‖²).
     NumPy scalars are accepted (``tol=np.float32(1e-4)``) and stored as Python numbers.
