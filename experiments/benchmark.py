@@ -3,21 +3,29 @@
 The question: given the same data budget (sequences seen) and the same number of parameters,
 which recurrent models learn to remember, and how quickly?  A comparison answers it only if
 every model gets the same care: its hidden size matched to the parameter target (±10%), its
-learning rate chosen on a validation set from a grid that brackets its optimum (a rate at an
-edge is flagged), clipping tried on and off, >= 3 seeds, the test metric at the
-validation-selected step and at the last, and the steps to the memoryless reference and to
-"solved".  ``rnnlab.protocol`` holds these rules, ``rnnlab.tasks`` the tasks, ``rnnlab.zoo``
-the models: a cell registered with ``zoo.register`` takes part by name.
+learning rate chosen on a validation set from a grid that grows past an edge where the best rate
+sits, up to --lr-grow points (a rate still at an edge is flagged), clipping tried on and off
+(unless --clip fixes it), >= 3 seeds, the test metric at the validation-selected step and at the
+last, and the steps to the memoryless reference (fitted on training data) and to "solved".
+``rnnlab.protocol`` holds these rules, ``rnnlab.tasks`` the tasks, ``rnnlab.zoo`` the models: a
+cell registered with ``zoo.register`` takes part by name.
 
 Tasks (``name:key=value,...``): ``adding:T=``, ``copy:T=`` (T: the delay), ``selective_copy:T=``
 (Gu & Dao 2023 section 4.1, scaled down from T = 4096 and 16 tokens to T and 8 tokens),
 ``mqar:T=,pairs=`` (zoology's associative recall, small), ``mnist1d``, ``mnist1d:shuffled=1``,
 ``pixel_mnist``, ``psmnist`` (``data_dir=`` local files, else the Hugging Face Hub).
 
-    python experiments/benchmark.py                          # the committed leaderboard (docs/benchmark.md)
+    python experiments/benchmark.py                          # the defaults: every family, 10k parameters, 16k sequences
     python experiments/benchmark.py --tasks copy:T=200 selective_copy:T=200 mnist1d --models lstm gru lru \\
         --params 20k --budget 64k
     python experiments/benchmark.py --quick                  # CI: two small tasks, three models
+
+The committed leaderboard (docs/benchmark.md, docs/results/benchmark.json's ``command``) is
+smaller than the defaults:
+
+    python experiments/benchmark.py --tasks copy:T=50 selective_copy:T=50 adding:T=100 mnist1d \\
+        mnist1d:shuffled=1 --params 10k --budget 3200 --batch-size 16 --lr-min 2e-3 --lr-max 2e-2 \\
+        --lr-grow 1 --clip norm:1 --eval-every 40 --checkpoint-every 40 --out runs/benchmark
 
 Writes results.json (results_partial.json after every pair), leaderboard.md and one figure of
 learning curves per task to --out; ``--resume`` continues a stopped run.

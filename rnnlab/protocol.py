@@ -15,18 +15,26 @@ r"""The fair comparison: one protocol for every (model, task) pair of a benchmar
   one whose median over seeds of that lowest validation loss is lowest.  The test metric is
   reported at each seed's selected step *and* at the final step (the test set never chooses).
 * **Time to threshold**: the first validation step at which the loss reaches the task's
-  memoryless reference (:math:`L_{val} \le L_{mem} (1 + 0.02)`), and the first at which the
-  metric reaches the task's "solved" value: "did not learn" and "learned slowly" are told apart.
+  memoryless reference, :math:`L_{val} \le L_{mem} (1 + 0.02)` (``steps_to_reference``), and the
+  first at which the metric reaches the task's "solved" value: "did not learn" and "learned
+  slowly" are told apart.  :math:`L_{mem}` is the validation loss of the memoryless predictor
+  fitted on training data (``Task.memoryless``), never on the validation set: fitted there it
+  would sit below what any memoryless model scores on unseen data.  Where that predictor is a
+  constant (of the built-in tasks, all but copy: a class or symbol prior, the mean target),
+  reaching it means a model learned its outputs' marginal distribution, nothing about its inputs.
 * **Compute**: each round of a pair (the grid, then each grown point) is one vmapped program
   over learning rate x clipping x seeds (``rnnlab.sweep``), with the run folder's checkpoints
   and ``--resume`` (``rnnlab.experiment.train_sweep``).  The evaluations are logged in
   ``metrics.jsonl``, so a finished round is read back, not retrained.
 
-``leaderboard`` renders a results file as markdown tables (rows models, columns tasks).
+``leaderboard`` renders a results file as markdown tables (rows models, columns tasks);
+``refresh_references`` recomputes a results file's memoryless references and steps to them
+from its stored curves, without training.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import json
@@ -261,6 +269,13 @@ def first_step(steps_n, values_sn, reached: Callable[[np.ndarray], np.ndarray]) 
     return [int(steps_n[np.argmax(h)]) if h.any() else None for h in hit_sn]
 
 
+def steps_to_reference(steps_n, valid_loss_sn, reference: float, tolerance: float) -> list:
+    r"""Per run, the first evaluation step at which the validation loss reaches the memoryless
+    reference, :math:`L_{val} \le L_{mem} (1 + tolerance)`, or None."""
+    threshold = reference * (1 + tolerance)
+    return first_step(steps_n, valid_loss_sn, lambda v: v <= threshold)
+
+
 def median_step(steps: list) -> float | None:
     """The median over seeds of steps to a threshold, a run that never reached it counting as
     infinitely slow; None when the median run never reached it."""
@@ -406,8 +421,9 @@ def _train(run, cfg, protocol, task, model, init, name, sweep, keys, seed_s):
 
 
 def run_pair(run, cfg, protocol: Protocol, task: Task, spec: ModelSpec) -> dict:
-    """Train and select one (model, task) pair under ``protocol``: the grid, grown until it
-    brackets the best rate; the chosen setting's test metric at the selected and final steps."""
+    """Train and select one (model, task) pair under ``protocol``: the grid, grown past an edge
+    where the best rate sits, up to ``lr_grow`` points (``bracket``); the chosen setting's test
+    metric at the selected and final steps."""
     metric = task.metric
     rounds = []
 
@@ -436,7 +452,7 @@ def run_pair(run, cfg, protocol: Protocol, task: Task, spec: ModelSpec) -> dict:
     r = next(r for r in rounds if chosen["learning_rate"] in [p["learning_rate"] for p in r["points"]])
     rows = rows_where(r["points"], learning_rate=chosen["learning_rate"], clip_norm=chosen["clip_norm"])
     steps_n, curves = r["steps"], {k: v[rows] for k, v in r["curves"].items()}
-    reference = task.memoryless("validation")["loss"] * (1 + task.reference_tolerance)
+    reference = task.memoryless("validation")["loss"]
     solved = task.solved
     return {
         "hidden": spec.hidden,
@@ -452,7 +468,9 @@ def run_pair(run, cfg, protocol: Protocol, task: Task, spec: ModelSpec) -> dict:
         "test_selected": over_seeds(at_selected(curves[f"test_{metric}"], curves["validation_loss"])),
         "test_final": over_seeds(curves[f"test_{metric}"][:, -1]),
         "test_loss_selected": over_seeds(at_selected(curves["test_loss"], curves["validation_loss"])),
-        "steps_to_memoryless": first_step(steps_n, curves["validation_loss"], lambda v: v <= reference),
+        "steps_to_memoryless": steps_to_reference(
+            steps_n, curves["validation_loss"], reference, task.reference_tolerance
+        ),
         "steps_to_solved": first_step(steps_n, curves[f"validation_{metric}"], lambda v: task.reached(v, solved)),
         "curve": {
             "steps": list(steps_n),
@@ -501,8 +519,53 @@ def task_summary(task: Task) -> dict:
         "readout": task.readout,
         "sequence_length": task.sequence_length,
         "memoryless": {split: task.memoryless(split) for split in ("validation", "test")},
+        "reference_fit": task.reference_fit,
         "reference_tolerance": task.reference_tolerance,
     }
+
+
+REFERENCE_RULE = (
+    "steps to the memoryless reference: the first evaluation whose validation loss <= the memoryless "
+    "validation loss x (1 + reference_tolerance); the memoryless predictor fitted on training data "
+    "(reference_fit), scored on the validation and test sets"
+)
+
+
+def refresh_references(results: dict) -> dict:
+    """``results`` with every task's memoryless reference recomputed as ``rnnlab.tasks`` fits it
+    now (``memoryless``, ``reference_fit``, ``reference_tolerance``) and every pair's
+    ``steps_to_memoryless`` recomputed from its stored validation curve (``steps_to_reference``):
+    nothing trains.  ``references_refreshed`` records the rule and, from the first refresh, the
+    values it replaced."""
+    from rnnlab import tasks  # the task classes, by spec
+
+    out = copy.deepcopy(results)
+    before = results.get("references_refreshed", {}).get("before") or {
+        spec: {
+            "memoryless": info["memoryless"],
+            "reference_tolerance": info.get("reference_tolerance"),
+            "steps_to_memoryless": {m: p["steps_to_memoryless"] for m, p in results["pairs"][spec].items()},
+        }
+        for spec, info in results["tasks"].items()
+    }
+    for spec, info in out["tasks"].items():
+        task = tasks.parse(spec)
+        summary = task_summary(task)
+        for key in ("memoryless", "reference_fit", "reference_tolerance"):
+            info[key] = summary[key]
+        for pair in out["pairs"][spec].values():
+            curve = pair["curve"]
+            valid_sn = np.array(curve["validation_loss"], np.float64)
+            pair["steps_to_memoryless"] = steps_to_reference(
+                curve["steps"], valid_sn, info["memoryless"]["validation"]["loss"], task.reference_tolerance
+            )
+    out["references_refreshed"] = {
+        "rule": REFERENCE_RULE,
+        "how": "python docs/results/publish.py --refresh-references <file>: references recomputed by "
+        "rnnlab.protocol.refresh_references, steps from the stored curves, no retraining",
+        "before": before,
+    }
+    return out
 
 
 # -- the leaderboard ----------------------------------------------------------------
@@ -526,14 +589,15 @@ def leaderboard(results: dict, which: str = "selected") -> str:
     ``k div`` seeds that diverged."""
     tasks, models = list(results["pairs"]), list(results["models"])
     step_words = "the validation-selected step" if which == "selected" else "the final step"
+    seeds = results["protocol"]["seeds"]
     lines = [
-        f"Test metric at {step_words}: median [q25, q75] over {results['protocol']['seeds']} seeds.",
+        f"Test metric at {step_words}: median [q25, q75] over {seeds} seeds{_quartile_note(seeds)}.",
         "",
         "| model | "
         + " | ".join(f"{t} ({results['tasks'][t]['metric_label']}, {_arrow(results['tasks'][t])})" for t in tasks)
         + " |",
         "|---|" + "---|" * len(tasks),
-        "| memoryless reference (test) | "
+        "| memoryless reference (test; fitted on training data) | "
         + " | ".join(
             _fmt(
                 results["tasks"][t]["memoryless"]["test"][results["tasks"][t]["metric"]], results["tasks"][t]["metric"]
@@ -560,6 +624,13 @@ def leaderboard(results: dict, which: str = "selected") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _quartile_note(seeds: int) -> str:
+    """With 3 seeds the quartiles are no seed's value: say what they are."""
+    if seeds != 3:
+        return ""
+    return " (with 3 seeds, q25 and q75 are the midpoints between the lowest and the middle seed and between the middle and the highest)"
+
+
 def _arrow(info: dict) -> str:
     return "higher is better" if info["higher_is_better"] else "lower is better"
 
@@ -572,8 +643,13 @@ def details(results: dict) -> str:
     """Per pair: steps to the memoryless reference and to "solved" (median over seeds, — never),
     the hidden size, the parameter count and the chosen learning rate and clipping."""
     tasks, models = list(results["pairs"]), list(results["models"])
+    tolerance = {info.get("reference_tolerance") for info in results["tasks"].values()}
+    within = (
+        f"within {tolerance.pop():.0%} of it" if len(tolerance) == 1 and None not in tolerance else "within tolerance"
+    )
     lines = [
-        "Steps to the memoryless reference / to solved (median over seeds; — the median seed never got there), "
+        f"Steps to the memoryless reference (the validation loss {within}; the memoryless predictor fitted on "
+        "training data) / to solved (median over seeds; — the median seed never got there), "
         "then H, parameters, the chosen learning rate and clip norm (0: off).",
         "",
         "| model | " + " | ".join(tasks) + " |",
@@ -617,7 +693,7 @@ def render(results: dict) -> str:
 
 def curves_figure(results: dict, task: str):
     """The validation metric of every model on ``task`` at its chosen setting: median and
-    quartiles over seeds, with the memoryless reference."""
+    quartiles over seeds, with the memoryless reference (fitted on training data)."""
     import matplotlib.pyplot as plt
 
     from rnnlab.plots import band, model_color
@@ -629,7 +705,7 @@ def curves_figure(results: dict, task: str):
         label = f"{m} (H={pair['hidden']}, lr {pair['learning_rate']:.2g}, clip {pair['clip_norm']:g})"
         band(ax, curve["steps"], np.array(curve[f"validation_{info['metric']}"], np.float64), label, model_color(m))
     reference = info["memoryless"]["validation"][info["metric"]]
-    ax.axhline(reference, color="k", ls="--", lw=1, label=f"memoryless = {reference:.3g}")
+    ax.axhline(reference, color="k", ls="--", lw=1, label=f"memoryless (fitted on training data) = {reference:.3g}")
     ax.axhline(info["solved"], color="k", ls=":", lw=1, label=f"solved = {info['solved']:g}")
     ax.set_xlabel("training step")
     ax.set_ylabel(f"validation {info['metric_label'].replace('test ', '')}")

@@ -737,7 +737,7 @@ def test_the_fair_copy_comparison_table():
     assert r["recall_accuracy"]["lstm_chrono"]["median"] == r["recall_accuracy"]["lstm"]["median"]  # "both"
 
 
-def test_the_fair_copy_comparison_says_the_lstms_never_reached_the_memoryless_reference():
+def test_the_fair_copy_comparison_withdraws_the_lstm_rows_and_quotes_the_benchmarks_lstm():
     """Section 6 withdraws the LSTM rows: every number of that paragraph from the file, and the
     reasons it gives (the grid's edge, one seed, no clipping, the recall steps' share of the loss)."""
     r = results("copy_memory_T1000_fair")
@@ -785,13 +785,20 @@ def test_the_fair_copy_comparison_says_the_lstms_never_reached_the_memoryless_re
     missing = [f for f in fragments if flowing(f) not in section]
     assert not missing, f"section 6 does not say (or no longer says) what its results hold: {missing}"
     assert "recall none" not in flowing(README) and "recalls none" not in section.replace('"recall none"', "")
-    # the benchmark's LSTM on the copy task never reached the memoryless reference either, as section 6 says
+    # the benchmark's LSTM on the copy task (T = 50) learned the memoryless strategy and no more, as
+    # section 6 says: every seed reached the reference (fitted on training data), its recall is chance
     bench = results("benchmark")
     copy_task = next(t for t in bench["tasks"] if t.startswith("copy:"))
-    assert flowing(f"stops at T = {copy_task.split('=')[1]} for the copy task") in section
-    assert bench["pairs"][copy_task]["lstm"]["steps_to_memoryless"] == [None] * 3  # no seed reached it
-    budget = int(bench["config"]["budget"])
-    assert flowing(f"LSTM too stays above the memoryless reference in {budget} sequences") in section
+    lstm, reference = bench["pairs"][copy_task]["lstm"], bench["tasks"][copy_task]["memoryless"]["test"]
+    reached = lstm["steps_to_memoryless"]
+    assert None not in reached  # every seed reached it
+    said = (
+        f"stops at T = {copy_task.split('=')[1]} for the copy task, where in {int(bench['config']['budget'])} "
+        f"sequences the {bench['config']['params']}-parameter LSTM reaches the memoryless reference (every seed, "
+        f"median step {sorted(reached)[len(reached) // 2]} of {bench['protocol']['steps']}) but recalls at chance "
+        f"({lstm['test_selected']['median']:.3f} against the reference's {reference['accuracy']:.3f})"
+    )
+    assert flowing(said) in section, said
 
 
 def linear_gradient_table() -> str:

@@ -1,10 +1,11 @@
 """The long-range tasks as data: streams, readout, loss, metrics, memoryless reference
-(``rnnlab.tasks.base`` says what a task owns).
+(``rnnlab.tasks.base`` says what a task owns; the reference is fitted on training data and
+scored on the validation or test set).
 
     task = parse("copy:T=200")            # Copy(T=200); parse("mnist1d:shuffled=1"), parse("adding:T=200")
     batch = task.train_batch(run=0, step=0, batch_size=32)     # {"x": [32, 220], "y": ..., "answer": ...}
     model = task.model(zoo.make_layer("lstm", 64, t_max=task.sequence_length))
-    task.memoryless("validation")         # {"loss": 0.0955..., "recall_loss": 2.07..., "accuracy": 0.14...}
+    task.memoryless("validation")         # {"loss": 0.0945..., "recall_loss": 2.078..., "accuracy": 0.121...}
 
 A spec is ``name`` or ``name:key=value,key=value``; the keys are the task's dataclass fields.
 ``register(cls)`` adds a task of your own (a ``Task`` subclass with a ``name``).

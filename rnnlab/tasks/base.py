@@ -1,4 +1,4 @@
-"""What a task is: its streams, its model's readout, its loss and metrics, its memoryless reference.
+r"""What a task is: its streams, its model's readout, its loss and metrics, its memoryless reference.
 
 A task is a frozen dataclass whose fields are its parameters (``copy:T=200`` is ``Copy(T=200)``).
 It owns
@@ -13,12 +13,19 @@ It owns
   ``rnnlab.linen.SequenceRegressor``);
 * ``per_example(outputs, batch) -> {name: [B]}``: the loss and the metrics of each example, so a
   set's metric is their mean (the training loss is ``mean(per_example(...)["loss"])``);
-* ``memoryless(split)``: the metrics of the best predictor that has no memory of earlier inputs,
-  fitted on that very set: for each *context* it may see (the position, for the copy tasks;
-  nothing, for a classifier or a regressor), it predicts the set's distribution of targets in
-  that context (or their mean).  Its cross-entropy is the entropy of the targets given the
-  context, its MSE their variance: no memoryless model scores better on that set.  It is
-  computed by running the task's own ``per_example`` on that predictor's outputs;
+* ``memoryless(split)``: the metrics on ``split`` of the predictor that has no memory of earlier
+  inputs, fitted on training data (``reference_sample()``: ``reference_size`` sequences of the
+  training stream, or the training split) and never on the set it is scored on.  For each
+  *context* c it may see (the position, for the copy tasks; nothing, for a classifier or a
+  regressor) it predicts the fitted frequencies of the targets,
+  :math:`\hat p(v \mid c) = n_{fit}(c, v) / n_{fit}(c)`, or their mean :math:`\bar y_{fit}`.
+  On unseen data its expected cross-entropy is the entropy of the targets given the context plus
+  :math:`KL(p \| \hat p) \approx (V - 1) / (2 n_{fit}(c))` nats per scored step, its MSE the
+  targets' variance plus :math:`(\bar y - \bar y_{fit})^2`, and its accuracy that of a fixed
+  guess (1/8 on the copy task's symbols): what a model with no memory scores on data it has not
+  seen.  Fitted on the scored set itself it would beat that value by fitting the set's own noise
+  (the argmax of 128 sequences' frequencies is right about 0.17 of their symbols; chance is 0.125).
+  It is computed by running the task's own ``per_example`` on that predictor's outputs;
 * ``metric`` (what is learned: recall accuracy, accuracy, MSE), whether higher is better, and
   ``solved``, the value of ``metric`` at which the task counts as solved.
 
@@ -61,6 +68,7 @@ class Task:
     solved: ClassVar[float] = 0.0
     # reached the memoryless reference: validation loss <= reference * (1 + reference_tolerance)
     reference_tolerance: ClassVar[float] = 0.02
+    reference_size: ClassVar[int] = 4096  # training sequences the memoryless predictor is fitted on
 
     # -- what a subclass provides --------------------------------------------
     @property
@@ -96,7 +104,17 @@ class Task:
     def per_example(self, outputs, batch) -> dict:
         raise NotImplementedError
 
-    def memoryless_outputs(self, batch) -> np.ndarray:
+    def reference_sample(self) -> dict:
+        """The training data the memoryless predictor is fitted on (disjoint from the held-out sets)."""
+        raise NotImplementedError
+
+    @property
+    def reference_fit(self) -> str:
+        """What ``reference_sample`` is, in words (results files record it)."""
+        return "training data"
+
+    def memoryless_outputs(self, fit: dict, batch: dict) -> np.ndarray:
+        """The outputs on ``batch`` of the memoryless predictor fitted on ``fit``."""
         raise NotImplementedError
 
     # -- shared ----------------------------------------------------------------
@@ -117,10 +135,9 @@ class Task:
         """Hook for tasks with a finite training split."""
 
     def memoryless(self, split: str) -> dict:
-        """The metrics of the best memoryless predictor of ``split`` (module docstring)."""
-        batch = self.held_out(split)
-        metrics = self.per_example(jnp.asarray(self.memoryless_outputs(batch)), batch)
-        return {k: float(np.mean(np.asarray(v, np.float64))) for k, v in metrics.items()}
+        """The metrics on ``split`` of the memoryless predictor fitted on ``reference_sample()``
+        (module docstring)."""
+        return dict(_memoryless(self, split))
 
     def dummy_input(self):
         shape = (1, *self.input_shape())
@@ -141,17 +158,31 @@ def _format(value) -> str:
     return str(value)
 
 
-def positions_memoryless(y_bl, weight_bl, context_bl, num_classes: int) -> np.ndarray:
-    """Log-probabilities ``[B, L, V]`` of the best memoryless classifier of one set: for each
-    context (an int per position, e.g. the position itself), the set's frequency of every target
-    among the scored positions (``weight > 0``) of that context.  A target the set never shows
-    in a context gets probability 0 (log 1e-30): it is never scored there."""
+@functools.cache
+def _memoryless(task: Task, split: str) -> tuple:
+    check_split(split)
+    if split == "train":
+        raise ValueError("the memoryless reference is scored on a held-out split: 'validation' or 'test'")
+    batch = task.held_out(split)
+    metrics = task.per_example(jnp.asarray(task.memoryless_outputs(task.reference_sample(), batch)), batch)
+    return tuple((k, float(np.mean(np.asarray(v, np.float64)))) for k, v in metrics.items())
+
+
+def positions_memoryless(y_bl, weight_bl, context_bl, num_classes: int, context_out=None) -> np.ndarray:
+    r"""Log-probabilities ``[*context_out.shape, V]`` of the memoryless classifier fitted on one set
+    (``y``, ``weight``, ``context``: ``[B, L]``): for each context (an int per position, e.g. the
+    position itself), the frequency of every target among the fitted set's scored positions
+    (``weight > 0``) of that context, :math:`\hat p(v \mid c) = n(c, v) / n(c)`, read at the
+    contexts ``context_out`` of the positions to predict (default: the fitted set's own).  A
+    context the fitted set never scores gets the uniform distribution; a target it never shows
+    in a context, probability 0 (log 1e-30)."""
     y, w, c = (np.asarray(a).ravel() for a in (y_bl, weight_bl, context_bl))
-    counts = np.zeros((int(c.max()) + 1, num_classes))
+    context_out = np.asarray(context_bl if context_out is None else context_out)
+    counts = np.zeros((max(int(c.max()), int(context_out.max())) + 1, num_classes))
     np.add.at(counts, (c, y), w)
     total = counts.sum(axis=1, keepdims=True)
     probs = np.divide(counts, total, out=np.full_like(counts, 1.0 / num_classes), where=total > 0)
-    return np.log(np.maximum(probs, 1e-30))[np.asarray(context_bl)].astype(np.float32)
+    return np.log(np.maximum(probs, 1e-30))[context_out].astype(np.float32)
 
 
 class EveryStep(nn.Module):
@@ -215,15 +246,17 @@ class TokenTask(Task):
         """What a memoryless model may condition on, per position: the position itself."""
         return np.broadcast_to(np.arange(batch["y"].shape[1]), batch["y"].shape)
 
-    def memoryless_outputs(self, batch):
-        weight = np.ones(batch["y"].shape) if self.loss_on_every_step else batch["answer"]
-        return positions_memoryless(batch["y"], weight, self.memoryless_context(batch), self.vocab_size)
+    def memoryless_outputs(self, fit, batch):
+        weight = np.ones(fit["y"].shape) if self.loss_on_every_step else fit["answer"]
+        context = self.memoryless_context(fit)
+        return positions_memoryless(fit["y"], weight, context, self.vocab_size, self.memoryless_context(batch))
 
 
 @dataclasses.dataclass(frozen=True)
 class ClassificationTask(Task):
     """A sequence in, one class out of the last state (``SequenceRegressor``):
-    ``loss`` cross-entropy, ``accuracy``.  The memoryless predictor is the set's class frequencies."""
+    ``loss`` cross-entropy, ``accuracy``.  The memoryless predictor is the training split's class
+    frequencies."""
 
     metric: ClassVar[str] = "accuracy"
     metric_label: ClassVar[str] = "test accuracy"
@@ -237,15 +270,17 @@ class ClassificationTask(Task):
         ce_b = optax.softmax_cross_entropy_with_integer_labels(logits_bk, batch["y"])
         return {"loss": ce_b, "accuracy": (jnp.argmax(logits_bk, -1) == batch["y"]).astype(ce_b.dtype)}
 
-    def memoryless_outputs(self, batch):
-        y = np.asarray(batch["y"])[:, None]
-        return positions_memoryless(y, np.ones(y.shape), np.zeros(y.shape, int), self.num_classes)[:, 0]
+    def memoryless_outputs(self, fit, batch):
+        y = np.asarray(fit["y"])[:, None]
+        out = np.zeros((len(batch["y"]),), int)
+        return positions_memoryless(y, np.ones(y.shape), np.zeros(y.shape, int), self.num_classes, out)
 
 
 @dataclasses.dataclass(frozen=True)
 class RegressionTask(Task):
     """A sequence in, one number out of the last state: ``loss`` = ``mse``, the squared error.
-    The memoryless predictor is the set's mean target (its MSE: the targets' variance)."""
+    The memoryless predictor is the mean training target (its MSE: the targets' variance, plus the
+    square of the difference of the two means)."""
 
     metric: ClassVar[str] = "mse"
     metric_label: ClassVar[str] = "test MSE"
@@ -257,9 +292,9 @@ class RegressionTask(Task):
         se_b = (out_b1[:, 0] - batch["y"]) ** 2
         return {"loss": se_b, "mse": se_b}
 
-    def memoryless_outputs(self, batch):
-        y = np.asarray(batch["y"], np.float64)
-        return np.full((len(y), 1), np.mean(y), np.float32)
+    def memoryless_outputs(self, fit, batch):
+        mean = np.mean(np.asarray(fit["y"], np.float64))
+        return np.full((len(batch["y"]), 1), mean, np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,6 +314,14 @@ class SyntheticTask(Task):
 
     def held_out(self, split: str) -> dict:
         return _held_out(self, split)
+
+    def reference_sample(self) -> dict:
+        """``reference_size`` sequences of the training stream: run 0's step-0 key, drawn at once."""
+        return self.train_batch(0, 0, self.reference_size)
+
+    @property
+    def reference_fit(self) -> str:
+        return f"{self.reference_size} sequences of the training stream (train_batch(0, 0, {self.reference_size}))"
 
 
 @functools.cache

@@ -58,6 +58,14 @@ class DatasetTask(ClassificationTask):
             raise ValueError(f"held-out split must be 'validation' or 'test', got {split!r}")
         return self._splits()[split]
 
+    def reference_sample(self) -> dict:
+        """The training split (the validation examples held out of it)."""
+        return self._splits()["train"]
+
+    @property
+    def reference_fit(self) -> str:
+        return f"the training split ({len(self._splits()['train']['y'])} examples, the validation set held out)"
+
     def input_shape(self):
         return self._splits()["test"]["x"].shape[1:]
 
