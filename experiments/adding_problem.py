@@ -34,6 +34,7 @@ from rnnlab.experiment import (
     model_clip,
     model_hidden,
     model_spec,
+    optimizer_rules,
     option,
     parse_config,
     readable,
@@ -43,7 +44,6 @@ from rnnlab.experiment import (
 )
 from rnnlab.linen import SequenceRegressor, constrain_recurrent, regressor_mse
 from rnnlab.metrics import over_seeds
-from rnnlab.parametrizations import Orthogonal
 from rnnlab.plots import learning_curves, model_color, panels
 from rnnlab.sweep import Sweep, grid, training_bytes
 from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
@@ -83,20 +83,9 @@ class Config(PerModelConfig):
 
     def check(self):
         super().check()
-        refuse_unused(
-            self,
-            {
-                "rmsprop_decay": (self.optimizer == "rmsprop", f"--optimizer is {self.optimizer}"),
-                "orthogonal_learning_rate": (
-                    any(MODELS[m].wrap is Orthogonal for m in self.models),
-                    "no model of --models has an orthogonal generator (exprnn, exprnn_tanh)",
-                ),
-                "forget_bias": (
-                    any(MODELS[m].takes_forget_bias for m in self.models),
-                    "no model of --models takes a forget-gate bias (lstm does)",
-                ),
-            },
-        )
+        forget_bias = any(MODELS[m].takes_forget_bias for m in self.models)
+        why = "no model of --models takes a forget-gate bias (lstm does)"
+        refuse_unused(self, optimizer_rules(self) | {"forget_bias": (forget_bias, why)})
 
     def memory_needs(self):
         def points(m):  # grid_points' count, without building the grid

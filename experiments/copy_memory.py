@@ -37,36 +37,18 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from rnnlab import parallel, plots
 from rnnlab.data import synthetic
 from rnnlab.diagnostics import hidden_gradient_norms
-from rnnlab.experiment import (
-    ConfigError,
-    ModelSpec,
-    PerModelConfig,
-    RunDir,
-    cli,
-    clip_rule,
-    clip_written,
-    model_clip,
-    model_hidden,
-    model_spec,
-    option,
-    parse_config,
-    refuse_unused,
-    setup,
-    train_sweep,
-)
+from rnnlab.experiment import RunDir, cli, option, parse_config, refuse_unused, setup, train_sweep
+from rnnlab.experiment.models import PerModelConfig, clip_of, clip_written, model_hidden, model_spec, optimizer_rules
 from rnnlab.linen import LanguageModel, constrain_recurrent
-from rnnlab.metrics import over_seeds
-from rnnlab.parametrizations import Orthogonal
+from rnnlab.protocol import choose_on_validation
 from rnnlab.sweep import Sweep, grid, init_params, rows_where, training_bytes
+from rnnlab.tasks import Copy
 from rnnlab.train import OPTIMIZERS, OptimConfig, make_optimizer
 from rnnlab.zoo import MODELS, label
-
-VOCAB = synthetic.COPY_SYMBOLS + 2  # blank, 8 symbols, delimiter
 
 
 @dataclasses.dataclass
@@ -103,119 +85,72 @@ class Config(PerModelConfig):
         self.model_hidden = ()
 
     def memory_needs(self):
-        return [
-            (
-                ("lengths", "learning_rate", "seeds", "batch_size", "test_size", "hidden", "model_hidden"),
-                f"{len(self.learning_rate) * self.seeds} points at T = {max(self.lengths)}",
-                copy_bytes(self, max(model_hidden(self, m) for m in self.models)),
-            )
-        ]
+        sized = ("lengths", "learning_rate", "seeds", "batch_size", "test_size", "hidden", "model_hidden")
+        points = f"{len(self.learning_rate) * self.seeds} points at T = {max(self.lengths)}"
+        return [(sized, points, copy_bytes(self, max(model_hidden(self, m) for m in self.models)))]
 
     def check(self):
         super().check()
-        refuse_unused(
-            self,
-            {
-                "rmsprop_decay": (self.optimizer == "rmsprop", f"--optimizer is {self.optimizer}"),
-                "orthogonal_learning_rate": (
-                    any(MODELS[m].wrap is Orthogonal for m in self.models),
-                    "no model of --models has an orthogonal generator (exprnn, exprnn_tanh)",
-                ),
-            },
-        )
-        try:
-            clip_rule(self.clip)
-        except ValueError as e:
-            raise ConfigError(f"--clip: {e}") from None
-
-    def clip_of(self, name: str) -> str:
-        """Model ``name``'s clip rule as written (``--model-clip``, else ``--clip``)."""
-        return clip_written(self, name)
-
-    def optimizer_of(self, name: str) -> OptimConfig:
-        return OptimConfig(
-            self.optimizer,
-            self.learning_rate[0],  # the sweep's points set their own (TrainState hyperparameters)
-            rmsprop_decay=self.rmsprop_decay,
-            group_learning_rates=(("a_hh", self.orthogonal_learning_rate),),
-            **(model_clip(self, name) or clip_rule(self.clip)),
-        )
+        refuse_unused(self, optimizer_rules(self))
+        clip_of(self)
 
 
 def copy_bytes(cfg, hidden: int) -> int:
     """The least one (model, T) of the longest T allocates: learning rates x seeds points on batches
-    and held-out batches of T + 20 one-hot steps (``VOCAB`` features), and their hidden states."""
-    points, steps = len(cfg.learning_rate) * cfg.seeds, max(cfg.lengths) + 2 * synthetic.COPY_LENGTH
-    return training_bytes(points, max(cfg.batch_size, cfg.test_size), steps, VOCAB, hidden)
+    and held-out batches of T + 20 one-hot steps, and their hidden states."""
+    points, task = len(cfg.learning_rate) * cfg.seeds, Copy(T=max(cfg.lengths))
+    return training_bytes(points, max(cfg.batch_size, cfg.test_size), task.sequence_length, task.vocab_size, hidden)
+
+
+def optimizer(cfg: Config, name: str) -> OptimConfig:
+    """Model ``name``'s optimiser: its clip rule, expRNN's generators (a_hh) at their own rate, and the
+    first learning rate (the sweep's points set their own: TrainState hyperparameters)."""
+    extra = {"rmsprop_decay": cfg.rmsprop_decay, "group_learning_rates": (("a_hh", cfg.orthogonal_learning_rate),)}
+    return OptimConfig(cfg.optimizer, cfg.learning_rate[0], **extra, **clip_of(cfg, name))
 
 
 def data_seed(seed: int, T: int):
-    """The training stream of (``--seed``, T), one per pair: ``seed * 1000 + T`` up to T = 1000 (the
-    streams the committed results trained on; injective there) and the pair itself beyond, where
-    ``seed * 1000 + T`` would repeat another pair's stream (seed 0, T 1500 = seed 1, T 500)."""
+    """The training stream of (``--seed``, T): ``seed * 1000 + T`` up to T = 1000 (the committed runs'
+    streams; one per pair there), the pair itself beyond (where seed 0, T 1500 would be seed 1, T 500's)."""
     return seed * 1000 + T if T <= 1000 else (seed, T)
 
 
-def copy_metrics(logits_btv, targets_bt) -> dict:
-    r"""What a copy model learned, from one forward pass.
-
-    ``loss``: cross-entropy in nats per step over all T + 20 steps (the training loss;
-    memoryless baseline ``10 ln 8 / (T + 20)``).  Most of those steps are blanks that need no
-    memory, so the 10 answer steps are also scored alone: ``recall_loss``, their cross-entropy
-    (memoryless ``ln 8 = 2.079`` at every T), and ``recall_accuracy``, the share of symbols
-    whose most likely output is right (chance 1/8)."""
-    ce_bt = optax.softmax_cross_entropy_with_integer_labels(logits_btv, targets_bt)
-    recall = slice(-synthetic.COPY_LENGTH, None)
-    hits_bt = jnp.argmax(logits_btv[:, recall], axis=-1) == targets_bt[:, recall]
-    return {"loss": jnp.mean(ce_bt), "recall_loss": jnp.mean(ce_bt[:, recall]), "recall_accuracy": jnp.mean(hits_bt)}
-
-
-RECALL_METRICS = ("recall_loss", "recall_accuracy")
-
-
-def recall_loss_with_perturbation(model: LanguageModel, params, batch, eps_bth):
-    """The loss of the last 10 steps (recalling the symbols) with ``eps`` added to the hidden
-    states: its gradient at 0 is how much of the recall error reaches each h_t."""
-    logits_btv, _ = model.apply(params, batch["tokens"], hidden_perturbation=eps_bth[None])
-    return copy_metrics(logits_btv, batch["targets"])["recall_loss"]
-
-
 @functools.cache
-def programs(spec: ModelSpec, T: int):
-    """The init, metrics (``copy_metrics``) and gradient profile of one (model, T)."""
-    # chrono's T_max: the whole sequence, T + 20 steps
-    model = LanguageModel(VOCAB, None, spec.layer(t_max=T + 2 * synthetic.COPY_LENGTH))  # one-hot
-    init = jax.jit(lambda key: model.init(key, jnp.zeros((1, T + 2 * synthetic.COPY_LENGTH), jnp.int32)))
-    metrics = lambda p, b: copy_metrics(model.apply(p, b["tokens"])[0], b["targets"])
+def programs(spec, T: int):
+    """The task, model, init, metrics (``Copy.batch_metrics``) and gradient profile of one (model, T):
+    ``||dL_recall/dh_t||`` for every t, the gradient at 0 of the recall loss with ``eps`` added
+    to the hidden states (how much of the recall error reaches each h_t), median over sequences."""
+    task = Copy(T=T)
+    # one-hot inputs; chrono's T_max: the whole sequence, T + 20 steps
+    model = LanguageModel(task.vocab_size, None, spec.layer(t_max=task.sequence_length))
+    init = jax.jit(lambda key: model.init(key, jnp.zeros((1, task.sequence_length), jnp.int32)))
+
+    def metrics(p, b, eps_lbth=None):  # eps: added to the hidden states, [layer, B, T + 20, H]
+        return Copy.batch_metrics(model.apply(p, b["x"], hidden_perturbation=eps_lbth)[0], b["y"])
+
     profile = lambda p, b: jnp.median(
-        hidden_gradient_norms(
-            lambda eps: recall_loss_with_perturbation(model, p, b, eps), b["tokens"].shape + (spec.hidden,)
-        ),
+        hidden_gradient_norms(lambda eps: metrics(p, b, eps[None])["recall_loss"], b["x"].shape + (spec.hidden,)),
         axis=0,
     )
-    return model, init, metrics, profile
+    return task, model, init, metrics, profile
 
 
-def held_out(cfg: Config, T: int, stream: int) -> dict:
-    """A held-out batch no training batch uses: ``stream`` 0 the test set, 1 the validation set
-    that picks the learning rate (the test set never chooses anything)."""
-    return synthetic.copy_memory((cfg.seed, 10**9 + stream, T), cfg.test_size, T)
-
-
-def run_model(cfg: Config, run: RunDir, name: str, T: int) -> dict:
-    """Train every learning rate x seed of (model, T) in one program; the validation loss that
-    picks the learning rate, then at the chosen one the held-out metrics and gradient profiles."""
-    model, init, metrics, profile = programs(model_spec(cfg, name), T)
+def run_model(cfg: Config, run: RunDir, name: str, T: int) -> tuple[int, dict]:
+    """Train every learning rate x seed of (model, T) in one program, keep the learning rate whose
+    median validation loss is lowest, and at it measure the held-out metrics and the gradient
+    profiles at initialisation and trained: the parameter count and (model, T)'s results."""
+    task, model, init, metrics, profile = programs(model_spec(cfg, name), T)
     sweep = Sweep(grid(learning_rate=cfg.learning_rate, seed=range(cfg.seeds)))
-    seed_s = sweep.column("seed")
+    seed_s, lr_s = sweep.column("seed"), sweep.column("learning_rate")
     keys = jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), T), cfg.seeds)[seed_s]
     rows = lambda batch: {k: np.broadcast_to(v, (len(sweep),) + v.shape) for k, v in batch.items()}
     params0 = init_params(sweep, lambda key, p: init(key), keys)
 
-    def loss_fn(params, batch, key):
+    def loss_fn(params, batch, key):  # trained on the loss per step; the recall metrics are logged
         m = metrics(params, batch)
-        return m["loss"], {k: m[k] for k in RECALL_METRICS}
+        return m.pop("loss"), m
 
+    draw = lambda key, batch_size, _: task.draw(key, batch_size)
     started = time.perf_counter()
     state = train_sweep(
         run,
@@ -224,41 +159,33 @@ def run_model(cfg: Config, run: RunDir, name: str, T: int) -> dict:
         sweep,
         params=params0,
         loss_fn=loss_fn,
-        optimizer=make_optimizer(cfg.optimizer_of(name), cfg.steps),
+        optimizer=make_optimizer(optimizer(cfg, name), cfg.steps),
         hyperparameters=("learning_rate",),
         # every learning rate of a seed sees the seed's data stream: paired comparisons
-        batch_fn=synthetic.seeded_batches(synthetic.copy_memory, data_seed(cfg.seed, T), seed_s, cfg.batch_size, T),
+        batch_fn=synthetic.seeded_batches(draw, data_seed(cfg.seed, T), seed_s, cfg.batch_size, T),
         init_keys=keys,
         tolerate_diverged=True,
         constrain=functools.partial(constrain_recurrent, model.layer),
     )
     wall_s = time.perf_counter() - started
-    test = rows(held_out(cfg, T, 0))
+    # held-out sets no training batch uses: stream 0 the test set, 1 the validation set that picks
+    # the learning rate (the test set never chooses anything)
+    held_out = lambda stream: rows(task.draw((cfg.seed, 10**9 + stream, T), cfg.test_size))
+    test = held_out(0)
     test_s = sweep.run(metrics, state.params, test)
-    valid_s = sweep.run(metrics, state.params, rows(held_out(cfg, T, 1))) if len(cfg.learning_rate) > 1 else test_s
-    lr_s = sweep.column("learning_rate")
-    per_lr = [
-        {
-            "learning_rate": lr,
-            "validation_loss": over_seeds(valid_s["loss"][lr_s == lr]),
-            **{k: over_seeds(test_s[k][lr_s == lr]) for k in ("loss",) + RECALL_METRICS},
-        }
-        for lr in cfg.learning_rate
-    ]
-    # a diverged learning rate (median NaN) is never chosen; if every one diverged, the first
-    score = [r["validation_loss"]["median"] for r in per_lr]
-    chosen = cfg.learning_rate[int(np.argmin([np.inf if np.isnan(v) else v for v in score]))]
-    at = np.flatnonzero(lr_s == chosen)
-    test_batch = {k: v[at] for k, v in test.items()}
-    picked = Sweep([sweep.points[i] for i in at])
-    return {
-        "learning_rate": chosen,
-        "sweep": per_lr,
-        **{k: test_s[k][at] for k in ("loss",) + RECALL_METRICS},
-        "grad_init": picked.run(profile, jax.tree.map(lambda a: a[at], params0), test_batch),
-        "grad_trained": picked.run(profile, jax.tree.map(lambda a: a[at], state.params), test_batch),
-        "parameters": int(sum(leaf[0].size for leaf in jax.tree.leaves(params0))),
-        "wall_s": wall_s,
+    valid_s = sweep.run(metrics, state.params, held_out(1)) if len(cfg.learning_rate) > 1 else test_s
+    best, per_lr = choose_on_validation(cfg.learning_rate, lr_s, valid_s["loss"], test_s)
+    at = np.flatnonzero(lr_s == best["learning_rate"])
+    picked, test_at = Sweep([sweep.points[i] for i in at]), {k: v[at] for k, v in test.items()}
+    profile_at = lambda params: np.median(picked.run(profile, jax.tree.map(lambda a: a[at], params), test_at), axis=0)
+    return int(sum(leaf[0].size for leaf in jax.tree.leaves(params0))), {
+        "chosen_learning_rate": best["learning_rate"],
+        "final_loss": best["loss"],
+        "recall_loss": best["recall_loss"],
+        "recall_accuracy": best["recall_accuracy"],
+        "learning_rate_sweep": per_lr,
+        "wall_time_s": wall_s,
+        "gradient_norms": {"init": profile_at(params0).tolist(), "trained": profile_at(state.params).tolist()},
     }
 
 
@@ -273,44 +200,27 @@ def main(argv=None):
         "optimizer": cfg.optimizer,
         "learning_rates": list(cfg.learning_rate),
         "hidden": {name: model_hidden(cfg, name) for name in cfg.models},
-        "clip": {name: cfg.clip_of(name) for name in cfg.models},
+        "clip": {name: clip_written(cfg, name) for name in cfg.models},
         "cell_options": {name: dict(model_spec(cfg, name).cell_options) for name in cfg.models},
         "path": {name: model_spec(cfg, name).resolved_path() for name in cfg.models},
         "parameters": {},
         "baseline": {str(T): synthetic.copy_memory_baseline(T) for T in cfg.lengths},
         "recall_baseline": math.log(synthetic.COPY_SYMBOLS),  # ln 8: guessing among the symbols
         "recall_chance_accuracy": 1 / synthetic.COPY_SYMBOLS,
-        "chosen_learning_rate": {},
-        "final_loss": {},
-        "recall_loss": {},
-        "recall_accuracy": {},
-        "learning_rate_sweep": {},
-        "wall_time_s": {},
-        "gradient_norms": {},
     }
-    per_length = ("chosen_learning_rate", "final_loss", "recall_loss", "recall_accuracy", "learning_rate_sweep")
     with parallel.CompileStats() as compile_stats:
         for name in cfg.models:
-            for key in per_length + ("wall_time_s", "gradient_norms"):
-                results[key][name] = {}
             for T in cfg.lengths:
-                out = run_model(cfg, run, name, T)
-                results["parameters"][name] = out["parameters"]
-                results["chosen_learning_rate"][name][str(T)] = out["learning_rate"]
-                results["final_loss"][name][str(T)] = over_seeds(out["loss"])
-                for k in RECALL_METRICS:
-                    results[k][name][str(T)] = over_seeds(out[k])
-                results["learning_rate_sweep"][name][str(T)] = out["sweep"]
-                results["wall_time_s"][name][str(T)] = out["wall_s"]
-                results["gradient_norms"][name][str(T)] = {
-                    phase: np.median(out[f"grad_{phase}"], axis=0).tolist() for phase in ("init", "trained")
-                }
+                results["parameters"][name], out = run_model(cfg, run, name, T)
+                for key, value in out.items():
+                    results.setdefault(key, {}).setdefault(name, {})[str(T)] = value
                 if not cfg.quiet and run.writes:
-                    lr = f" at learning rate {out['learning_rate']:g}" if len(cfg.learning_rate) > 1 else ""
+                    lr = f" at learning rate {out['chosen_learning_rate']:g}" if len(cfg.learning_rate) > 1 else ""
+                    loss, accuracy = out["final_loss"]["per_seed"], out["recall_accuracy"]["per_seed"]
                     print(
-                        f"{name} T={T}{lr}: held-out loss per seed {', '.join(f'{v:.4g}' for v in out['loss'])} "
+                        f"{name} T={T}{lr}: held-out loss per seed {', '.join(f'{v:.4g}' for v in loss)} "
                         f"(baseline {results['baseline'][str(T)]:.4f}), recall accuracy "
-                        f"{', '.join(f'{v:.3f}' for v in out['recall_accuracy'])}",
+                        f"{', '.join(f'{v:.3f}' for v in accuracy)}",
                         flush=True,
                     )
     return run.finish(results, compile_stats, lambda: save_figures(cfg, run, results))
@@ -326,47 +236,46 @@ def optimizer_words(cfg: Config) -> str:
     return words
 
 
-def chosen_curve(cfg: Config, run: RunDir, results: dict, name: str, T: int, key: str):
-    """``(steps, values [seeds, N])`` of metric ``key`` at the model's chosen learning rate."""
-    steps, values_sn = run.curve(f"{name}/T{T}", key)
-    chosen = results["chosen_learning_rate"][name][str(T)]
-    points = grid(learning_rate=cfg.learning_rate, seed=range(cfg.seeds))  # run_model's rows
-    return steps, values_sn[rows_where(points, learning_rate=chosen)]
+def model_words(cfg: Config, name: str) -> str:
+    """Model ``name`` in a legend: its label, width, cell options (chrono's T_max: typed, or the
+    script's T + 20) and clip rule."""
+    options, rule = dict(model_spec(cfg, name).cell_options), clip_written(cfg, name)
+    t_max = f"{options.pop('t_max'):g}" if "t_max" in options else "T + 20"
+    words = "".join(f", {k} {v:g}" for k, v in options.items())
+    clip = "no clipping" if rule == "off" else f"clip {rule}"
+    return f"{label(name, t_max=t_max)} (H={model_hidden(cfg, name)}{words}, {clip})"
 
 
 def save_figures(cfg: Config, run: RunDir, results: dict) -> None:
-    clip_words = lambda rule: "no clipping" if rule == "off" else f"clip {rule}"
-    options = lambda name: dict(model_spec(cfg, name).cell_options)
-    option_words = lambda name: "".join(f", {k} {v:g}" for k, v in options(name).items() if k != "t_max")
-    t_max = lambda name: (
-        f"{options(name)['t_max']:g}" if "t_max" in options(name) else "T + 20"
-    )  # typed, or the script's
-    labels = {
-        name: f"{label(name, t_max=t_max(name))} (H={model_hidden(cfg, name)}{option_words(name)}, "
-        f"{clip_words(cfg.clip_of(name))})"
-        for name in cfg.models
-    }
+    """The learning curves at each model's chosen learning rate (rows: what is learned, the loss per
+    step, then the 10 answer steps alone; columns: T), and the recall loss's gradient profiles."""
+    labels = {name: model_words(cfg, name) for name in cfg.models}
     colors = {labels[name]: plots.model_color(name) for name in cfg.models}
-    rows = (  # what is learned: the loss per step, then the 10 answer steps alone
+    points = grid(learning_rate=cfg.learning_rate, seed=range(cfg.seeds))  # run_model's rows
+
+    def chosen(name: str, T: int, key: str):  # (steps, values [seeds, N]) at the chosen learning rate
+        steps, values_sn = run.curve(f"{name}/T{T}", key)
+        return steps, values_sn[rows_where(points, learning_rate=results["chosen_learning_rate"][name][str(T)])]
+
+    rows = (  # what is learned: the loss per step, then the 10 answer steps alone; their memoryless references
         ("loss", "cross-entropy, nats per step", "baseline", "memoryless baseline", "log"),
         ("recall_loss", "recall cross-entropy (10 answer steps)", "recall_baseline", "memoryless ln 8", "log"),
         ("recall_accuracy", "recall accuracy (10 answer steps)", "recall_chance_accuracy", "chance 1/8", "linear"),
     )
     fig, axes = plots.panels(len(cfg.lengths), rows=len(rows), width=8.0, height=3.4, sharey=False)
-    for r, (key, ylabel, baseline_key, baseline_label, yscale) in enumerate(rows):
-        for c, T in enumerate(cfg.lengths):
-            baseline = results[baseline_key]
-            plots.learning_curves(
-                {labels[name]: chosen_curve(cfg, run, results, name, T, key) for name in cfg.models},
-                colors=colors,
-                ax=axes[r * len(cfg.lengths) + c],
-                baseline=baseline[str(T)] if isinstance(baseline, dict) else baseline,
-                baseline_label=baseline_label,
-                ylabel=ylabel,
-                title=f"T = {T}, training batches",
-                yscale=yscale,
-            )
-    for ax in axes:
+    cells = [(row, T) for row in rows for T in cfg.lengths]
+    for ax, ((key, ylabel, baseline_key, baseline_label, yscale), T) in zip(axes, cells):
+        baseline = results[baseline_key]  # per T, or one for every T
+        plots.learning_curves(
+            {labels[name]: chosen(name, T, key) for name in cfg.models},
+            colors=colors,
+            ax=ax,
+            baseline=baseline[str(T)] if isinstance(baseline, dict) else baseline,
+            baseline_label=baseline_label,
+            ylabel=ylabel,
+            title=f"T = {T}, training batches",
+            yscale=yscale,
+        )
         ax.legend(fontsize=7)
     title = (
         f"Copy memory, one-hot inputs, {optimizer_words(cfg)}, batch {cfg.batch_size}, {cfg.steps} steps: "
@@ -375,21 +284,14 @@ def save_figures(cfg: Config, run: RunDir, results: dict) -> None:
     fig.suptitle(textwrap.fill(title, 90 * len(cfg.lengths)), fontsize=9)
     run.save_figure(fig, "learning_curves")
 
-    import matplotlib.pyplot as plt
-
-    T = max(cfg.lengths)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True, constrained_layout=True)
-    for ax, phase in zip(axes, ("init", "trained")):
-        for name in cfg.models:
-            ax.plot(results["gradient_norms"][name][str(T)][phase], label=labels[name], color=colors[labels[name]])
-        ax.set_yscale("log")  # a curve that stops fell to 0: below float32's smallest number
-        ax.set_xlabel("time step t (symbols at 0-9, outputs at the last 10)")
-        ax.set_title("at initialisation" if phase == "init" else f"after {cfg.steps} steps")
-    axes[0].set_ylabel(r"$\|\partial L_{recall} / \partial h_t\|$ (median: sequences, then seeds)")
-    axes[1].legend(fontsize=8)
-    fig.suptitle(
-        f"Copy memory T={T}: gradient of the recall loss (last 10 steps) reaching each hidden state, {cfg.seeds} seeds",
-        fontsize=10,
+    T, norms = max(cfg.lengths), results["gradient_norms"]
+    phases = {"init": "at initialisation", "trained": f"after {cfg.steps} steps"}
+    fig = plots.profiles(
+        {title: {labels[n]: norms[n][str(T)][phase] for n in cfg.models} for phase, title in phases.items()},
+        xlabel="time step t (symbols at 0-9, outputs at the last 10)",
+        ylabel=r"$\|\partial L_{recall} / \partial h_t\|$ (median: sequences, then seeds)",
+        suptitle=f"Copy memory T={T}: gradient of the recall loss (last 10 steps) reaching each hidden state, {cfg.seeds} seeds",
+        colors=colors,
     )
     run.save_figure(fig, "gradient_norms")
 

@@ -55,7 +55,7 @@ import numpy as np
 from rnnlab import plots, unroll
 from rnnlab.experiment import RunDir, cli, option, parse_config, setup
 from rnnlab.experiment.cli import BaseConfig
-from rnnlab.newton import CONVERGED, DIVERGED, NewtonOptions
+from rnnlab.newton import STATUS_NAMES, NewtonOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,8 +168,7 @@ def main(argv=None):
                         continue
                     t0 = time.perf_counter()
                     y, _, info = solve({"w": w}, inputs[None, :T], s0[None], guess[None, :T])
-                    code = int(info.status[0])
-                    status = "converged" if code == CONVERGED else "diverged" if code == DIVERGED else "not converged"
+                    status = STATUS_NAMES[int(info.status[0])]
                     k = int(info.iterations[0])
                     records.append(
                         dict(

@@ -42,15 +42,11 @@ from rnnlab import ElmanCell, diagnostics, plots, unroll, zoo
 from rnnlab.data import synthetic
 from rnnlab.experiment import RunDir, cli, option, parse_config, setup
 from rnnlab.experiment.cli import PROGRESS, BaseConfig
-from rnnlab.newton import CONVERGED, DIVERGED, NewtonOptions
+from rnnlab.newton import NewtonOptions, outcome, solve_bytes
 from rnnlab.sweep import training_bytes
 
-METHODS = {  # name: (path, options beyond the tolerance)
-    "newton": ("newton", {}),
-    "quasi_newton": ("quasi_newton", {}),
-    "quasi_elk": ("quasi_newton", {"method": "elk"}),
-}
-STATUS = {CONVERGED: "converged", DIVERGED: "diverged"}  # else "not converged"
+# method: (path, options beyond the tolerance)
+METHODS = dict(newton=("newton", {}), quasi_newton=("quasi_newton", {}), quasi_elk=("quasi_newton", {"method": "elk"}))
 MODELS = ("rnn", "lstm", "gru", "paragru", "paralstm")
 
 
@@ -80,36 +76,30 @@ class Config(BaseConfig):
         self.elk_length = 400
 
     def memory_needs(self):
-        """The least a run holds: a Newton solve in float64 over the models' longest sequence (the
-        sequence, its states and Newton's Jacobians, ``T x D x D`` with D = 2H for the LSTM's carry),
-        the same in float32 for the parallel paths' training batch, and the main job's training batch."""
-        newton = lambda T, B, D, inputs, itemsize: int(T) * int(B) * (inputs + D + D * D) * itemsize
+        """The least a run holds: a float64 Newton solve over the models' longest sequence (D = 2H: the
+        LSTM's carry), a float32 one over the parallel paths' training batch, the main job's batch."""
+        paths = ("parallel_length", "parallel_hidden", "parallel_batch")
+        longest = solve_bytes(max(self.model_lengths), 1, 2 * self.model_hidden, 2, 8)
+        parallel = solve_bytes(self.parallel_length, self.parallel_batch, self.parallel_hidden, 2, 4)
+        batch = training_bytes(1, 10, self.train_length, 2, self.model_hidden, 8)
         return [
-            (
-                ("model_lengths", "model_hidden"),
-                "Newton over the models' longest sequence",
-                newton(max(self.model_lengths), 1, 2 * self.model_hidden, 2, 8),
-            ),
-            (
-                ("parallel_length", "parallel_hidden", "parallel_batch"),
-                "Newton training on the parallel paths",
-                newton(self.parallel_length, self.parallel_batch, self.parallel_hidden, 2, 4),
-            ),
-            (
-                ("train_length", "model_hidden"),
-                "the training batch",
-                training_bytes(1, 10, self.train_length, 2, self.model_hidden, 8),
-            ),
+            (("model_lengths", "model_hidden"), "Newton over the models' longest sequence", longest),
+            (paths, "Newton training on the parallel paths", parallel),
+            (("train_length", "model_hidden"), "the training batch", batch),
         ]
 
 
-def status_name(code) -> str:
-    return STATUS.get(int(code), "not converged")
+def solved(y, info, sequential) -> dict:
+    """A solve's record: iterations, status, residual and, if it converged, the max error against the scan's
+    trajectory ``sequential()`` (else, with the fallback, its outputs are the scan's: no error to report)."""
+    record = outcome(info)
+    converged = record["status"] == "converged"
+    return record | {"max_error_vs_sequential": float(jnp.max(jnp.abs(y - sequential()))) if converged else None}
 
 
 @functools.cache
 def programs(cell, method, tol):
-    """The jitted Newton solve, sequential scan and lambda_1 of ``cell`` (one compile per shape)."""
+    """The jitted Newton solve and sequential scan of ``cell`` (one compile per shape)."""
     path, extra = METHODS[method]
     options = NewtonOptions(tol=tol, fallback=True, **extra)  # the record says if it converged
     solve = jax.jit(lambda p, x: unroll(cell, p, x, path=path, newton_options=options, return_info=True))
@@ -119,50 +109,42 @@ def programs(cell, method, tol):
 
 @functools.cache
 def exponent(cell):
-    return jax.jit(lambda p, x: diagnostics.lyapunov_exponents(cell, p, x, count=1)[0])
+    """lambda_1 of ``cell`` along one sequence ``x [T, I]`` (``diagnostics.lyapunov_exponents``)."""
+    return jax.jit(lambda p, x_ti: diagnostics.lyapunov_exponents(cell, p, x_ti, count=1)[0])
 
 
-def solve(cell, params, x_bti, method, cfg):
-    """One Newton solve: ``(iterations, status, residual, max error vs the sequential scan)``."""
-    run, scan = programs(cell, method, cfg.tol)
-    y, _, info = run(params, x_bti)
-    status = status_name(info.status[0])
-    # with the fallback the outputs are the scan's when Newton did not converge: no error to report then
-    error = float(jnp.max(jnp.abs(y - scan(params, x_bti)))) if status == "converged" else None
-    return int(info.iterations[0]), status, float(info.residual[0]), error
+def readout_mse(p, h_bth, y_b):
+    """The main job's loss: the MSE of a linear readout ``w, b`` of the last state."""
+    return jnp.mean((h_bth[:, -1] @ p["w"] + p["b"] - y_b) ** 2)
 
 
-def lambda_1(cell, params, x_bti) -> float:
-    return float(exponent(cell)(params, x_bti[0]))
-
-
-@functools.cache
-def training_step(layer, hidden):
-    """The main job's training step for ``layer``: Adam lr 1e-3, MSE of a linear readout."""
-
-    def loss(p, batch):
-        y, _ = layer.apply(p["rnn"], batch["x"])
-        return jnp.mean((y[:, -1] @ p["out"]["w"] + p["out"]["b"] - batch["y"]) ** 2)
-
+def adam(loss):
+    """The main job's optimiser, Adam lr 1e-3, on ``loss(state, *batch) -> (value, aux)``: ``(optimizer,
+    step)``, ``step(state, opt_state, *batch) -> (state, opt_state, value, aux)`` one jitted update."""
     optimizer = optax.adam(1e-3)
 
     @jax.jit
-    def step(state, opt_state, batch):
-        grads = jax.grad(loss)(state, batch)
+    def step(state, opt_state, *batch):
+        (value, aux), grads = jax.value_and_grad(loss, has_aux=True)(state, *batch)
         updates, opt_state = optimizer.update(grads, opt_state, state)
-        return optax.apply_updates(state, updates), opt_state
+        return optax.apply_updates(state, updates), opt_state, value, aux
 
     return optimizer, step
 
 
+@functools.cache  # one compiled step for every seed of a model
+def main_job_step(layer):
+    return adam(lambda p, x, y: (readout_mse(p, layer.apply(p["rnn"], x)[0], y), None))
+
+
 def train(cfg, seed, layer, params):
-    """The main job's training: Adam lr 1e-3 on the adding problem, MSE of a linear readout."""
-    optimizer, step = training_step(layer, cfg.model_hidden)
-    state = {"rnn": params, "out": {"w": jnp.zeros((cfg.model_hidden,), jnp.float64), "b": jnp.zeros((), jnp.float64)}}
+    """The main job's training: Adam lr 1e-3 on the adding problem, MSE of a linear readout (float64)."""
+    optimizer, step = main_job_step(layer)
+    state = {"rnn": params, "w": jnp.zeros((cfg.model_hidden,), jnp.float64), "b": jnp.zeros((), jnp.float64)}
     opt_state = optimizer.init(state)
     for k in range(cfg.steps):
-        raw = synthetic.adding_problem((seed, k), 10, cfg.train_length)
-        state, opt_state = step(state, opt_state, jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), raw))
+        batch = synthetic.adding_problem((seed, k), 10, cfg.train_length)
+        state, opt_state, *_ = step(state, opt_state, *(jnp.asarray(batch[key], jnp.float64) for key in ("x", "y")))
     PROGRESS.finish(f"{layer.cell.__class__.__name__} seed {seed}", saved=False)  # Ctrl-C's line: trained, not saved
     return state["rnn"]
 
@@ -177,27 +159,18 @@ def main_models(cfg, say):
             for phase, p in (("init", params), ("trained", train(cfg, seed, layer, params))):
                 for T in cfg.model_lengths:
                     x = jnp.asarray(synthetic.adding_problem((seed, 10**6), 1, T)["x"], jnp.float64)
-                    lam = lambda_1(layer.cell, p["l0"]["fwd"], x)
+                    cell, p_cell = layer.cell, p["l0"]["fwd"]
+                    lam = float(exponent(cell)(p_cell, x[0]))
                     for method in cfg.methods:
                         t0 = time.perf_counter()
-                        iterations, status, residual, error = solve(layer.cell, p["l0"]["fwd"], x, method, cfg)
-                        out.append(
-                            dict(
-                                model=name,
-                                seed=seed,
-                                T=T,
-                                phase=phase,
-                                lambda_1=lam,
-                                method=method,
-                                iterations=iterations,
-                                status=status,
-                                residual=residual,
-                                max_error_vs_sequential=error,
-                            )  # fmt: skip
-                        )
+                        solve, scan = programs(cell, method, cfg.tol)
+                        record = dict(model=name, seed=seed, T=T, phase=phase, lambda_1=lam, method=method)
+                        y, _, info = solve(p_cell, x)
+                        out.append(record | solved(y, info, lambda: scan(p_cell, x)))
+                        r = out[-1]
                         say(
                             f"{name:8s} seed={seed} T={T:5d} {phase:7s} lambda_1={lam:+.3f} {method:12s} "
-                            f"{iterations:4d} iterations, {status} ({time.perf_counter() - t0:.1f} s)"
+                            f"{r['iterations']:4d} iterations, {r['status']} ({time.perf_counter() - t0:.1f} s)"
                         )
     return out
 
@@ -211,34 +184,28 @@ def train_in_parallel(cfg, say):
         cell = zoo.make_cell(name, H)
         init = cell.init(jax.random.key(cfg.seed), 2)
         for path, warm in variants:
-            optimizer = optax.adam(1e-3)
-            state = {"rnn": init, "w": jnp.zeros((H,)), "b": jnp.zeros(())}
-            opt_state = optimizer.init(state)
 
             def loss(p, x, y, guess):
                 kwargs = {} if path == "autodiff" else {"return_info": True, "initial_guess": guess}
                 h, _, *info = unroll(cell, p["rnn"], x, path=path, **kwargs)
-                return jnp.mean((h[:, -1] @ p["w"] + p["b"] - y) ** 2), (h, info)
+                return readout_mse(p, h, y), (h, info)
 
-            @jax.jit
-            def step(state, opt_state, x, y, guess):
-                (value, (h, info)), grads = jax.value_and_grad(loss, has_aux=True)(state, x, y, guess)
-                updates, opt_state = optimizer.update(grads, opt_state, state)
-                return optax.apply_updates(state, updates), opt_state, value, jax.lax.stop_gradient(h), info
-
+            optimizer, step = adam(loss)
+            state = {"rnn": init, "w": jnp.zeros((H,)), "b": jnp.zeros(())}
+            opt_state = optimizer.init(state)
             losses, iterations, guess, t0 = [], [], None, time.perf_counter()
             for k in range(cfg.parallel_steps):
                 batch = synthetic.adding_problem((cfg.seed, 7, k), B, T)
-                state, opt_state, value, h, info = step(state, opt_state, batch["x"], batch["y"], guess)
+                state, opt_state, value, (h, info) = step(state, opt_state, batch["x"], batch["y"], guess)
                 guess = h if warm else None  # the carry is h for these cells: the previous step's trajectory
                 losses.append(float(value))
                 if info:
                     iterations.append([int(i) for i in np.asarray(info[0].iterations)])
-            label = path + (" warm" if warm else "")
-            out.append(dict(model=name, path=path, warm_start=warm, losses=losses, iterations=iterations,
-                            seconds=time.perf_counter() - t0))  # fmt: skip
+            wall = time.perf_counter() - t0
+            out.append(dict(model=name, path=path, warm_start=warm, losses=losses, iterations=iterations, seconds=wall))
             median = f", median iterations per step {np.median(iterations):.0f}" if iterations else ""
-            say(f"{name:8s} {label:17s} final loss {losses[-1]:.4f}{median} ({out[-1]['seconds']:.1f} s)")
+            label = path + (" warm" if warm else "")
+            say(f"{name:8s} {label:17s} final loss {losses[-1]:.4f}{median} ({wall:.1f} s)")
     sequential = {r["model"]: r["losses"] for r in out if r["path"] == "autodiff"}
     for r in out:
         r["max_loss_difference"] = float(np.max(np.abs(np.subtract(r["losses"], sequential[r["model"]]))))
@@ -252,7 +219,7 @@ def elk_against_deer(cfg, say):
     params = cell.init(jax.random.key(0), 1, jnp.float64) | {"w_hh": jnp.array([[1.5, -1.0], [1.2, -1.0]])}
     x = jax.random.normal(jax.random.key(1), (1, T, 1), jnp.float64)
     reference = unroll(cell, params, x, path="autodiff")[0]
-    lam = lambda_1(cell, params, x)
+    lam = float(exponent(cell)(params, x[0]))
     out = []
     for label, options in (
         ("quasi-DEER", {}),
@@ -260,13 +227,11 @@ def elk_against_deer(cfg, say):
         ("quasi-ELK, sigmasq 1e2 (elk's Fig. 4 value)", {"method": "elk"}),
         ("quasi-ELK, sigmasq 1", {"method": "elk", "trust": 1.0}),
     ):
-        y, _, info = unroll(cell, params, x, path="quasi_newton", return_info=True,
-                            newton_options=NewtonOptions(tol=cfg.tol, fallback=True, **options))  # fmt: skip
-        status = status_name(info.status[0])
-        out.append(dict(solver=label, T=T, lambda_1=lam, iterations=int(info.iterations[0]), status=status,
-                        residual=float(info.residual[0]),
-                        max_error_vs_sequential=float(jnp.max(jnp.abs(y - reference))) if status == "converged" else None))  # fmt: skip
-        say(f"{label:42s} T={T} {out[-1]['iterations']:4d} iterations, {status} (residual {out[-1]['residual']:.2g})")
+        options = NewtonOptions(tol=cfg.tol, fallback=True, **options)
+        y, _, info = unroll(cell, params, x, path="quasi_newton", return_info=True, newton_options=options)
+        out.append(dict(solver=label, T=T, lambda_1=lam) | solved(y, info, lambda: reference))
+        r = out[-1]
+        say(f"{label:42s} T={T} {r['iterations']:4d} iterations, {r['status']} (residual {r['residual']:.2g})")
     return out
 
 
@@ -278,6 +243,7 @@ def main(argv=None):
         runs = main_models(cfg, say)
         elk = elk_against_deer(cfg, say)
     training = train_in_parallel(cfg, say)
+    part_2 = dict(T=cfg.parallel_length, hidden=cfg.parallel_hidden, batch=cfg.parallel_batch, steps=cfg.parallel_steps)
     results = {
         "settings": {
             "dtype": "float64 (parts 1 and 3), float32 (part 2)",
@@ -288,13 +254,7 @@ def main(argv=None):
             "seeds": list(cfg.seeds),
             "model_hidden": cfg.model_hidden,
             "inputs": "adding problem",
-            "parallel_training": dict(
-                T=cfg.parallel_length,
-                hidden=cfg.parallel_hidden,
-                batch=cfg.parallel_batch,
-                steps=cfg.parallel_steps,
-                optimizer="adam 1e-3",
-            ),  # fmt: skip
+            "parallel_training": part_2 | {"optimizer": "adam 1e-3"},
         },
         "runs": runs,
         "training": training,

@@ -224,6 +224,23 @@ class NewtonInfo(NamedTuple):
         return self.status == DIVERGED
 
 
+STATUS_NAMES = {CONVERGED: "converged", NOT_CONVERGED: "not converged", DIVERGED: "diverged", BAD_GUESS: "bad guess"}
+
+
+def outcome(info: NewtonInfo, index: int = 0) -> dict:
+    """Sequence ``index``'s ``{"iterations", "status", "residual"}``, as a results file records a
+    solve (concrete ``info``; the status in words, ``STATUS_NAMES``)."""
+    status = STATUS_NAMES[int(info.status[index])]
+    return {"iterations": int(info.iterations[index]), "status": status, "residual": float(info.residual[index])}
+
+
+def solve_bytes(length: int, batch: int, width: int, inputs: int, itemsize: int = 4) -> int:
+    """The least a Newton solve holds: for ``batch`` sequences of ``length`` steps the inputs, the
+    states and the Jacobians of the flattened carry (``width`` D), :math:`T B (I + D + D^2)`
+    numbers of ``itemsize`` bytes (a config's ``memory_needs``)."""
+    return int(length) * int(batch) * (inputs + width + width * width) * itemsize
+
+
 def flatten_carry(carry) -> jax.Array:
     """A carry's fields ``[..., H]`` side by side: ``[..., D]`` (the LSTM's ``[h | c]``)."""
     return jnp.concatenate(jax.tree.leaves(carry), axis=-1)

@@ -159,6 +159,23 @@ def panels(count: int, *, rows: int = 1, width: float = 4.2, height: float = 3.6
     return fig, [ax for row in axes for ax in row]
 
 
+def profiles(panels_: dict, *, xlabel: str, ylabel: str, suptitle: str, colors: dict | None = None):
+    """``panels_[title] = {label: values [T]}``: one panel per title side by side, sharing a log y,
+    each label's values against the time step t (a gradient's norm at every hidden state).  A
+    curve that stops fell to 0: below float32's smallest number."""
+    fig, axes = panels(len(panels_), width=5.5, height=3.8)
+    for ax, (title, series) in zip(axes, panels_.items()):
+        for label, values_t in series.items():
+            ax.plot(values_t, label=label, color=(colors or {}).get(label))
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_title(title)
+    axes[0].set_ylabel(ylabel)
+    axes[-1].legend(fontsize=8)
+    fig.suptitle(suptitle, fontsize=10)
+    return fig
+
+
 def training_traces(traces: dict, *, title: str, axes=None):
     """``traces[label] = (steps [N], grad_norm [S, N], loss [S, N])``: pre-clip gradient norm
     and loss against the step, median over seeds with the min-max range, both log y."""

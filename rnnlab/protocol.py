@@ -283,6 +283,22 @@ def median_step(steps: list) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def choose_on_validation(values: Sequence, column_s, valid_s, test_s: dict, name: str = "learning_rate"):
+    """One sweep axis chosen on a validation set: ``(chosen, rows)``.  ``rows`` has one entry per
+    value of ``values``, ``{name: value, "validation_loss": ..., **{k: ...}}``, each ``over_seeds``
+    of the points whose ``column_s`` is that value (``valid_s [S]``, ``test_s[k] [S]``);
+    ``chosen`` is the entry whose median validation loss is lowest.  A value whose every seed
+    diverged (median NaN) is never chosen, unless every value's did: then the first."""
+    column_s = np.asarray(column_s)
+    rows = [
+        {name: v, "validation_loss": over_seeds(valid_s[column_s == v])}
+        | {k: over_seeds(t_s[column_s == v]) for k, t_s in test_s.items()}
+        for v in values
+    ]
+    medians = [r["validation_loss"]["median"] for r in rows]
+    return rows[int(np.argmin([np.inf if np.isnan(m) else m for m in medians]))], rows
+
+
 # -- one round: a grid of points, one program -----------------------------------------
 
 

@@ -414,6 +414,28 @@ def test_an_explicit_run_wide_flag_beats_the_scripts_per_model_defaults():
     assert model_hidden(both, "rnn") == 20 and model_hidden(both, "lstm") == 16
 
 
+def test_a_models_clipping_and_the_optimizer_flags_that_would_do_nothing():
+    """``clip_of``: a model's --model-clip rule, else the run's --clip (a bad one names --clip);
+    ``optimizer_rules``: --rmsprop-decay acts under RMSprop only, --orthogonal-learning-rate only
+    with an expRNN among the models."""
+    from types import SimpleNamespace
+
+    from rnnlab.experiment import ConfigError, clip_of, optimizer_rules
+
+    cfg = SimpleNamespace(model_clip=("rnn=value:1",), clip="norm:5", optimizer="adam", models=("rnn", "lstm"))
+    assert clip_of(cfg, "rnn") == {"clip_norm": 0.0, "clip_value": 1.0}
+    assert clip_of(cfg, "lstm") == clip_of(cfg) == {"clip_norm": 5.0, "clip_value": 0.0}
+    with pytest.raises(ConfigError, match="^--clip: a clip rule is one of off, norm:X, value:X"):
+        clip_of(SimpleNamespace(model_clip=(), clip="norm"))
+    rules = optimizer_rules(cfg)
+    assert rules == {
+        "rmsprop_decay": (False, "--optimizer is adam"),
+        "orthogonal_learning_rate": (False, "no model of --models has an orthogonal generator (exprnn, exprnn_tanh)"),
+    }
+    rules = optimizer_rules(SimpleNamespace(optimizer="rmsprop", models=("lstm", "exprnn_tanh")))
+    assert rules["rmsprop_decay"][0] and rules["orthogonal_learning_rate"][0]
+
+
 def test_resume_on_a_folder_without_a_run_says_so(tmp_path, capsys):
     from rnnlab.experiment.cli import BaseConfig
     from rnnlab.experiment.rundir import RunDir

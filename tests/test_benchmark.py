@@ -272,6 +272,25 @@ def load_publish():
     return module
 
 
+def test_a_sweep_axis_is_chosen_on_validation_and_a_diverged_value_never_is():
+    """``choose_on_validation``: per value the seeds' summaries; the lowest median validation loss
+    wins (a diverged seed left out of its median), a value whose every seed diverged never does,
+    and when every value diverged the first is kept."""
+    lr_s = np.array([1e-3, 1e-3, 1e-2, 1e-2, 1e-1, 1e-1])
+    valid_s = np.array([0.5, 0.7, 0.4, np.nan, np.nan, np.nan])
+    test = {"loss": valid_s + 1, "accuracy": np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])}
+    best, rows = protocol.choose_on_validation((1e-3, 1e-2, 1e-1), lr_s, valid_s, test)
+    assert [list(r) for r in rows] == [["learning_rate", "validation_loss", "loss", "accuracy"]] * 3
+    assert best is rows[1] and best["learning_rate"] == 1e-2  # 0.4 (one seed diverged) beats 0.6
+    assert best["validation_loss"]["diverged"] == 1 and best["accuracy"]["per_seed"] == [0.3, 0.4]
+    assert rows[0]["validation_loss"]["median"] == 0.6 and rows[0]["loss"]["median"] == 1.6
+    nothing = np.full(6, np.nan)
+    assert protocol.choose_on_validation((1e-3, 1e-2, 1e-1), lr_s, nothing, {})[0]["learning_rate"] == 1e-3
+    clip_s = np.array([0.0, 1.0, 0.0, 1.0])
+    best, _ = protocol.choose_on_validation((0.0, 1.0), clip_s, np.array([2.0, 1.0, 3.0, 1.5]), {}, name="clip")
+    assert best["clip"] == 1.0
+
+
 # -- the script ---------------------------------------------------------------------
 
 

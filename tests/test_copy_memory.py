@@ -1,4 +1,4 @@
-"""The copy-memory experiment: the task and its memoryless baseline, and the script's results."""
+"""The copy-memory experiment: the task, its metrics and memoryless baseline, and the script's results."""
 
 import json
 import math
@@ -9,21 +9,21 @@ import pytest
 from conftest import load_script
 
 from rnnlab.data import synthetic
+from rnnlab.tasks import Copy
 
 
 def test_the_memoryless_strategy_scores_the_baseline():
     """Blanks where the target is blank for sure, a uniform guess over the 8 symbols during
-    recall: 10 ln 8 / (T + 20) nats per step, through the script's own loss."""
-    copy = load_script("copy_memory")
+    recall: 10 ln 8 / (T + 20) nats per step, through the loss the script trains (``Copy.batch_metrics``)."""
     T = 7
     batch = synthetic.copy_memory(0, 4, T)
     assert batch["tokens"].shape == (4, T + 20)
     np.testing.assert_array_equal(batch["targets"][:, -10:], batch["tokens"][:, :10])
     assert np.all(batch["tokens"][:, 10 + T - 1] == synthetic.COPY_DELIMITER)
-    logits = np.full((4, T + 20, copy.VOCAB), -1e9, np.float32)
+    logits = np.full((4, T + 20, Copy.vocab_size), -1e9, np.float32)
     logits[:, : T + 10, synthetic.COPY_BLANK] = 0.0
     logits[:, T + 10 :, 1 : 1 + synthetic.COPY_SYMBOLS] = 0.0
-    metrics = copy.copy_metrics(jnp.asarray(logits), jnp.asarray(batch["targets"]))
+    metrics = Copy.batch_metrics(jnp.asarray(logits), jnp.asarray(batch["targets"]))
     loss = float(metrics["loss"])
     assert math.isclose(loss, synthetic.copy_memory_baseline(T), rel_tol=1e-6)  # float32 loss
     assert math.isclose(loss, 10 * math.log(8) / (T + 20), rel_tol=1e-6)
@@ -35,20 +35,52 @@ def test_the_memoryless_strategy_scores_the_baseline():
 def test_recall_metrics_score_only_the_answer_steps():
     """A model that copies perfectly but is wrong on every blank: recall cross-entropy 0 and
     accuracy 1, while the per-step loss is large; one wrong symbol costs 1/(10 B) of accuracy."""
-    copy = load_script("copy_memory")
     T, B = 30, 3
     batch = synthetic.copy_memory(1, B, T)
-    logits = np.full((B, T + 20, copy.VOCAB), -30.0, np.float32)
+    logits = np.full((B, T + 20, Copy.vocab_size), -30.0, np.float32)
     np.put_along_axis(logits, batch["targets"][..., None], 30.0, axis=-1)  # right everywhere
     logits[:, : T + 10] = 0.0  # uniform (ln 10 nats) on the blank steps
     targets = jnp.asarray(batch["targets"])
-    m = copy.copy_metrics(jnp.asarray(logits), targets)
+    m = Copy.batch_metrics(jnp.asarray(logits), targets)
     assert float(m["recall_loss"]) < 1e-6 and float(m["recall_accuracy"]) == 1.0
     assert math.isclose(float(m["loss"]), (T + 10) * math.log(10) / (T + 20), rel_tol=1e-5)
     wrong = batch["targets"][0, -1] % 8 + 1  # another symbol
     logits[0, -1, wrong] = 60.0
-    m = copy.copy_metrics(jnp.asarray(logits), targets)
+    m = Copy.batch_metrics(jnp.asarray(logits), targets)
     assert math.isclose(float(m["recall_accuracy"]), 1 - 1 / (10 * B), rel_tol=1e-6)
+
+
+def test_the_batch_metrics_are_the_tasks_per_example_metrics_averaged():
+    """``Copy.batch_metrics`` (one mean over the batch, as the script trains and reports) and the
+    mean of ``per_example`` (the benchmark's) are one metric, to float32 rounding."""
+    task = Copy(T=12)
+    batch = task.draw(3, 5)
+    logits = np.random.default_rng(0).normal(size=(5, task.sequence_length, task.vocab_size)).astype(np.float32)
+    logits[:, -10:][np.arange(5)[:, None], np.arange(10), batch["y"][:, -10:]] += 3.0  # most answers right
+    ours = Copy.batch_metrics(jnp.asarray(logits), jnp.asarray(batch["y"]))
+    theirs = task.per_example(jnp.asarray(logits), batch)
+    for key, per_example in (("loss", "loss"), ("recall_loss", "recall_loss"), ("recall_accuracy", "accuracy")):
+        assert math.isclose(float(ours[key]), float(np.mean(theirs[per_example])), rel_tol=1e-6), key
+    assert 0.5 < float(ours["recall_accuracy"]) < 1
+
+
+def test_the_gradient_profiles_figure_draws_each_model_against_the_step_per_phase():
+    """``plots.profiles``: one panel per title, sharing a log y; each label's values against t."""
+    import matplotlib.pyplot as plt
+
+    from rnnlab import plots
+
+    series = {"at init": {"rnn": [1.0, 0.1, 0.01], "lstm": [2.0, 2.0, 2.0]}, "trained": {"rnn": [1.0, 2.0, 3.0]}}
+    fig = plots.profiles(series, xlabel="t", ylabel="norm", suptitle="S", colors={"rnn": "tab:red"})
+    first, second = fig.axes
+    assert [first.get_title(), second.get_title()] == ["at init", "trained"]
+    assert first.get_yscale() == second.get_yscale() == "log" and first.get_shared_y_axes().joined(first, second)
+    assert [line.get_label() for line in first.lines] == ["rnn", "lstm"] and first.lines[0].get_color() == "tab:red"
+    np.testing.assert_array_equal(first.lines[0].get_xdata(), [0, 1, 2])
+    np.testing.assert_array_equal(first.lines[0].get_ydata(), [1.0, 0.1, 0.01])
+    assert first.get_ylabel() == "norm" and first.get_xlabel() == second.get_xlabel() == "t"
+    assert first.get_legend() is None and second.get_legend() is not None and fig.get_suptitle() == "S"
+    plt.close(fig)
 
 
 def test_a_learning_rate_sweep_keeps_the_rate_with_the_lowest_validation_loss(tmp_path):

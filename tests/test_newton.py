@@ -443,6 +443,29 @@ def test_two_training_steps_equal_the_sequential_ones(path, name):
     assert len(iterations) == 2 and all(0 < k <= 30 for k in iterations)
 
 
+def test_a_solves_outcome_is_recorded_in_words_and_its_memory_estimated():
+    """``newton.outcome``: one sequence's iterations, status in words and residual as plain Python
+    numbers (a results file's record); ``solve_bytes``: T B (I + D + D^2) numbers of the itemsize."""
+    assert newton.STATUS_NAMES == {
+        newton.CONVERGED: "converged",
+        newton.NOT_CONVERGED: "not converged",
+        newton.DIVERGED: "diverged",
+        newton.BAD_GUESS: "bad guess",
+    }
+    cell = ElmanCell(3)
+    params = cell.init(jax.random.key(0), 2)
+    x = jax.random.normal(jax.random.key(1), (2, 20, 2))
+    _, _, info = unroll(cell, params, x, path="newton", return_info=True, newton_options=NewtonOptions(tol=1e-5))
+    first = newton.outcome(info)
+    assert first["status"] == "converged" and type(first["iterations"]) is int and type(first["residual"]) is float
+    assert 0 < first["iterations"] <= 20 and first["residual"] <= 1e-5
+    options = NewtonOptions(max_iter=1, fallback=True)
+    _, _, info = unroll(cell, params, x, path="newton", return_info=True, newton_options=options)
+    assert newton.outcome(info, 1) == {"iterations": 1, "status": "not converged", "residual": float(info.residual[1])}
+    assert newton.solve_bytes(100, 2, 8, 3) == 100 * 2 * (3 + 8 + 64) * 4
+    assert newton.solve_bytes(100, 2, 8, 3, itemsize=8) == 2 * newton.solve_bytes(100, 2, 8, 3)
+
+
 def test_the_experiment_records_iterations_against_lambda_1(tmp_path):
     """experiments/parallel_newton.py --quick: the flat records the docs quote, and the claims'
     direction: contracting dynamics converge to the scan's trajectory, ParaGRU's quasi-Newton is

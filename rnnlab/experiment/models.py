@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from rnnlab import zoo
 from rnnlab.experiment.cli import BaseConfig, ConfigError, flag
+from rnnlab.parametrizations import Orthogonal
 from rnnlab.unroll import PATHS, resolve_path
 from rnnlab.zoo import MODELS
 
@@ -80,6 +81,31 @@ def clip_written(cfg, name: str) -> str:
 def model_clip(cfg, name: str) -> dict[str, float] | None:
     """Model ``name``'s ``--model-clip`` rule as ``{"clip_norm", "clip_value"}``, or None (the run's own)."""
     return per_model("model_clip", cfg.model_clip, tuple(MODELS), clip_rule).get(name)
+
+
+def clip_of(cfg, name: str | None = None) -> dict[str, float]:
+    """Model ``name``'s clipping as ``{"clip_norm", "clip_value"}``: its ``--model-clip`` rule, else
+    the run's ``--clip`` rule (a bad one is a ``ConfigError`` naming ``--clip``)."""
+    rule = None if name is None else model_clip(cfg, name)
+    if rule is not None:
+        return rule
+    try:
+        return clip_rule(cfg.clip)
+    except ValueError as e:
+        raise ConfigError(f"--clip: {e}") from None
+
+
+def optimizer_rules(cfg) -> dict[str, tuple[bool, str]]:
+    """``refuse_unused``'s rules for the optimizer flags the research scripts share:
+    ``--rmsprop-decay`` acts under ``--optimizer rmsprop`` only, ``--orthogonal-learning-rate``
+    only when a model of ``--models`` has an orthogonal generator."""
+    return {
+        "rmsprop_decay": (cfg.optimizer == "rmsprop", f"--optimizer is {cfg.optimizer}"),
+        "orthogonal_learning_rate": (
+            any(MODELS[m].wrap is Orthogonal for m in cfg.models),
+            "no model of --models has an orthogonal generator (exprnn, exprnn_tanh)",
+        ),
+    }
 
 
 def option_texts(text: str) -> dict[str, str]:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
+import jax.numpy as jnp
 import numpy as np
+import optax
 
 from rnnlab.data import synthetic
 from rnnlab.tasks.base import RegressionTask, SyntheticTask, TokenTask
@@ -76,6 +78,25 @@ class Copy(SyntheticTask, TokenTask):
         answer = np.zeros(raw["targets"].shape, bool)
         answer[:, -synthetic.COPY_LENGTH :] = True
         return self.checked({"x": raw["tokens"], "y": raw["targets"], "answer": answer})
+
+    @staticmethod
+    def batch_metrics(logits_blv, y_bl) -> dict:
+        r"""What a copy model learned, as means over one batch: ``experiments/copy_memory.py``'s
+        training loss and held-out metrics.  Each is one mean over the batch's elements, the order
+        its committed runs summed in; the means of ``per_example`` agree to float32 rounding.
+
+        With :math:`\ell_{bt} = -\log p_{bt}(y_{bt})`: ``loss`` :math:`= \frac{1}{B(T+20)}\sum_{b,t} \ell_{bt}`, nats per
+        step over all T + 20 steps (memoryless ``10 ln 8 / (T + 20)``); ``recall_loss``, the same mean
+        over the 10 answer steps alone (memoryless ``ln 8`` at every T); ``recall_accuracy``, the
+        share of the 10 symbols whose most likely output is right (chance 1/8)."""
+        ce_bl = optax.softmax_cross_entropy_with_integer_labels(logits_blv, y_bl)
+        recall = slice(-synthetic.COPY_LENGTH, None)
+        hits_bl = jnp.argmax(logits_blv[:, recall], axis=-1) == y_bl[:, recall]
+        return {
+            "loss": jnp.mean(ce_bl),
+            "recall_loss": jnp.mean(ce_bl[:, recall]),
+            "recall_accuracy": jnp.mean(hits_bl),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
