@@ -14,7 +14,7 @@ guess, convergence per sequence:
   1. the main job's RNN, LSTM and GRU and ParaRNN's ParaGRU and ParaLSTM (H=64, adding-problem
      inputs), at init and after the main job's training (Adam lr 1e-3, batch 10, 100 steps at
      T=100), at T = 100 and 1000, over --seeds (each seed: its own weights, training data and
-     test sequence): Newton, quasi-Newton and quasi-ELK (the authors' sigmasq 1e2), with the
+     test sequence): Newton, quasi-Newton and quasi-ELK (sigmasq 1e2, elk's Fig. 4 value), with the
      status of each run (converged / not converged within T / diverged) and lambda_1 of the
      same sequence (``diagnostics.lyapunov_exponents``);
   2. training on the parallel paths (float32, the adding problem at T = 1000, GRU and ParaGRU,
