@@ -46,6 +46,7 @@ from rnnlab.experiment import (
     model_path,
     option,
     parse_config,
+    refuse_unused,
     setup,
     write_json,
 )
@@ -79,6 +80,7 @@ class Config(PerModelConfig):
 
     def check(self):
         super().check()
+        refuse_unused(self, {"steps": (False, "--budget sets the steps (budget / batch size)")})
         if self.clip != "sweep" and self.clip != "off" and not self.clip.startswith("norm:"):
             raise ConfigError(f"--clip is sweep, off or norm:X, got {self.clip!r}")
 
@@ -101,7 +103,10 @@ def plan(cfg: Config):
     tasks and every (task, model)'s matched hidden size.  Each refusal is one line."""
     unknown = [m for m in cfg.models if m not in zoo.MODELS]
     if unknown:
-        raise InputError(f"unknown model {unknown[0]!r}; choose from rnnlab.zoo.MODELS: {', '.join(zoo.MODELS)}")
+        raise InputError(
+            f"unknown model {unknown[0]!r}; choose from rnnlab.zoo.MODELS: {', '.join(zoo.MODELS)} "
+            "(a cell of your own: zoo.register it in the script that runs this one, docs/extending.md)"
+        )
     settings = protocol.Protocol(
         budget=protocol.parse_count(cfg.budget, "--budget"),
         batch_size=cfg.batch_size,

@@ -53,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnlab import plots, unroll
-from rnnlab.experiment import RunDir, cli, option, parse_config, setup
+from rnnlab.experiment import RunDir, cli, option, parse_config, refuse_unused, setup
 from rnnlab.experiment.cli import BaseConfig
 from rnnlab.newton import STATUS_NAMES, NewtonOptions
 
@@ -131,6 +131,10 @@ class Config(BaseConfig):
 
     def apply_quick(self):
         self.hidden, self.gains, self.lengths, self.seeds = 16, (0.5, 1.25, 2.0), (10, 30), (0,)
+
+    def check(self):
+        super().check()
+        refuse_unused(self, {"steps": (False, "nothing trains here (each run is one Newton solve)")})
 
 
 def main(argv=None):

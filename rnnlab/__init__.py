@@ -8,7 +8,8 @@ outputs, (h_n, c_n) = layer.apply(params, x_bti, lengths=lengths_b)
 
 from rnnlab.cells import ElmanCell, GRUCell, LSTMCell, LSTMState
 from rnnlab.layers import RNN
+from rnnlab.newton import NewtonOptions
 from rnnlab.unroll import reverse_valid_prefix, unroll
 
-__all__ = ["ElmanCell", "GRUCell", "LSTMCell", "LSTMState", "RNN", "reverse_valid_prefix", "unroll"]
+__all__ = ["ElmanCell", "GRUCell", "LSTMCell", "LSTMState", "NewtonOptions", "RNN", "reverse_valid_prefix", "unroll"]
 __version__ = "0.1.0"

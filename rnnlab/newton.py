@@ -150,7 +150,8 @@ class NewtonOptions:
       fallback: when a sequence misses ``tol``, return the sequential (``fused``) result instead
         of raising (under ``jax.jit`` both are compiled and the cheaper is never chosen for you).
       method: ``"deer"`` (Newton) or ``"elk"`` (Levenberg-Marquardt by a parallel Kalman filter).
-      trust: ELK's ``sigmasq`` (> 0; larger trusts the linearisation more, ``inf`` is DEER);
+      trust: ELK's ``sigmasq`` (a positive finite number; larger trusts the linearisation more, DEER
+        is its limit ``method="deer"``);
         None: 1e6 (``newton``) or 1e2 (``quasi_newton``), the values of elk's Fig. 4 experiment (its library
         default is 1e8).  Only with ``method="elk"``.
       clip: clip the quasi path's coefficients to ``[-1, 1]`` (the predictability code's ``clip``).

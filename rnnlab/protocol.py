@@ -100,9 +100,19 @@ class Protocol:
         if self.seeds < 3:
             raise InputError(f"the protocol reports medians and quartiles over >= 3 seeds, got {self.seeds}")
         if not 0 < self.lr_min <= self.lr_max or self.lr_points < 1:
-            raise InputError(f"the learning-rate grid needs 0 < lr_min <= lr_max and >= 1 point, got {self}")
+            raise InputError(
+                "the learning-rate grid needs 0 < --lr-min <= --lr-max and --lr-points >= 1, got "
+                f"--lr-min {self.lr_min:g} --lr-max {self.lr_max:g} --lr-points {self.lr_points}"
+            )
         if self.lr_points == 1 and self.lr_min != self.lr_max:
-            raise InputError("a one-point learning-rate grid has lr_min == lr_max")
+            raise InputError(
+                f"--lr-points 1 needs --lr-min equal to --lr-max (the one rate), got {self.lr_min:g} and {self.lr_max:g}"
+            )
+        if self.eval_every > self.steps:
+            raise InputError(
+                f"--eval-every {self.eval_every} is past the run's {self.steps} steps (--budget / --batch-size): "
+                "no evaluation would select a step"
+            )
 
     @property
     def steps(self) -> int:

@@ -514,3 +514,9 @@ def test_the_figure2_exponent_sums_as_many_log_growths_as_it_divides_by(tmp_path
     again = fig2.main(argv + ["--resume"])["runs"]
     assert [r["lambda_1"] for r in again] == [r["lambda_1"] for r in first]
     assert all(r["iterations"] == -1 for r in again)
+
+
+def test_newton_options_are_importable_from_the_package_as_the_docs_write():
+    import rnnlab
+
+    assert rnnlab.NewtonOptions is NewtonOptions and "NewtonOptions" in rnnlab.__all__

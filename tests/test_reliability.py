@@ -51,6 +51,21 @@ CASES = [
     ("seq2seq", ["--beam", "100000", "--beam-examples", "100000"], "--beam 100000, --beam-examples 100000 (with"),
     ("demo", ["--steps", HUGE], f"--steps {HUGE} (with --seeds 8,"),
     # -- a flag that would do nothing
+    ("benchmark", ["--quick", "--steps", "3"], "--steps would do nothing: --budget sets the steps"),
+    ("newton_figure2", ["--quick", "--steps", "1"], "--steps would do nothing: nothing trains here"),
+    # -- the benchmark's grid and evaluation named by their flags
+    (
+        "benchmark",
+        ["--lr-min", "0.01", "--lr-max", "0.001"],
+        "0 < --lr-min <= --lr-max and --lr-points >= 1, got --lr-min",
+    ),
+    (
+        "benchmark",
+        ["--lr-points", "1"],
+        "--lr-points 1 needs --lr-min equal to --lr-max (the one rate), got 0.001 and 0.01",
+    ),
+    ("benchmark", ["--budget", "640", "--eval-every", "1000"], "--eval-every 1000 is past the run's 20 steps"),
+    ("benchmark", ["--models", "janet"], "unknown model 'janet'; choose from rnnlab.zoo.MODELS"),
     (
         "copy_memory",
         ["--optimizer", "adam", "--rmsprop-decay", "0.9"],
