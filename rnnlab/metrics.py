@@ -29,6 +29,20 @@ def over_seeds(values, *, per_seed: bool = True) -> dict:
     return out
 
 
+def curve_summary(steps_n, values_sn) -> dict:
+    """A metric evaluated along training, higher better (a test accuracy), per seed ``values_sn [S, N]``
+    at ``steps_n [N]``: ``by_step[str(step)]``, the seeds at each step (``over_seeds``); ``peak``, each
+    seed's best finite value ``max_n values_sn[s, n]`` (``over_seeds``); ``peak_step``, the first step
+    where each seed reached it."""
+    values_sn = np.asarray(values_sn, np.float64)
+    best_s = np.argmax(np.where(np.isfinite(values_sn), values_sn, -np.inf), axis=1)
+    return {
+        "by_step": {str(step): over_seeds(values_sn[:, n]) for n, step in enumerate(steps_n)},
+        "peak": over_seeds(values_sn[np.arange(len(values_sn)), best_s]),
+        "peak_step": [steps_n[n] for n in best_s],
+    }
+
+
 def first_nonfinite_step(steps_n, *values_sn) -> list:
     """For each row (a seed): the first logged step where any of ``values_sn [S, N]`` is not
     finite, or None."""

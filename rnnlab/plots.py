@@ -90,6 +90,22 @@ def learning_curves(
     return fig
 
 
+def curve_panels(
+    panels_: dict, *, title: str, suptitle: str, colors: dict | None = None, width: float = 6.4, height: float = 5.6
+):
+    """One row of ``learning_curves`` panels, ``panels_[ylabel] = (curves, yscale)`` (each panel's
+    ``curves`` of the same models, titled ``title``), one legend below them all and ``suptitle``
+    wrapped above: the legend of many models takes the figure's width, not a panel's."""
+    fig, axes = panels(len(panels_), width=width, height=height, sharey=False)
+    for ax, (ylabel, (curves, yscale)) in zip(axes, panels_.items()):
+        learning_curves(curves, colors=colors, ax=ax, ylabel=ylabel, title=title, yscale=yscale)
+        ax.get_legend().remove()
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncol=3, fontsize=7)
+    fig.suptitle(textwrap.fill(suptitle, 150), fontsize=9)
+    return fig
+
+
 def norms_by_distance(series: dict, *, title: str, ylabel: str = GRADIENT_NORM, ax=None, styles: dict | None = None):
     """``series[label] = {"distance", "median", "q25", "q75"}`` (``diagnostics.summarize``'s
     format, as results.json stores it): median with the interquartile band, log y.

@@ -30,6 +30,8 @@ r"""The fair comparison: one protocol for every (model, task) pair of a benchmar
 ``leaderboard`` renders a results file as markdown tables (rows models, columns tasks);
 ``refresh_references`` recomputes a results file's memoryless references and steps to them
 from its stored curves, without training.
+``train_rates`` trains a script's own recipe at a few learning rates on fixed splits, the rate
+picked on validation (``experiments/pixel_mnist.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ import math
 import pathlib
 import re
 import time
-import zlib
 from collections.abc import Callable, Sequence
 
 import jax
@@ -54,9 +55,9 @@ from rnnlab.experiment.models import ModelSpec
 from rnnlab.experiment.rundir import read_metrics
 from rnnlab.experiment.runner import train_sweep
 from rnnlab.linen import constrain_recurrent
-from rnnlab.metrics import over_seeds
-from rnnlab.sweep import Sweep, grid, rows_where
-from rnnlab.tasks import Task
+from rnnlab.metrics import curve_summary, over_seeds
+from rnnlab.sweep import Sweep, dataset_sums, grid, init_params, named_keys, rows_where
+from rnnlab.tasks import Task, in_order
 from rnnlab.train import NonFiniteError, OptimConfig, make_optimizer
 from rnnlab.validation import InputError
 
@@ -344,29 +345,30 @@ def evaluations(metrics_path, name: str) -> tuple[list[int], dict[str, np.ndarra
     }
 
 
-def make_evaluator(sweep: Sweep, task: Task, model) -> Callable:
-    """``evaluate(state) -> {"validation_<metric>": [S], "test_<metric>": [S]}``: every point's
-    metrics on the whole validation and test sets, ``EVAL_CHUNK`` examples per call of one program."""
+def metric_sums(task: Task, model) -> Callable:
+    """``sums(params, batch, weight_c) -> {name: sum_c weight_c * per_example[name]_c}``: the task's
+    metrics of ``model`` added up over a batch, what ``rnnlab.sweep.dataset_sums`` totals over a set
+    (weight 0: a padding example).  Make it once per model: a sweep compiles it once."""
 
     def sums(params, batch, weight_c):
         per_example = task.per_example(task.apply(model, params, batch["x"]), batch)
         return {k: jnp.sum(v * weight_c) for k, v in per_example.items()}
 
-    program = sweep.program(sums)
+    return sums
+
+
+def make_evaluator(sweep: Sweep, task: Task, model) -> Callable:
+    """``evaluate(state) -> {"validation_<metric>": [S], "test_<metric>": [S]}``: every point's
+    metrics on the whole validation and test sets, ``EVAL_CHUNK`` examples per call of one program."""
+    sums = metric_sums(task, model)
     sets = {split: task.held_out(split) for split in ("validation", "test")}
     chunk = min(EVAL_CHUNK, *(len(s["y"]) for s in sets.values()))
 
     def evaluate(state) -> dict:
         out = {}
         for split, data in sets.items():
-            n, total = len(data["y"]), None
-            for start in range(0, n, chunk):
-                rows = np.arange(start, start + chunk)
-                batch = {k: np.broadcast_to(v[rows % n], (len(sweep),) + v[rows % n].shape) for k, v in data.items()}
-                weight = np.broadcast_to((rows < n).astype(np.float32), (len(sweep), chunk))
-                got = sweep.gather(program(state.params, *sweep.put((batch, weight))))
-                total = got if total is None else jax.tree.map(np.add, total, got)
-            out |= {f"{split}_{k}": v / n for k, v in total.items()}
+            total = dataset_sums(sweep, sums, state.params, data, chunk)
+            out |= {f"{split}_{k}": v / len(data["y"]) for k, v in total.items()}
         return out
 
     return evaluate
@@ -388,8 +390,7 @@ def train_round(run, cfg, protocol: Protocol, task: Task, spec: ModelSpec, name:
     sweep = Sweep(points)
     model, init = _initializer(task, spec)
     seed_s = sweep.column("seed")
-    key = jax.random.fold_in(jax.random.key(protocol.seed), zlib.crc32(f"{spec.name}/{task.spec}".encode()))
-    keys = jax.random.split(key, protocol.seeds)[seed_s]
+    keys = named_keys(protocol.seed, f"{spec.name}/{task.spec}", protocol.seeds)[seed_s]
 
     started = time.perf_counter()
     with parallel.CompileStats() as stats:
@@ -414,11 +415,18 @@ def log_diverged(run, protocol: Protocol, task: Task, model, name: str, size: in
             log({"step": step, "diverged": True} | nan)
 
 
-def _train(run, cfg, protocol, task, model, init, name, sweep, keys, seed_s):
+def batch_loss(task: Task, model) -> Callable:
+    """``loss_fn(params, batch, key) -> (loss, {metric: value})``: the means over a training batch of
+    the task's ``per_example`` loss and metrics of ``model`` (``train_sweep``'s ``loss_fn``)."""
+
     def loss_fn(params, batch, key):
         means = {k: jnp.mean(v) for k, v in task.per_example(task.apply(model, params, batch["x"]), batch).items()}
         return means.pop("loss"), means
 
+    return loss_fn
+
+
+def _train(run, cfg, protocol, task, model, init, name, sweep, keys, seed_s):
     def batch_fn(step):  # every setting of a seed trains on that seed's stream: paired comparisons
         per_seed = [task.train_batch(s, step, protocol.batch_size) for s in range(protocol.seeds)]
         return {k: np.stack([b[k] for b in per_seed])[seed_s] for k in per_seed[0]}
@@ -429,7 +437,7 @@ def _train(run, cfg, protocol, task, model, init, name, sweep, keys, seed_s):
         cfg,
         sweep,
         init_fn=lambda key, point: init(key),
-        loss_fn=loss_fn,
+        loss_fn=batch_loss(task, model),
         optimizer=make_optimizer(OptimConfig("adam", protocol.lr_min), protocol.steps),
         hyperparameters=("learning_rate", "clip_norm"),
         batch_fn=batch_fn,
@@ -532,6 +540,77 @@ def _setting(task: Task, r: dict, rows: list[int], lr: float, clip: float) -> di
         "score": score if math.isfinite(score) else None,
         "validation_loss": over_seeds(best_s, per_seed=False),
         "test_selected": over_seeds(at_selected(r["curves"][f"test_{task.metric}"][rows], valid_sn), per_seed=False),
+    }
+
+
+# -- a recipe at a few rates, on fixed splits ---------------------------------------------
+
+
+@functools.cache
+def _init_program(model, shape: tuple[int, ...]):
+    return jax.jit(lambda key: model.init(key, jnp.zeros(shape, jnp.float32)))  # one compile per model
+
+
+def train_rates(run, cfg, name: str, task: Task, model, splits: dict, rates, optimizer, *, steps, batch_size, chunk):
+    """Train ``model`` (features in) at every learning rate of ``rates`` x seed (``cfg.seeds``) as one
+    program on ``splits["train"]`` walked in its order (``rnnlab.tasks.in_order``: every point reads
+    the same batches; a seed is an initial draw, ``named_keys(cfg.seed, name)``), the task's
+    ``metric`` on the whole test split every ``cfg.eval_every`` steps (0: never), and keep the rate
+    whose median over seeds of the final metric on ``splits["valid"]`` is best (one rate: no pick).
+
+    Returns ``learning_rate`` (kept), ``rows`` (its seeds' points), ``test`` (their final test metric),
+    ``learning_rate_sweep`` (each rate's test and validation metric, ``over_seeds``), ``test_curve``
+    (``metrics.curve_summary`` of the kept rate's seeds, or None), ``parameters`` and ``wall_s``
+    (the training's).  ``chunk``: held-out examples per call of the metric's program."""
+    metric, eval_every = task.metric, cfg.eval_every
+    sweep = Sweep(grid(learning_rate=rates, seed=range(cfg.seeds)))
+    keys = named_keys(cfg.seed, name, cfg.seeds)[sweep.column("seed")]
+    init = _init_program(model, (1, *splits["train"]["x"].shape[1:]))
+    params0 = init_params(sweep, lambda key, p: init(key), keys)
+    sums = metric_sums(task, model)
+
+    def measure(params, split: str) -> np.ndarray:  # each point's metric on the whole split (params: global rows)
+        total = dataset_sums(sweep, sums, params, splits[split], chunk)[metric]
+        return np.asarray(total, np.float64) / len(splits[split]["y"])
+
+    started = time.perf_counter()
+    state = train_sweep(
+        run,
+        name,
+        cfg,
+        sweep,
+        params=params0,
+        loss_fn=batch_loss(task, model),
+        optimizer=optimizer,
+        hyperparameters=("learning_rate",),
+        num_steps=steps,
+        batch_fn=lambda step: sweep.broadcast(in_order(splits["train"], step, batch_size)),
+        init_keys=keys,
+        tolerate_diverged=True,
+        constrain=functools.partial(constrain_recurrent, model.layer),
+        evaluate=(lambda state: {f"test_{metric}": measure(state.params, "test")}) if eval_every else None,
+        evaluate_every=eval_every,
+    )
+    wall_s = time.perf_counter() - started
+    params, lr_s = sweep.put(state.params), sweep.column("learning_rate")
+    test_s = measure(params, "test")
+    by_rate = [{"learning_rate": lr, f"test_{metric}": over_seeds(test_s[lr_s == lr])} for lr in rates]
+    chosen = rates[0]
+    if len(rates) > 1:
+        valid_s = measure(params, "valid")
+        for row in by_rate:
+            row[f"validation_{metric}"] = over_seeds(valid_s[lr_s == row["learning_rate"]])
+        score = lambda row: _score(row[f"validation_{metric}"]["median"], task.higher_is_better)
+        chosen = min(by_rate, key=score)["learning_rate"]  # the first best; a rate whose every seed diverged, never
+    kept = np.flatnonzero(lr_s == chosen).tolist()  # its seeds' points
+    return {
+        "learning_rate": chosen,
+        "rows": kept,
+        "test": test_s[kept],
+        "learning_rate_sweep": by_rate,
+        "test_curve": curve_summary(*run.curve(name, f"test_{metric}", kept)) if eval_every else None,
+        "parameters": int(sum(leaf[0].size for leaf in jax.tree.leaves(params0))),
+        "wall_s": wall_s,
     }
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -95,6 +96,11 @@ class Sweep:
             out[name] = col.astype(np.int32 if np.issubdtype(col.dtype, np.integer) else np.float32)
         return out
 
+    def broadcast(self, host_tree):
+        """One host value for every point: each leaf ``[...]`` as rows ``[S, ...]`` (views, no copies),
+        e.g. the same batch for every seed."""
+        return jax.tree.map(lambda a: np.broadcast_to(a, (self.size, *np.shape(a))), host_tree)
+
     # -- rows: host [S, ...] <-> global [padded, ...] -----------------------
     def pad(self, host_tree):
         """``[S, ...] -> [padded, ...]``, repeating the last row."""
@@ -141,6 +147,31 @@ class Sweep:
     def run(self, fn: Callable, *host_args):
         """``fn`` on every point in one program: host rows in, host rows out."""
         return self.gather(self.program(fn)(*self.put(host_args)))
+
+
+def named_keys(seed: int, name: str, count: int):
+    """``count`` PRNG keys of ``name``'s own stream under ``seed``:
+    ``split(fold_in(key(seed), crc32(name)), count)``, so each model of a run draws its own
+    initial weights, the same on every machine and process (Python's ``hash`` is salted)."""
+    return jax.random.split(jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode())), count)
+
+
+def dataset_sums(sweep: Sweep, sums_fn: Callable, params, data: dict, chunk: int) -> dict:
+    """Each point's totals over every example of a fixed set ``data`` (host arrays ``{"x": [N, ...],
+    "y": [N, ...], ...}``, the same for every point): ``sums_fn(params, batch, weight_c) -> {name: scalar}``
+    on ``chunk`` examples per call of one program (``params``: global rows, ``put``), added up on the host.
+
+    The last chunk wraps around to the first examples with weight 0, so every call has one
+    shape and each example counts once: ``total[name] = sum_n w_n f_n``, ``[S]`` per name."""
+    n, total = len(data["y"]), None
+    program = sweep.program(sums_fn)
+    for start in range(0, n, chunk):
+        rows = np.arange(start, start + chunk)
+        batch = sweep.broadcast({k: v[rows % n] for k, v in data.items()})
+        weight_sc = sweep.broadcast((rows < n).astype(np.float32))
+        got = sweep.gather(program(params, *sweep.put((batch, weight_sc))))
+        total = got if total is None else jax.tree.map(np.add, total, got)
+    return total
 
 
 def _key_data(sweep: Sweep, init_keys) -> np.ndarray:

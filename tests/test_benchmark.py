@@ -176,6 +176,34 @@ def test_task_specs_round_trip_and_bad_ones_are_one_line():
         assert "\n" not in str(e.value)
 
 
+def test_a_dataset_task_walked_in_order_held_out_and_described(mnist_npz):
+    """``in_order``: batch i is examples (i B + k) mod N; ``hold_out``: the last n apart; MNIST-1D's ``length``
+    (its generator's final_seq_length) and what its authors published; pixel MNIST's source and pixels in words."""
+    split = {"x": np.arange(5)[:, None], "y": np.arange(5)}
+    assert [tasks.in_order(split, step, 3)["y"].tolist() for step in range(3)] == [[0, 1, 2], [3, 4, 0], [1, 2, 3]]
+    kept, held = tasks.hold_out(split, 2)
+    assert kept["y"].tolist() == [0, 1, 2] and held["y"].tolist() == [3, 4] and held["x"].shape == (2, 1)
+    stretched = tasks.parse("mnist1d:length=60")
+    assert stretched.spec == "mnist1d:length=60" and tasks.parse("mnist1d").spec == "mnist1d"
+    assert stretched.arrays()["x_train"].shape == (4000, 60, 1) and stretched.published() == {}
+    shuffled = tasks.MNIST1D(shuffled=True).published()
+    assert shuffled["readme"]["GRU (bidirectional, 6 units, flattened readout)"] == 0.57
+    assert (
+        shuffled["runs"]["2020 (d18aed1)"]["1000"] == 0.572 and list(shuffled["runs"]["2020 (d18aed1)"])[-1] == "6000"
+    )
+    assert tasks.MNIST1D(data_seed=7).published() == {} and tasks.MNIST1D().describe()["order"] == "sequential"
+    psmnist = tasks.PermutedPixelMNIST(data_dir=str(mnist_npz), permutation_seed=3)
+    assert psmnist.describe() == {
+        "name": "MNIST, pixel by pixel",
+        "source": str(mnist_npz),
+        "order": "permuted (seed 3)",
+        "pixels": {"train": "uint8 0-255, divided by 255", "test": "uint8 0-255, divided by 255"},
+    }
+    assert psmnist.published() == {} and tasks.PixelMNIST(data_dir=str(mnist_npz)).describe()["order"] == (
+        "sequential (row by row)"
+    )
+
+
 # -- the protocol -----------------------------------------------------------------
 
 
@@ -289,6 +317,28 @@ def test_a_sweep_axis_is_chosen_on_validation_and_a_diverged_value_never_is():
     clip_s = np.array([0.0, 1.0, 0.0, 1.0])
     best, _ = protocol.choose_on_validation((0.0, 1.0), clip_s, np.array([2.0, 1.0, 3.0, 1.5]), {}, name="clip")
     assert best["clip"] == 1.0
+
+
+def test_the_metric_sums_and_the_batch_loss_are_the_tasks_per_example_metrics():
+    """``metric_sums``: weighted sums of ``per_example`` (weight 0 leaves an example out); ``batch_loss``:
+    their means over a batch, the loss apart."""
+    import jax
+
+    task = tasks.MNIST1D()
+    model = task.model(zoo.make_layer("gru", 3))
+    rng = np.random.default_rng(0)
+    batch = {"x": rng.normal(size=(4, 6, 1)).astype(np.float32), "y": np.array([0, 3, 3, 9])}
+    params = model.init(jax.random.key(0), batch["x"])
+    logits = np.asarray(model.apply(params, batch["x"]))
+    ce = np.asarray(optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]))
+    hits = (logits.argmax(-1) == batch["y"]).astype(np.float32)
+    weight = np.array([1.0, 1.0, 0.0, 1.0], np.float32)
+    sums = protocol.metric_sums(task, model)(params, batch, weight)
+    assert float(sums["loss"]) == pytest.approx(float(ce @ weight), rel=1e-6)
+    assert float(sums["accuracy"]) == float(hits @ weight)
+    loss, metrics = protocol.batch_loss(task, model)(params, batch, None)
+    assert float(loss) == pytest.approx(float(ce.mean()), rel=1e-6) and list(metrics) == ["accuracy"]
+    assert float(metrics["accuracy"]) == pytest.approx(float(hits.mean()))
 
 
 # -- the script ---------------------------------------------------------------------

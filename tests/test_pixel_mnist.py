@@ -242,3 +242,117 @@ def test_the_readout_drawn_as_torch_linear():
     assert np.abs(lecun_w).max() > bound  # a normal, not bounded by the uniform's edge
     with pytest.raises(ValueError, match="unknown head_init 'xavier'"):
         SequenceRegressor(layer, 10, head_init="xavier").init(jax.random.key(0), jnp.zeros((1, 40, 1)))
+
+
+# -- the library pieces the script is made of ----------------------------------------------
+
+
+def test_a_recipe_trained_at_a_few_rates_keeps_the_rate_validation_picks(tmp_path):
+    """``protocol.train_rates``: every rate x seed in one program on the training split in order, the
+    rate with the best median validation metric kept, its seeds' test metric, and the test curve of
+    those seeds every ``eval_every`` steps, the last being the final one."""
+    import dataclasses
+
+    import jax
+
+    from rnnlab import protocol, tasks, zoo
+    from rnnlab.experiment import BaseConfig, RunDir
+    from rnnlab.train import OptimConfig, make_optimizer
+
+    @dataclasses.dataclass
+    class Config(BaseConfig):
+        seeds: int = 2
+        eval_every: int = 2
+
+    cfg = Config(out=str(tmp_path), steps=5, checkpoint_every=0, quiet=True)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 6, 1)).astype(np.float32)
+    y = (x[:, :, 0].sum(1) > 0).astype(np.int32)
+    splits = {"train": {"x": x[:24], "y": y[:24]}, "valid": {"x": x[24:32], "y": y[24:32]}}
+    splits["test"] = {"x": x[32:], "y": y[32:]}
+    task = tasks.MNIST1D()  # its metric and readout; the data are the splits
+    model = task.model(zoo.make_layer("gru", 4))
+    optimizer = make_optimizer(OptimConfig("adam", 1e-2), 5)
+    rates = (1e-3, 3e-1)
+    out = protocol.train_rates(
+        RunDir(cfg), cfg, "gru", task, model, splits, rates, optimizer, steps=5, batch_size=8, chunk=3
+    )
+    valid = [row["validation_accuracy"]["median"] for row in out["learning_rate_sweep"]]
+    best = int(np.argmax(valid))
+    assert out["learning_rate"] == rates[best]
+    assert out["rows"] == [2 * best, 2 * best + 1]  # grid(learning_rate, seed): the kept rate's two seeds
+    assert out["learning_rate_sweep"][best]["test_accuracy"]["per_seed"] == out["test"].tolist()
+    assert all(a * 8 == round(a * 8) for a in out["test"])  # 8 test examples in chunks of 3: each counted once
+    assert list(out["test_curve"]["by_step"]) == ["2", "4", "5"]
+    assert out["test_curve"]["by_step"]["5"]["per_seed"] == out["test"].tolist()
+    params = model.init(jax.random.key(0), x[:1])
+    assert out["parameters"] == sum(np.size(v) for v in jax.tree.leaves(params))
+
+
+def test_a_dataset_cut_by_the_size_flags():
+    from rnnlab.experiment import ConfigError, cut_splits
+
+    arrays = {"x_train": np.arange(10)[:, None], "y_train": np.arange(10), "x_test": np.arange(4)[:, None]}
+    arrays["y_test"] = np.arange(4)
+    whole = cut_splits(arrays)
+    assert set(whole) == {"train", "test"} and len(whole["train"]["y"]) == 10 and len(whole["test"]["y"]) == 4
+    cut = cut_splits(arrays, train_size=8, test_size=3, validation_size=2)
+    assert cut["train"]["y"].tolist() == list(range(6)) and cut["valid"]["y"].tolist() == [6, 7]
+    assert cut["test"]["x"][:, 0].tolist() == [0, 1, 2]
+    with pytest.raises(ConfigError, match="--test-size 5 exceeds the 4 examples of the split"):
+        cut_splits(arrays, test_size=5)
+    with pytest.raises(ConfigError, match=r"--validation-size 8 leaves no training examples \(the split has 8\)"):
+        cut_splits(arrays, train_size=8, validation_size=8)
+
+
+def test_a_test_curve_over_seeds_its_peaks_and_the_runs_evaluations(tmp_path):
+    """``curve_summary``: each step over seeds, each seed's best finite value and its first step;
+    ``RunDir.curve``: only the records that hold the metric (the evaluations), ``rows`` of the sweep."""
+    from rnnlab.experiment import BaseConfig, RunDir
+    from rnnlab.metrics import curve_summary
+
+    summary = curve_summary([2, 4, 5], [[0.1, 0.5, 0.5], [np.nan, 0.2, 0.3], [0.4, 0.2, 0.1]])
+    assert list(summary["by_step"]) == ["2", "4", "5"] and summary["by_step"]["2"]["diverged_seeds"] == [1]
+    assert summary["peak"]["per_seed"] == [0.5, 0.3, 0.4] and summary["peak_step"] == [4, 5, 2]
+    run = RunDir(BaseConfig(out=str(tmp_path)))
+    log = run.logger("gru")
+    for step in (1, 2, 3, 4):
+        record = {"step": step, "loss": 1.0, "loss_per_point": [1.0 * step, 2.0, 3.0]}
+        log(
+            record
+            | ({"test_accuracy": 0.5, "test_accuracy_per_point": [0.1 * step, 0.2, 0.3]} if step % 2 == 0 else {})
+        )
+    steps, test_sn = run.curve("gru", "test_accuracy", [0, 2])
+    assert steps == [2, 4] and test_sn.tolist() == [[0.2, 0.4], [0.3, 0.3]]
+    assert run.curve("gru", "loss")[1].shape == (3, 4)
+
+
+def test_a_flag_typed_where_it_does_not_apply_is_refused_in_one_line():
+    import types
+
+    from rnnlab.experiment import ConfigError, refuse_inapplicable, refuse_unused
+
+    cfg = types.SimpleNamespace(explicit_flags=frozenset({"data_dir", "rmsprop_decay"}))
+    rules = {"hub_name": (False, "applies to --dataset mnist only"), "data_dir": (True, "")}
+    refuse_inapplicable(cfg, rules)  # --hub-name was not typed; --data-dir applies
+    with pytest.raises(ConfigError, match=r"^--data-dir applies to --dataset mnist only$"):
+        refuse_inapplicable(cfg, rules | {"data_dir": (False, "applies to --dataset mnist only")})
+    with pytest.raises(ConfigError, match=r"^--rmsprop-decay would do nothing: --optimizer is adam$"):
+        refuse_unused(cfg, {"rmsprop_decay": (False, "--optimizer is adam")})
+
+
+def test_pixels_in_words_and_learning_curves_in_panels_sharing_one_legend():
+    import matplotlib.pyplot as plt
+
+    from rnnlab import plots
+
+    assert sequences.pixel_scale(np.zeros((1, 28, 28), np.uint8)) == "uint8 0-255, divided by 255"
+    assert sequences.pixel_scale(np.zeros((1, 28, 28), np.float32)) == "floats in [0, 1], used as they are"
+    curves = {"gru": ([1, 2, 3], np.ones((2, 3))), "lstm": ([1, 2, 3], np.full((2, 3), 2.0))}
+    fig = plots.curve_panels({"loss": (curves, "log"), "accuracy": (curves, "linear")}, title="T = 40", suptitle="x")
+    assert len(fig.axes) == 2 and all(ax.get_legend() is None for ax in fig.axes)
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "linear"] and fig.axes[0].get_title() == "T = 40"
+    (legend,) = fig.legends
+    assert [t.get_text().split(" (")[0] for t in legend.get_texts()] == ["gru", "lstm"]
+    assert fig.get_suptitle() == "x"
+    plt.close(fig)

@@ -237,3 +237,35 @@ def test_compilation_cache_is_hit_by_a_second_process(tmp_path):
     assert runs[0]["programs"] > 0 and runs[0]["cache_hits"] == 0
     assert runs[1]["cache_hits"] == runs[1]["programs"] == runs[0]["programs"]
     assert runs[1]["seconds"] < runs[0]["seconds"]
+
+
+def test_one_value_for_every_point_is_a_view():
+    sweep = sweeps.Sweep(sweeps.grid(seed=range(3)))
+    batch = {"x": np.arange(6.0).reshape(2, 3), "y": np.array([1, 2])}
+    rows = sweep.broadcast(batch)
+    assert rows["x"].shape == (3, 2, 3) and rows["y"].shape == (3, 2)
+    assert np.shares_memory(rows["x"], batch["x"]) and all(np.array_equal(r, batch["x"]) for r in rows["x"])
+
+
+def test_named_keys_are_the_names_own_stream():
+    """fold_in(key(seed), crc32(name)), split: the same on every process, another for another name or seed."""
+    import zlib
+
+    keys = sweeps.named_keys(7, "gru", 3)
+    expected = jax.random.split(jax.random.fold_in(jax.random.key(7), zlib.crc32(b"gru")), 3)
+    np.testing.assert_array_equal(jax.random.key_data(keys), jax.random.key_data(expected))
+    for other in (sweeps.named_keys(7, "lstm", 3), sweeps.named_keys(8, "gru", 3)):
+        assert not np.array_equal(jax.random.key_data(keys), jax.random.key_data(other))
+
+
+def test_dataset_sums_count_every_example_once_in_wrapped_chunks():
+    """7 examples in chunks of 3: the last chunk wraps around to the first examples with weight 0."""
+    sweep = sweeps.Sweep(sweeps.grid(scale=[1.0, 2.0]))
+    data = {"x": np.arange(1.0, 8.0, dtype=np.float32)[:, None], "y": np.arange(7)}
+
+    def sums(scale, batch, weight_c):
+        return {"total": jnp.sum(scale * batch["x"][:, 0] * weight_c), "count": jnp.sum(weight_c)}
+
+    out = sweeps.dataset_sums(sweep, sums, sweep.put(sweep.column("scale", np.float32)), data, chunk=3)
+    np.testing.assert_array_equal(out["total"], [28.0, 56.0])
+    np.testing.assert_array_equal(out["count"], [7.0, 7.0])

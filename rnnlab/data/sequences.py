@@ -57,6 +57,12 @@ def pixel_sequences(images_nhw, permutation=None) -> np.ndarray:
 PIXELS = "MNIST's pixels are uint8 0-255 (as datasets gives them) or floats in [0, 1]"
 
 
+def pixel_scale(x) -> str:
+    """How ``pixel_sequences`` reads the pixels ``x`` (as ``load_mnist`` gives them): uint8 divided
+    by 255, floats in [0, 1] as they are."""
+    return "floats in [0, 1], used as they are" if np.asarray(x).dtype != np.uint8 else "uint8 0-255, divided by 255"
+
+
 def check_pixels(x, where: str) -> str:
     """``x``'s pixels as ``datasets`` gives MNIST: uint8 (0-255), other integers within 0-255, or
     floats in [0, 1]; returns how they read (``"uint8 0-255"``, ``"floats in [0, 1]"``).  Anything

@@ -4,7 +4,8 @@
               cache), one-line errors and Ctrl-C (``cli``), console summaries (``readable``);
   ``models``  the per-model flags (``PerModelConfig``) and ``ModelSpec``;
   ``rundir``  the output folder, its lock, checkpoints' metadata and ``resume``;
-  ``runner``  ``train_sweep`` and ``train_seeds``.
+  ``runner``  ``train_sweep`` and ``train_seeds``;
+  ``datasets`` a fixed dataset cut by ``--train-size``, ``--test-size``, ``--validation-size``.
 
 The conventions:
 
@@ -46,9 +47,11 @@ from rnnlab.experiment.cli import (
     option,
     parse_config,
     readable,
+    refuse_inapplicable,
     refuse_unused,
     setup,
 )
+from rnnlab.experiment.datasets import cut_splits
 from rnnlab.experiment.models import (
     CLIP_RULES,
     ModelSpec,
@@ -102,6 +105,7 @@ __all__ = [
     "clip_rule",
     "clip_written",
     "config_dict",
+    "cut_splits",
     "execution_path",
     "flag",
     "lock_folder",
@@ -115,6 +119,7 @@ __all__ = [
     "per_model",
     "positive_int",
     "readable",
+    "refuse_inapplicable",
     "refuse_unused",
     "resume",
     "setup",

@@ -6,8 +6,9 @@
 * Every numeric field declares its valid range where it is defined (``option(100, ge=1)``);
   ``parse_config`` checks them all, and ``Config.check`` any rule between fields.  A list flag
   takes each value once: ``--learning-rate 1e-3 1e-3`` is refused (a repeated value would
-  train, and count, its points twice).  A typed flag that would do nothing is refused
-  (``refuse_unused``).  A bad value is reported the way argparse reports one:
+  train, and count, its points twice).  A typed flag that would do nothing, or does not apply
+  to the run (a dataset's flag with another dataset), is refused (``refuse_unused``,
+  ``refuse_inapplicable``).  A bad value is reported the way argparse reports one:
   ``error: --steps must be >= 1, got -5``, exit status 2.  So is every user error a script
   meets later (a missing file or column, bad data): ``cli(main)`` prints it in one line and
   exits with status 2; a traceback is for bugs, or for any error with ``--debug``.
@@ -101,14 +102,22 @@ def check_fields(cfg) -> None:
     check_memory(cfg)
 
 
+def refuse_inapplicable(cfg, rules: dict[str, tuple[bool, str]]) -> None:
+    """A flag typed on the command line where it does not apply is refused, never ignored: ``rules``
+    (a table, checked in its order) maps a field to ``(whether it applies in this run, the rest of
+    the sentence)``, e.g. ``{"data_dir": (cfg.dataset == "mnist", "applies to --dataset mnist only")}``
+    refuses a typed ``--data-dir`` with ``--data-dir applies to --dataset mnist only`` (for ``Config.check``)."""
+    typed = getattr(cfg, "explicit_flags", frozenset())
+    for name, (applies, sentence) in rules.items():
+        if name in typed and not applies:
+            raise ConfigError(f"{flag(name)} {sentence}")
+
+
 def refuse_unused(cfg, rules: dict[str, tuple[bool, str]]) -> None:
     """A flag typed on the command line that would do nothing is refused, never ignored:
     ``rules`` maps a field to ``(whether it takes effect in this run, why not)``, e.g.
     ``{"rmsprop_decay": (cfg.optimizer == "rmsprop", "--optimizer is adam")}`` (for ``Config.check``)."""
-    typed = getattr(cfg, "explicit_flags", frozenset())
-    for name, (applies, why) in rules.items():
-        if name in typed and not applies:
-            raise ConfigError(f"{flag(name)} would do nothing: {why}")
+    refuse_inapplicable(cfg, {name: (applies, f"would do nothing: {why}") for name, (applies, why) in rules.items()})
 
 
 def check_memory(cfg) -> None:

@@ -151,9 +151,11 @@ class RunDir:
 
         return log
 
-    def curve(self, model: str, key: str = "loss"):
-        """``(steps [N], values [S, N])`` of a per-seed metric, for ``plots.learning_curves``."""
-        return metric_curve(self.metrics_path, model, key)
+    def curve(self, model: str, key: str = "loss", rows=None):
+        """``(steps [N], values [S, N])`` of a per-seed metric, for ``plots.learning_curves``; given
+        ``rows`` (sweep points' indices, e.g. one learning rate's seeds), those points' ``values[rows]``."""
+        steps, values_sn = metric_curve(self.metrics_path, model, key)
+        return steps, values_sn if rows is None else values_sn[rows]
 
     def write_results(self, results: dict) -> None:
         if self.writes:
@@ -183,8 +185,9 @@ def read_metrics(path) -> list[dict]:
 
 def metric_curve(path, model: str, key: str = "loss"):
     """``(steps [N], values [S, N])`` of one model's per-seed metric in the ``metrics.jsonl`` at
-    ``path``: ``RunDir.curve``, and a finished run's folder read back without opening it as a run."""
-    records = [r for r in read_metrics(path) if r.get("model") == model]
+    ``path``: ``RunDir.curve``, and a finished run's folder read back without opening it as a run.
+    The steps are those whose records hold it (a held-out metric: the evaluation steps)."""
+    records = [r for r in read_metrics(path) if r.get("model") == model and f"{key}_per_point" in r]
     return [r["step"] for r in records], np.array([r[f"{key}_per_point"] for r in records]).T
 
 

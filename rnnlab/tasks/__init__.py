@@ -24,7 +24,7 @@ from rnnlab.tasks.base import (
     TokenTask,
     positions_memoryless,
 )
-from rnnlab.tasks.images import MNIST1D, DatasetTask, PermutedPixelMNIST, PixelMNIST
+from rnnlab.tasks.images import MNIST1D, DatasetTask, PermutedPixelMNIST, PixelMNIST, hold_out, in_order
 from rnnlab.tasks.synthetic import Adding, AssociativeRecall, Copy, SelectiveCopy
 from rnnlab.validation import InputError
 
@@ -104,6 +104,8 @@ __all__ = [
     "SyntheticTask",
     "Task",
     "TokenTask",
+    "hold_out",
+    "in_order",
     "parameters",
     "parse",
     "positions_memoryless",
