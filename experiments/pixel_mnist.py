@@ -12,17 +12,17 @@ MNIST-1D (``--dataset mnist1d``, the default; Greydanus 2020) runs offline: its 
 generator's ``final_seq_length``, stretching the same digits to T = 1000 or more, a long-range variant of ours, not a
 published benchmark).  ``mnist1d_gru`` is its authors' GRU baseline (greydanus/mnist1d ``notebooks/models.py``,
 ``train.py``): a bidirectional GRU of 6 units read out by one linear layer over all T outputs flattened, Adam 1e-2,
-batch 100, 6000 steps (the notebook ``building_mnist1d.ipynb`` behind the README's numbers sets
-``args.total_steps = 6000``; ``train.py``'s default is 8000), the training examples in their order (step i takes
-examples 100 i mod N onward).  Every other model is read out from its last state.  ``--eval-every 250`` tests every
+batch 100, 6000 steps (``args.total_steps`` in the notebook ``building_mnist1d.ipynb`` whose 2020 run matches the
+README's GRU column; ``train.py``: 8000), the training examples in order (step i takes examples 100 i mod N onward).  Every other model is read out from its last state.  ``--eval-every 250`` tests every
 model every 250 steps, as the authors' ``train_model`` does (``eval_every``); ``--readout-init pytorch`` draws the
-readout as ``torch.nn.Linear`` does instead of Flax's ``Dense``.
+readout as ``torch.nn.Linear`` does, the authors' draw (the default, ``lecun``, is Flax's ``Dense``).
 
 The datasets are ``rnnlab.tasks``' (the benchmark's).  Seeds and learning rates of a model train as one program
 (``rnnlab.protocol.train_rates``) with checkpoints, ``--resume``, the run folder's lock and progress.  results.json
 gives ``test_accuracy[model]`` (median, quartiles, per seed), the dataset, each model's readout and parameters; the
 figure is the learning curves.  With ``--eval-every``, ``test_curve[model]`` holds the test accuracy at every
-evaluation (``by_step``, each over seeds), its peak per seed (``peak``, ``peak_step``) and the last.
+evaluation (``by_step``, each over seeds), its peak per seed over every test (``peak``, ``peak_step``: a choice made on
+the test set, not comparable with the authors' six printed tests) and the last.
 
     python experiments/pixel_mnist.py                                   # MNIST-1D: 8 minutes on 2 CPU cores
     python experiments/pixel_mnist.py --permute                          # MNIST-1D shuffled

@@ -114,9 +114,10 @@ def hold_out(split: dict, n: int) -> tuple[dict, dict]:
 
 
 # shuffled -> (what the MNIST-1D authors' README reports, greydanus/mnist1d README.md "Comparing MNIST and MNIST-1D";
-# their runs of GRUBase (seed 42, 6000 steps): the test accuracy the notebook building_mnist1d.ipynb prints every 1000
-# steps, as committed in 2020 (d18aed1, the run whose largest values the README quotes: 91.1 at step 6000, 57.2 at
-# 1000) and as the authors reran the same notebook in 2024 (9e0b8f1, "Rerun and debug notebooks"))
+# their runs of GRUBase (6000 steps): the test accuracy the notebook building_mnist1d.ipynb prints every 1000 steps,
+# as committed in 2020 (d18aed1, seed 42; its printed 91.1 at step 6000 and 57.2 at step 1000 match the README's GRU
+# column) and as the authors reran the notebook in 2024 (9e0b8f1, "Rerun and debug notebooks"; its set_seed, from
+# mnist1d/utils.py, does not seed torch, so its initial weights are an independent draw))
 MNIST1D_PUBLISHED = {
     False: (
         {"GRU (bidirectional, 6 units, flattened readout)": 0.91, "CNN": 0.94},
