@@ -34,28 +34,13 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import RNN, GRUCell, LSTMCell, newton
+from rnnlab.cells import StepOnly
 from rnnlab.pararnn import ParaGRUCell
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_layers import median_times  # noqa: E402
 
 CELLS = {"gru": (GRUCell, 1, 3), "lstm": (LSTMCell, 2, 4), "paragru": (lambda H: ParaGRUCell(H, num_heads=1), 1, 3)}
-
-
-class Generic:
-    """The cell without its Jacobian structure: the Newton paths take ``jax.jacfwd`` ("before")."""
-
-    def __init__(self, cell):
-        self.cell = cell
-
-    def init(self, key, input_size, dtype=jnp.float32):
-        return self.cell.init(key, input_size, dtype)
-
-    def initial_carry(self, batch_shape, dtype=jnp.float32):
-        return self.cell.initial_carry(batch_shape, dtype)
-
-    def step(self, params, carry, x):
-        return self.cell.step(params, carry, x)
 
 
 def one_iteration(cell, structure):
@@ -94,7 +79,7 @@ def iteration_table(args, write):
                 for label, structure in (("quasi", quasi), ("newton", "full")):
                     gib = T * B * D * (D if structure == "full" else fields) * 4 / 2**30
                     row[f"{label}_jacobian_gib"] = gib
-                    for when, c in (("after", cell), ("before", Generic(cell))):
+                    for when, c in (("after", cell), ("before", StepOnly(cell))):
                         key = f"{label}_{when}"
                         work = T * B * D * gates * H * H
                         if gib > args.max_jacobian_gib:

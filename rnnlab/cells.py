@@ -91,6 +91,24 @@ class Cell(Protocol):
         """One step: ``(new carry, y [..., H])``."""
 
 
+@dataclasses.dataclass(frozen=True)
+class StepOnly:
+    """``cell`` through the three-method contract alone: its fused pieces and Jacobian structure
+    hidden, so every path takes the generic route a user's cell takes (the Newton paths read
+    the step's Jacobian by ``jax.jacfwd``): for comparing a built-in cell against it."""
+
+    cell: Cell
+
+    def init(self, key, input_size: int, dtype=jnp.float32) -> Params:
+        return self.cell.init(key, input_size, dtype)
+
+    def initial_carry(self, batch_shape, dtype=jnp.float32):
+        return self.cell.initial_carry(batch_shape, dtype)
+
+    def step(self, params: Params, carry, x: jax.Array):
+        return self.cell.step(params, carry, x)
+
+
 class FusedCell(Cell, Protocol):
     """The opt-in contract of the ``fused`` path (a custom VJP whose weight gradients are single
     matmuls over all steps): the step in the cell's own pieces.  ``CellBase`` gives all of them

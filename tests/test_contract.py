@@ -198,3 +198,17 @@ def test_the_contract_defaults():
     assert cells.paths(cell) == cells.STEP_PATHS and cells.recurrent_blocks(cell, {}) is None
     specs = cells.param_specs(cell, I)
     assert specs["w"].shape == (2 * H, I) and cells.input_size_of(cell, {}) is None
+
+
+def test_step_only_hides_the_fused_pieces_and_the_jacobian_structure():
+    """``cells.StepOnly``: a built-in cell seen as a user's three-method cell (no fused path, the
+    Newton paths' jax.jacfwd), with the same numbers on the paths both take."""
+    gru = cells.GRUCell(3)
+    assert cells.is_fused(gru) and cells.has_jacobian(gru)
+    plain = cells.StepOnly(gru)
+    assert not cells.is_fused(plain) and not cells.has_jacobian(plain) and plain == cells.StepOnly(cells.GRUCell(3))
+    params = plain.init(jax.random.key(0), 2)
+    x = jax.random.normal(jax.random.key(1), (2, 5, 2))
+    ours, _ = unroll(plain, params, x, path="autodiff")
+    theirs, _ = unroll(gru, params, x, path="autodiff")
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-6, atol=1e-6)  # the same step, other order

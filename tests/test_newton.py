@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from rnnlab import RNN, ElmanCell, GRUCell, LSTMCell, newton, unroll
-from rnnlab.cells import CoRNNCell, IndRNNCell
+from rnnlab.cells import CoRNNCell, IndRNNCell, StepOnly
 from rnnlab.newton import NewtonError, NewtonOptions
 from rnnlab.pararnn import ParaGRUCell, ParaLSTMCell
 
@@ -27,28 +27,6 @@ CELLS = {
     "paragru": lambda: ParaGRUCell(4),
     "paralstm": lambda: ParaLSTMCell(4),
 }
-
-
-class StepOnly:
-    """A user's three-method cell (no Jacobian structure): the Newton paths take jax.jacfwd."""
-
-    def __init__(self, cell):
-        self.cell = cell
-
-    def init(self, key, input_size, dtype=jnp.float32):
-        return self.cell.init(key, input_size, dtype)
-
-    def initial_carry(self, batch_shape, dtype=jnp.float32):
-        return self.cell.initial_carry(batch_shape, dtype)
-
-    def step(self, params, carry, x):
-        return self.cell.step(params, carry, x)
-
-    def __hash__(self):
-        return hash((StepOnly, self.cell))
-
-    def __eq__(self, other):
-        return isinstance(other, StepOnly) and other.cell == self.cell
 
 
 def scaled_error(actual, expected):
