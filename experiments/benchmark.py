@@ -139,12 +139,13 @@ def plan(cfg: Config):
 def describe(pair: dict, task: tasks.Task) -> str:
     """One pair's line on the console."""
     fmt = lambda s: f"{s['median']:.3g} [{s['q25']:.3g}, {s['q75']:.3g}]"
+    steps = lambda seeds: ", ".join("—" if s is None else str(s) for s in seeds)  # per seed; —: never
     edge = f" (at the {pair['lr_edge']} edge)" if pair["lr_edge"] else ""
     return (
         f"H={pair['hidden']} ({pair['parameters']} params), lr {pair['learning_rate']:.2g}{edge}, clip "
         f"{pair['clip_norm']:g}: test {task.metric} {fmt(pair['test_selected'])} at the selected step, "
-        f"{fmt(pair['test_final'])} at the last; steps to memoryless {pair['steps_to_memoryless']}, "
-        f"to solved {pair['steps_to_solved']}"
+        f"{fmt(pair['test_final'])} at the last; steps to the memoryless reference per seed "
+        f"{steps(pair['steps_to_memoryless'])}, to solved {steps(pair['steps_to_solved'])}"
     )
 
 

@@ -643,10 +643,10 @@ def failure_message(path, info: NewtonInfo, options, tol=None) -> str | None:
             f"path={path!r}: initial_guess is not finite (NaN or inf) for {int(np.sum(status == BAD_GUESS))} of {n} "
             "sequences; give a finite trajectory, or None for zeros"
         )
-    fixes = (
-        "use path='fused', or NewtonOptions(method='elk', damping=...), or NewtonOptions(fallback=True) for the "
-        "sequential result"
+    stabler = (
+        "a smaller trust or damping=..." if options.method == "elk" else "NewtonOptions(method='elk', damping=...)"
     )
+    fixes = f"use path='fused', or {stabler}, or NewtonOptions(fallback=True) for the sequential result"
     diverged = status == DIVERGED
     if np.any(diverged):
         k = int(np.max(iterations[diverged]))

@@ -95,7 +95,7 @@ CASES = [
         "copy_memory",
         ["--models", "lstm", "--cell-options", "lstm=forget_bias:2"],
         {},
-        "--cell-options: lstm's forget_bias is set by the script, not as a cell option",
+        "--cell-options: lstm's forget_bias is the zoo's to set (a script's own flag, where it has one, e.g. --forget-bias)",
     ),
     ("copy_memory", ["--cell-options", "lru=r_min=0.5"], {}, "cell options are KEY:VALUE entries"),
     (

@@ -233,6 +233,10 @@ def test_convergence_is_per_sequence_and_tells_diverged_from_slow():
         assert np.all(np.asarray(slow.status)[1:] == newton.NOT_CONVERGED) and not np.any(slow.diverged)
         with pytest.raises(NewtonError, match=r"did not reach the tolerance on \d of 3 sequences.*raise max_iter"):
             unroll(cell, params, x, path="quasi_newton", newton_options=NewtonOptions(max_iter=3))
+        # already on ELK: the message offers ELK's own knob, not ELK
+        with pytest.raises(NewtonError, match=r"or a smaller trust or damping=\.\.\., or") as elk:
+            unroll(cell, params, x, path="quasi_newton", newton_options=NewtonOptions(method="elk", max_iter=3))
+        assert "method='elk'" not in str(elk.value)
 
 
 def test_the_default_cap_is_t():

@@ -184,7 +184,7 @@ def load_mnist(source: str = "ylecun/mnist", data_dir=None) -> dict:
     except Exception as e:  # offline: a connection error, whatever class datasets raises it as
         raise InputError(
             f"could not load {source!r} from the Hugging Face Hub ({type(e).__name__}); offline, pass the "
-            "Hub's parquet files or an .npz as --data-dir"
+            "Hub's parquet files or an .npz: --data-dir in pixel_mnist.py, the task parameter data_dir= in benchmark.py"
         ) from None
     return _from_datasets(table, source)
 

@@ -280,7 +280,10 @@ def check_per_model(cfg) -> None:
         # make_cell's other keywords (forget_bias) come from the script, not from the cell options
         own = sorted(set(options) & set(inspect.signature(zoo.make_cell).parameters) - {"t_max"})
         if own:
-            raise ConfigError(f"--cell-options: {name}'s {own[0]} is set by the script, not as a cell option")
+            raise ConfigError(
+                f"--cell-options: {name}'s {own[0]} is the zoo's to set (a script's own flag, where it has one, "
+                "e.g. --forget-bias), not a cell option"
+            )
         try:
             _probe_cell(name, **options)
         except (TypeError, ValueError) as e:
