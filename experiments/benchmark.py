@@ -140,7 +140,7 @@ def describe(pair: dict, task: tasks.Task) -> str:
     """One pair's line on the console."""
     fmt = lambda s: f"{s['median']:.3g} [{s['q25']:.3g}, {s['q75']:.3g}]"
     steps = lambda seeds: ", ".join("—" if s is None else str(s) for s in seeds)  # per seed; —: never
-    edge = f" (at the {pair['lr_edge']} edge)" if pair["lr_edge"] else ""
+    edge = {None: "", "one": " (one rate: not tuned)"}.get(pair["lr_edge"], f" (at the {pair['lr_edge']} edge)")
     return (
         f"H={pair['hidden']} ({pair['parameters']} params), lr {pair['learning_rate']:.2g}{edge}, clip "
         f"{pair['clip_norm']:g}: test {task.metric} {fmt(pair['test_selected'])} at the selected step, "

@@ -234,7 +234,8 @@ def bracket(score_rates: Callable[[list[float]], list[float]], rates: Sequence[f
     the grid, then once per grown point: when the best rate is the lowest (highest) of the grid,
     ``lowest / ratio`` (``highest * ratio``) joins it, up to ``max_grow`` points.  Returns
     ``{"rates", "scores", "best", "edge", "grown"}``; ``edge`` is ``"low"``/``"high"`` when the best
-    rate still sits at that edge of a grid of several rates (``None`` when it is bracketed)."""
+    rate still sits at that edge of the grid (``None`` when it is bracketed), and ``"one"`` for a grid of
+    one rate that trained: it brackets nothing and is never grown (no direction to grow in)."""
     scores = dict(zip(rates, score_rates(list(rates))))
     grown = 0
     while True:
@@ -243,6 +244,9 @@ def bracket(score_rates: Callable[[list[float]], list[float]], rates: Sequence[f
         edge = "low" if best == ordered[0] else "high" if best == ordered[-1] else None
         if all(_score(scores[r]) == math.inf for r in ordered):
             edge = "low"  # every rate diverged: look lower
+        elif len(ordered) == 1:
+            edge = "one"
+            break
         if edge is None or grown >= max_grow:
             break
         new = ordered[0] / ratio if edge == "low" else ordered[-1] * ratio
@@ -253,7 +257,7 @@ def bracket(score_rates: Callable[[list[float]], list[float]], rates: Sequence[f
         "rates": ordered,
         "scores": [scores[r] for r in ordered],
         "best": best,
-        "edge": edge if len(ordered) > 1 or edge else None,
+        "edge": edge,
         "grown": grown,
     }
 
@@ -691,7 +695,7 @@ def leaderboard(results: dict, which: str = "selected") -> str:
     metric over seeds with its quartiles ``[q25, q75]``, at the validation-selected step
     (``which="selected"``) or the final step (``"final"``).  Bold: the median reaches the task's
     "solved" value.  Flags: ``lr↓``/``lr↑`` the chosen rate at the low/high edge of its grown grid,
-    ``k div`` seeds that diverged."""
+    ``lr=`` a grid of one rate (not tuned), ``k div`` seeds that diverged."""
     tasks, models = list(results["pairs"]), list(results["models"])
     step_words = "the validation-selected step" if which == "selected" else "the final step"
     seeds = results["protocol"]["seeds"]
@@ -722,7 +726,7 @@ def leaderboard(results: dict, which: str = "selected") -> str:
             text = f"{_fmt(s['median'], metric)} [{_fmt(s['q25'], metric)}, {_fmt(s['q75'], metric)}]"
             if s["median"] is not None and np.isfinite(s["median"]) and _reaches(info, s["median"]):
                 text = f"**{text}**"
-            flags = {"low": "lr↓", "high": "lr↑"}.get(pair["lr_edge"], "")
+            flags = {"low": "lr↓", "high": "lr↑", "one": "lr="}.get(pair["lr_edge"], "")
             flags += f" {s['diverged']} div" if s["diverged"] else ""
             cells.append(text + (f" {flags.strip()}" if flags.strip() else ""))
         lines.append(f"| {m} | " + " | ".join(cells) + " |")

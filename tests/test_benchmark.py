@@ -225,6 +225,10 @@ def test_the_grid_grows_until_it_brackets_the_optimum():
     assert protocol.bracket(objective(0.05), [1e-3, 1e-2], max_grow=1, ratio=10)["edge"] == "high"
     low = protocol.bracket(objective(1e-6), [1e-3, 1e-2], max_grow=2, ratio=10)
     assert low["rates"][0] == pytest.approx(1e-5) and low["edge"] == "low"
+    # one rate brackets nothing: flagged "one" (lr=), never grown, whatever the limit; diverged, it looks lower
+    one = protocol.bracket(objective(0.05), [1e-3], max_grow=2, ratio=10)
+    assert one["edge"] == "one" and one["rates"] == [1e-3] and one["grown"] == 0
+    assert protocol.bracket(lambda r: [math.nan] * len(r), [1e-3], max_grow=1, ratio=10)["edge"] == "low"
     # a diverged rate (NaN) is never the best
     assert protocol.bracket(lambda r: [math.nan, 1.0, 2.0][: len(r)], [1e-3, 3e-3, 1e-2], 0, 3)["best"] == 3e-3
 
