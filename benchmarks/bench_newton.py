@@ -92,13 +92,19 @@ def iteration_table(args, write):
                             continue
                         fn = one_iteration(c, structure)
                         programs[key] = lambda fn=fn: jax.block_until_ready(fn(params, x_tbi, h))
-                med = median_times(programs, args.repeats)
-                row |= {f"{k}_s": v for k, v in med.items()}
-                row |= {f"{k}_over_sequential": v / med["sequential"] for k, v in med.items() if k != "sequential"}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-                write(rows)
+                record(row, programs, args.repeats, rows, write)
     return rows
+
+
+def record(row, programs, repeats, rows, write):
+    """Median times of ``programs`` (one of them ``"sequential"``) and each one's ratio to it, into
+    ``row``; the row appended to ``rows``, printed and the file rewritten (a stopped run keeps it)."""
+    med = median_times(programs, repeats)
+    row |= {f"{k}_s": v for k, v in med.items()}
+    row |= {f"{k}_over_sequential": v / med["sequential"] for k, v in med.items() if k != "sequential"}
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+    write(rows)
 
 
 def solve_table(args, write, rows):
@@ -124,12 +130,7 @@ def solve_table(args, write, rows):
                     programs["sequential" if path in ("fused", "autodiff") else path] = lambda run=run: (
                         jax.block_until_ready(run(params, x))
                     )
-                med = median_times(programs, args.repeats)
-                row |= {f"{p}_s": m for p, m in med.items()}
-                row |= {f"{p}_over_sequential": m / med["sequential"] for p, m in med.items() if p != "sequential"}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-                write(rows)
+                record(row, programs, args.repeats, rows, write)
     return rows
 
 
